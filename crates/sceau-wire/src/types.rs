@@ -1,0 +1,386 @@
+//! ACME resources and request payloads (RFC 8555 §7.1, §7.3, §7.4, §7.5, §7.6; RFC 9773 §4;
+//! draft-ietf-acme-profiles §3). Field names follow the RFC's camelCase on the wire.
+//!
+//! Timestamps are RFC 3339 (`time::serde::rfc3339`). Unknown fields are ignored on input so
+//! that a client keeps working with servers that add extensions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::jwk::Jwk;
+use crate::jws::Flattened;
+use crate::problem::Problem;
+
+/// The directory object (RFC 8555 §7.1.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Directory {
+    pub new_nonce: String,
+    pub new_account: String,
+    pub new_order: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_authz: Option<String>,
+    pub revoke_cert: String,
+    pub key_change: String,
+    /// RFC 9773 §4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_info: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caa_identities: Vec<String>,
+    #[serde(default)]
+    pub external_account_required: bool,
+    /// draft-ietf-acme-profiles §3: profile name to human description.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    Valid,
+    Deactivated,
+    Revoked,
+}
+
+/// The account object (RFC 8555 §7.1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub status: AccountStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contact: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service_agreed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_account_binding: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders: Option<String>,
+}
+
+/// newAccount payload (RFC 8555 §7.3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service_agreed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_return_existing: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_account_binding: Option<Flattened>,
+}
+
+/// Account update and deactivation payload (RFC 8555 §7.3.2, §7.3.6).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AccountStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service_agreed: Option<bool>,
+}
+
+/// Inner payload of a keyChange request (RFC 8555 §7.3.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyChange {
+    pub account: String,
+    pub old_key: Jwk,
+}
+
+/// An identifier (RFC 8555 §9.7.7): `dns` (RFC 8555) or `ip` (RFC 8738).
+///
+/// The type stays a string so that an unknown type reaches the server's policy, which answers
+/// `unsupportedIdentifier`, rather than failing as malformed JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+impl Identifier {
+    pub const DNS: &'static str = "dns";
+    pub const IP: &'static str = "ip";
+
+    pub fn dns(value: impl Into<String>) -> Self {
+        Identifier { kind: Self::DNS.to_owned(), value: value.into() }
+    }
+
+    pub fn ip(value: impl Into<String>) -> Self {
+        Identifier { kind: Self::IP.to_owned(), value: value.into() }
+    }
+
+    /// `dns` for names, `ip` for anything that parses as an IP address.
+    pub fn guess(value: &str) -> Self {
+        if value.parse::<std::net::IpAddr>().is_ok() { Self::ip(value) } else { Self::dns(value) }
+    }
+
+    pub fn is_dns(&self) -> bool {
+        self.kind == Self::DNS
+    }
+
+    pub fn is_ip(&self) -> bool {
+        self.kind == Self::IP
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.value)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderStatus {
+    Pending,
+    Ready,
+    Processing,
+    Valid,
+    Invalid,
+}
+
+/// The order object (RFC 8555 §7.1.3), with `replaces` (RFC 9773 §5) and `profile`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub status: OrderStatus,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<OffsetDateTime>,
+    pub identifiers: Vec<Identifier>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+    pub authorizations: Vec<String>,
+    pub finalize: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+/// newOrder payload (RFC 8555 §7.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOrder {
+    pub identifiers: Vec<Identifier>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+/// The orders list (RFC 8555 §7.1.2.1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrdersList {
+    pub orders: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthorizationStatus {
+    Pending,
+    Valid,
+    Invalid,
+    Deactivated,
+    Expired,
+    Revoked,
+}
+
+/// The authorization object (RFC 8555 §7.1.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    pub identifier: Identifier,
+    pub status: AuthorizationStatus,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<OffsetDateTime>,
+    pub challenges: Vec<Challenge>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildcard: Option<bool>,
+}
+
+/// Deactivation payload for an authorization (RFC 8555 §7.5.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationUpdate {
+    pub status: AuthorizationStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChallengeStatus {
+    Pending,
+    Processing,
+    Valid,
+    Invalid,
+}
+
+/// Challenge types Sceau knows (RFC 8555 §8.3, §8.4; RFC 8737).
+pub mod challenge_type {
+    pub const HTTP_01: &str = "http-01";
+    pub const DNS_01: &str = "dns-01";
+    pub const TLS_ALPN_01: &str = "tls-alpn-01";
+}
+
+/// The challenge object (RFC 8555 §7.1.5, §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Challenge {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub status: ChallengeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub validated: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+/// finalize payload (RFC 8555 §7.4): base64url DER CSR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finalize {
+    pub csr: String,
+}
+
+/// revokeCert payload (RFC 8555 §7.6): base64url DER certificate and an RFC 5280 reason code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub certificate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<u8>,
+}
+
+/// RFC 9773 §4.2 renewal information.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewalInfo {
+    pub suggested_window: SuggestedWindow,
+    #[serde(rename = "explanationURL", default, skip_serializing_if = "Option::is_none")]
+    pub explanation_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuggestedWindow {
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+}
+
+/// The ARI certificate identifier (RFC 9773 §4.1): base64url of the Authority Key Identifier's
+/// keyIdentifier, a dot, base64url of the DER serial number's content octets.
+pub fn ari_cert_id(authority_key_id: &[u8], serial_der_content: &[u8]) -> String {
+    format!("{}.{}", crate::b64::encode(authority_key_id), crate::b64::encode(serial_der_content))
+}
+
+/// Splits an ARI certificate identifier back into (keyIdentifier, serial content octets).
+pub fn parse_ari_cert_id(id: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (aki, serial) = id.split_once('.')?;
+    let aki = crate::b64::decode(aki).ok()?;
+    let serial = crate::b64::decode(serial).ok()?;
+    if aki.is_empty() || serial.is_empty() {
+        return None;
+    }
+    Some((aki, serial))
+}
+
+/// Revocation reason codes (RFC 5280 §5.3.1) that an ACME client may ask for.
+pub mod reason {
+    pub const UNSPECIFIED: u8 = 0;
+    pub const KEY_COMPROMISE: u8 = 1;
+    pub const CA_COMPROMISE: u8 = 2;
+    pub const AFFILIATION_CHANGED: u8 = 3;
+    pub const SUPERSEDED: u8 = 4;
+    pub const CESSATION_OF_OPERATION: u8 = 5;
+    pub const CERTIFICATE_HOLD: u8 = 6;
+    pub const REMOVE_FROM_CRL: u8 = 8;
+    pub const PRIVILEGE_WITHDRAWN: u8 = 9;
+    pub const AA_COMPROMISE: u8 = 10;
+
+    /// Parses a reason given by name (as certbot and lego spell them) or number.
+    pub fn parse(text: &str) -> Option<u8> {
+        let code = match text.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "unspecified" => UNSPECIFIED,
+            "keycompromise" => KEY_COMPROMISE,
+            "cacompromise" => CA_COMPROMISE,
+            "affiliationchanged" => AFFILIATION_CHANGED,
+            "superseded" => SUPERSEDED,
+            "cessationofoperation" => CESSATION_OF_OPERATION,
+            "certificatehold" => CERTIFICATE_HOLD,
+            "privilegewithdrawn" => PRIVILEGE_WITHDRAWN,
+            "aacompromise" => AA_COMPROMISE,
+            other => other.parse().ok()?,
+        };
+        is_valid(code).then_some(code)
+    }
+
+    /// 7 is unused in RFC 5280; 8 (removeFromCRL) only appears in delta CRLs.
+    pub fn is_valid(code: u8) -> bool {
+        matches!(code, 0..=6 | 9 | 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_round_trip_uses_rfc_field_names() {
+        let json = r#"{"status":"pending","expires":"2026-01-01T00:00:00Z",
+            "identifiers":[{"type":"dns","value":"a.example"}],
+            "notBefore":"2026-01-01T00:00:00.123456789Z",
+            "authorizations":["https://x/a/1"],"finalize":"https://x/f/1","unknownExt":1}"#;
+        let order: Order = serde_json::from_str(json).unwrap();
+        assert_eq!(order.status, OrderStatus::Pending);
+        assert!(order.not_before.is_some());
+        let v = serde_json::to_value(&order).unwrap();
+        assert_eq!(v["identifiers"][0]["type"], "dns");
+        assert!(v.get("notAfter").is_none());
+        assert_eq!(v["notBefore"], "2026-01-01T00:00:00.123456789Z");
+    }
+
+    #[test]
+    fn ari_id_round_trip() {
+        let id = ari_cert_id(&[1, 2, 3], &[0, 0x87, 0x65]);
+        assert_eq!(id, "AQID.AIdl");
+        assert_eq!(parse_ari_cert_id(&id), Some((vec![1, 2, 3], vec![0, 0x87, 0x65])));
+        assert_eq!(parse_ari_cert_id("AQID"), None);
+        assert_eq!(parse_ari_cert_id("AQ==.AA"), None);
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(reason::parse("keyCompromise"), Some(1));
+        assert_eq!(reason::parse("key-compromise"), Some(1));
+        assert_eq!(reason::parse("4"), Some(4));
+        assert_eq!(reason::parse("7"), None);
+        assert_eq!(reason::parse("bogus"), None);
+    }
+}
