@@ -1,1 +1,172 @@
-//! sceau-acme
+//! The ACME services of sceau-server (RFC 8555 and extensions). HTTP handlers, the CLI and the
+//! admin tools call these; nothing here knows about HTTP beyond the status codes it reports.
+//!
+//! Invariants:
+//! - Every POST goes through [`request::Verifier`] first: flattened JWS, algorithm, key
+//!   reference, URL, signature, nonce, account status. No handler sees an unverified body.
+//! - State changes are store compare-and-swaps (see `sceau-store`); services never write a
+//!   status they did not read first.
+//! - An object owned by another account is reported as not found, never as forbidden, so
+//!   object URLs leak nothing.
+
+pub mod error;
+pub mod nonce;
+pub mod render;
+pub mod request;
+mod services;
+pub mod urls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{AcmeError, AcmeResult};
+pub use request::{Verified, VerifiedKey};
+use sceau_ca::Signer;
+use sceau_store::Store;
+use sceau_validate::Validator;
+pub use services::Endpoint;
+
+/// External account binding policy (RFC 8555 §7.3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EabMode {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    /// Scheme, host and port every URL starts with, e.g. `https://127.0.0.1:14000`.
+    pub base_url: String,
+    pub eab: EabMode,
+    pub terms_of_service: Option<String>,
+    pub website: Option<String>,
+    pub caa_identities: Vec<String>,
+    pub cert_validity: Duration,
+    pub order_lifetime: Duration,
+    pub pending_authz_lifetime: Duration,
+    pub valid_authz_lifetime: Duration,
+    /// How long a challenge POST waits for its validation before answering `processing`.
+    pub validation_wait: Duration,
+    pub max_identifiers: usize,
+    pub max_body_bytes: usize,
+    /// Refuse a CSR whose public key was certified before (agency guide R37).
+    pub refuse_key_reuse: bool,
+    /// R29: failed validations allowed per account, per identifier, per hour (`None`: no limit).
+    pub max_failed_validations_per_hour: Option<u32>,
+}
+
+impl AcmeConfig {
+    pub fn new(base_url: &str) -> Self {
+        AcmeConfig {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            eab: EabMode::Optional,
+            terms_of_service: None,
+            website: None,
+            caa_identities: Vec::new(),
+            cert_validity: Duration::from_secs(90 * 86400),
+            order_lifetime: Duration::from_secs(7 * 86400),
+            pending_authz_lifetime: Duration::from_secs(7 * 86400),
+            valid_authz_lifetime: Duration::from_secs(30 * 86400),
+            validation_wait: Duration::from_secs(2),
+            max_identifiers: 100,
+            max_body_bytes: 64 * 1024,
+            refuse_key_reuse: false,
+            max_failed_validations_per_hour: Some(5),
+        }
+    }
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The issuance policy: the agency guide's external admin accounts (R1–R35) plug in here.
+/// Every hook is called by the services at the point the guide names; [`OpenPolicy`] allows
+/// everything and knows no EAB key.
+pub trait Policy: Send + Sync {
+    /// The MAC key of a usable external account (RFC 8555 §7.3.4), or `None` if it is
+    /// unknown, suspended, deactivated or expired.
+    fn mac_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>>;
+    /// R26, R27, R34, R35: may `account` have these identifiers certified? Called at newOrder,
+    /// at finalize and just before signing. Refusals carry a subproblem per identifier.
+    fn check_identifiers<'a>(&'a self, account: &'a sceau_store::AccountRecord, identifiers: &'a [sceau_wire::Identifier]) -> BoxFuture<'a, AcmeResult<()>>;
+    /// May `account` use this certificate profile?
+    fn check_profile<'a>(&'a self, account: &'a sceau_store::AccountRecord, profile: &'a str) -> BoxFuture<'a, AcmeResult<()>>;
+}
+
+/// No external accounts, no restriction beyond RFC 8555's: an open private network.
+pub struct OpenPolicy;
+
+impl Policy for OpenPolicy {
+    fn mac_key<'a>(&'a self, _kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn check_identifiers<'a>(&'a self, _a: &'a sceau_store::AccountRecord, _i: &'a [sceau_wire::Identifier]) -> BoxFuture<'a, AcmeResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn check_profile<'a>(&'a self, _a: &'a sceau_store::AccountRecord, _p: &'a str) -> BoxFuture<'a, AcmeResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The service root: one per server process, shared by all request handlers.
+pub struct Acme {
+    pub config: AcmeConfig,
+    pub store: Store,
+    pub signer: Arc<dyn Signer>,
+    pub validator: Validator,
+    pub nonces: nonce::NoncePool,
+    pub urls: urls::Urls,
+    pub policy: Arc<dyn Policy>,
+}
+
+impl Acme {
+    pub fn new(config: AcmeConfig, store: Store, signer: Arc<dyn Signer>, validator: Validator, policy: Arc<dyn Policy>) -> Arc<Acme> {
+        let urls = urls::Urls::new(&config.base_url);
+        Arc::new(Acme { config, store, signer, validator, nonces: nonce::NoncePool::new(100_000, ""), urls, policy })
+    }
+}
+
+/// What a service answers; the HTTP edge adds the nonce, `Link: index` and caching headers.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub location: Option<String>,
+    /// `(url, rel)` pairs for `Link` headers (RFC 8555 §7.1: `up`, `next`, `alternate`).
+    pub links: Vec<(String, &'static str)>,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    Json(serde_json::Value),
+    PemChain(String),
+    Empty,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: impl serde::Serialize) -> Self {
+        Reply {
+            status,
+            body: Body::Json(serde_json::to_value(value).expect("wire types serialise")),
+            location: None,
+            links: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    pub fn location(mut self, url: String) -> Self {
+        self.location = Some(url);
+        self
+    }
+
+    pub fn link(mut self, url: String, rel: &'static str) -> Self {
+        self.links.push((url, rel));
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}

@@ -1,1 +1,92 @@
-fn main() {}
+//! `sceau-server`: the ACME certificate authority of Sceau.
+//!
+//! `sceau-server serve` with no argument runs on its embedded defaults: `./sceau-data` with a
+//! SQLite database, a generated root and issuing CA, and an HTTPS listener on 127.0.0.1:14000.
+
+mod config;
+mod http;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "sceau-server", version, about = "ACME (RFC 8555) certificate authority for private networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CommonArgs {
+    /// Data directory: database, CA keys and certificates [default: ./sceau-data]
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file; flags override its settings
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// Address of the HTTPS listener [default: 127.0.0.1:14000]
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Public base URL, if clients reach the server under another name [default: https://<listen>]
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// DNS server used for every validation lookup (A/AAAA, TXT, CAA), HOST:PORT
+    #[arg(long)]
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// Port http-01 validation connects to [default: 80]
+    #[arg(long)]
+    pub http01_port: Option<u16>,
+    /// Port tls-alpn-01 validation connects to [default: 443]
+    #[arg(long)]
+    pub tlsalpn01_port: Option<u16>,
+    /// External account binding: off, optional or required [default: optional]
+    #[arg(long)]
+    pub eab: Option<String>,
+    /// CA key type when the CA is first created: p256, p384 or rsa3072 [default: p256]
+    #[arg(long)]
+    pub ca_key: Option<String>,
+    /// Validity of issued certificates in days [default: 90]
+    #[arg(long)]
+    pub cert_validity_days: Option<u64>,
+    /// Terms of service URL announced in the directory; clients must agree to it
+    #[arg(long)]
+    pub terms_of_service: Option<String>,
+    /// Database: "sqlite" (in the data directory) or a postgres:// URL
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Log format: text or json
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the ACME server
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { common, args } => serve::run(common, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sceau-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,576 @@
-//! sceau-store
+//! Sceau's storage seam: every piece of server state goes through [`Store`], over one portable
+//! SQL schema that runs on SQLite (the embedded default) and PostgreSQL (several stateless
+//! server instances sharing one database).
+//!
+//! Invariants:
+//! - Status changes are compare-and-swap (`UPDATE … WHERE id = $1 AND status = $2`); a
+//!   transition that lost a race returns [`StoreError::Conflict`] and changes nothing, so two
+//!   server instances can never both move an object out of the same state.
+//! - Multi-row changes (an order with its authorizations, a certificate with its order) are one
+//!   transaction: readers never see half of one.
+//! - On SQLite, WAL with `synchronous=FULL`: a commit is on disk (fsync'd) before it returns, so
+//!   a certificate URL given to a client survives a crash (issue 5).
+
+mod external;
+mod records;
+mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use external::*;
+pub use records::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A compare-and-swap lost, or a uniqueness constraint refused the write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A random identifier: 16 bytes from the OS CSPRNG, base64url (unguessable object URLs).
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
+    sceau_wire::b64::encode(bytes)
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation() || db.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url`: `sqlite://PATH` or `postgres://…`,
+    /// and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url = if sqlite && !url.contains('?') { format!("{url}?mode=rwc") } else { url.to_owned() };
+        let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL lets readers run beside the single writer; FULL makes every
+                        // commit durable; the busy timeout queues writers instead of failing.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 30000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool };
+        schema::migrate(&store.pool).await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    // ---- accounts -----------------------------------------------------------------------
+
+    pub async fn insert_account(&self, a: &AccountRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO accounts (id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&a.id)
+        .bind(&a.thumbprint)
+        .bind(&a.jwk)
+        .bind(&a.status)
+        .bind(serde_json::to_string(&a.contact).expect("json"))
+        .bind(a.tos_agreed as i64)
+        .bind(&a.eab_kid)
+        .bind(a.created_at)
+        .bind(&a.created_ip)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("account key already registered".into()) } else { e.into() })?;
+        Ok(())
+    }
+
+    const ACCOUNT_COLS: &'static str = "id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip";
+
+    pub async fn account_by_id(&self, id: &str) -> Result<AccountRecord> {
+        let q = format!("SELECT {} FROM accounts WHERE id = $1", Self::ACCOUNT_COLS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        AccountRecord::from_row(&row)
+    }
+
+    pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<AccountRecord> {
+        let q = format!("SELECT {} FROM accounts WHERE thumbprint = $1", Self::ACCOUNT_COLS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(thumbprint).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        AccountRecord::from_row(&row)
+    }
+
+    pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<()> {
+        let n = sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
+            .bind(serde_json::to_string(contact).expect("json"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("account is not valid".into())) }
+    }
+
+    /// CAS on the account status.
+    pub async fn set_account_status(&self, id: &str, from: &str, to: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2 AND status = $3")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 1 { Ok(()) } else { Err(StoreError::Conflict(format!("account is not {from}"))) }
+    }
+
+    /// Key rollover (RFC 8555 §7.3.5): CAS on the old thumbprint; the unique index refuses a
+    /// key that another account already uses.
+    pub async fn change_account_key(&self, id: &str, old_thumbprint: &str, new_thumbprint: &str, new_jwk: &str) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
+        )
+        .bind(new_thumbprint)
+        .bind(new_jwk)
+        .bind(id)
+        .bind(old_thumbprint)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("new key already in use".into()) } else { e.into() })?
+        .rows_affected();
+        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("account key changed concurrently".into())) }
+    }
+
+    // ---- orders and authorizations ------------------------------------------------------
+
+    /// Inserts new authorizations (with their challenges) and the order that uses them, plus
+    /// any reused authorizations already in `order.authz_ids`, in one transaction.
+    pub async fn create_order(&self, order: &OrderRecord, new_authzs: &[AuthzRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for a in new_authzs {
+            sqlx::query(
+                "INSERT INTO authzs (id, account_id, identifier_type, identifier_value, status, expires, token, wildcard, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&a.id)
+            .bind(&a.account_id)
+            .bind(&a.identifier.kind)
+            .bind(&a.identifier.value)
+            .bind(&a.status)
+            .bind(a.expires)
+            .bind(&a.token)
+            .bind(a.wildcard as i64)
+            .bind(a.created_at)
+            .execute(&mut *tx)
+            .await?;
+            for c in &a.challenges {
+                sqlx::query("INSERT INTO challenges (id, authz_id, kind, status, validated, error) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(&c.id)
+                    .bind(&a.id)
+                    .bind(&c.kind)
+                    .bind(&c.status)
+                    .bind(c.validated)
+                    .bind(c.error.as_ref().map(|p| serde_json::to_string(p).expect("json")))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
+        )
+        .bind(&order.id)
+        .bind(&order.account_id)
+        .bind(&order.status)
+        .bind(order.expires)
+        .bind(serde_json::to_string(&order.identifiers).expect("json"))
+        .bind(serde_json::to_string(&order.authz_ids).expect("json"))
+        .bind(order.not_before)
+        .bind(order.not_after)
+        .bind(&order.profile)
+        .bind(&order.replaces)
+        .bind(order.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    const ORDER_COLS: &'static str =
+        "id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at";
+
+    pub async fn order_by_id(&self, id: &str) -> Result<OrderRecord> {
+        let q = format!("SELECT {} FROM orders WHERE id = $1", Self::ORDER_COLS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        OrderRecord::from_row(&row)
+    }
+
+    /// Order ids of an account, newest first, `limit` from `offset` (RFC 8555 §7.1.2.1 pages).
+    pub async fn order_ids_for_account(&self, account_id: &str, offset: i64, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM orders WHERE account_id = $1 AND status IN ('pending', 'ready', 'processing', 'valid')
+             ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+        )
+        .bind(account_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Into::into)).collect()
+    }
+
+    /// CAS on the order status, optionally recording the error that made it invalid.
+    pub async fn set_order_status(&self, id: &str, from: &str, to: &str, error: Option<&sceau_wire::Problem>) -> Result<()> {
+        let n = sqlx::query("UPDATE orders SET status = $1, error = COALESCE($2, error) WHERE id = $3 AND status = $4")
+            .bind(to)
+            .bind(error.map(|p| serde_json::to_string(p).expect("json")))
+            .bind(id)
+            .bind(from)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 1 { Ok(()) } else { Err(StoreError::Conflict(format!("order is not {from}"))) }
+    }
+
+    /// ready → processing, keeping the CSR so that an interrupted issuance can be resumed.
+    pub async fn start_processing(&self, id: &str, csr_b64: &str) -> Result<()> {
+        let n = sqlx::query("UPDATE orders SET status = 'processing', csr = $1 WHERE id = $2 AND status = 'ready'")
+            .bind(csr_b64)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("order is not ready".into())) }
+    }
+
+    /// Stores the certificate and moves its order processing → valid in one durable commit.
+    pub async fn finish_order(&self, cert: &CertRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2 AND status = 'processing'")
+            .bind(&cert.id)
+            .bind(&cert.order_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n != 1 {
+            return Err(StoreError::Conflict("order is not processing".into()));
+        }
+        sqlx::query(
+            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
+        )
+        .bind(&cert.id)
+        .bind(&cert.serial)
+        .bind(&cert.account_id)
+        .bind(&cert.order_id)
+        .bind(hex_encode(&cert.der))
+        .bind(&cert.chain_pem)
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(&cert.ari_id)
+        .bind(&cert.spki_sha256)
+        .bind(cert.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(replaced) = &cert.replaces {
+            sqlx::query("UPDATE certificates SET replaced_by = $1 WHERE ari_id = $2 AND replaced_by IS NULL")
+                .bind(&cert.order_id)
+                .bind(replaced)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Orders left in `processing` by a crash, to be resumed at start-up.
+    pub async fn processing_orders(&self) -> Result<Vec<OrderRecord>> {
+        let q = format!("SELECT {} FROM orders WHERE status = 'processing'", Self::ORDER_COLS);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await?;
+        rows.iter().map(OrderRecord::from_row).collect()
+    }
+
+    const AUTHZ_COLS: &'static str = "id, account_id, identifier_type, identifier_value, status, expires, token, wildcard, created_at";
+
+    pub async fn authz_by_id(&self, id: &str) -> Result<AuthzRecord> {
+        let q = format!("SELECT {} FROM authzs WHERE id = $1", Self::AUTHZ_COLS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        let mut authz = AuthzRecord::from_row(&row)?;
+        authz.challenges = self.challenges_of(id).await?;
+        Ok(authz)
+    }
+
+    async fn challenges_of(&self, authz_id: &str) -> Result<Vec<ChallengeRecord>> {
+        let rows = sqlx::query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE authz_id = $1 ORDER BY kind")
+            .bind(authz_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ChallengeRecord::from_row).collect()
+    }
+
+    /// Several authorizations with their challenges (an order's).
+    pub async fn authzs_by_ids(&self, ids: &[String]) -> Result<Vec<AuthzRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.authz_by_id(id).await?);
+        }
+        Ok(out)
+    }
+
+    /// A valid, unexpired authorization of this account for this identifier (RFC 8555 §7.4:
+    /// servers may reuse them), expiring after `min_expires`.
+    pub async fn reusable_authz(&self, account_id: &str, identifier: &sceau_wire::Identifier, min_expires: i64) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT id FROM authzs WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3
+             AND status = 'valid' AND expires > $4 ORDER BY expires DESC LIMIT 1",
+        )
+        .bind(account_id)
+        .bind(&identifier.kind)
+        .bind(&identifier.value)
+        .bind(min_expires)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+    }
+
+    pub async fn challenge_by_id(&self, id: &str) -> Result<ChallengeRecord> {
+        let row = sqlx::query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        ChallengeRecord::from_row(&row)
+    }
+
+    /// pending → processing for a challenge whose authorization is still pending.
+    pub async fn start_challenge(&self, challenge_id: &str, authz_id: &str) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'
+             AND EXISTS (SELECT 1 FROM authzs WHERE authzs.id = $2 AND authzs.status = 'pending')",
+        )
+        .bind(challenge_id)
+        .bind(authz_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("challenge is not pending".into())) }
+    }
+
+    /// Records a validation outcome: the challenge processing → valid/invalid and its
+    /// authorization pending → valid/invalid, in one transaction (never half-updated).
+    pub async fn finish_challenge(&self, challenge_id: &str, authz_id: &str, error: Option<&sceau_wire::Problem>, at: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let (status, validated) = if error.is_none() { ("valid", Some(at)) } else { ("invalid", None) };
+        let n = sqlx::query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
+            .bind(status)
+            .bind(validated)
+            .bind(error.map(|p| serde_json::to_string(p).expect("json")))
+            .bind(challenge_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n != 1 {
+            return Err(StoreError::Conflict("challenge is not processing".into()));
+        }
+        sqlx::query("UPDATE authzs SET status = $1 WHERE id = $2 AND status = 'pending'")
+            .bind(status)
+            .bind(authz_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// CAS on an authorization's status (deactivation, RFC 8555 §7.5.2).
+    pub async fn set_authz_status(&self, id: &str, from: &[&str], to: &str) -> Result<()> {
+        for f in from {
+            let n = sqlx::query("UPDATE authzs SET status = $1 WHERE id = $2 AND status = $3")
+                .bind(to)
+                .bind(id)
+                .bind(*f)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if n == 1 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict("authorization state changed".into()))
+    }
+
+    /// Challenges left in `processing` by a crash, with their authorization ids.
+    pub async fn processing_challenges(&self) -> Result<Vec<ChallengeRecord>> {
+        let rows = sqlx::query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE status = 'processing'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(ChallengeRecord::from_row).collect()
+    }
+
+    /// Failed validations of `identifier` by `account_id` since `since` (R29).
+    pub async fn failed_validations_since(&self, account_id: &str, identifier_value: &str, since: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM audit WHERE event = 'validation.failed' AND account_id = $1 AND at >= $2 AND detail LIKE $3",
+        )
+        .bind(account_id)
+        .bind(since)
+        .bind(format!("%\"identifier\":\"{}\"%", identifier_value.replace(['%', '_', '"'], "")))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    // ---- certificates -------------------------------------------------------------------
+
+    const CERT_COLS: &'static str =
+        "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at";
+
+    pub async fn cert_by_id(&self, id: &str) -> Result<CertRecord> {
+        self.cert_where("id", id).await
+    }
+
+    pub async fn cert_by_serial(&self, serial_hex: &str) -> Result<CertRecord> {
+        self.cert_where("serial", serial_hex).await
+    }
+
+    pub async fn cert_by_ari_id(&self, ari_id: &str) -> Result<CertRecord> {
+        self.cert_where("ari_id", ari_id).await
+    }
+
+    async fn cert_where(&self, column: &str, value: &str) -> Result<CertRecord> {
+        let q = format!("SELECT {} FROM certificates WHERE {column} = $1", Self::CERT_COLS);
+        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(value).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        CertRecord::from_row(&row)
+    }
+
+    /// Whether this public key (SHA-256 of its SPKI) was ever certified here (R37).
+    pub async fn spki_seen(&self, spki_sha256: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) FROM certificates WHERE spki_sha256 = $1")
+            .bind(spki_sha256)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
+
+    /// CAS: not revoked → revoked with reason.
+    pub async fn revoke_cert(&self, id: &str, reason: u8, at: i64) -> Result<()> {
+        let n = sqlx::query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(reason as i64)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("already revoked".into())) }
+    }
+
+    pub async fn count(&self, table: Table) -> Result<i64> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", table.name()))).fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    // ---- audit --------------------------------------------------------------------------
+
+    pub async fn audit(&self, event: &str, account_id: Option<&str>, client_ip: Option<&str>, detail: &serde_json::Value) -> Result<()> {
+        sqlx::query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(new_id())
+            .bind(now())
+            .bind(event)
+            .bind(account_id)
+            .bind(client_ip)
+            .bind(detail.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn audit_events(&self, account_id: Option<&str>, since: i64) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT at, event, account_id, client_ip, detail FROM audit WHERE at >= $1 AND ($2 IS NULL OR account_id = $2) ORDER BY at, id",
+        )
+        .bind(since)
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(AuditRecord::from_row).collect()
+    }
+}
+
+/// Tables whose rows tests and reports count.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Accounts,
+    Orders,
+    Authzs,
+    Challenges,
+    Certificates,
+    Audit,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Accounts => "accounts",
+            Table::Orders => "orders",
+            Table::Authzs => "authzs",
+            Table::Challenges => "challenges",
+            Table::Certificates => "certificates",
+            Table::Audit => "audit",
+        }
+    }
+}
+
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
+pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get::<T, _>(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}

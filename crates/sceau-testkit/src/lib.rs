@@ -1,1 +1,15 @@
-//! sceau-testkit
+//! Test support shared by Sceau's integration tests: real servers on loopback.
+//!
+//! Invariants:
+//! - Everything listens on 127.0.0.1 on a port the kernel handed out, so tests can run in
+//!   parallel (nextest runs each test in its own process).
+//! - Every launched server lives in its own temp dir and is killed when its handle drops.
+//! - A missing tool is a test failure, never a silent skip.
+
+mod dnsquery;
+mod knot;
+mod tools;
+
+pub use dnsquery::{QueryError, query};
+pub use knot::{KnotDns, Tsig};
+pub use tools::{find_tool, free_port, require_tool};

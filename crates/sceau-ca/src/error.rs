@@ -1,0 +1,52 @@
+//! Errors of the signing side. Messages name the file or the rule at fault, never key material.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Some CA files exist and others do not: a half-written or half-deleted CA. Regenerating
+    /// would silently replace a root that clients already trust, so this is left to a human.
+    #[error(
+        "CA directory {} is incomplete: {} missing (the other CA files exist; restore the missing file or remove all of them to create a new CA)",
+        dir.display(),
+        missing.join(", ")
+    )]
+    Incomplete { dir: PathBuf, missing: Vec<String> },
+    #[error("{}: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    /// The request falls outside the certificate profile (checked again at the signer, R36).
+    #[error("refused to sign: {0}")]
+    InvalidRequest(String),
+    #[error("not a usable certificate: {0}")]
+    BadCertificate(String),
+    #[error("certificate construction or signing failed: {0}")]
+    Signing(String),
+}
+
+impl From<rcgen::Error> for CaError {
+    fn from(e: rcgen::Error) -> Self {
+        CaError::Signing(e.to_string())
+    }
+}
+
+impl CaError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        CaError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        CaError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Identifier syntax as the signer accepts it: DNS names in lowercase A-label form (RFC 1035
+//! §2.3.1 preferred syntax, RFC 5280 §4.2.1.6), IP addresses in their canonical text form
+//! (RFC 8738 §3: IPv6 as RFC 5952 text), no wildcards (R42).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use sceau_wire::Identifier;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NameProblem {
+    Wildcard,
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for NameProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameProblem::Wildcard => f.write_str("wildcard names are not issued"),
+            NameProblem::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Checks a DNS name and returns it lowercased.
+pub(crate) fn dns_name(name: &str) -> Result<String, NameProblem> {
+    if name.is_empty() {
+        return Err(NameProblem::Invalid("empty name"));
+    }
+    if !name.is_ascii() {
+        return Err(NameProblem::Invalid(
+            "non-ASCII characters (use the xn-- A-label form)",
+        ));
+    }
+    let name = name.to_ascii_lowercase();
+    if name.len() > 253 {
+        return Err(NameProblem::Invalid("longer than 253 characters"));
+    }
+    if name.ends_with('.') {
+        return Err(NameProblem::Invalid("trailing dot"));
+    }
+    if name.parse::<IpAddr>().is_ok() {
+        return Err(NameProblem::Invalid("an IP address is not a DNS name"));
+    }
+    for (i, label) in name.split('.').enumerate() {
+        if label == "*" {
+            return Err(if i == 0 {
+                NameProblem::Wildcard
+            } else {
+                NameProblem::Invalid("misplaced '*'")
+            });
+        }
+        if label.is_empty() {
+            return Err(NameProblem::Invalid("empty label"));
+        }
+        if label.len() > 63 {
+            return Err(NameProblem::Invalid("label longer than 63 characters"));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(NameProblem::Invalid(
+                "characters other than letters, digits, '-' and '.'",
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(NameProblem::Invalid("label starts or ends with '-'"));
+        }
+    }
+    Ok(name)
+}
+
+/// An iPAddress GeneralName's octets (RFC 5280 §4.2.1.6: 4 or 16 octets).
+pub(crate) fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
+    match octets.len() {
+        4 => Some(IpAddr::V4(Ipv4Addr::from(
+            <[u8; 4]>::try_from(octets).ok()?,
+        ))),
+        16 => Some(IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(octets).ok()?,
+        ))),
+        _ => None,
+    }
+}
+
+/// An identifier the signer will put in a SAN, in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SanName {
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl SanName {
+    pub(crate) fn identifier(&self) -> Identifier {
+        match self {
+            SanName::Dns(d) => Identifier::dns(d.clone()),
+            SanName::Ip(ip) => Identifier::ip(ip.to_string()),
+        }
+    }
+}
+
+/// Checks an ACME identifier for the signer: known type, valid syntax, and for `ip` the
+/// canonical text form, so the certificate matches what the order says byte for byte.
+pub(crate) fn san_name(id: &Identifier) -> Result<SanName, String> {
+    if id.is_dns() {
+        return dns_name(&id.value)
+            .map(SanName::Dns)
+            .map_err(|p| format!("{}: {p}", id.value));
+    }
+    if id.is_ip() {
+        let ip: IpAddr = id
+            .value
+            .parse()
+            .map_err(|_| format!("{}: not an IP address", id.value))?;
+        return Ok(SanName::Ip(ip));
+    }
+    Err(format!("identifier type {:?} is not supported", id.kind))
+}
+
+/// A name given on the command line or in configuration: IP if it parses as one, else DNS.
+pub(crate) fn guess(name: &str) -> Result<SanName, String> {
+    match name.parse::<IpAddr>() {
+        Ok(ip) => Ok(SanName::Ip(ip)),
+        Err(_) => dns_name(name)
+            .map(SanName::Dns)
+            .map_err(|p| format!("{name}: {p}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        assert_eq!(dns_name("WWW.Example.ORG"), Ok("www.example.org".into()));
+        assert_eq!(
+            dns_name("xn--bcher-kva.example"),
+            Ok("xn--bcher-kva.example".into())
+        );
+        assert_eq!(dns_name("localhost"), Ok("localhost".into()));
+        assert_eq!(dns_name("*.example.org"), Err(NameProblem::Wildcard));
+        for bad in [
+            "",
+            "a..b",
+            "a.b.",
+            "-a.b",
+            "a-.b",
+            "a_b.c",
+            "bücher.de",
+            "10.0.0.1",
+            "a.*.b",
+            "a b",
+        ] {
+            assert!(dns_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(dns_name(&format!("{}.example", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn ips_are_canonical() {
+        let id = Identifier::ip("2001:db8:0:0:0:0:0:1");
+        assert_eq!(
+            san_name(&id).unwrap().identifier(),
+            Identifier::ip("2001:db8::1")
+        );
+        assert_eq!(
+            ip_from_octets(&[127, 0, 0, 1]),
+            Some("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(ip_from_octets(&[1, 2, 3]), None);
+        assert!(
+            san_name(&Identifier {
+                kind: "email".into(),
+                value: "a@b".into()
+            })
+            .is_err()
+        );
+    }
+}

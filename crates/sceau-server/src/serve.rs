@@ -1,0 +1,205 @@
+//! `serve`: prepares the data directory, CA, database and validator, then runs the HTTPS
+//! listener. Start-up output names the directory URL, the root certificate and its
+//! fingerprint, so that a newcomer can point a client at it at once.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sceau_acme::{Acme, AcmeConfig, EabMode};
+use sceau_ca::{CaKeyKind, FileCa, Signer};
+use sceau_validate::{Validator, ValidatorConfig};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::{CommonArgs, ServeArgs, http};
+
+pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, String> {
+    let mut c = Config::load(common.config.as_deref())?;
+    if let Some(v) = &common.data_dir {
+        c.data_dir = v.clone();
+    }
+    if let Some(v) = args.listen {
+        c.listen = v;
+    }
+    if let Some(v) = &args.base_url {
+        c.base_url = Some(v.clone());
+    }
+    if let Some(v) = args.dns_server {
+        c.dns_server = Some(v);
+    }
+    if let Some(v) = args.http01_port {
+        c.http01_port = v;
+    }
+    if let Some(v) = args.tlsalpn01_port {
+        c.tlsalpn01_port = v;
+    }
+    if let Some(v) = &args.eab {
+        c.eab = v.clone();
+    }
+    if let Some(v) = &args.ca_key {
+        c.ca_key = v.clone();
+    }
+    if let Some(v) = args.cert_validity_days {
+        c.cert_validity_days = v;
+    }
+    if let Some(v) = &args.terms_of_service {
+        c.terms_of_service = Some(v.clone());
+    }
+    if let Some(v) = &args.database {
+        c.database = Some(v.clone());
+    }
+    if let Some(v) = &args.log_format {
+        c.log_format = v.clone();
+    }
+    Ok(c)
+}
+
+fn eab_mode(text: &str) -> Result<EabMode, String> {
+    match text {
+        "off" => Ok(EabMode::Off),
+        "optional" => Ok(EabMode::Optional),
+        "required" => Ok(EabMode::Required),
+        other => Err(format!("--eab must be off, optional or required, not {other:?}")),
+    }
+}
+
+fn init_logging(format: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => return Err(format!("--log-format must be text or json, not {other:?}")),
+    }
+    Ok(())
+}
+
+pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
+    let config = resolve_config(&common, &args)?;
+    init_logging(&config.log_format)?;
+    let eab = eab_mode(&config.eab)?;
+    let ca_kind: CaKeyKind = config.ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
+    if config.cert_validity_days == 0 || config.cert_validity_days > 90 {
+        return Err("--cert-validity-days must be between 1 and 90 (agency guide R39)".into());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+
+    let ca = FileCa::open_or_create(&config.data_dir, ca_kind, &config.organization).map_err(|e| format!("CA: {e}"))?;
+    let mut tls_names = vec![config.listen.ip().to_string(), "localhost".to_owned()];
+    if let Some(host) = config.base_url.as_deref().and_then(|u| u.split("://").nth(1)).map(|r| r.split([':', '/']).next().unwrap_or("")) {
+        if !host.is_empty() {
+            tls_names.push(host.to_owned());
+        }
+    }
+    tls_names.extend(config.tls_names.iter().cloned());
+    tls_names.sort();
+    tls_names.dedup();
+    let (chain_pem, key_pem) = ca.server_tls(&config.data_dir, &tls_names).map_err(|e| format!("server TLS certificate: {e}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let store = sceau_store::Store::open(&config.database_url()).await.map_err(|e| format!("database: {e}"))?;
+        let validator = Validator::new(ValidatorConfig {
+            dns_server: config.dns_server,
+            http01_port: config.http01_port,
+            tlsalpn01_port: config.tlsalpn01_port,
+            timeout: Duration::from_secs(10),
+            caa_identities: config.caa_identities.clone(),
+        })
+        .map_err(|e| format!("validator: {e}"))?;
+        let mut acme_config = AcmeConfig::new(&config.base_url());
+        acme_config.eab = eab;
+        acme_config.terms_of_service = config.terms_of_service.clone();
+        acme_config.website = config.website.clone();
+        acme_config.caa_identities = config.caa_identities.clone();
+        acme_config.cert_validity = Duration::from_secs(config.cert_validity_days * 86400);
+        acme_config.refuse_key_reuse = config.refuse_key_reuse;
+        acme_config.validation_wait = Duration::from_millis(config.validation_wait_ms);
+        let fingerprint = ca.root_fingerprint_sha256();
+        let signer: Arc<dyn Signer> = Arc::new(ca);
+        let policy: Arc<dyn sceau_acme::Policy> = Arc::new(sceau_acme::OpenPolicy);
+        let acme = Acme::new(acme_config, store, signer, validator, policy);
+        let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
+        if challenges + orders > 0 {
+            tracing::info!(challenges, orders, "resumed work interrupted by the last stop");
+        }
+
+        let tls = tls_acceptor(&chain_pem, &key_pem)?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let root = config.data_dir.join("root.pem");
+        println!("sceau-server is ready");
+        println!("  directory:   {}", acme.urls.directory());
+        println!("  root CA:     {}", root.display());
+        println!("  fingerprint: SHA-256 {fingerprint}");
+        println!("  database:    {}", config.database_url());
+        serve_https(listener, tls, http::router(acme)).await
+    })
+}
+
+fn tls_acceptor(chain_pem: &str, key_pem: &str) -> Result<TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("server certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("server key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("server TLS: {e}"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn serve_https(listener: TcpListener, tls: TlsAcceptor, router: axum::Router) -> Result<(), String> {
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let service = http::with_client_addr(router.clone(), peer);
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                _ => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+}

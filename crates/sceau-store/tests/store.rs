@@ -1,0 +1,147 @@
+//! The storage seam on SQLite: compare-and-swap transitions, atomic multi-row changes, and
+//! that what was committed is there after reopening.
+
+use sceau_store::*;
+use sceau_wire::{Identifier, Problem, ProblemType};
+
+async fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap()
+}
+
+fn account(id: &str, thumb: &str) -> AccountRecord {
+    AccountRecord {
+        id: id.into(),
+        thumbprint: thumb.into(),
+        jwk: "{}".into(),
+        status: "valid".into(),
+        contact: vec!["mailto:a@b.test".into()],
+        tos_agreed: true,
+        eab_kid: None,
+        created_at: now(),
+        created_ip: Some("127.0.0.1".into()),
+    }
+}
+
+fn order_with_authz(account_id: &str) -> (OrderRecord, AuthzRecord) {
+    let authz_id = new_id();
+    let authz = AuthzRecord {
+        id: authz_id.clone(),
+        account_id: account_id.into(),
+        identifier: Identifier::dns("a.test"),
+        status: "pending".into(),
+        expires: now() + 3600,
+        token: "tok".into(),
+        wildcard: false,
+        created_at: now(),
+        challenges: vec![ChallengeRecord {
+            id: new_id(),
+            authz_id: authz_id.clone(),
+            kind: "http-01".into(),
+            status: "pending".into(),
+            validated: None,
+            error: None,
+        }],
+    };
+    let order = OrderRecord {
+        id: new_id(),
+        account_id: account_id.into(),
+        status: "pending".into(),
+        expires: now() + 3600,
+        identifiers: vec![Identifier::dns("a.test")],
+        authz_ids: vec![authz_id],
+        not_before: None,
+        not_after: None,
+        profile: None,
+        replaces: None,
+        error: None,
+        csr: None,
+        cert_id: None,
+        created_at: now(),
+    };
+    (order, authz)
+}
+
+#[tokio::test]
+async fn account_key_is_unique_and_status_is_cas() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store.insert_account(&account("a1", "t1")).await.unwrap();
+    assert!(matches!(store.insert_account(&account("a2", "t1")).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.count(Table::Accounts).await.unwrap(), 1);
+    store.set_account_status("a1", "valid", "deactivated").await.unwrap();
+    assert!(matches!(store.set_account_status("a1", "valid", "deactivated").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.account_by_id("nope").await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
+async fn key_change_refuses_a_key_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store.insert_account(&account("a1", "t1")).await.unwrap();
+    store.insert_account(&account("a2", "t2")).await.unwrap();
+    assert!(matches!(store.change_account_key("a1", "t1", "t2", "{}").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.change_account_key("a1", "wrong-old", "t3", "{}").await, Err(StoreError::Conflict(_))));
+    store.change_account_key("a1", "t1", "t3", "{\"k\":1}").await.unwrap();
+    assert_eq!(store.account_by_thumbprint("t3").await.unwrap().id, "a1");
+}
+
+#[tokio::test]
+async fn challenge_and_authz_move_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let (order, authz) = order_with_authz("a1");
+    store.create_order(&order, std::slice::from_ref(&authz)).await.unwrap();
+    let ch = &authz.challenges[0];
+    // finishing a challenge that never started is refused and changes nothing
+    assert!(store.finish_challenge(&ch.id, &authz.id, None, now()).await.is_err());
+    store.start_challenge(&ch.id, &authz.id).await.unwrap();
+    assert!(matches!(store.start_challenge(&ch.id, &authz.id).await, Err(StoreError::Conflict(_))));
+    let problem = Problem::new(ProblemType::IncorrectResponse, "wrong body");
+    store.finish_challenge(&ch.id, &authz.id, Some(&problem), now()).await.unwrap();
+    let got = store.authz_by_id(&authz.id).await.unwrap();
+    assert_eq!(got.status, "invalid");
+    assert_eq!(got.challenges[0].status, "invalid");
+    assert_eq!(got.challenges[0].error.as_ref().unwrap().detail.as_deref(), Some("wrong body"));
+}
+
+#[tokio::test]
+async fn certificate_and_order_commit_together_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (order, authz) = order_with_authz("a1");
+    let cert = CertRecord {
+        id: new_id(),
+        serial: "0a0b".into(),
+        account_id: "a1".into(),
+        order_id: order.id.clone(),
+        der: vec![0x30, 0x03, 1, 2, 3],
+        chain_pem: "PEM".into(),
+        not_before: now(),
+        not_after: now() + 86400,
+        ari_id: "AQ.Cg".into(),
+        spki_sha256: "ff".into(),
+        revoked_at: None,
+        revocation_reason: None,
+        replaced_by: None,
+        created_at: now(),
+        replaces: None,
+    };
+    {
+        let store = open(&dir).await;
+        store.create_order(&order, &[authz]).await.unwrap();
+        // not processing yet: refused, and no certificate row appears
+        assert!(store.finish_order(&cert).await.is_err());
+        assert_eq!(store.count(Table::Certificates).await.unwrap(), 0);
+        store.set_order_status(&order.id, "pending", "ready", None).await.unwrap();
+        store.start_processing(&order.id, "csr").await.unwrap();
+        store.finish_order(&cert).await.unwrap();
+    }
+    let store = open(&dir).await;
+    let got = store.order_by_id(&order.id).await.unwrap();
+    assert_eq!(got.status, "valid");
+    assert_eq!(got.cert_id.as_deref(), Some(cert.id.as_str()));
+    let c = store.cert_by_serial("0a0b").await.unwrap();
+    assert_eq!(c.der, cert.der);
+    assert!(store.spki_seen("ff").await.unwrap());
+    store.revoke_cert(&c.id, 1, now()).await.unwrap();
+    assert!(matches!(store.revoke_cert(&c.id, 1, now()).await, Err(StoreError::Conflict(_))));
+}
