@@ -829,7 +829,11 @@ impl Acme {
         let issued = match self.signer.issue(request).await {
             Ok(i) => i,
             Err(e) => {
-                let err = AcmeError::internal("signing the certificate", &e);
+                let err = match e {
+                    // The signer's own re-check of names, key and validity (defence in depth).
+                    sceau_ca::CaError::InvalidRequest(detail) => AcmeError::new(ProblemType::BadCsr, detail),
+                    other => AcmeError::internal("signing the certificate", other),
+                };
                 let _ = self.store.set_order_status(&order.id, "processing", "invalid", Some(&err.problem())).await;
                 return Err(err);
             }

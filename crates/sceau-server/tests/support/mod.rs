@@ -1,0 +1,355 @@
+//! End-to-end test support for sceau-server: the real binary, a real DNS server (knot), a
+//! real http-01 responder on loopback, and a raw ACME client on sceau-wire that can also send
+//! the malformed requests real clients never send.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sceau_testkit::{KnotDns, free_port};
+use sceau_wire::jws::{Flattened, Signer};
+use sceau_wire::{AccountKey, Directory, Identifier, KeyKind, b64};
+use serde_json::{Value, json};
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub http01_port: u16,
+    pub tlsalpn01_port: u16,
+    pub dns: KnotDns,
+    pub args: Vec<String>,
+}
+
+impl Server {
+    /// Starts sceau-server on free ports with a fresh data directory and knot DNS for `test.`;
+    /// `extra` adds flags (e.g. `--eab off`).
+    pub fn start(extra: &[&str]) -> Server {
+        let dns = KnotDns::start("test.").expect("knot DNS for tests (install with the README's test command)");
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            port: free_port(),
+            http01_port: free_port(),
+            tlsalpn01_port: free_port(),
+            dns,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn base(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn directory_url(&self) -> String {
+        format!("{}/directory", self.base())
+    }
+
+    pub fn root_pem(&self) -> PathBuf {
+        self.data_dir().join("root.pem")
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.data_dir().join("sceau.db").display())
+    }
+
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sceau-server"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--dns-server")
+            .arg(self.dns.addr.to_string())
+            .arg("--http01-port")
+            .arg(self.http01_port.to_string())
+            .arg("--tlsalpn01-port")
+            .arg(self.tlsalpn01_port.to_string())
+            .args(&self.args)
+            .env("SCEAU_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        self.child = Some(cmd.spawn().expect("run sceau-server"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sceau-server exited during start-up: {status}");
+            }
+            assert!(Instant::now() < deadline, "sceau-server did not start listening within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Gives `name.test` an A record pointing at loopback, where the responders listen.
+    pub fn add_host(&self, name: &str) {
+        self.dns.set_a(name, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+
+    pub async fn store(&self) -> sceau_store::Store {
+        sceau_store::Store::open(&self.db_url()).await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn http_client(root_pem: &std::path::Path) -> reqwest::Client {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(root_pem).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// An http-01 responder: serves key authorizations by token on 127.0.0.1:`port`.
+#[derive(Clone, Default)]
+pub struct Http01 {
+    pub tokens: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Http01 {
+    pub async fn start(port: u16) -> Http01 {
+        let me = Http01::default();
+        let tokens = me.tokens.clone();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { continue };
+                let tokens = tokens.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 4096];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]);
+                    let path = req.split_whitespace().nth(1).unwrap_or("");
+                    let token = path.strip_prefix("/.well-known/acme-challenge/").unwrap_or("");
+                    let body = tokens.lock().unwrap().get(token).cloned();
+                    let resp = match body {
+                        Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len()),
+                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                    };
+                    let _ = stream.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        me
+    }
+
+    pub fn set(&self, token: &str, key_authz: &str) {
+        self.tokens.lock().unwrap().insert(token.to_owned(), key_authz.to_owned());
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn problem_type(&self) -> String {
+        self.json()["type"].as_str().unwrap_or("").trim_start_matches("urn:ietf:params:acme:error:").to_owned()
+    }
+    pub fn location(&self) -> String {
+        self.headers.get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    }
+}
+
+/// A raw ACME client: every request is built by hand so tests can also break it on purpose.
+pub struct Raw {
+    pub http: reqwest::Client,
+    pub dir: Directory,
+    pub key: AccountKey,
+    pub kid: Option<String>,
+}
+
+impl Raw {
+    pub async fn new(server: &Server) -> Raw {
+        let http = http_client(&server.root_pem());
+        let dir: Directory = http.get(server.directory_url()).send().await.unwrap().json().await.unwrap();
+        Raw { http, dir, key: AccountKey::generate(KeyKind::P256).unwrap(), kid: None }
+    }
+
+    pub async fn nonce(&self) -> String {
+        let r = self.http.head(&self.dir.new_nonce).send().await.unwrap();
+        r.headers()["replay-nonce"].to_str().unwrap().to_owned()
+    }
+
+    pub async fn send(&self, url: &str, jws: &Flattened) -> Resp {
+        self.send_body(url, serde_json::to_vec(jws).unwrap()).await
+    }
+
+    pub async fn send_body(&self, url: &str, body: Vec<u8>) -> Resp {
+        let r = self.http.post(url).header("content-type", "application/jose+json").body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        Resp { status, headers, body: r.bytes().await.unwrap().to_vec() }
+    }
+
+    /// Signs with the account `kid` if registered, else with the `jwk`.
+    pub async fn sign(&self, url: &str, payload: Option<&Value>) -> Flattened {
+        let nonce = self.nonce().await;
+        let body = payload.map(|p| serde_json::to_vec(p).unwrap());
+        let signer = match &self.kid {
+            Some(k) => Signer::Kid(k),
+            None => Signer::Jwk,
+        };
+        sceau_wire::jws::sign(&self.key, signer, Some(&nonce), url, body.as_deref()).unwrap()
+    }
+
+    pub async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
+        let jws = self.sign(url, payload).await;
+        self.send(url, &jws).await
+    }
+
+    pub async fn register(&mut self) -> Resp {
+        let url = self.dir.new_account.clone();
+        let r = self.post(&url, Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:ops@example.test"]}))).await;
+        assert!(r.status == 201 || r.status == 200, "newAccount: {} {}", r.status, String::from_utf8_lossy(&r.body));
+        self.kid = Some(r.location());
+        r
+    }
+
+    pub async fn new_order(&self, names: &[&str]) -> Resp {
+        let ids: Vec<Identifier> = names.iter().map(|n| Identifier::guess(n)).collect();
+        let url = self.dir.new_order.clone();
+        self.post(&url, Some(&json!({"identifiers": ids}))).await
+    }
+
+    pub fn key_authz(&self, token: &str) -> String {
+        format!("{token}.{}", self.key.jwk().thumbprint())
+    }
+
+    /// Answers every authorization of `order` with http-01 through `responder`, then polls
+    /// the order until it leaves `pending`.
+    pub async fn solve_http01(&self, order: &Value, responder: &Http01) -> Value {
+        for authz_url in order["authorizations"].as_array().unwrap() {
+            let authz = self.post(authz_url.as_str().unwrap(), None).await.json();
+            if authz["status"] == "valid" {
+                continue;
+            }
+            let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
+            responder.set(ch["token"].as_str().unwrap(), &self.key_authz(ch["token"].as_str().unwrap()));
+            let r = self.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+            assert_eq!(r.status, 200, "challenge: {}", String::from_utf8_lossy(&r.body));
+        }
+        self.poll(order_url(order, self).as_str(), &["pending"]).await
+    }
+
+    /// POST-as-GET `url` until its status is not one of `waiting`.
+    pub async fn poll(&self, url: &str, waiting: &[&str]) -> Value {
+        for _ in 0..200 {
+            let v = self.post(url, None).await.json();
+            if !waiting.iter().any(|w| v["status"] == *w) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{url} stayed in {waiting:?}");
+    }
+}
+
+/// The order URL is the Location of newOrder; tests keep it alongside the body as `_url`.
+fn order_url(order: &Value, _c: &Raw) -> String {
+    order["_url"].as_str().expect("order JSON with _url").to_owned()
+}
+
+/// newOrder, keeping the order URL in `_url`.
+pub async fn order(c: &Raw, names: &[&str]) -> Value {
+    let r = c.new_order(names).await;
+    assert_eq!(r.status, 201, "newOrder: {}", String::from_utf8_lossy(&r.body));
+    let mut v = r.json();
+    v["_url"] = json!(r.location());
+    v
+}
+
+/// A DER CSR for `names` with a fresh P-256 key; returns (csr_b64url, key).
+pub fn csr(names: &[&str]) -> (String, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    csr_with_key(names, &key)
+}
+
+pub fn csr_with_key(names: &[&str], key: &rcgen::KeyPair) -> (String, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    // rcgen's default subject CN is not a host name; real clients send none or the first name.
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params.serialize_request(key).unwrap();
+    (b64::encode(csr.der()), rcgen::KeyPair::from_pem(&key.serialize_pem()).unwrap())
+}
+
+/// Full issuance for `names` over http-01; returns (order JSON after finalize, PEM chain).
+pub async fn issue(c: &Raw, responder: &Http01, names: &[&str]) -> (Value, String) {
+    let o = order(c, names).await;
+    let url = o["_url"].as_str().unwrap().to_owned();
+    let ready = c.solve_http01(&o, responder).await;
+    assert_eq!(ready["status"], "ready", "order after validation: {ready}");
+    let (csr, _) = csr(names);
+    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr}))).await;
+    assert_eq!(r.status, 200, "finalize: {}", String::from_utf8_lossy(&r.body));
+    let mut done = c.poll(&url, &["processing"]).await;
+    assert_eq!(done["status"], "valid");
+    done["_url"] = json!(url);
+    let cert = c.post(done["certificate"].as_str().unwrap(), None).await;
+    assert_eq!(cert.status, 200);
+    (done, String::from_utf8(cert.body).unwrap())
+}
+
+/// `openssl verify` of a leaf+chain PEM against the server's root.
+pub fn openssl_verify(server: &Server, chain_pem: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks: Vec<&str> = chain_pem.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    assert!(blocks.len() >= 2, "chain has leaf and intermediate");
+    std::fs::write(dir.path().join("leaf.pem"), blocks[0]).unwrap();
+    std::fs::write(dir.path().join("chain.pem"), blocks[1..].concat()).unwrap();
+    let out = Command::new(sceau_testkit::require_tool("openssl"))
+        .args(["verify", "-CAfile"])
+        .arg(server.root_pem())
+        .arg("-untrusted")
+        .arg(dir.path().join("chain.pem"))
+        .arg(dir.path().join("leaf.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl verify: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn socket(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
