@@ -36,7 +36,11 @@ pub struct Eab {
 
 impl std::fmt::Debug for Eab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Eab {{ key_id: {:?}, hmac_key: <redacted> }}", self.key_id)
+        write!(
+            f,
+            "Eab {{ key_id: {:?}, hmac_key: <redacted> }}",
+            self.key_id
+        )
     }
 }
 
@@ -87,7 +91,10 @@ impl AcmeClient {
                 meta.terms_of_service.unwrap_or_default()
             )));
         }
-        let binding = options.eab.as_ref().map(|eab| sceau_wire::eab::sign(&eab.key_id, &eab.hmac_key, &url, &key.jwk()));
+        let binding = options
+            .eab
+            .as_ref()
+            .map(|eab| sceau_wire::eab::sign(&eab.key_id, &eab.hmac_key, &url, &key.jwk()));
         let payload = NewAccount {
             contact: (!options.contact.is_empty()).then(|| options.contact.clone()),
             terms_of_service_agreed: options.terms_of_service_agreed.then_some(true),
@@ -107,7 +114,10 @@ impl AcmeClient {
     /// Finds the account of `key` without creating one (RFC 8555 §7.3.1).
     pub async fn find_account(&self, key: AccountKey) -> Result<Account> {
         let url = self.directory().new_account.clone();
-        let payload = NewAccount { only_return_existing: Some(true), ..Default::default() };
+        let payload = NewAccount {
+            only_return_existing: Some(true),
+            ..Default::default()
+        };
         let resp = self.post_json(&key, Signer::Jwk, &url, &payload).await?;
         let location = resp.location.ok_or_else(|| Error::Protocol {
             url,
@@ -117,31 +127,54 @@ impl AcmeClient {
         Ok(Account { url: location, key })
     }
 
-    /// Fetches the account object (POST-as-GET, RFC 8555 §7.3.3 shape).
+    /// Fetches the account object (POST-as-GET, RFC 8555 §6.3).
     pub async fn account_info(&self, account: &Account) -> Result<sceau_wire::Account> {
-        self.post(&account.key, account.signer(), &account.url, Some(b"{}")).await?.json()
+        self.post(&account.key, account.signer(), &account.url, None)
+            .await?
+            .json()
     }
 
-    pub async fn update_contact(&self, account: &Account, contact: Vec<String>) -> Result<sceau_wire::Account> {
-        let payload = AccountUpdate { contact: Some(contact), ..Default::default() };
-        self.post_json(&account.key, account.signer(), &account.url, &payload).await?.json()
+    pub async fn update_contact(
+        &self,
+        account: &Account,
+        contact: Vec<String>,
+    ) -> Result<sceau_wire::Account> {
+        let payload = AccountUpdate {
+            contact: Some(contact),
+            ..Default::default()
+        };
+        self.post_json(&account.key, account.signer(), &account.url, &payload)
+            .await?
+            .json()
     }
 
     /// Deactivates the account (RFC 8555 §7.3.6); the server refuses it from then on.
     pub async fn deactivate_account(&self, account: &Account) -> Result<sceau_wire::Account> {
-        let payload = AccountUpdate { status: Some(AccountStatus::Deactivated), ..Default::default() };
-        self.post_json(&account.key, account.signer(), &account.url, &payload).await?.json()
+        let payload = AccountUpdate {
+            status: Some(AccountStatus::Deactivated),
+            ..Default::default()
+        };
+        self.post_json(&account.key, account.signer(), &account.url, &payload)
+            .await?
+            .json()
     }
 
     /// Replaces the account key (RFC 8555 §7.3.5): the inner JWS is signed by the new key over
     /// {account, oldKey}, the outer by the old key. Returns the account with its new key.
     pub async fn key_change(&self, account: Account, new_key: AccountKey) -> Result<Account> {
         let url = self.directory().key_change.clone();
-        let inner_payload = KeyChange { account: account.url.clone(), old_key: account.key.jwk() };
+        let inner_payload = KeyChange {
+            account: account.url.clone(),
+            old_key: account.key.jwk(),
+        };
         let inner_bytes = serde_json::to_vec(&inner_payload).expect("serialises");
         let inner = jws::sign(&new_key, Signer::Jwk, None, &url, Some(&inner_bytes))
             .map_err(|e| Error::Key(format!("signing keyChange: {e}")))?;
-        self.post_json(&account.key, account.signer(), &url, &inner).await?;
-        Ok(Account { url: account.url, key: new_key })
+        self.post_json(&account.key, account.signer(), &url, &inner)
+            .await?;
+        Ok(Account {
+            url: account.url,
+            key: new_key,
+        })
     }
 }

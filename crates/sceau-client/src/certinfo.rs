@@ -32,8 +32,8 @@ impl CertInfo {
     }
 
     pub fn from_der(der: &[u8]) -> Result<Self> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| Error::Certificate(format!("does not parse: {e}")))?;
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| Error::Certificate(format!("does not parse: {e}")))?;
         let ts = |t: x509_parser::time::ASN1Time| t.to_datetime();
         let mut names = Vec::new();
         let mut aki = None;
@@ -42,13 +42,21 @@ impl CertInfo {
                 ParsedExtension::SubjectAlternativeName(san) => {
                     for n in &san.general_names {
                         match n {
-                            GeneralName::DNSName(d) => names.push(Identifier::dns(d.to_ascii_lowercase())),
-                            GeneralName::IPAddress(raw) if raw.len() == 4 => names.push(Identifier::ip(
-                                IpAddr::from(<[u8; 4]>::try_from(*raw).expect("4 bytes")).to_string(),
-                            )),
-                            GeneralName::IPAddress(raw) if raw.len() == 16 => names.push(Identifier::ip(
-                                IpAddr::from(<[u8; 16]>::try_from(*raw).expect("16 bytes")).to_string(),
-                            )),
+                            GeneralName::DNSName(d) => {
+                                names.push(Identifier::dns(d.to_ascii_lowercase()))
+                            }
+                            GeneralName::IPAddress(raw) if raw.len() == 4 => {
+                                names.push(Identifier::ip(
+                                    IpAddr::from(<[u8; 4]>::try_from(*raw).expect("4 bytes"))
+                                        .to_string(),
+                                ))
+                            }
+                            GeneralName::IPAddress(raw) if raw.len() == 16 => {
+                                names.push(Identifier::ip(
+                                    IpAddr::from(<[u8; 16]>::try_from(*raw).expect("16 bytes"))
+                                        .to_string(),
+                                ))
+                            }
                             _ => {}
                         }
                     }
@@ -62,7 +70,14 @@ impl CertInfo {
         let serial = cert.tbs_certificate.raw_serial();
         Ok(CertInfo {
             der: der.to_vec(),
-            serial_hex: hex_lower(serial.iter().skip_while(|b| **b == 0).copied().collect::<Vec<_>>().as_slice()),
+            serial_hex: hex_lower(
+                serial
+                    .iter()
+                    .skip_while(|b| **b == 0)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+            ),
             not_before: ts(cert.validity().not_before),
             not_after: ts(cert.validity().not_after),
             names,

@@ -25,7 +25,10 @@ pub fn build_csr(key: &AccountKey, identifiers: &[Identifier]) -> Result<Vec<u8>
     let mut dn = DistinguishedName::new();
     // CN is optional for ACME; keep the first DNS name there for old software that reads it,
     // when it fits the 64-character limit of RFC 5280's ub-common-name.
-    if let Some(first) = identifiers.iter().find(|i| i.is_dns() && i.value.len() <= 64) {
+    if let Some(first) = identifiers
+        .iter()
+        .find(|i| i.is_dns() && i.value.len() <= 64)
+    {
         dn.push(DnType::CommonName, first.value.clone());
     }
     params.distinguished_name = dn;
@@ -46,22 +49,30 @@ pub fn build_csr(key: &AccountKey, identifiers: &[Identifier]) -> Result<Vec<u8>
             }
         })
         .collect::<Result<_>>()?;
-    let csr = params.serialize_request(&key_pair).map_err(|e| Error::Key(format!("building the CSR: {e}")))?;
+    let csr = params
+        .serialize_request(&key_pair)
+        .map_err(|e| Error::Key(format!("building the CSR: {e}")))?;
     Ok(csr.der().to_vec())
 }
 
 /// Reads a CSR made elsewhere (PEM or DER), checks its signature and returns it as DER with
 /// the identifiers it asks for (its SANs, or its CN if it has none).
 pub fn read_csr(bytes: &[u8]) -> Result<(Vec<u8>, Vec<Identifier>)> {
-    let der = match std::str::from_utf8(bytes).ok().filter(|t| t.contains("-----BEGIN")) {
+    let der = match std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"))
+    {
         Some(text) => sceau_wire::key::pem_decode(text, "CERTIFICATE REQUEST")
             .or_else(|| sceau_wire::key::pem_decode(text, "NEW CERTIFICATE REQUEST"))
-            .ok_or_else(|| Error::Key("the CSR file has no CERTIFICATE REQUEST PEM block".into()))?,
+            .ok_or_else(|| {
+                Error::Key("the CSR file has no CERTIFICATE REQUEST PEM block".into())
+            })?,
         None => bytes.to_vec(),
     };
     let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&der)
         .map_err(|e| Error::Key(format!("the CSR does not parse: {e}")))?;
-    csr.verify_signature().map_err(|_| Error::Key("the CSR signature does not verify".into()))?;
+    csr.verify_signature()
+        .map_err(|_| Error::Key("the CSR signature does not verify".into()))?;
     let mut ids = Vec::new();
     for ext in csr.requested_extensions().into_iter().flatten() {
         if let ParsedExtension::SubjectAlternativeName(san) = ext {
@@ -69,9 +80,17 @@ pub fn read_csr(bytes: &[u8]) -> Result<(Vec<u8>, Vec<Identifier>)> {
                 match name {
                     GeneralName::DNSName(d) => ids.push(Identifier::dns(d.to_ascii_lowercase())),
                     GeneralName::IPAddress(raw) => match raw.len() {
-                        4 => ids.push(Identifier::ip(IpAddr::from(<[u8; 4]>::try_from(*raw).unwrap()).to_string())),
-                        16 => ids.push(Identifier::ip(IpAddr::from(<[u8; 16]>::try_from(*raw).unwrap()).to_string())),
-                        _ => return Err(Error::Key("the CSR has a malformed IP address SAN".into())),
+                        4 => ids.push(Identifier::ip(
+                            IpAddr::from(<[u8; 4]>::try_from(*raw).unwrap()).to_string(),
+                        )),
+                        16 => ids.push(Identifier::ip(
+                            IpAddr::from(<[u8; 16]>::try_from(*raw).unwrap()).to_string(),
+                        )),
+                        _ => {
+                            return Err(Error::Key(
+                                "the CSR has a malformed IP address SAN".into(),
+                            ));
+                        }
                     },
                     _ => {}
                 }
@@ -79,7 +98,11 @@ pub fn read_csr(bytes: &[u8]) -> Result<(Vec<u8>, Vec<Identifier>)> {
         }
     }
     if ids.is_empty()
-        && let Some(cn) = csr.certification_request_info.subject.iter_common_name().next()
+        && let Some(cn) = csr
+            .certification_request_info
+            .subject
+            .iter_common_name()
+            .next()
         && let Ok(cn) = cn.as_str()
     {
         ids.push(Identifier::guess(cn));
@@ -99,7 +122,11 @@ mod tests {
     #[test]
     fn csr_round_trip_names_every_identifier() {
         let key = generate_key(KeyKind::P256).unwrap();
-        let ids = vec![Identifier::dns("a.example"), Identifier::ip("192.0.2.1"), Identifier::ip("2001:db8::1")];
+        let ids = vec![
+            Identifier::dns("a.example"),
+            Identifier::ip("192.0.2.1"),
+            Identifier::ip("2001:db8::1"),
+        ];
         let der = build_csr(&key, &ids).unwrap();
         let (back, mut names) = read_csr(&der).unwrap();
         assert_eq!(back, der);
@@ -114,7 +141,10 @@ mod tests {
         let key = generate_key(KeyKind::Rsa2048).unwrap();
         let der = build_csr(&key, &[Identifier::dns("b.example")]).unwrap();
         let pem = sceau_wire::key::pem_encode("CERTIFICATE REQUEST", &der);
-        assert_eq!(read_csr(pem.as_bytes()).unwrap().1, vec![Identifier::dns("b.example")]);
+        assert_eq!(
+            read_csr(pem.as_bytes()).unwrap().1,
+            vec![Identifier::dns("b.example")]
+        );
         assert!(read_csr(b"not a csr").is_err());
         let mut tampered = der.clone();
         let n = tampered.len();

@@ -9,11 +9,20 @@ pub enum Error {
     #[error("cannot reach the ACME server at {url}: {reason} (check --server and the network)")]
     Transport { url: String, reason: String },
     #[error("the ACME server at {url} answered HTTP {status} with an unexpected body: {reason}")]
-    Protocol { url: String, status: u16, reason: String },
+    Protocol {
+        url: String,
+        status: u16,
+        reason: String,
+    },
     #[error("the ACME server refused the request to {url}: {problem}")]
     Server { url: String, problem: Box<Problem> },
     #[error("challenge {method} for {identifier} failed: {detail}")]
-    Challenge { identifier: String, method: String, detail: String, problem: Option<Box<Problem>> },
+    Challenge {
+        identifier: String,
+        method: String,
+        detail: String,
+        problem: Option<Box<Problem>>,
+    },
     #[error("order failed: {0}")]
     Order(String),
     #[error("{0}")]
@@ -27,7 +36,10 @@ pub enum Error {
     #[error("DNS: {0}")]
     Dns(String),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("timed out: {0}")]
     Timeout(String),
 }

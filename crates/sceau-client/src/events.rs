@@ -11,17 +11,60 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    AccountCreated { server: String, account: String },
-    AccountKeyChanged { server: String, account: String, key_type: String },
-    AccountDeactivated { server: String, account: String },
-    OrderCreated { order: String, identifiers: Vec<String> },
-    ChallengeAnswered { identifier: String, method: String, challenge: String },
-    ChallengeValid { identifier: String, method: String },
-    Issued { name: String, serial: String, not_after: String, identifiers: Vec<String>, key: String },
-    Renewed { name: String, serial: String, not_after: String, identifiers: Vec<String>, key: String },
-    RenewalSkipped { name: String, reason: String },
-    Revoked { name: Option<String>, serial: String, reason: Option<u8> },
-    DeployHook { name: String, command: String, success: bool },
+    AccountCreated {
+        server: String,
+        account: String,
+    },
+    AccountKeyChanged {
+        server: String,
+        account: String,
+        key_type: String,
+    },
+    AccountDeactivated {
+        server: String,
+        account: String,
+    },
+    OrderCreated {
+        order: String,
+        identifiers: Vec<String>,
+    },
+    ChallengeAnswered {
+        identifier: String,
+        method: String,
+        challenge: String,
+    },
+    ChallengeValid {
+        identifier: String,
+        method: String,
+    },
+    Issued {
+        name: String,
+        serial: String,
+        not_after: String,
+        identifiers: Vec<String>,
+        key: String,
+    },
+    Renewed {
+        name: String,
+        serial: String,
+        not_after: String,
+        identifiers: Vec<String>,
+        key: String,
+    },
+    RenewalSkipped {
+        name: String,
+        reason: String,
+    },
+    Revoked {
+        name: Option<String>,
+        serial: String,
+        reason: Option<u8>,
+    },
+    DeployHook {
+        name: String,
+        command: String,
+        success: bool,
+    },
     Failure {
         name: Option<String>,
         error: String,
@@ -40,7 +83,9 @@ pub fn discard() -> EventSink {
 /// The JSON line for `event`, with its timestamp.
 pub fn to_json_line(event: &Event) -> String {
     let mut v = serde_json::to_value(event).expect("events serialise");
-    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("time".into(), serde_json::Value::String(now));
     }

@@ -40,7 +40,11 @@ pub struct Modes {
 
 impl Modes {
     pub fn new(group_readable_key: bool) -> Self {
-        Modes { key: if group_readable_key { 0o640 } else { 0o600 }, cert: 0o644, dir: 0o750 }
+        Modes {
+            key: if group_readable_key { 0o640 } else { 0o600 },
+            cert: 0o644,
+            dir: 0o750,
+        }
     }
 }
 
@@ -70,7 +74,10 @@ impl Staged {
         let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
         let mut rnd = [0u8; 6];
         aws_lc_rs::rand::fill(&mut rnd).expect("CSPRNG");
-        let tmp = dir.join(format!(".{name}.{}.tmp", rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        let tmp = dir.join(format!(
+            ".{name}.{}.tmp",
+            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
         let ctx = || format!("writing {}", tmp.display());
         let mut f = OpenOptions::new()
             .write(true)
@@ -78,9 +85,13 @@ impl Staged {
             .mode(mode)
             .open(&tmp)
             .map_err(Error::io(ctx()))?;
-        let staged = Staged { tmp: tmp.clone(), dest: dest.to_owned() };
+        let staged = Staged {
+            tmp: tmp.clone(),
+            dest: dest.to_owned(),
+        };
         // The umask can only narrow `mode`; set it exactly so group-readable keys stay readable.
-        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(Error::io(ctx()))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(Error::io(ctx()))?;
         if let Ok(old) = fs::metadata(dest)
             && let Err(e) = std::os::unix::fs::fchown(&f, None, Some(old.gid()))
         {
@@ -93,7 +104,8 @@ impl Staged {
 
     fn commit(mut self) -> Result<()> {
         let tmp = std::mem::take(&mut self.tmp);
-        fs::rename(&tmp, &self.dest).map_err(Error::io(format!("replacing {}", self.dest.display())))
+        fs::rename(&tmp, &self.dest)
+            .map_err(Error::io(format!("replacing {}", self.dest.display())))
     }
 }
 
@@ -127,7 +139,10 @@ pub struct CertFiles {
 
 impl CertFiles {
     pub fn new(cert_dir: &Path, name: &str, modes: Modes) -> Self {
-        CertFiles { dir: cert_dir.join(name), modes }
+        CertFiles {
+            dir: cert_dir.join(name),
+            modes,
+        }
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -149,7 +164,11 @@ impl CertFiles {
         let Some((leaf, rest)) = certs.split_first() else {
             return Err(Error::Certificate("the chain to install is empty".into()));
         };
-        let enc = |ders: &[Vec<u8>]| ders.iter().map(|d| sceau_wire::key::pem_encode("CERTIFICATE", d)).collect::<String>();
+        let enc = |ders: &[Vec<u8>]| {
+            ders.iter()
+                .map(|d| sceau_wire::key::pem_encode("CERTIFICATE", d))
+                .collect::<String>()
+        };
         let cert = enc(std::slice::from_ref(leaf));
         let chain = enc(rest);
         let full = enc(&certs);
@@ -165,11 +184,27 @@ impl CertFiles {
         // Stage everything before renaming anything: a failure while writing leaves the old set.
         let mut staged = Vec::new();
         if let Some(key) = key_pem {
-            staged.push(Staged::write(&self.path(KEY_FILE), key.as_bytes(), self.modes.key)?);
+            staged.push(Staged::write(
+                &self.path(KEY_FILE),
+                key.as_bytes(),
+                self.modes.key,
+            )?);
         }
-        staged.push(Staged::write(&self.path(CERT_FILE), cert.as_bytes(), self.modes.cert)?);
-        staged.push(Staged::write(&self.path(CHAIN_FILE), chain.as_bytes(), self.modes.cert)?);
-        staged.push(Staged::write(&self.path(FULLCHAIN_FILE), full.as_bytes(), self.modes.cert)?);
+        staged.push(Staged::write(
+            &self.path(CERT_FILE),
+            cert.as_bytes(),
+            self.modes.cert,
+        )?);
+        staged.push(Staged::write(
+            &self.path(CHAIN_FILE),
+            chain.as_bytes(),
+            self.modes.cert,
+        )?);
+        staged.push(Staged::write(
+            &self.path(FULLCHAIN_FILE),
+            full.as_bytes(),
+            self.modes.cert,
+        )?);
         for s in staged {
             s.commit()?;
         }
@@ -179,8 +214,12 @@ impl CertFiles {
 
     /// Copies the current set into `archive/<time>-<serial>/` and keeps the `keep` newest.
     fn archive_current(&self, keep: usize) -> Result<()> {
-        let Some(full) = self.read_fullchain() else { return Ok(()) };
-        let serial = crate::certinfo::CertInfo::from_pem_chain(&full).map(|c| c.serial_hex).unwrap_or_default();
+        let Some(full) = self.read_fullchain() else {
+            return Ok(());
+        };
+        let serial = crate::certinfo::CertInfo::from_pem_chain(&full)
+            .map(|c| c.serial_hex)
+            .unwrap_or_default();
         let now = time::OffsetDateTime::now_utc();
         let stamp = format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z-{serial}",
@@ -214,8 +253,14 @@ impl CertFiles {
     /// Removes archived versions beyond the `keep` newest (names sort by time).
     pub fn prune_archive(&self, keep: usize) -> Result<()> {
         let archive = self.dir.join(ARCHIVE_DIR);
-        let Ok(entries) = fs::read_dir(&archive) else { return Ok(()) };
-        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        let Ok(entries) = fs::read_dir(&archive) else {
+            return Ok(());
+        };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
         names.sort();
         let excess = names.len().saturating_sub(keep);
         for old in &names[..excess] {

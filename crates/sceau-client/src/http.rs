@@ -29,7 +29,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn tls_config_from_bundle(pem: &str) -> Result<rustls::ClientConfig> {
     let ders = sceau_wire::key::pem_decode_all(pem, "CERTIFICATE");
     if ders.is_empty() {
-        return Err(Error::Tls("the CA bundle contains no PEM CERTIFICATE block".into()));
+        return Err(Error::Tls(
+            "the CA bundle contains no PEM CERTIFICATE block".into(),
+        ));
     }
     let mut roots = rustls::RootCertStore::empty();
     for der in ders {
@@ -63,5 +65,7 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client> {
             builder
         }
     };
-    builder.build().map_err(|e| Error::Tls(format!("HTTP client: {e}")))
+    builder
+        .build()
+        .map_err(|e| Error::Tls(format!("HTTP client: {e}")))
 }

@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use sceau_wire::{AccountKey, AuthorizationStatus, ChallengeStatus, Identifier, KeyKind, NewOrder, OrderStatus};
+use sceau_wire::{
+    AccountKey, AuthorizationStatus, ChallengeStatus, Identifier, KeyKind, NewOrder, OrderStatus,
+};
 
 use crate::account::Account;
 use crate::certinfo::CertInfo;
@@ -49,9 +51,16 @@ pub struct Issued {
 }
 
 /// Runs one order to completion.
-pub async fn issue(client: &AcmeClient, account: &Account, request: IssueRequest, events: &EventSink) -> Result<Issued> {
+pub async fn issue(
+    client: &AcmeClient,
+    account: &Account,
+    request: IssueRequest,
+    events: &EventSink,
+) -> Result<Issued> {
     if request.identifiers.is_empty() {
-        return Err(Error::Config("no identifier to certify: give at least one --domain".into()));
+        return Err(Error::Config(
+            "no identifier to certify: give at least one --domain".into(),
+        ));
     }
     let deadline = Instant::now() + request.timeout;
     let order = client
@@ -67,7 +76,11 @@ pub async fn issue(client: &AcmeClient, account: &Account, request: IssueRequest
         .await?;
     events(&Event::OrderCreated {
         order: order.url.clone(),
-        identifiers: request.identifiers.iter().map(|i| i.value.clone()).collect(),
+        identifiers: request
+            .identifiers
+            .iter()
+            .map(|i| i.value.clone())
+            .collect(),
     });
 
     // RFC 8555 §7.5: one authorization per identifier; pick the challenge our plan answers.
@@ -84,7 +97,10 @@ pub async fn issue(client: &AcmeClient, account: &Account, request: IssueRequest
             return Err(Error::Challenge {
                 identifier: authz.identifier.value.clone(),
                 method: method.label().into(),
-                detail: format!("the server does not offer {wanted} (offered: {}); choose another method", offered.join(", ")),
+                detail: format!(
+                    "the server does not offer {wanted} (offered: {}); choose another method",
+                    offered.join(", ")
+                ),
                 problem: None,
             });
         };
@@ -110,12 +126,18 @@ pub async fn issue(client: &AcmeClient, account: &Account, request: IssueRequest
     let outcome = answer_all(client, account, &mut presented, &tasks, deadline, events).await;
     for e in presented.cleanup().await {
         tracing::warn!("{e}");
-        events(&Event::Failure { name: None, error: e.to_string(), problem: None });
+        events(&Event::Failure {
+            name: None,
+            error: e.to_string(),
+            problem: None,
+        });
     }
     outcome?;
 
     // RFC 8555 §7.4: finalize once the order is ready.
-    let order_state = client.poll_order(account, &order.url, true, deadline).await?;
+    let order_state = client
+        .poll_order(account, &order.url, true, deadline)
+        .await?;
     if order_state.status == OrderStatus::Invalid {
         return Err(order_failed(&order_state));
     }
@@ -130,17 +152,24 @@ pub async fn issue(client: &AcmeClient, account: &Account, request: IssueRequest
     if order_state.status == OrderStatus::Ready {
         client.finalize(account, &order, &csr_der).await?;
     }
-    let done = client.poll_order(account, &order.url, false, deadline).await?;
+    let done = client
+        .poll_order(account, &order.url, false, deadline)
+        .await?;
     if done.status != OrderStatus::Valid {
         return Err(order_failed(&done));
     }
-    let cert_url = done.certificate.clone().ok_or_else(|| Error::Order("valid order without certificate URL".into()))?;
+    let cert_url = done
+        .certificate
+        .clone()
+        .ok_or_else(|| Error::Order("valid order without certificate URL".into()))?;
     let chain = client.download_certificate(account, &cert_url).await?;
     let info = CertInfo::from_pem_chain(&chain.pem)?;
     if let Some(key) = &key {
         let spki = key_spki(key)?;
         if spki != info.public_key_der {
-            return Err(Error::Certificate("the issued certificate does not certify the key we generated".into()));
+            return Err(Error::Certificate(
+                "the issued certificate does not certify the key we generated".into(),
+            ));
         }
     }
     Ok(Issued {
@@ -171,12 +200,15 @@ async fn answer_all(
         presented.present(task).await?;
     }
     for (_, ch_url, task) in tasks {
-        client.respond_challenge(account, ch_url).await.map_err(|e| Error::Challenge {
-            identifier: task.identifier.value.clone(),
-            method: task.method.label().into(),
-            detail: e.to_string(),
-            problem: e.problem().cloned().map(Box::new),
-        })?;
+        client
+            .respond_challenge(account, ch_url)
+            .await
+            .map_err(|e| Error::Challenge {
+                identifier: task.identifier.value.clone(),
+                method: task.method.label().into(),
+                detail: e.to_string(),
+                problem: e.problem().cloned().map(Box::new),
+            })?;
         events(&Event::ChallengeAnswered {
             identifier: task.identifier.value.clone(),
             method: task.method.label().into(),
@@ -184,7 +216,9 @@ async fn answer_all(
         });
     }
     for (authz_url, ch_url, task) in tasks {
-        let authz = client.poll_authorization(account, authz_url, deadline).await?;
+        let authz = client
+            .poll_authorization(account, authz_url, deadline)
+            .await?;
         if authz.status == AuthorizationStatus::Valid {
             events(&Event::ChallengeValid {
                 identifier: task.identifier.value.clone(),
@@ -196,7 +230,9 @@ async fn answer_all(
         let problem = ch.and_then(|c| c.error.clone());
         let detail = match (&problem, ch.map(|c| c.status)) {
             (Some(p), _) => p.to_string(),
-            (None, Some(ChallengeStatus::Invalid)) => "the server marked the challenge invalid".into(),
+            (None, Some(ChallengeStatus::Invalid)) => {
+                "the server marked the challenge invalid".into()
+            }
             _ => format!("authorization is {:?}", authz.status),
         };
         return Err(Error::Challenge {
@@ -211,6 +247,7 @@ async fn answer_all(
 
 /// The DER SubjectPublicKeyInfo of a key, to compare with a certificate's.
 pub fn key_spki(key: &AccountKey) -> Result<Vec<u8>> {
-    let kp = rcgen::KeyPair::try_from(key.to_pkcs8_der().as_slice()).map_err(|e| Error::Key(e.to_string()))?;
+    let kp = rcgen::KeyPair::try_from(key.to_pkcs8_der().as_slice())
+        .map_err(|e| Error::Key(e.to_string()))?;
     Ok(rcgen::PublicKeyData::subject_public_key_info(&kp))
 }

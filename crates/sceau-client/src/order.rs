@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use sceau_wire::jws::Signer;
 use sceau_wire::{
-    AccountKey, Authorization, AuthorizationStatus, Challenge, Finalize, NewOrder, Order, OrderStatus, RenewalInfo,
-    Revocation, b64, media,
+    AccountKey, Authorization, AuthorizationStatus, Challenge, Finalize, NewOrder, Order,
+    OrderStatus, RenewalInfo, Revocation, b64, media,
 };
 
 use crate::account::Account;
@@ -45,9 +45,14 @@ fn backoff(attempt: u32) -> Duration {
 async fn wait(resp: &Response, attempt: u32, deadline: Instant, what: &str) -> Result<()> {
     let now = Instant::now();
     if now >= deadline {
-        return Err(Error::Timeout(format!("{what} did not finish in time; try again later or raise --timeout")));
+        return Err(Error::Timeout(format!(
+            "{what} did not finish in time; try again later or raise --timeout"
+        )));
     }
-    let delay = resp.retry_after.unwrap_or_else(|| backoff(attempt)).min(deadline - now);
+    let delay = resp
+        .retry_after
+        .unwrap_or_else(|| backoff(attempt))
+        .min(deadline - now);
     tokio::time::sleep(delay).await;
     Ok(())
 }
@@ -55,13 +60,18 @@ async fn wait(resp: &Response, attempt: u32, deadline: Instant, what: &str) -> R
 impl AcmeClient {
     pub async fn new_order(&self, account: &Account, request: &NewOrder) -> Result<OrderHandle> {
         let url = self.directory().new_order.clone();
-        let resp = self.post_json(&account.key, account.signer(), &url, request).await?;
+        let resp = self
+            .post_json(&account.key, account.signer(), &url, request)
+            .await?;
         let location = resp.location.clone().ok_or_else(|| Error::Protocol {
             url,
             status: resp.status,
             reason: "newOrder answer has no Location header".into(),
         })?;
-        Ok(OrderHandle { url: location, order: resp.json()? })
+        Ok(OrderHandle {
+            url: location,
+            order: resp.json()?,
+        })
     }
 
     pub async fn get_order(&self, account: &Account, url: &str) -> Result<(Order, Response)> {
@@ -69,39 +79,76 @@ impl AcmeClient {
         Ok((resp.json()?, resp))
     }
 
-    pub async fn get_authorization(&self, account: &Account, url: &str) -> Result<(Authorization, Response)> {
+    pub async fn get_authorization(
+        &self,
+        account: &Account,
+        url: &str,
+    ) -> Result<(Authorization, Response)> {
         let resp = self.post(&account.key, account.signer(), url, None).await?;
         Ok((resp.json()?, resp))
     }
 
     /// Tells the server the challenge is ready (RFC 8555 §7.5.1: payload `{}`).
     pub async fn respond_challenge(&self, account: &Account, url: &str) -> Result<Challenge> {
-        self.post(&account.key, account.signer(), url, Some(b"{}")).await?.json()
+        self.post(&account.key, account.signer(), url, Some(b"{}"))
+            .await?
+            .json()
     }
 
     /// Deactivates an authorization (RFC 8555 §7.5.2), e.g. to give up on a name.
-    pub async fn deactivate_authorization(&self, account: &Account, url: &str) -> Result<Authorization> {
+    pub async fn deactivate_authorization(
+        &self,
+        account: &Account,
+        url: &str,
+    ) -> Result<Authorization> {
         let body = serde_json::json!({"status": "deactivated"});
-        self.post_json(&account.key, account.signer(), url, &body).await?.json()
+        self.post_json(&account.key, account.signer(), url, &body)
+            .await?
+            .json()
     }
 
     /// Polls an authorization until it leaves `pending`.
-    pub async fn poll_authorization(&self, account: &Account, url: &str, deadline: Instant) -> Result<Authorization> {
+    pub async fn poll_authorization(
+        &self,
+        account: &Account,
+        url: &str,
+        deadline: Instant,
+    ) -> Result<Authorization> {
         let mut attempt = 0;
         loop {
             let (authz, resp) = self.get_authorization(account, url).await?;
             if authz.status != AuthorizationStatus::Pending {
                 return Ok(authz);
             }
-            wait(&resp, attempt, deadline, &format!("validation of {}", authz.identifier.value)).await?;
+            wait(
+                &resp,
+                attempt,
+                deadline,
+                &format!("validation of {}", authz.identifier.value),
+            )
+            .await?;
             attempt += 1;
         }
     }
 
     /// Sends the CSR (DER) to the finalize URL (RFC 8555 §7.4).
-    pub async fn finalize(&self, account: &Account, order: &OrderHandle, csr_der: &[u8]) -> Result<Order> {
-        let payload = Finalize { csr: b64::encode(csr_der) };
-        self.post_json(&account.key, account.signer(), &order.order.finalize, &payload).await?.json()
+    pub async fn finalize(
+        &self,
+        account: &Account,
+        order: &OrderHandle,
+        csr_der: &[u8],
+    ) -> Result<Order> {
+        let payload = Finalize {
+            csr: b64::encode(csr_der),
+        };
+        self.post_json(
+            &account.key,
+            account.signer(),
+            &order.order.finalize,
+            &payload,
+        )
+        .await?
+        .json()
     }
 
     /// Polls an order until it is `valid` or `invalid` (or `ready`, when `stop_at_ready`).
@@ -125,7 +172,11 @@ impl AcmeClient {
     }
 
     /// Downloads the certificate chain (RFC 8555 §7.4.2, application/pem-certificate-chain).
-    pub async fn download_certificate(&self, account: &Account, url: &str) -> Result<CertificateChain> {
+    pub async fn download_certificate(
+        &self,
+        account: &Account,
+        url: &str,
+    ) -> Result<CertificateChain> {
         let resp = self.post(&account.key, account.signer(), url, None).await?;
         if let Some(ct) = &resp.content_type
             && !ct.starts_with(media::PEM_CHAIN)
@@ -133,7 +184,10 @@ impl AcmeClient {
             return Err(Error::Protocol {
                 url: url.to_owned(),
                 status: resp.status,
-                reason: format!("certificate has content type {ct}, expected {}", media::PEM_CHAIN),
+                reason: format!(
+                    "certificate has content type {ct}, expected {}",
+                    media::PEM_CHAIN
+                ),
             });
         }
         let pem = resp.text();
@@ -144,14 +198,26 @@ impl AcmeClient {
                 reason: "certificate download contains no PEM certificate".into(),
             });
         }
-        let alternates = resp.links("alternate").into_iter().map(str::to_owned).collect();
+        let alternates = resp
+            .links("alternate")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         Ok(CertificateChain { pem, alternates })
     }
 
     /// Revokes a certificate (DER) with an RFC 5280 reason (RFC 8555 §7.6).
-    pub async fn revoke(&self, with: RevokeWith<'_>, certificate_der: &[u8], reason: Option<u8>) -> Result<()> {
+    pub async fn revoke(
+        &self,
+        with: RevokeWith<'_>,
+        certificate_der: &[u8],
+        reason: Option<u8>,
+    ) -> Result<()> {
         let url = self.directory().revoke_cert.clone();
-        let payload = Revocation { certificate: b64::encode(certificate_der), reason };
+        let payload = Revocation {
+            certificate: b64::encode(certificate_der),
+            reason,
+        };
         match with {
             RevokeWith::Account(a) => self.post_json(&a.key, a.signer(), &url, &payload).await?,
             RevokeWith::CertificateKey(k) => self.post_json(k, Signer::Jwk, &url, &payload).await?,
@@ -161,8 +227,13 @@ impl AcmeClient {
 
     /// Fetches the suggested renewal window (RFC 9773 §4.2); `None` when the server has no
     /// renewalInfo resource. The `Duration` is the server's Retry-After, if any.
-    pub async fn renewal_info(&self, cert_id: &str) -> Result<Option<(RenewalInfo, Option<Duration>)>> {
-        let Some(base) = self.directory().renewal_info.clone() else { return Ok(None) };
+    pub async fn renewal_info(
+        &self,
+        cert_id: &str,
+    ) -> Result<Option<(RenewalInfo, Option<Duration>)>> {
+        let Some(base) = self.directory().renewal_info.clone() else {
+            return Ok(None);
+        };
         let url = format!("{}/{cert_id}", base.trim_end_matches('/'));
         let resp = self.get(&url).await?;
         Ok(Some((resp.json()?, resp.retry_after)))

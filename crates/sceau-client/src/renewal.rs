@@ -28,9 +28,14 @@ pub fn by_lifetime(info: &CertInfo, fraction: f64, now: OffsetDateTime) -> Decis
     let at = info.lifetime_point(fraction);
     let pct = (fraction * 100.0).round();
     if now >= at {
-        Decision::Due { reason: format!("{pct}% of the lifetime has elapsed") }
+        Decision::Due {
+            reason: format!("{pct}% of the lifetime has elapsed"),
+        }
     } else {
-        Decision::NotYet { at, reason: format!("renews at {pct}% of the lifetime") }
+        Decision::NotYet {
+            at,
+            reason: format!("renews at {pct}% of the lifetime"),
+        }
     }
 }
 
@@ -38,22 +43,34 @@ pub fn by_lifetime(info: &CertInfo, fraction: f64, now: OffsetDateTime) -> Decis
 pub fn by_window(info: &RenewalInfo, now: OffsetDateTime) -> Decision {
     let w = &info.suggested_window;
     if w.end <= w.start {
-        return Decision::Due { reason: "the server's renewal window is empty or inverted".into() };
+        return Decision::Due {
+            reason: "the server's renewal window is empty or inverted".into(),
+        };
     }
     let span = (w.end - w.start).whole_seconds().max(1) as u64;
     let mut b = [0u8; 8];
     aws_lc_rs::rand::fill(&mut b).expect("CSPRNG");
     let at = w.start + time::Duration::seconds((u64::from_le_bytes(b) % span) as i64);
     if now >= at {
-        Decision::Due { reason: "inside the server's renewal window (ARI)".into() }
+        Decision::Due {
+            reason: "inside the server's renewal window (ARI)".into(),
+        }
     } else {
-        Decision::NotYet { at, reason: "the server's renewal window (ARI) has not opened".into() }
+        Decision::NotYet {
+            at,
+            reason: "the server's renewal window (ARI) has not opened".into(),
+        }
     }
 }
 
 /// Asks the server's renewalInfo when it has one, falling back to the lifetime rule. Returns
 /// the decision and the ARI identifier to send as `replaces` when the server speaks ARI.
-pub async fn decide(client: &AcmeClient, info: &CertInfo, fraction: f64, now: OffsetDateTime) -> (Decision, Option<String>) {
+pub async fn decide(
+    client: &AcmeClient,
+    info: &CertInfo,
+    fraction: f64,
+    now: OffsetDateTime,
+) -> (Decision, Option<String>) {
     if let Some(id) = &info.ari_id
         && client.directory().renewal_info.is_some()
     {
@@ -87,7 +104,10 @@ mod tests {
 
     #[test]
     fn two_thirds_of_ninety_days_is_day_sixty() {
-        let c = cert(datetime!(2026-01-01 0:00 UTC), datetime!(2026-04-01 0:00 UTC));
+        let c = cert(
+            datetime!(2026-01-01 0:00 UTC),
+            datetime!(2026-04-01 0:00 UTC),
+        );
         assert!(!by_lifetime(&c, DEFAULT_FRACTION, datetime!(2026-03-01 0:00 UTC)).is_due());
         assert!(by_lifetime(&c, DEFAULT_FRACTION, datetime!(2026-03-02 0:01 UTC)).is_due());
         assert!(by_lifetime(&c, 0.0, datetime!(2026-01-01 0:00 UTC)).is_due());
@@ -95,11 +115,20 @@ mod tests {
 
     #[test]
     fn ari_window() {
-        let ri = |s, e| RenewalInfo { suggested_window: SuggestedWindow { start: s, end: e }, explanation_url: None };
-        let w = ri(datetime!(2026-02-01 0:00 UTC), datetime!(2026-02-02 0:00 UTC));
+        let ri = |s, e| RenewalInfo {
+            suggested_window: SuggestedWindow { start: s, end: e },
+            explanation_url: None,
+        };
+        let w = ri(
+            datetime!(2026-02-01 0:00 UTC),
+            datetime!(2026-02-02 0:00 UTC),
+        );
         assert!(!by_window(&w, datetime!(2026-01-31 0:00 UTC)).is_due());
         assert!(by_window(&w, datetime!(2026-02-02 0:00 UTC)).is_due());
-        let inverted = ri(datetime!(2026-02-02 0:00 UTC), datetime!(2026-02-01 0:00 UTC));
+        let inverted = ri(
+            datetime!(2026-02-02 0:00 UTC),
+            datetime!(2026-02-01 0:00 UTC),
+        );
         assert!(by_window(&inverted, datetime!(2020-01-01 0:00 UTC)).is_due());
     }
 }

@@ -74,14 +74,33 @@ pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if ok { Ok(()) } else { Err(Error::Config(format!("{name:?} is not a valid certificate name (letters, digits, . - _)"))) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{name:?} is not a valid certificate name (letters, digits, . - _)"
+        )))
+    }
 }
 
 /// A directory name for a server's directory URL.
 pub fn server_slug(directory_url: &str) -> String {
-    let s = directory_url.split_once("://").map(|(_, r)| r).unwrap_or(directory_url);
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect()
+    let s = directory_url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(directory_url);
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +111,9 @@ pub struct StateDir {
 impl StateDir {
     pub fn open(root: &Path) -> Result<Self> {
         ensure_dir(root, 0o700)?;
-        Ok(StateDir { root: root.to_owned() })
+        Ok(StateDir {
+            root: root.to_owned(),
+        })
     }
 
     pub fn account_dir(&self, server: &str) -> PathBuf {
@@ -101,12 +122,24 @@ impl StateDir {
 
     pub fn load_account(&self, server: &str) -> Result<Option<(Account, AccountRecord)>> {
         let dir = self.account_dir(server);
-        let Ok(json) = fs::read_to_string(dir.join("account.json")) else { return Ok(None) };
+        let Ok(json) = fs::read_to_string(dir.join("account.json")) else {
+            return Ok(None);
+        };
         let record: AccountRecord = serde_json::from_str(&json)
             .map_err(|e| Error::Config(format!("{}: {e}", dir.join("account.json").display())))?;
-        let pem = fs::read_to_string(dir.join("key.pem")).map_err(Error::io(format!("reading {}", dir.join("key.pem").display())))?;
-        let key = AccountKey::from_pem(&pem).map_err(|e| Error::Key(format!("{}: {e}", dir.join("key.pem").display())))?;
-        Ok(Some((Account { url: record.url.clone(), key }, record)))
+        let pem = fs::read_to_string(dir.join("key.pem")).map_err(Error::io(format!(
+            "reading {}",
+            dir.join("key.pem").display()
+        )))?;
+        let key = AccountKey::from_pem(&pem)
+            .map_err(|e| Error::Key(format!("{}: {e}", dir.join("key.pem").display())))?;
+        Ok(Some((
+            Account {
+                url: record.url.clone(),
+                key,
+            },
+            record,
+        )))
     }
 
     pub fn save_account(&self, account: &Account, record: &AccountRecord) -> Result<()> {
@@ -114,7 +147,13 @@ impl StateDir {
         ensure_dir(&self.root.join("accounts"), 0o700)?;
         ensure_dir(&dir, 0o700)?;
         write_atomic(&dir.join("key.pem"), account.key.to_pem().as_bytes(), 0o600)?;
-        write_atomic(&dir.join("account.json"), serde_json::to_string_pretty(record).expect("serialises").as_bytes(), 0o600)
+        write_atomic(
+            &dir.join("account.json"),
+            serde_json::to_string_pretty(record)
+                .expect("serialises")
+                .as_bytes(),
+            0o600,
+        )
     }
 
     fn cert_path(&self, name: &str) -> Result<PathBuf> {
@@ -124,22 +163,39 @@ impl StateDir {
 
     pub fn load_cert(&self, name: &str) -> Result<Option<ManagedCert>> {
         let p = self.cert_path(name)?;
-        let Ok(json) = fs::read_to_string(&p) else { return Ok(None) };
-        serde_json::from_str(&json).map(Some).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
+        let Ok(json) = fs::read_to_string(&p) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| Error::Config(format!("{}: {e}", p.display())))
     }
 
     pub fn save_cert(&self, cert: &ManagedCert) -> Result<()> {
         let p = self.cert_path(&cert.name)?;
         ensure_dir(&self.root.join("certs"), 0o700)?;
-        write_atomic(&p, serde_json::to_string_pretty(cert).expect("serialises").as_bytes(), 0o600)
+        write_atomic(
+            &p,
+            serde_json::to_string_pretty(cert)
+                .expect("serialises")
+                .as_bytes(),
+            0o600,
+        )
     }
 
     /// Every managed certificate, sorted by name.
     pub fn list_certs(&self) -> Result<Vec<ManagedCert>> {
-        let Ok(entries) = fs::read_dir(self.root.join("certs")) else { return Ok(Vec::new()) };
+        let Ok(entries) = fs::read_dir(self.root.join("certs")) else {
+            return Ok(Vec::new());
+        };
         let mut names: Vec<String> = entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .map(str::to_owned)
+            })
             .collect();
         names.sort();
         let mut out = Vec::new();
@@ -162,6 +218,9 @@ mod tests {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         check_name("www.example.org").unwrap();
-        assert_eq!(server_slug("https://127.0.0.1:14000/dir"), "127.0.0.1_14000_dir");
+        assert_eq!(
+            server_slug("https://127.0.0.1:14000/dir"),
+            "127.0.0.1_14000_dir"
+        );
     }
 }

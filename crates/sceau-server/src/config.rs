@@ -32,6 +32,8 @@ pub struct Config {
     /// Extra names for the server's own HTTPS certificate.
     pub tls_names: Vec<String>,
     pub validation_wait_ms: u64,
+    /// R29: failed validations allowed per ACME account, per name, per hour (0: no limit).
+    pub max_failed_validations_per_hour: u32,
 }
 
 impl Default for Config {
@@ -43,7 +45,7 @@ impl Default for Config {
             dns_server: None,
             http01_port: 80,
             tlsalpn01_port: 443,
-            eab: "optional".into(),
+            eab: "required".into(),
             ca_key: "p256".into(),
             organization: "Sceau".into(),
             cert_validity_days: 90,
@@ -52,9 +54,10 @@ impl Default for Config {
             caa_identities: Vec::new(),
             database: None,
             log_format: "text".into(),
-            refuse_key_reuse: false,
+            refuse_key_reuse: true,
             tls_names: Vec::new(),
             validation_wait_ms: 2000,
+            max_failed_validations_per_hour: 5,
         }
     }
 }

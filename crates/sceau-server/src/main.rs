@@ -3,6 +3,7 @@
 //! `sceau-server serve` with no argument runs on its embedded defaults: `./sceau-data` with a
 //! SQLite database, a generated root and issuing CA, and an HTTPS listener on 127.0.0.1:14000.
 
+mod admin;
 mod config;
 mod http;
 mod serve;
@@ -75,12 +76,15 @@ enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// Manage external admin accounts (EAB) and ACME accounts; works while `serve` runs
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { common, args } => serve::run(common, args),
+        Command::Admin(args) => admin::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,7 +101,8 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     tls_names.extend(config.tls_names.iter().cloned());
     tls_names.sort();
     tls_names.dedup();
-    let (chain_pem, key_pem) = ca.server_tls(&config.data_dir, &tls_names).map_err(|e| format!("server TLS certificate: {e}"))?;
+    let ca = Arc::new(ca);
+    let tls_cert = Arc::new(ReloadingCert::new(certified_key(&ca, &config.data_dir, &tls_names)?));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
@@ -123,15 +124,16 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.refuse_key_reuse = config.refuse_key_reuse;
         acme_config.validation_wait = Duration::from_millis(config.validation_wait_ms);
         let fingerprint = ca.root_fingerprint_sha256();
-        let signer: Arc<dyn Signer> = Arc::new(ca);
-        let policy: Arc<dyn sceau_acme::Policy> = Arc::new(sceau_acme::OpenPolicy);
+        let signer: Arc<dyn Signer> = ca.clone();
+        tokio::spawn(renew_server_cert(ca.clone(), config.data_dir.clone(), tls_names.clone(), tls_cert.clone()));
+        let policy = crate::admin::server_policy(&config, eab, &store, &mut acme_config).await?;
         let acme = Acme::new(acme_config, store, signer, validator, policy);
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
         if challenges + orders > 0 {
             tracing::info!(challenges, orders, "resumed work interrupted by the last stop");
         }
 
-        let tls = tls_acceptor(&chain_pem, &key_pem)?;
+        let tls = tls_acceptor(tls_cert)?;
         let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let root = config.data_dir.join("root.pem");
         println!("sceau-server is ready");
@@ -143,20 +145,58 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     })
 }
 
-fn tls_acceptor(chain_pem: &str, key_pem: &str) -> Result<TlsAcceptor, String> {
+/// The server's own HTTPS certificate, swapped in place when it is renewed.
+#[derive(Debug)]
+struct ReloadingCert {
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ReloadingCert {
+    fn new(key: rustls::sign::CertifiedKey) -> Self {
+        ReloadingCert { current: std::sync::RwLock::new(Arc::new(key)) }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.read().expect("cert lock").clone())
+    }
+}
+
+/// Issues (or reuses, while it has over 30 days left) the listener's certificate.
+fn certified_key(ca: &FileCa, dir: &std::path::Path, names: &[String]) -> Result<rustls::sign::CertifiedKey, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (chain_pem, key_pem) = ca.server_tls(dir, names).map_err(|e| format!("server TLS certificate: {e}"))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("server certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("server key: {e}"))?;
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(|e| format!("server key: {e}"))?;
+    Ok(rustls::sign::CertifiedKey::new(certs, signing))
+}
+
+/// Twice a day, renews the listener's certificate when it nears expiry; a failure is logged
+/// and retried, the current certificate stays in use.
+async fn renew_server_cert(ca: Arc<FileCa>, dir: std::path::PathBuf, names: Vec<String>, cert: Arc<ReloadingCert>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(12 * 3600)).await;
+        let (ca, dir, names) = (ca.clone(), dir.clone(), names.clone());
+        match tokio::task::spawn_blocking(move || certified_key(&ca, &dir, &names)).await {
+            Ok(Ok(key)) => *cert.current.write().expect("cert lock") = Arc::new(key),
+            Ok(Err(e)) => tracing::error!(error = %e, "could not renew the server's TLS certificate"),
+            Err(e) => tracing::error!(error = %e, "TLS certificate renewal task failed"),
+        }
+    }
+}
+
+fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("server TLS: {e}"))?;
+        .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }

@@ -21,13 +21,12 @@ async fn eab_is_required_by_default() {
     let url = c.dir.new_account.clone();
     let r = c.post(&url, Some(&json!({"termsOfServiceAgreed": true}))).await;
     assert_eq!(r.problem_type(), "externalAccountRequired", "{}", body(&r));
-    assert_eq!(r.status, 400);
     assert_eq!(server.store().await.count(Table::Accounts).await.unwrap(), 0);
 
     let (kid, key) = create_aa(&server, &["www.a.test"], &[]);
     let r = register_eab(&mut c, &kid, &key).await;
     assert_eq!(r.status, 201, "{}", body(&r));
-    assert_eq!(r.json()["externalAccountBinding"]["protected"].is_string(), true);
+    assert!(r.json()["externalAccountBinding"]["protected"].is_string());
     let store = server.store().await;
     let account = store.account_by_id(&account_id(&c)).await.unwrap();
     assert_eq!(account.eab_kid.as_deref(), Some(kid.as_str()));

@@ -381,3 +381,33 @@ async fn renewal_info_and_replaces() {
     let r = c.http.get(format!("{}/AAAA.AAAA", c.dir.renewal_info.as_ref().unwrap())).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_update_and_authorization_deactivation() {
+    let s = Server::start(&["--eab", "off"]);
+    let (c, _r) = ready_client(&s).await;
+    let kid = c.kid.clone().unwrap();
+    let r = c.post(&kid, Some(&json!({"contact": ["mailto:new@example.test"]}))).await;
+    assert_eq!(r.json()["contact"], json!(["mailto:new@example.test"]));
+    let r = c.post(&kid, Some(&json!({"contact": ["mailto:broken"]}))).await;
+    assert_eq!(r.problem_type(), "invalidContact");
+    assert_eq!(c.post(&kid, None).await.json()["contact"], json!(["mailto:new@example.test"]), "refused update changed nothing");
+    // status other than deactivated is refused
+    let r = c.post(&kid, Some(&json!({"status": "revoked"}))).await;
+    assert_eq!(r.problem_type(), "malformed");
+
+    let o = order(&c, &["gone.test"]).await;
+    let authz_url = o["authorizations"][0].as_str().unwrap();
+    let r = c.post(authz_url, Some(&json!({"status": "valid"}))).await;
+    assert_eq!(r.problem_type(), "malformed");
+    let r = c.post(authz_url, Some(&json!({"status": "deactivated"}))).await;
+    assert_eq!(r.json()["status"], "deactivated");
+    // deactivating twice is refused; the order can no longer become ready
+    let r = c.post(authz_url, Some(&json!({"status": "deactivated"}))).await;
+    assert_eq!(r.problem_type(), "malformed");
+    assert_eq!(c.post(o["_url"].as_str().unwrap(), None).await.json()["status"], "invalid");
+    // another account cannot see it
+    let mut other = Raw::new(&s).await;
+    other.register().await;
+    assert_eq!(other.post(authz_url, None).await.status, 404);
+}

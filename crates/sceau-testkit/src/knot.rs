@@ -50,8 +50,10 @@ impl Tsig {
 pub struct KnotDns {
     /// Where knotd listens, UDP and TCP.
     pub addr: SocketAddr,
-    /// The zone's apex, fully qualified and lower case, e.g. `test.`.
+    /// The (first) zone's apex, fully qualified and lower case, e.g. `test.`.
     pub zone: String,
+    /// All zones served, `zone` first (see [`KnotDns::start_zones`]).
+    pub zones: Vec<String>,
     /// The key allowed to send RFC 2136 updates to [`KnotDns::zone`].
     pub tsig: Tsig,
     child: Child,
@@ -73,9 +75,17 @@ impl KnotDns {
     ///
     /// Errors (with knotd's log) if knotd/knotc are missing or knotd does not come up.
     pub fn start(zone: &str) -> io::Result<KnotDns> {
+        Self::start_zones(&[zone])
+    }
+
+    /// Like [`KnotDns::start`] for several zones (e.g. `["test.", "delegated."]` to point a CNAME
+    /// from one zone into another). Record methods pick the zone that contains the name; relative
+    /// names belong to the first zone.
+    pub fn start_zones(zones: &[&str]) -> io::Result<KnotDns> {
+        assert!(!zones.is_empty(), "at least one zone");
+        let zones: Vec<String> = zones.iter().map(|z| absolute_zone(z)).collect();
         let knotd = find_tool("knotd").ok_or_else(|| missing("knotd"))?;
         let knotc = find_tool("knotc").ok_or_else(|| missing("knotc"))?;
-        let zone = absolute_zone(zone);
         let secret: [u8; 32] = rand::thread_rng().r#gen();
         let tsig = Tsig {
             name: KEY_NAME.to_owned(),
@@ -85,7 +95,7 @@ impl KnotDns {
 
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(&knotd, &knotc, &zone, &tsig)? {
+            match Self::try_start(&knotd, &knotc, &zones, &tsig)? {
                 Ok(knot) => return Ok(knot),
                 // Someone took the port between free_port() and knotd's bind: try another.
                 Err(log) => last_log = log,
@@ -100,7 +110,7 @@ impl KnotDns {
     fn try_start(
         knotd: &Path,
         knotc: &Path,
-        zone: &str,
+        zones: &[String],
         tsig: &Tsig,
     ) -> io::Result<Result<KnotDns, String>> {
         let dir = tempfile::Builder::new().prefix("sceau-knot-").tempdir()?;
@@ -115,9 +125,14 @@ impl KnotDns {
         }
         let socket = root.join("run/knot.sock");
         let log = root.join("knotd.log");
-        std::fs::write(root.join("zones/zone.db"), zone_file(zone, serial))?;
+        for zone in zones {
+            std::fs::write(
+                root.join(format!("zones/{zone}db")),
+                zone_file(zone, serial),
+            )?;
+        }
         let conf = root.join("knot.conf");
-        write_private(&conf, config(root, &socket, addr, zone, tsig).as_bytes())?;
+        write_private(&conf, config(root, &socket, addr, zones, tsig).as_bytes())?;
 
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(knotd)
@@ -131,7 +146,8 @@ impl KnotDns {
 
         let mut knot = KnotDns {
             addr,
-            zone: zone.to_owned(),
+            zone: zones[0].clone(),
+            zones: zones.to_vec(),
             tsig: tsig.clone(),
             child,
             knotc: knotc.to_owned(),
@@ -165,15 +181,17 @@ impl KnotDns {
     }
 
     fn is_ready(&self, serial: u32) -> bool {
-        let ours = dnsquery::query_with_timeout(
-            self.addr,
-            &self.zone,
-            RecordType::SOA,
-            Duration::from_millis(200),
-        )
-        .is_ok_and(|ans| {
-            ans.iter()
-                .any(|r| matches!(r, RData::SOA(soa) if soa.serial == serial))
+        let ours = self.zones.iter().all(|zone| {
+            dnsquery::query_with_timeout(
+                self.addr,
+                zone,
+                RecordType::SOA,
+                Duration::from_millis(200),
+            )
+            .is_ok_and(|ans| {
+                ans.iter()
+                    .any(|r| matches!(r, RData::SOA(soa) if soa.serial == serial))
+            })
         });
         // The control socket comes up after the listeners.
         ours && self.socket.exists() && self.knotc_raw(&["status"]).is_ok()
@@ -191,31 +209,40 @@ impl KnotDns {
 
     /// Fully qualified, lower-case form of `name`.
     ///
-    /// `name` is absolute if it ends with a dot, is the zone name, or ends with `.<zone>`
-    /// (so `www.test` in zone `test.` is `www.test.`); `@` and `""` are the apex; anything else
-    /// is relative to the zone.
+    /// `name` is absolute if it ends with a dot, is a zone name, or ends with `.<zone>` for one
+    /// of our zones (so `www.test` with zone `test.` is `www.test.`); `@` and `""` are the first
+    /// zone's apex; anything else is relative to the first zone.
     pub fn fqdn(&self, name: &str) -> String {
         let name = name.to_ascii_lowercase();
-        let bare_zone = self.zone.trim_end_matches('.');
+        let in_zone = |zone: &String| {
+            let bare = zone.trim_end_matches('.');
+            bare.is_empty() || name == bare || name.ends_with(&format!(".{bare}"))
+        };
         if name.ends_with('.') {
             name
         } else if name.is_empty() || name == "@" {
             self.zone.clone()
-        } else if bare_zone.is_empty()
-            || name == bare_zone
-            || name.ends_with(&format!(".{bare_zone}"))
-        {
+        } else if self.zones.iter().any(in_zone) {
             format!("{name}.")
         } else {
             format!("{name}.{}", self.zone)
         }
     }
 
+    /// The zone (of ours) holding the absolute name `fqdn`: the longest matching apex.
+    fn zone_of(&self, fqdn: &str) -> &str {
+        self.zones
+            .iter()
+            .filter(|z| *z == "." || fqdn == z.as_str() || fqdn.ends_with(&format!(".{z}")))
+            .max_by_key(|z| z.len())
+            .unwrap_or_else(|| panic!("{fqdn} is in none of the zones {:?}", self.zones))
+    }
+
     /// Points `name` at `ip` (A for IPv4, AAAA for IPv6), replacing that RRset.
     pub fn set_a(&self, name: &str, ip: IpAddr) {
         let owner = self.fqdn(name);
         let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
-        self.transaction(|t| {
+        self.transaction(&owner, |t| {
             t.unset(&owner, rtype);
             t.set(&owner, rtype, &ip.to_string());
         });
@@ -224,13 +251,13 @@ impl KnotDns {
     /// Adds one TXT record `value` at `name` (other TXT records there stay).
     pub fn add_txt(&self, name: &str, value: &str) {
         let owner = self.fqdn(name);
-        self.transaction(|t| t.set(&owner, "TXT", &txt_rdata(value)));
+        self.transaction(&owner, |t| t.set(&owner, "TXT", &txt_rdata(value)));
     }
 
     /// Removes the whole TXT RRset at `name` (no error if there is none).
     pub fn remove_txt(&self, name: &str) {
         let owner = self.fqdn(name);
-        self.transaction(|t| t.unset(&owner, "TXT"));
+        self.transaction(&owner, |t| t.unset(&owner, "TXT"));
     }
 
     /// The TXT values at `name` as served over the network now (each record's strings joined).
@@ -265,7 +292,7 @@ impl KnotDns {
     /// Replaces the CAA RRset at `name` with these `(flags, tag, value)` records.
     pub fn set_caa_records(&self, name: &str, records: &[(u8, &str, &str)]) {
         let owner = self.fqdn(name);
-        self.transaction(|t| {
+        self.transaction(&owner, |t| {
             t.unset(&owner, "CAA");
             for (flags, tag, value) in records {
                 t.set(
@@ -280,14 +307,14 @@ impl KnotDns {
     /// Removes the CAA RRset at `name` (no error if there is none).
     pub fn remove_caa(&self, name: &str) {
         let owner = self.fqdn(name);
-        self.transaction(|t| t.unset(&owner, "CAA"));
+        self.transaction(&owner, |t| t.unset(&owner, "CAA"));
     }
 
     /// Makes `name` a CNAME to `target` (relative targets are in the zone), replacing any CNAME.
     pub fn set_cname(&self, name: &str, target: &str) {
         let owner = self.fqdn(name);
         let target = self.fqdn(target);
-        self.transaction(|t| {
+        self.transaction(&owner, |t| {
             t.unset(&owner, "CNAME");
             t.set(&owner, "CNAME", &target);
         });
@@ -296,19 +323,19 @@ impl KnotDns {
     /// Removes the CNAME at `name` (no error if there is none).
     pub fn remove_cname(&self, name: &str) {
         let owner = self.fqdn(name);
-        self.transaction(|t| t.unset(&owner, "CNAME"));
+        self.transaction(&owner, |t| t.unset(&owner, "CNAME"));
     }
 
     /// Adds one record given in zone-file presentation form, e.g. `("x", "MX", "10 mail.test.")`.
     pub fn add_record(&self, name: &str, rtype: &str, rdata: &str) {
         let owner = self.fqdn(name);
-        self.transaction(|t| t.set(&owner, rtype, rdata));
+        self.transaction(&owner, |t| t.set(&owner, rtype, rdata));
     }
 
     /// Removes the `rtype` RRset at `name` (no error if there is none).
     pub fn remove_rrset(&self, name: &str, rtype: &str) {
         let owner = self.fqdn(name);
-        self.transaction(|t| t.unset(&owner, rtype));
+        self.transaction(&owner, |t| t.unset(&owner, rtype));
     }
 
     /// Writes a BIND-style key file (`key "<name>" { algorithm ...; secret "..."; };`), as read
@@ -332,20 +359,23 @@ impl KnotDns {
         )
     }
 
-    fn transaction(&self, body: impl FnOnce(&mut Txn<'_>)) {
+    /// Runs `body` in a knotc transaction on the zone holding `owner` (absolute).
+    fn transaction(&self, owner: &str, body: impl FnOnce(&mut Txn<'_>)) {
+        let zone = self.zone_of(owner).to_owned();
         // A panicking test thread poisons the lock but leaves no transaction open (see below).
         let _guard = self.txn.lock().unwrap_or_else(|p| p.into_inner());
-        self.knotc(&["zone-begin", &self.zone]);
+        self.knotc(&["zone-begin", &zone]);
         let mut txn = Txn {
             knot: self,
+            zone: zone.clone(),
             failed: None,
         };
         body(&mut txn);
         if let Some(err) = txn.failed {
-            let _ = self.knotc_raw(&["zone-abort", &self.zone]);
+            let _ = self.knotc_raw(&["zone-abort", &zone]);
             panic!("{err}");
         }
-        self.knotc(&["zone-commit", &self.zone]);
+        self.knotc(&["zone-commit", &zone]);
     }
 
     fn knotc(&self, args: &[&str]) -> String {
@@ -377,15 +407,16 @@ impl KnotDns {
 
 struct Txn<'a> {
     knot: &'a KnotDns,
+    zone: String,
     failed: Option<String>,
 }
 
 impl Txn<'_> {
     fn set(&mut self, owner: &str, rtype: &str, rdata: &str) {
         if self.failed.is_none()
-            && let Err(e) =
-                self.knot
-                    .knotc_raw(&["zone-set", &self.knot.zone, owner, TTL, rtype, rdata])
+            && let Err(e) = self
+                .knot
+                .knotc_raw(&["zone-set", &self.zone, owner, TTL, rtype, rdata])
         {
             self.failed = Some(e);
         }
@@ -393,7 +424,7 @@ impl Txn<'_> {
 
     fn unset(&mut self, owner: &str, rtype: &str) {
         if self.failed.is_none()
-            && let Err(e) = self.knot.knotc_raw(&["zone-unset", &self.knot.zone, owner, rtype])
+            && let Err(e) = self.knot.knotc_raw(&["zone-unset", &self.zone, owner, rtype])
             // Removing what is not there is what the caller wanted anyway.
             && !e.contains("no such") && !e.contains("(not exists)")
         {
@@ -462,8 +493,22 @@ fn zone_file(zone: &str, serial: u32) -> String {
     )
 }
 
-fn config(root: &Path, socket: &Path, addr: SocketAddr, zone: &str, tsig: &Tsig) -> String {
+fn config(root: &Path, socket: &Path, addr: SocketAddr, zones: &[String], tsig: &Tsig) -> String {
     let root = root.display();
+    let mut zone_section = String::new();
+    for zone in zones {
+        let _ = write!(
+            zone_section,
+            r#"  - domain: {zone}
+    storage: "{root}/zones"
+    file: "{zone}db"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+    acl: update
+"#
+        );
+    }
     format!(
         r#"server:
     rundir: "{root}/run"
@@ -487,14 +532,7 @@ acl:
     key: {key}
     action: update
 zone:
-  - domain: {zone}
-    storage: "{root}/zones"
-    file: "zone.db"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-    acl: update
-"#,
+{zone_section}"#,
         ip = addr.ip(),
         port = addr.port(),
         socket = socket.display(),

@@ -253,3 +253,19 @@ fn free_port_and_require_tool() {
         "test needs no-such-tool-sceau: install it with the README's test command"
     );
 }
+
+#[test]
+fn several_zones_in_one_server() {
+    let knot = KnotDns::start_zones(&["test.", "delegated.example"]).expect("knotd starts");
+    assert_eq!(knot.zone, "test.");
+    assert_eq!(knot.zones, ["test.", "delegated.example."]);
+    // R62: _acme-challenge in one zone points into a dedicated zone.
+    knot.set_cname("_acme-challenge.www", "www.delegated.example.");
+    knot.add_txt("www.delegated.example", "in-the-other-zone");
+    assert_eq!(
+        kdig_short(&knot, "_acme-challenge.www.test.", "CNAME"),
+        ["www.delegated.example."]
+    );
+    assert_eq!(knot.txt("www.delegated.example."), ["in-the-other-zone"]);
+    assert_eq!(kdig_short(&knot, "delegated.example.", "SOA").len(), 1);
+}

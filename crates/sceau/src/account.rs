@@ -12,21 +12,31 @@ use crate::cli::{AccountCmd, RegisterArgs};
 use crate::ctx::{Ctx, connect};
 
 pub fn key_kind(name: &str) -> Result<KeyKind> {
-    KeyKind::from_name(name)
-        .ok_or_else(|| Error::Config(format!("unknown key type {name:?}: use p256, p384, ed25519, rsa2048, rsa3072 or rsa4096")))
+    KeyKind::from_name(name).ok_or_else(|| {
+        Error::Config(format!(
+            "unknown key type {name:?}: use p256, p384, ed25519, rsa2048, rsa3072 or rsa4096"
+        ))
+    })
 }
 
 /// EAB credentials from a file or the environment (never argv; R90–R92).
 fn read_eab(file: Option<&Path>) -> Result<Option<Eab>> {
     let (kid, hmac) = match file {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(Error::io(format!("reading the EAB file {}", p.display())))?;
+            let text = std::fs::read_to_string(p)
+                .map_err(Error::io(format!("reading the EAB file {}", p.display())))?;
             let mut kid = None;
             let mut hmac = None;
             let mut bare = Vec::new();
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
                 match line.split_once('=') {
-                    Some((k, v)) if matches!(k.trim(), "kid" | "key_id" | "eab_kid") => kid = Some(v.trim().to_owned()),
+                    Some((k, v)) if matches!(k.trim(), "kid" | "key_id" | "eab_kid") => {
+                        kid = Some(v.trim().to_owned())
+                    }
                     Some((k, v)) if matches!(k.trim(), "hmac_key" | "hmac" | "eab_hmac_key") => {
                         hmac = Some(v.trim().to_owned())
                     }
@@ -39,17 +49,29 @@ fn read_eab(file: Option<&Path>) -> Result<Option<Eab>> {
                 (kid, hmac)
             }
         }
-        None => (std::env::var("SCEAU_EAB_KID").ok(), std::env::var("SCEAU_EAB_HMAC_KEY").ok()),
+        None => (
+            std::env::var("SCEAU_EAB_KID").ok(),
+            std::env::var("SCEAU_EAB_HMAC_KEY").ok(),
+        ),
     };
     match (kid, hmac) {
-        (Some(key_id), Some(h)) => Ok(Some(Eab { key_id, hmac_key: Eab::decode_hmac_key(&h)? })),
+        (Some(key_id), Some(h)) => Ok(Some(Eab {
+            key_id,
+            hmac_key: Eab::decode_hmac_key(&h)?,
+        })),
         (None, None) => Ok(None),
-        _ => Err(Error::Config("EAB needs both a key id and an HMAC key (kid=… and hmac_key=…)".into())),
+        _ => Err(Error::Config(
+            "EAB needs both a key id and an HMAC key (kid=… and hmac_key=…)".into(),
+        )),
     }
 }
 
 /// The stored account for `server`, or a new registration when `register` allows it.
-pub async fn ensure_account(ctx: &Ctx, client: &AcmeClient, register: Option<&RegisterArgs>) -> Result<Account> {
+pub async fn ensure_account(
+    ctx: &Ctx,
+    client: &AcmeClient,
+    register: Option<&RegisterArgs>,
+) -> Result<Account> {
     let server = client.directory_url().to_owned();
     if let Some((account, _)) = ctx.state.load_account(&server)? {
         return Ok(account);
@@ -68,7 +90,11 @@ async fn register_account(ctx: &Ctx, client: &AcmeClient, reg: &RegisterArgs) ->
     let eab = read_eab(reg.eab_file.as_deref())?;
     let eab_key_id = eab.as_ref().map(|e| e.key_id.clone());
     let key = AccountKey::generate(kind).map_err(|e| Error::Key(e.to_string()))?;
-    let options = NewAccountOptions { contact: reg.contact.clone(), terms_of_service_agreed: reg.agree_tos, eab };
+    let options = NewAccountOptions {
+        contact: reg.contact.clone(),
+        terms_of_service_agreed: reg.agree_tos,
+        eab,
+    };
     let (account, _) = client.new_account(key, &options).await?;
     let record = AccountRecord {
         server: client.directory_url().to_owned(),
@@ -79,15 +105,23 @@ async fn register_account(ctx: &Ctx, client: &AcmeClient, reg: &RegisterArgs) ->
         eab_key_id,
     };
     ctx.state.save_account(&account, &record)?;
-    (ctx.events)(&Event::AccountCreated { server: record.server.clone(), account: account.url.clone() });
+    (ctx.events)(&Event::AccountCreated {
+        server: record.server.clone(),
+        account: account.url.clone(),
+    });
     if let Some(p) = &reg.eab_file {
-        eprintln!("sceau: the account is bound; delete the EAB file {} now (its MAC key is no longer needed)", p.display());
+        eprintln!(
+            "sceau: the account is bound; delete the EAB file {} now (its MAC key is no longer needed)",
+            p.display()
+        );
     }
     Ok(account)
 }
 
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub async fn run(ctx: &Ctx, cmd: &AccountCmd) -> Result<()> {
@@ -111,14 +145,22 @@ pub async fn run(ctx: &Ctx, cmd: &AccountCmd) -> Result<()> {
                 "thumbprint": account.key.jwk().thumbprint(),
                 "account": info,
             });
-            println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).expect("serialises")
+            );
         }
-        AccountCmd::Rollover { server, account_key_type } => {
+        AccountCmd::Rollover {
+            server,
+            account_key_type,
+        } => {
             let client = connect(&server.server, server.ca_bundle.as_deref()).await?;
             let (account, mut record) = ctx
                 .state
                 .load_account(client.directory_url())?
-                .ok_or_else(|| Error::Config(format!("no account for {}", client.directory_url())))?;
+                .ok_or_else(|| {
+                    Error::Config(format!("no account for {}", client.directory_url()))
+                })?;
             let kind = key_kind(account_key_type)?;
             let new_key = AccountKey::generate(kind).map_err(|e| Error::Key(e.to_string()))?;
             let account = client.key_change(account, new_key).await?;
@@ -133,15 +175,23 @@ pub async fn run(ctx: &Ctx, cmd: &AccountCmd) -> Result<()> {
         }
         AccountCmd::Deactivate { server, yes } => {
             if !yes {
-                return Err(Error::Config("deactivation cannot be undone: add --yes to confirm".into()));
+                return Err(Error::Config(
+                    "deactivation cannot be undone: add --yes to confirm".into(),
+                ));
             }
             let client = connect(&server.server, server.ca_bundle.as_deref()).await?;
             let account = ensure_account(ctx, &client, None).await?;
             client.deactivate_account(&account).await?;
             // Keep the files for the record but out of the way, so a new registration can happen.
             let dir = ctx.state.account_dir(client.directory_url());
-            let _ = std::fs::rename(&dir, dir.with_extension(format!("deactivated-{}", now().replace(':', ""))));
-            (ctx.events)(&Event::AccountDeactivated { server: client.directory_url().to_owned(), account: account.url });
+            let _ = std::fs::rename(
+                &dir,
+                dir.with_extension(format!("deactivated-{}", now().replace(':', ""))),
+            );
+            (ctx.events)(&Event::AccountDeactivated {
+                server: client.directory_url().to_owned(),
+                account: account.url,
+            });
         }
     }
     Ok(())

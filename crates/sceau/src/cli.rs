@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sceau", version, about = "ACME client: issue, renew, revoke and monitor certificates")]
+#[command(
+    name = "sceau",
+    version,
+    about = "ACME client: issue, renew, revoke and monitor certificates"
+)]
 pub struct Cli {
     /// Accounts and managed-certificate settings [default: /var/lib/sceau for root,
     /// $XDG_DATA_HOME/sceau otherwise]

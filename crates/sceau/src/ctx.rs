@@ -20,7 +20,9 @@ pub struct Ctx {
 
 fn is_root() -> bool {
     // The owner of /proc/self is the effective uid; avoids a libc dependency.
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 pub fn default_state_dir() -> PathBuf {
@@ -41,15 +43,26 @@ fn progress(event: &Event) {
         Event::AccountCreated { account, .. } => format!("account created: {account}"),
         Event::AccountKeyChanged { key_type, .. } => format!("account key replaced ({key_type})"),
         Event::AccountDeactivated { account, .. } => format!("account deactivated: {account}"),
-        Event::OrderCreated { identifiers, .. } => format!("order placed for {}", identifiers.join(", ")),
-        Event::ChallengeAnswered { identifier, method, .. } => format!("{identifier}: {method} ready, CA notified"),
+        Event::OrderCreated { identifiers, .. } => {
+            format!("order placed for {}", identifiers.join(", "))
+        }
+        Event::ChallengeAnswered {
+            identifier, method, ..
+        } => format!("{identifier}: {method} ready, CA notified"),
         Event::ChallengeValid { identifier, method } => format!("{identifier}: {method} validated"),
-        Event::Issued { name, not_after, .. } => format!("{name}: certificate issued, valid until {not_after}"),
-        Event::Renewed { name, not_after, .. } => format!("{name}: renewed, valid until {not_after}"),
+        Event::Issued {
+            name, not_after, ..
+        } => format!("{name}: certificate issued, valid until {not_after}"),
+        Event::Renewed {
+            name, not_after, ..
+        } => format!("{name}: renewed, valid until {not_after}"),
         Event::RenewalSkipped { name, reason } => format!("{name}: not due ({reason})"),
         Event::Revoked { serial, .. } => format!("certificate {serial} revoked"),
         Event::DeployHook { name, success, .. } => {
-            format!("{name}: deploy hook {}", if *success { "succeeded" } else { "FAILED" })
+            format!(
+                "{name}: deploy hook {}",
+                if *success { "succeeded" } else { "FAILED" }
+            )
         }
         Event::Failure { .. } => return, // the final error line says it
     };
@@ -66,27 +79,42 @@ impl Ctx {
             Some("-") => sinks.push(events::json_lines(Box::new(std::io::stderr()))),
             Some("") | Some("none") => {}
             other => {
-                let path = other.map(PathBuf::from).unwrap_or_else(|| root.join("events.jsonl"));
+                let path = other
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root.join("events.jsonl"));
                 let f = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .mode(0o600)
                     .open(&path)
-                    .map_err(Error::io(format!("opening the event log {}", path.display())))?;
+                    .map_err(Error::io(format!(
+                        "opening the event log {}",
+                        path.display()
+                    )))?;
                 sinks.push(events::json_lines(Box::new(f)));
             }
         }
         if !cli.quiet && std::io::stderr().is_terminal() && cli.event_log.as_deref() != Some("-") {
             sinks.push(Arc::new(progress));
         }
-        Ok(Ctx { state, cert_dir, events: events::fan_out(sinks) })
+        Ok(Ctx {
+            state,
+            cert_dir,
+            events: events::fan_out(sinks),
+        })
     }
 }
 
 pub async fn connect(server: &str, ca_bundle: Option<&Path>) -> Result<AcmeClient> {
     let ca_bundle_pem = ca_bundle
-        .map(|p| std::fs::read_to_string(p).map_err(Error::io(format!("reading the CA bundle {}", p.display()))))
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(Error::io(format!("reading the CA bundle {}", p.display())))
+        })
         .transpose()?;
-    let http = sceau_client::http::build_client(&HttpOptions { ca_bundle_pem, timeout: None })?;
+    let http = sceau_client::http::build_client(&HttpOptions {
+        ca_bundle_pem,
+        timeout: None,
+    })?;
     AcmeClient::connect(server, http).await
 }

@@ -17,15 +17,23 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = if cli.verbose { "sceau=debug,sceau_client=debug" } else { "warn" };
+    let filter = if cli.verbose {
+        "sceau=debug,sceau_client=debug"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_writer(std::io::stderr)
         .without_time()
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(run(cli))
 }
 
@@ -46,7 +54,9 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
             if matches!(cli.command, Command::Renew(_)) {
-                eprintln!("sceau: error: {n} certificate(s) failed to renew; see the lines above and the event log");
+                eprintln!(
+                    "sceau: error: {n} certificate(s) failed to renew; see the lines above and the event log"
+                );
             }
             ExitCode::from(1)
         }
@@ -56,7 +66,11 @@ async fn run(cli: Cli) -> ExitCode {
 
 fn fail(events: Option<&sceau_client::EventSink>, e: &sceau_client::Error) -> ExitCode {
     if let Some(events) = events {
-        events(&Event::Failure { name: None, error: e.to_string(), problem: e.problem().cloned() });
+        events(&Event::Failure {
+            name: None,
+            error: e.to_string(),
+            problem: e.problem().cloned(),
+        });
     }
     eprintln!("sceau: error: {e}");
     ExitCode::from(1)

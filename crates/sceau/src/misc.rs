@@ -20,9 +20,17 @@ pub async fn run_revoke(ctx: &Ctx, a: &RevokeArgs) -> Result<()> {
             })
         })
         .transpose()?;
-    let managed = a.cert_name.as_deref().map(|n| ctx.state.load_cert(n)).transpose()?.flatten();
+    let managed = a
+        .cert_name
+        .as_deref()
+        .map(|n| ctx.state.load_cert(n))
+        .transpose()?
+        .flatten();
     if a.cert_name.is_some() && managed.is_none() {
-        return Err(Error::Config(format!("{} is not a managed certificate", a.cert_name.as_deref().unwrap_or(""))));
+        return Err(Error::Config(format!(
+            "{} is not a managed certificate",
+            a.cert_name.as_deref().unwrap_or("")
+        )));
     }
     let (pem_path, server, ca_bundle) = match &managed {
         Some(m) => (
@@ -32,29 +40,42 @@ pub async fn run_revoke(ctx: &Ctx, a: &RevokeArgs) -> Result<()> {
         ),
         None => (
             a.cert.clone().expect("clap requires --cert or --cert-name"),
-            a.server.clone().ok_or_else(|| Error::Config("--cert needs --server".into()))?,
+            a.server
+                .clone()
+                .ok_or_else(|| Error::Config("--cert needs --server".into()))?,
             a.ca_bundle.clone(),
         ),
     };
-    let pem = std::fs::read_to_string(&pem_path).map_err(Error::io(format!("reading {}", pem_path.display())))?;
+    let pem = std::fs::read_to_string(&pem_path)
+        .map_err(Error::io(format!("reading {}", pem_path.display())))?;
     let info = CertInfo::from_pem_chain(&pem)?;
     let client = connect(&server, ca_bundle.as_deref()).await?;
     match &a.key {
         Some(key_path) => {
-            let kp = std::fs::read_to_string(key_path).map_err(Error::io(format!("reading {}", key_path.display())))?;
-            let key = AccountKey::from_pem(&kp).map_err(|e| Error::Key(format!("{}: {e}", key_path.display())))?;
-            client.revoke(RevokeWith::CertificateKey(&key), &info.der, reason).await?;
+            let kp = std::fs::read_to_string(key_path)
+                .map_err(Error::io(format!("reading {}", key_path.display())))?;
+            let key = AccountKey::from_pem(&kp)
+                .map_err(|e| Error::Key(format!("{}: {e}", key_path.display())))?;
+            client
+                .revoke(RevokeWith::CertificateKey(&key), &info.der, reason)
+                .await?;
         }
         None => {
             let account = ensure_account(ctx, &client, None).await?;
-            client.revoke(RevokeWith::Account(&account), &info.der, reason).await?;
+            client
+                .revoke(RevokeWith::Account(&account), &info.der, reason)
+                .await?;
         }
     }
     if let Some(mut m) = managed.clone() {
         m.revoked = true;
         ctx.state.save_cert(&m)?;
     }
-    (ctx.events)(&Event::Revoked { name: managed.map(|m| m.name), serial: info.serial_hex.clone(), reason });
+    (ctx.events)(&Event::Revoked {
+        name: managed.map(|m| m.name),
+        serial: info.serial_hex.clone(),
+        reason,
+    });
     println!("revoked certificate {}", info.serial_hex);
     Ok(())
 }
@@ -66,7 +87,9 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
     let mut bad = 0;
     for m in ctx.state.list_certs()? {
         let files = CertFiles::new(&ctx.cert_dir, &m.name, Modes::default());
-        let info = files.read_fullchain().and_then(|p| CertInfo::from_pem_chain(&p).ok());
+        let info = files
+            .read_fullchain()
+            .and_then(|p| CertInfo::from_pem_chain(&p).ok());
         let days = info.as_ref().map(|i| i.days_left(now));
         let problem = match (&info, days) {
             (None, _) => Some("missing"),
@@ -78,7 +101,10 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
         if problem.is_some() && !m.revoked {
             bad += 1;
         }
-        let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let fmt = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
         rows.push(serde_json::json!({
             "name": m.name,
             "identifiers": m.identifiers.iter().map(|i| i.value.clone()).collect::<Vec<_>>(),
@@ -91,19 +117,35 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
         }));
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("serialises")
+        );
     } else if rows.is_empty() {
         println!("no managed certificate in {}", ctx.state.root.display());
     } else {
-        println!("{:<30} {:<10} {:>9}  {:<25} NAMES", "NAME", "STATUS", "DAYS LEFT", "EXPIRES");
+        println!(
+            "{:<30} {:<10} {:>9}  {:<25} NAMES",
+            "NAME", "STATUS", "DAYS LEFT", "EXPIRES"
+        );
         for r in &rows {
             println!(
                 "{:<30} {:<10} {:>9}  {:<25} {}",
                 r["name"].as_str().unwrap_or(""),
                 r["status"].as_str().unwrap_or(""),
-                r["days_left"].as_i64().map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                r["days_left"]
+                    .as_i64()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 r["not_after"].as_str().unwrap_or("-"),
-                r["identifiers"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_default()
+                r["identifiers"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()
             );
         }
     }

@@ -38,13 +38,21 @@ pub struct TsigKey {
 
 impl std::fmt::Debug for TsigKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TsigKey {{ name: {:?}, algorithm: {:?}, secret: <redacted> }}", self.name, self.algorithm)
+        write!(
+            f,
+            "TsigKey {{ name: {:?}, algorithm: {:?}, secret: <redacted> }}",
+            self.name, self.algorithm
+        )
     }
 }
 
 impl TsigKey {
     pub fn new(name: &str, algorithm: &str, secret: Vec<u8>) -> Self {
-        TsigKey { name: name.trim_end_matches('.').to_owned(), algorithm: algorithm.to_ascii_lowercase(), secret }
+        TsigKey {
+            name: name.trim_end_matches('.').to_owned(),
+            algorithm: algorithm.to_ascii_lowercase(),
+            secret,
+        }
     }
 
     /// Reads a key file in one of the formats DNS servers hand out:
@@ -57,20 +65,35 @@ impl TsigKey {
                 .decode(s.trim().trim_matches('"'))
                 .map_err(|_| Error::Config("TSIG key: the secret is not base64".into()))
         };
+        // BIND puts several statements on a line; one statement per line makes all formats alike.
+        let normalised = text.replace(['{', '}', ';'], "\n");
         let field = |key: &str| -> Option<String> {
-            text.lines().find_map(|l| {
+            normalised.lines().find_map(|l| {
                 let l = l.trim().trim_start_matches("- ");
                 let rest = l.strip_prefix(key)?;
                 let rest = rest.trim_start_matches(':').trim();
-                Some(rest.trim_end_matches(';').trim().trim_matches('"').to_owned())
+                Some(
+                    rest.trim_end_matches(';')
+                        .trim()
+                        .trim_matches('"')
+                        .to_owned(),
+                )
             })
         };
         if let Some(start) = text.find("key ") {
             // BIND syntax.
             let after = &text[start + 4..];
-            let name = after.split('{').next().unwrap_or("").trim().trim_matches('"').to_owned();
+            let name = after
+                .split('{')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"')
+                .to_owned();
+            let name = name.trim_end_matches('.').to_owned();
             let algorithm = field("algorithm").unwrap_or_else(|| "hmac-sha256".into());
-            let secret = field("secret").ok_or_else(|| Error::Config("TSIG key: no secret".into()))?;
+            let secret =
+                field("secret").ok_or_else(|| Error::Config("TSIG key: no secret".into()))?;
             if name.is_empty() {
                 return Err(Error::Config("TSIG key: no key name".into()));
             }
@@ -80,7 +103,11 @@ impl TsigKey {
             let algorithm = field("algorithm").unwrap_or_else(|| "hmac-sha256".into());
             return Ok(Self::new(&id, &algorithm, b64(&secret)?));
         }
-        let line = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("");
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .unwrap_or("");
         let parts: Vec<&str> = line.split(':').collect();
         match parts.as_slice() {
             [name, secret] => Ok(Self::new(name, "hmac-sha256", b64(secret)?)),
@@ -92,18 +119,24 @@ impl TsigKey {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(Error::io(format!("reading TSIG key {}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(Error::io(format!("reading TSIG key {}", path.display())))?;
         Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
     fn signer(&self) -> Result<TSigner> {
         let algorithm = TsigAlgorithm::from_name(
-            Name::from_ascii(&self.algorithm).map_err(|_| Error::Config("TSIG key: bad algorithm name".into()))?,
+            Name::from_ascii(&self.algorithm)
+                .map_err(|_| Error::Config("TSIG key: bad algorithm name".into()))?,
         );
-        let name =
-            Name::from_ascii(&self.name).map_err(|_| Error::Config(format!("TSIG key: bad key name {}", self.name)))?;
-        TSigner::new(self.secret.clone(), algorithm, name, 300)
-            .map_err(|_| Error::Config(format!("TSIG algorithm {} is not supported", self.algorithm)))
+        let name = Name::from_ascii(&self.name)
+            .map_err(|_| Error::Config(format!("TSIG key: bad key name {}", self.name)))?;
+        TSigner::new(self.secret.clone(), algorithm, name, 300).map_err(|_| {
+            Error::Config(format!(
+                "TSIG algorithm {} is not supported",
+                self.algorithm
+            ))
+        })
     }
 }
 
@@ -127,7 +160,8 @@ pub struct AddedRecord {
 }
 
 fn fqdn(name: &str) -> Result<Name> {
-    let mut n = Name::from_ascii(name).map_err(|_| Error::Dns(format!("{name} is not a valid DNS name")))?;
+    let mut n = Name::from_ascii(name)
+        .map_err(|_| Error::Dns(format!("{name} is not a valid DNS name")))?;
     n.set_fqdn(true);
     Ok(n)
 }
@@ -144,7 +178,12 @@ fn txt_values(msg: &Message, name: &Name) -> Vec<String> {
         .iter()
         .filter(|r| r.name.eq_case(name) || r.name == *name)
         .filter_map(|r| match &r.data {
-            RData::TXT(t) => Some(t.txt_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect::<String>()),
+            RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<String>(),
+            ),
             _ => None,
         })
         .collect()
@@ -152,23 +191,33 @@ fn txt_values(msg: &Message, name: &Name) -> Vec<String> {
 
 impl DnsUpdater {
     pub fn new(server: SocketAddr, key: Option<TsigKey>) -> Self {
-        DnsUpdater { server, key, check_servers: Vec::new(), propagation_timeout: Duration::from_secs(120) }
+        DnsUpdater {
+            server,
+            key,
+            check_servers: Vec::new(),
+            propagation_timeout: Duration::from_secs(120),
+        }
     }
 
     async fn query(&self, server: SocketAddr, name: &Name, rtype: RecordType) -> Result<Message> {
         let mut msg = Message::query();
         msg.add_query(Query::query(name.clone(), rtype));
         msg.metadata.recursion_desired = false;
-        let bytes = msg.to_vec().map_err(|e| Error::Dns(format!("encoding a query: {e}")))?;
+        let bytes = msg
+            .to_vec()
+            .map_err(|e| Error::Dns(format!("encoding a query: {e}")))?;
         let reply = udp_exchange(server, &bytes).await?;
-        let mut answer =
-            Message::from_vec(&reply).map_err(|e| Error::Dns(format!("bad answer from {server}: {e}")))?;
+        let mut answer = Message::from_vec(&reply)
+            .map_err(|e| Error::Dns(format!("bad answer from {server}: {e}")))?;
         if answer.metadata.truncation {
             let reply = tcp_exchange(server, &bytes).await?;
-            answer = Message::from_vec(&reply).map_err(|e| Error::Dns(format!("bad answer from {server}: {e}")))?;
+            answer = Message::from_vec(&reply)
+                .map_err(|e| Error::Dns(format!("bad answer from {server}: {e}")))?;
         }
         if answer.metadata.id != msg.metadata.id {
-            return Err(Error::Dns(format!("{server} answered with a different message id")));
+            return Err(Error::Dns(format!(
+                "{server} answered with a different message id"
+            )));
         }
         Ok(answer)
     }
@@ -190,7 +239,9 @@ impl DnsUpdater {
                 None => return Ok(current),
             }
         }
-        Err(Error::Dns(format!("{name}: CNAME chain longer than 8 or a loop")))
+        Err(Error::Dns(format!(
+            "{name}: CNAME chain longer than 8 or a loop"
+        )))
     }
 
     /// The zone that contains `name`, from the update server's SOA answer.
@@ -223,11 +274,14 @@ impl DnsUpdater {
         let verifier = match &self.key {
             Some(key) => {
                 let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
-                msg.finalize(&key.signer()?, now).map_err(|e| Error::Dns(format!("TSIG signing: {e}")))?
+                msg.finalize(&key.signer()?, now)
+                    .map_err(|e| Error::Dns(format!("TSIG signing: {e}")))?
             }
             None => None,
         };
-        let bytes = msg.to_vec().map_err(|e| Error::Dns(format!("encoding the update: {e}")))?;
+        let bytes = msg
+            .to_vec()
+            .map_err(|e| Error::Dns(format!("encoding the update: {e}")))?;
         let reply = tcp_exchange(self.server, &bytes).await?;
         let answer = match verifier {
             Some(mut v) => v
@@ -251,7 +305,10 @@ impl DnsUpdater {
                 "{what}: {} refused the update (REFUSED); allow updates for this key on that zone",
                 self.server
             ))),
-            other => Err(Error::Dns(format!("{what}: {} answered {other}", self.server))),
+            other => Err(Error::Dns(format!(
+                "{what}: {} answered {other}",
+                self.server
+            ))),
         }
     }
 
@@ -260,11 +317,16 @@ impl DnsUpdater {
         let owner = format!("_acme-challenge.{}", domain.trim_end_matches('.'));
         let name = self.follow_cname(&owner).await?;
         let zone = self.find_zone(&name).await?;
-        let mut msg = update_message::append(txt_rrset(&name, value, TXT_TTL), zone.clone(), false, false);
+        let mut msg =
+            update_message::append(txt_rrset(&name, value, TXT_TTL), zone.clone(), false, false);
         debug_assert_eq!(msg.metadata.op_code, OpCode::Update);
         msg.metadata.recursion_desired = false;
         self.send_update(msg, &format!("adding TXT {name}")).await?;
-        Ok(AddedRecord { zone, name, value: value.to_owned() })
+        Ok(AddedRecord {
+            zone,
+            name,
+            value: value.to_owned(),
+        })
     }
 
     pub async fn remove_txt(&self, record: &AddedRecord) -> Result<()> {
@@ -273,7 +335,8 @@ impl DnsUpdater {
             record.zone.clone(),
             false,
         );
-        self.send_update(msg, &format!("removing TXT {}", record.name)).await
+        self.send_update(msg, &format!("removing TXT {}", record.name))
+            .await
     }
 
     /// The servers to check: the configured list, or the zone's NS addresses.
@@ -282,18 +345,26 @@ impl DnsUpdater {
             return self.check_servers.clone();
         }
         let mut out = vec![self.server];
-        let Ok(ns) = self.query(self.server, zone, RecordType::NS).await else { return out };
+        let Ok(ns) = self.query(self.server, zone, RecordType::NS).await else {
+            return out;
+        };
         for r in &ns.answers {
             let RData::NS(target) = &r.data else { continue };
             for rtype in [RecordType::A, RecordType::AAAA] {
-                let Ok(a) = self.query(self.server, &target.0, rtype).await else { continue };
+                let Ok(a) = self.query(self.server, &target.0, rtype).await else {
+                    continue;
+                };
                 for rec in a.answers.iter().chain(a.additionals.iter()) {
                     let ip: IpAddr = match &rec.data {
                         RData::A(a) => IpAddr::V4(a.0),
                         RData::AAAA(a) => IpAddr::V6(a.0),
                         _ => continue,
                     };
-                    let port = if ip == self.server.ip() { self.server.port() } else { 53 };
+                    let port = if ip == self.server.ip() {
+                        self.server.port()
+                    } else {
+                        53
+                    };
                     let addr = SocketAddr::new(ip, port);
                     if !out.contains(&addr) {
                         out.push(addr);
@@ -314,7 +385,7 @@ impl DnsUpdater {
             let mut still = Vec::new();
             for s in pending {
                 match self.query(s, &record.name, RecordType::TXT).await {
-                    Ok(m) if txt_values(&m, &record.name).iter().any(|v| *v == record.value) => {}
+                    Ok(m) if txt_values(&m, &record.name).contains(&record.value) => {}
                     _ => still.push(s),
                 }
             }
@@ -344,11 +415,21 @@ impl DnsUpdater {
 }
 
 async fn udp_exchange(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>> {
-    let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
-    let sock = UdpSocket::bind(bind).await.map_err(Error::io("binding a UDP socket"))?;
-    sock.connect(server).await.map_err(Error::io(format!("connecting to {server}")))?;
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let sock = UdpSocket::bind(bind)
+        .await
+        .map_err(Error::io("binding a UDP socket"))?;
+    sock.connect(server)
+        .await
+        .map_err(Error::io(format!("connecting to {server}")))?;
     for _ in 0..3 {
-        sock.send(bytes).await.map_err(Error::io(format!("sending to {server}")))?;
+        sock.send(bytes)
+            .await
+            .map_err(Error::io(format!("sending to {server}")))?;
         let mut buf = vec![0u8; 65535];
         match tokio::time::timeout(QUERY_TIMEOUT, sock.recv(&mut buf)).await {
             Ok(Ok(n)) => {
@@ -387,12 +468,20 @@ mod tests {
 
     #[test]
     fn key_formats() {
-        let bind = "key \"acme-key\" {\n  algorithm hmac-sha256;\n  secret \"c2VjcmV0c2VjcmV0\";\n};\n";
+        let bind =
+            "key \"acme-key\" {\n  algorithm hmac-sha256;\n  secret \"c2VjcmV0c2VjcmV0\";\n};\n";
         let k = TsigKey::parse(bind).unwrap();
-        assert_eq!((k.name.as_str(), k.algorithm.as_str(), k.secret.as_slice()), ("acme-key", "hmac-sha256", &b"secretsecret"[..]));
-        let knot = "key:\n  - id: acme-key.\n    algorithm: hmac-sha512\n    secret: c2VjcmV0c2VjcmV0\n";
+        assert_eq!(
+            (k.name.as_str(), k.algorithm.as_str(), k.secret.as_slice()),
+            ("acme-key", "hmac-sha256", &b"secretsecret"[..])
+        );
+        let knot =
+            "key:\n  - id: acme-key.\n    algorithm: hmac-sha512\n    secret: c2VjcmV0c2VjcmV0\n";
         let k = TsigKey::parse(knot).unwrap();
-        assert_eq!((k.name.as_str(), k.algorithm.as_str()), ("acme-key", "hmac-sha512"));
+        assert_eq!(
+            (k.name.as_str(), k.algorithm.as_str()),
+            ("acme-key", "hmac-sha512")
+        );
         let line = TsigKey::parse("hmac-sha384:acme-key:c2VjcmV0c2VjcmV0\n").unwrap();
         assert_eq!(line.algorithm, "hmac-sha384");
         assert!(TsigKey::parse("nonsense").is_err());

@@ -39,18 +39,34 @@ async fn run_hook(program: &Path, action: &str, call: &DnsHookCall) -> Result<()
         .arg(action)
         .env("SCEAU_ACTION", action)
         .env("SCEAU_DOMAIN", &call.domain)
-        .env("SCEAU_RECORD_NAME", format!("_acme-challenge.{}", call.domain))
+        .env(
+            "SCEAU_RECORD_NAME",
+            format!("_acme-challenge.{}", call.domain),
+        )
         .env("SCEAU_TXT_VALUE", &call.txt_value)
         .env("SCEAU_TOKEN", &call.token)
         .env("SCEAU_KEY_AUTHORIZATION", &call.key_authorization)
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| Error::Config(format!("cannot run the DNS hook {}: {e}", program.display())))?;
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot run the DNS hook {}: {e}",
+                program.display()
+            ))
+        })?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
-    Err(Error::Dns(format!("the DNS hook {} {action} failed ({}): {last}", program.display(), out.status)))
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
+    Err(Error::Dns(format!(
+        "the DNS hook {} {action} failed ({}): {last}",
+        program.display(),
+        out.status
+    )))
 }

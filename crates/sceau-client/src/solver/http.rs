@@ -22,7 +22,11 @@ pub const CHALLENGE_PATH: &str = "/.well-known/acme-challenge/";
 
 /// Tokens are base64url (RFC 8555 §8.1); anything else is refused before it reaches a path.
 pub fn check_token(token: &str) -> Result<()> {
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if token.is_empty()
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(Error::Protocol {
             url: String::new(),
             status: 200,
@@ -53,18 +57,23 @@ impl Http01Listener {
                  choose --http-port behind a redirect, or use --webroot)"
             ))
         })?;
-        let addr = listener.local_addr().map_err(Error::io("listener address"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("listener address"))?;
         let tokens: Arc<RwLock<HashMap<String, String>>> = Arc::default();
         let map = tokens.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let map = map.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let map = map.clone();
-                        async move { Ok::<_, Infallible>(answer(&map, &req)) }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let map = map.clone();
+                            async move { Ok::<_, Infallible>(answer(&map, &req)) }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -76,7 +85,10 @@ impl Http01Listener {
 
     pub fn add(&self, token: &str, key_authorization: &str) -> Result<()> {
         check_token(token)?;
-        self.tokens.write().expect("tokens").insert(token.to_owned(), key_authorization.to_owned());
+        self.tokens
+            .write()
+            .expect("tokens")
+            .insert(token.to_owned(), key_authorization.to_owned());
         Ok(())
     }
 
@@ -85,7 +97,10 @@ impl Http01Listener {
     }
 }
 
-fn answer(map: &RwLock<HashMap<String, String>>, req: &Request<hyper::body::Incoming>) -> Response<String> {
+fn answer(
+    map: &RwLock<HashMap<String, String>>,
+    req: &Request<hyper::body::Incoming>,
+) -> Response<String> {
     let found = (req.method() == hyper::Method::GET)
         .then(|| req.uri().path().strip_prefix(CHALLENGE_PATH))
         .flatten()
@@ -98,7 +113,10 @@ fn answer(map: &RwLock<HashMap<String, String>>, req: &Request<hyper::body::Inco
                 .body(ka)
                 .expect("static response")
         }
-        None => Response::builder().status(StatusCode::NOT_FOUND).body(String::new()).expect("static response"),
+        None => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(String::new())
+            .expect("static response"),
     }
 }
 
@@ -106,7 +124,9 @@ fn answer(map: &RwLock<HashMap<String, String>>, req: &Request<hyper::body::Inco
 pub(crate) async fn bind_dual(addr: SocketAddr) -> std::io::Result<TcpListener> {
     match TcpListener::bind(addr).await {
         Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
-            TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port()))).await.map_err(|_| e)
+            TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
+                .await
+                .map_err(|_| e)
         }
         other => other,
     }
@@ -124,7 +144,10 @@ impl WebrootFile {
     pub fn write(webroot: &Path, token: &str, key_authorization: &str) -> Result<Self> {
         check_token(token)?;
         if !webroot.is_dir() {
-            return Err(Error::Config(format!("the webroot {} is not a directory", webroot.display())));
+            return Err(Error::Config(format!(
+                "the webroot {} is not a directory",
+                webroot.display()
+            )));
         }
         let mut created_dirs = Vec::new();
         let mut dir = webroot.to_path_buf();
@@ -145,7 +168,12 @@ impl WebrootFile {
         match std::fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { context: format!("removing {}", self.path.display()), source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    context: format!("removing {}", self.path.display()),
+                    source: e,
+                });
+            }
         }
         for d in &self.created_dirs {
             let _ = std::fs::remove_dir(d); // only succeeds when empty, which is what we want
@@ -173,8 +201,15 @@ mod tests {
     fn webroot_file_lifecycle() {
         let d = tempfile::tempdir().unwrap();
         let f = WebrootFile::write(d.path(), "tok", "tok.thumb").unwrap();
-        assert_eq!(std::fs::read_to_string(d.path().join(".well-known/acme-challenge/tok")).unwrap(), "tok.thumb");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(".well-known/acme-challenge/tok")).unwrap(),
+            "tok.thumb"
+        );
         f.remove().unwrap();
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "created directories are removed too");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            0,
+            "created directories are removed too"
+        );
     }
 }

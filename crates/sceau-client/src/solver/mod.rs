@@ -92,11 +92,16 @@ pub struct Plan {
 
 impl Plan {
     pub fn single(method: Method) -> Self {
-        Plan { default: method, per_identifier: BTreeMap::new() }
+        Plan {
+            default: method,
+            per_identifier: BTreeMap::new(),
+        }
     }
 
     pub fn method_for(&self, identifier: &Identifier) -> &Method {
-        self.per_identifier.get(&identifier.value).unwrap_or(&self.default)
+        self.per_identifier
+            .get(&identifier.value)
+            .unwrap_or(&self.default)
     }
 }
 
@@ -112,7 +117,10 @@ pub struct ChallengeTask {
 impl ChallengeTask {
     /// base64url(SHA-256(key authorization)), the dns-01 TXT value (RFC 8555 §8.4).
     pub fn dns_value(&self) -> String {
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.key_authorization.as_bytes());
+        let d = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            self.key_authorization.as_bytes(),
+        );
         sceau_wire::b64::encode(d.as_ref())
     }
 
@@ -128,7 +136,7 @@ impl ChallengeTask {
 
 enum Undo {
     Webroot(http::WebrootFile),
-    Dns(dns::DnsUpdater, dns::AddedRecord),
+    Dns(Box<(dns::DnsUpdater, dns::AddedRecord)>),
     Hook(hook::DnsHookCall),
 }
 
@@ -147,11 +155,15 @@ impl Presented {
         match &task.method {
             Method::Http01 { port, address } => {
                 let addr = Method::listen_addr(*port, *address);
-                if !self.http.contains_key(&addr) {
-                    let l = http::Http01Listener::bind(addr).await.map_err(|e| task.fail(e.to_string()))?;
-                    self.http.insert(addr, l);
-                }
-                self.http[&addr].add(&task.token, &task.key_authorization)?;
+                let listener = match self.http.entry(addr) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(
+                        http::Http01Listener::bind(addr)
+                            .await
+                            .map_err(|e| task.fail(e.to_string()))?,
+                    ),
+                };
+                listener.add(&task.token, &task.key_authorization)?;
             }
             Method::Webroot { dir } => {
                 let f = http::WebrootFile::write(dir, &task.token, &task.key_authorization)
@@ -160,24 +172,44 @@ impl Presented {
             }
             Method::TlsAlpn01 { port, address } => {
                 let addr = Method::listen_addr(*port, *address);
-                if !self.tls.contains_key(&addr) {
-                    let l = tlsalpn::TlsAlpnListener::bind(addr).await.map_err(|e| task.fail(e.to_string()))?;
-                    self.tls.insert(addr, l);
-                }
-                self.tls[&addr].add(&task.identifier.value, &task.key_authorization)?;
+                let listener = match self.tls.entry(addr) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => v.insert(
+                        tlsalpn::TlsAlpnListener::bind(addr)
+                            .await
+                            .map_err(|e| task.fail(e.to_string()))?,
+                    ),
+                };
+                listener.add(&task.identifier.value, &task.key_authorization)?;
             }
-            Method::Dns01Update { server, tsig_key_file, check_servers, propagation_timeout_secs } => {
+            Method::Dns01Update {
+                server,
+                tsig_key_file,
+                check_servers,
+                propagation_timeout_secs,
+            } => {
                 if !task.identifier.is_dns() {
                     return Err(task.fail("dns-01 cannot validate an IP address (RFC 8738 §7); use http-01 or tls-alpn-01"));
                 }
-                let key = tsig_key_file.as_deref().map(dns::TsigKey::load).transpose()?;
+                let key = tsig_key_file
+                    .as_deref()
+                    .map(dns::TsigKey::load)
+                    .transpose()?;
                 let mut updater = dns::DnsUpdater::new(*server, key);
                 updater.check_servers = check_servers.clone();
                 updater.propagation_timeout = Duration::from_secs(*propagation_timeout_secs);
-                let added =
-                    updater.add_txt(&task.identifier.value, &task.dns_value()).await.map_err(|e| task.fail(e.to_string()))?;
-                self.undo.push((task.clone(), Undo::Dns(updater.clone(), added.clone())));
-                updater.wait_visible(&added).await.map_err(|e| task.fail(e.to_string()))?;
+                let added = updater
+                    .add_txt(&task.identifier.value, &task.dns_value())
+                    .await
+                    .map_err(|e| task.fail(e.to_string()))?;
+                self.undo.push((
+                    task.clone(),
+                    Undo::Dns(Box::new((updater.clone(), added.clone()))),
+                ));
+                updater
+                    .wait_visible(&added)
+                    .await
+                    .map_err(|e| task.fail(e.to_string()))?;
             }
             Method::Dns01Hook { program } => {
                 if !task.identifier.is_dns() {
@@ -192,7 +224,9 @@ impl Presented {
                 };
                 // Registered before running: a hook that half-succeeded still gets its cleanup.
                 self.undo.push((task.clone(), Undo::Hook(call.clone())));
-                call.run("present").await.map_err(|e| task.fail(e.to_string()))?;
+                call.run("present")
+                    .await
+                    .map_err(|e| task.fail(e.to_string()))?;
             }
         }
         Ok(())
@@ -204,7 +238,7 @@ impl Presented {
         for (task, undo) in self.undo.drain(..).rev() {
             let r = match undo {
                 Undo::Webroot(f) => f.remove(),
-                Undo::Dns(u, rec) => u.remove_txt(&rec).await,
+                Undo::Dns(b) => b.0.remove_txt(&b.1).await,
                 Undo::Hook(call) => call.run("cleanup").await,
             };
             if let Err(e) = r {

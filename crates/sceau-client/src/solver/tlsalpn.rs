@@ -25,12 +25,18 @@ struct Certs(RwLock<HashMap<String, Arc<CertifiedKey>>>);
 
 impl ResolvesServerCert for Certs {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let alpn_ok = hello.alpn().is_some_and(|mut p| p.any(|p| p == ACME_TLS_ALPN));
+        let alpn_ok = hello
+            .alpn()
+            .is_some_and(|mut p| p.any(|p| p == ACME_TLS_ALPN));
         let sni = hello.server_name()?.to_ascii_lowercase();
         if !alpn_ok {
             return None;
         }
-        self.0.read().expect("certs").get(sni.trim_end_matches('.')).cloned()
+        self.0
+            .read()
+            .expect("certs")
+            .get(sni.trim_end_matches('.'))
+            .cloned()
     }
 }
 
@@ -54,24 +60,36 @@ pub fn sni_for(identifier: &str) -> String {
 
 /// The validation certificate for one identifier.
 pub fn challenge_cert(identifier: &str, key_authorization: &str) -> Result<CertifiedKey> {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
     let mut params = CertificateParams::default();
     params.subject_alt_names = vec![match identifier.parse::<IpAddr>() {
         Ok(ip) => SanType::IpAddress(ip),
         Err(_) => SanType::DnsName(
-            identifier.to_owned().try_into().map_err(|_| Error::Config(format!("{identifier} is not a DNS name")))?,
+            identifier
+                .to_owned()
+                .try_into()
+                .map_err(|_| Error::Config(format!("{identifier} is not a DNS name")))?,
         ),
     }];
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest.as_ref())];
     let key = KeyPair::generate().map_err(|e| Error::Key(format!("tls-alpn-01 key: {e}")))?;
-    let cert = params.self_signed(&key).map_err(|e| Error::Key(format!("tls-alpn-01 certificate: {e}")))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| Error::Key(format!("tls-alpn-01 certificate: {e}")))?;
+    // Not CertifiedKey::from_der: its consistency check parses the certificate with webpki,
+    // which rejects the critical acmeIdentifier extension that RFC 8737 §3 requires.
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    CertifiedKey::from_der(
+    let signing_key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            key.serialize_der(),
+        )))
+        .map_err(|e| Error::Tls(format!("tls-alpn-01 key: {e}")))?;
+    Ok(CertifiedKey::new(
         vec![CertificateDer::from(cert.der().to_vec())],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        &provider,
-    )
-    .map_err(|e| Error::Tls(format!("tls-alpn-01 certificate: {e}")))
+        signing_key,
+    ))
 }
 
 /// A running tls-alpn-01 listener. Dropping it stops it.
@@ -94,23 +112,32 @@ impl TlsAlpnListener {
                 "cannot listen on {addr} for tls-alpn-01: {e} (port 443 needs root or CAP_NET_BIND_SERVICE)"
             ))
         })?;
-        let addr = listener.local_addr().map_err(Error::io("listener address"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("listener address"))?;
         let certs = Arc::new(Certs::default());
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(certs.clone());
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(certs.clone());
         config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     // RFC 8737 §3: the handshake is the whole exchange; close right after.
-                    if let Ok(Ok(mut tls)) =
-                        tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await
+                    if let Ok(Ok(mut tls)) = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
                     {
                         let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
                     }
@@ -122,12 +149,20 @@ impl TlsAlpnListener {
 
     pub fn add(&self, identifier: &str, key_authorization: &str) -> Result<()> {
         let cert = challenge_cert(identifier, key_authorization)?;
-        self.certs.0.write().expect("certs").insert(sni_for(identifier), Arc::new(cert));
+        self.certs
+            .0
+            .write()
+            .expect("certs")
+            .insert(sni_for(identifier), Arc::new(cert));
         Ok(())
     }
 
     pub fn remove(&self, identifier: &str) {
-        self.certs.0.write().expect("certs").remove(&sni_for(identifier));
+        self.certs
+            .0
+            .write()
+            .expect("certs")
+            .remove(&sni_for(identifier));
     }
 }
 

@@ -1,0 +1,177 @@
+//! The issuance policy end to end (agency guide R26, R27, R29, R34, R35, R37, R42): names on
+//! the AA's list only, checked at newOrder, at finalize and at the signing gate; the failed
+//! validation limit; no key certified twice. Refused cases check the problem type and that
+//! nothing was created.
+
+mod admin_support;
+mod support;
+
+use admin_support::*;
+use sceau_store::Table;
+use serde_json::json;
+use support::{Http01, Server, csr, csr_with_key, order};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_listed_names_exactly_or_explicit_subdomains() {
+    let server = Server::start(&[]);
+    let (kid, key) = create_aa(&server, &["www.a.test"], &["--with-subdomains", "corp.test"]);
+    let c = bound_client(&server, &kid, &key).await;
+    let store = server.store().await;
+
+    let r = c.new_order(&["www.a.test", "x.corp.test", "corp.test", "a.b.corp.test"]).await;
+    assert_eq!(r.status, 201, "{}", body(&r));
+    assert_eq!(store.count(Table::Orders).await.unwrap(), 1);
+
+    let r = c.new_order(&["www.a.test", "a.test", "sub.www.a.test", "other.test"]).await;
+    assert_eq!(r.problem_type(), "rejectedIdentifier", "{}", body(&r));
+    assert_eq!(refused_names(&r.json()), ["a.test", "other.test", "sub.www.a.test"], "one subproblem per refused name");
+    assert!(r.json()["subproblems"].as_array().unwrap().iter().all(|s| s["type"] == "urn:ietf:params:acme:error:rejectedIdentifier"));
+    assert_eq!(store.count(Table::Orders).await.unwrap(), 1, "a refused order was created");
+    assert_eq!(store.count(Table::Authzs).await.unwrap(), 4);
+    let audit = store.audit_events(Some(&account_id(&c)), 0).await.unwrap();
+    assert!(audit.iter().any(|e| e.event == "policy.refused"), "refusal not audited");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_are_refused() {
+    let server = Server::start(&[]);
+    let (kid, key) = create_aa(&server, &["www.a.test"], &["--with-subdomains", "a.test"]);
+    let c = bound_client(&server, &kid, &key).await;
+    let r = c.new_order(&["*.a.test"]).await;
+    assert_eq!(r.problem_type(), "rejectedIdentifier", "{}", body(&r));
+    assert_eq!(server.store().await.count(Table::Orders).await.unwrap(), 0);
+    // Nor can an administrator list one.
+    let out = admin(&server, &["account", "add-domain", &kid, "*.b.test"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("R42"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_removed_before_finalize_is_refused_there() {
+    let server = Server::start(&[]);
+    let responder = Http01::start(server.http01_port).await;
+    server.add_host("www.a.test");
+    let (kid, key) = create_aa(&server, &["www.a.test"], &[]);
+    let c = bound_client(&server, &kid, &key).await;
+    let o = order(&c, &["www.a.test"]).await;
+    let ready = c.solve_http01(&o, &responder).await;
+    assert_eq!(ready["status"], "ready");
+
+    admin_ok(&server, &["account", "remove-domain", &kid, "www.a.test"]);
+    let (csr_b64, _) = csr(&["www.a.test"]);
+    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await;
+    assert_eq!(r.problem_type(), "rejectedIdentifier", "{}", body(&r));
+    assert_eq!(server.store().await.count(Table::Certificates).await.unwrap(), 0);
+
+    // Listed again, the same order finalizes.
+    admin_ok(&server, &["account", "add-domain", &kid, "www.a.test"]);
+    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+    assert_eq!(server.store().await.count(Table::Certificates).await.unwrap(), 1);
+}
+
+/// The signing gate: an order already past finalize's checks (left in `processing`, as a crash
+/// would leave it) is issued at start-up only if its names are still allowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_removed_before_signing_is_refused_at_the_signing_gate() {
+    let mut server = Server::start(&[]);
+    let responder = Http01::start(server.http01_port).await;
+    server.add_host("keep.a.test");
+    server.add_host("drop.a.test");
+    let (kid, key) = create_aa(&server, &["keep.a.test", "drop.a.test"], &[]);
+    let c = bound_client(&server, &kid, &key).await;
+    let store = server.store().await;
+    let mut urls = Vec::new();
+    for name in ["keep.a.test", "drop.a.test"] {
+        let o = order(&c, &[name]).await;
+        assert_eq!(c.solve_http01(&o, &responder).await["status"], "ready");
+        let url = o["_url"].as_str().unwrap().to_owned();
+        let id = url.rsplit('/').next().unwrap().to_owned();
+        store.start_processing(&id, &csr(&[name]).0).await.unwrap();
+        urls.push(url);
+    }
+    server.kill();
+    admin_ok(&server, &["account", "remove-domain", &kid, "drop.a.test"]);
+    server.spawn();
+    let kept = c.poll(&urls[0], &["processing"]).await;
+    assert_eq!(kept["status"], "valid", "{kept}");
+    let dropped = c.poll(&urls[1], &["processing"]).await;
+    assert_eq!(dropped["status"], "invalid", "{dropped}");
+    assert_eq!(dropped["error"]["type"], "urn:ietf:params:acme:error:rejectedIdentifier");
+    assert_eq!(store.count(Table::Certificates).await.unwrap(), 1);
+}
+
+async fn fail_validation(c: &support::Raw, name: &str) -> support::Resp {
+    let o = order(c, &[name]).await;
+    let authz_url = o["authorizations"][0].as_str().unwrap().to_owned();
+    let authz = c.post(&authz_url, None).await.json();
+    let ch = authz["challenges"].as_array().unwrap().iter().find(|x| x["type"] == "http-01").unwrap().clone();
+    let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    if r.status == 200 {
+        let done = c.poll(&authz_url, &["pending"]).await;
+        assert_eq!(done["status"], "invalid", "validation with no responder succeeded: {done}");
+    }
+    r
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixth_failed_validation_in_an_hour_is_rate_limited() {
+    let server = Server::start(&[]);
+    // An address but no responder: every http-01 validation fails (connection refused).
+    server.add_host("fail.a.test");
+    server.add_host("other.a.test");
+    let (kid, key) = create_aa(&server, &["fail.a.test", "other.a.test"], &[]);
+    let c = bound_client(&server, &kid, &key).await;
+    for i in 0..5 {
+        let r = fail_validation(&c, "fail.a.test").await;
+        assert_eq!(r.status, 200, "attempt {}: {}", i + 1, body(&r));
+    }
+    let r = fail_validation(&c, "fail.a.test").await;
+    assert_eq!(r.problem_type(), "rateLimited", "{}", body(&r));
+    assert_eq!(r.status, 429);
+    assert!(r.headers.get("retry-after").is_some(), "no Retry-After");
+    // Per name: another name of the same account is not limited.
+    let r = fail_validation(&c, "other.a.test").await;
+    assert_eq!(r.status, 200, "{}", body(&r));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_validation_limit_is_configurable() {
+    let conf = tempfile::tempdir().unwrap();
+    let path = conf.path().join("sceau.toml");
+    std::fs::write(&path, "max_failed_validations_per_hour = 1\n").unwrap();
+    let server = Server::start(&["--config", path.to_str().unwrap()]);
+    server.add_host("fail.a.test");
+    let (kid, key) = create_aa(&server, &["fail.a.test"], &[]);
+    let c = bound_client(&server, &kid, &key).await;
+    assert_eq!(fail_validation(&c, "fail.a.test").await.status, 200);
+    let r = fail_validation(&c, "fail.a.test").await;
+    assert_eq!(r.problem_type(), "rateLimited", "{}", body(&r));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_certified_once_is_refused_again() {
+    let server = Server::start(&[]);
+    let responder = Http01::start(server.http01_port).await;
+    server.add_host("www.a.test");
+    let (kid, key) = create_aa(&server, &["www.a.test"], &[]);
+    let c = bound_client(&server, &kid, &key).await;
+    let reused = rcgen::KeyPair::generate().unwrap();
+    for attempt in 0..2 {
+        let o = order(&c, &["www.a.test"]).await;
+        assert_eq!(c.solve_http01(&o, &responder).await["status"], "ready");
+        let (csr_b64, _) = csr_with_key(&["www.a.test"], &reused);
+        let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await;
+        if attempt == 0 {
+            assert_eq!(r.status, 200, "{}", body(&r));
+        } else {
+            assert_eq!(r.problem_type(), "badCSR", "{}", body(&r));
+            assert!(r.json()["detail"].as_str().unwrap().contains("R37"));
+            // A fresh key is accepted on the same order.
+            let (fresh, _) = csr(&["www.a.test"]);
+            let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": fresh}))).await;
+            assert_eq!(r.status, 200, "{}", body(&r));
+        }
+    }
+    assert_eq!(server.store().await.count(Table::Certificates).await.unwrap(), 2);
+}
