@@ -19,6 +19,7 @@ pub mod inspect;
 mod keys;
 mod names;
 mod profile;
+pub mod remote;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -78,6 +78,16 @@ enum Command {
     },
     /// Manage external admin accounts (EAB) and ACME accounts; works while `serve` runs
     Admin(admin::AdminArgs),
+    /// The signing service `serve` starts as its child: the only process holding CA keys
+    #[command(hide = true)]
+    SignService {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        ca_key: String,
+        #[arg(long)]
+        organization: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +95,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { common, args } => serve::run(common, args),
         Command::Admin(args) => admin::run(args),
+        Command::SignService { data_dir, ca_key, organization } => serve::run_sign_service(&data_dir, &ca_key, &organization),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sceau_acme::{Acme, AcmeConfig, EabMode};
+use sceau_ca::remote::RemoteSigner;
 use sceau_ca::{CaKeyKind, FileCa, Signer};
 use sceau_validate::{Validator, ValidatorConfig};
 use tokio::net::TcpListener;
@@ -91,7 +92,6 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         .create(&config.data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
 
-    let ca = FileCa::open_or_create(&config.data_dir, ca_kind, &config.organization).map_err(|e| format!("CA: {e}"))?;
     let mut tls_names = vec![config.listen.ip().to_string(), "localhost".to_owned()];
     if let Some(host) = config.base_url.as_deref().and_then(|u| u.split("://").nth(1)).map(|r| r.split([':', '/']).next().unwrap_or("")) {
         if !host.is_empty() {
@@ -101,11 +101,22 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     tls_names.extend(config.tls_names.iter().cloned());
     tls_names.sort();
     tls_names.dedup();
-    let ca = Arc::new(ca);
-    let tls_cert = Arc::new(ReloadingCert::new(certified_key(&ca, &config.data_dir, &tls_names)?));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async move {
+        // The CA keys live only in the signing service, a child process (see sceau_ca::remote).
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+        let mut command = tokio::process::Command::new(exe);
+        command
+            .arg("sign-service")
+            .arg("--data-dir")
+            .arg(&config.data_dir)
+            .arg("--ca-key")
+            .arg(ca_kind.name())
+            .arg("--organization")
+            .arg(&config.organization);
+        let ca = Arc::new(RemoteSigner::spawn(command).await.map_err(|e| format!("CA: {e}"))?);
+        let tls_cert = Arc::new(ReloadingCert::new(certified_key(&ca, &tls_names).await?));
         let store = sceau_store::Store::open(&config.database_url()).await.map_err(|e| format!("database: {e}"))?;
         let validator = Validator::new(ValidatorConfig {
             dns_server: config.dns_server,
@@ -123,9 +134,9 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.cert_validity = Duration::from_secs(config.cert_validity_days * 86400);
         acme_config.refuse_key_reuse = config.refuse_key_reuse;
         acme_config.validation_wait = Duration::from_millis(config.validation_wait_ms);
-        let fingerprint = ca.root_fingerprint_sha256();
+        let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
-        tokio::spawn(renew_server_cert(ca.clone(), config.data_dir.clone(), tls_names.clone(), tls_cert.clone()));
+        tokio::spawn(renew_server_cert(ca.clone(), tls_names.clone(), tls_cert.clone()));
         let policy = crate::admin::server_policy(&config, eab, &store, &mut acme_config).await?;
         let acme = Acme::new(acme_config, store, signer, validator, policy);
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
@@ -164,10 +175,10 @@ impl rustls::server::ResolvesServerCert for ReloadingCert {
 }
 
 /// Issues (or reuses, while it has over 30 days left) the listener's certificate.
-fn certified_key(ca: &FileCa, dir: &std::path::Path, names: &[String]) -> Result<rustls::sign::CertifiedKey, String> {
+async fn certified_key(ca: &RemoteSigner, names: &[String]) -> Result<rustls::sign::CertifiedKey, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let (chain_pem, key_pem) = ca.server_tls(dir, names).map_err(|e| format!("server TLS certificate: {e}"))?;
+    let (chain_pem, key_pem) = ca.server_tls(names).await.map_err(|e| format!("server TLS certificate: {e}"))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("server certificate: {e}"))?;
@@ -178,16 +189,23 @@ fn certified_key(ca: &FileCa, dir: &std::path::Path, names: &[String]) -> Result
 
 /// Twice a day, renews the listener's certificate when it nears expiry; a failure is logged
 /// and retried, the current certificate stays in use.
-async fn renew_server_cert(ca: Arc<FileCa>, dir: std::path::PathBuf, names: Vec<String>, cert: Arc<ReloadingCert>) {
+async fn renew_server_cert(ca: Arc<RemoteSigner>, names: Vec<String>, cert: Arc<ReloadingCert>) {
     loop {
         tokio::time::sleep(Duration::from_secs(12 * 3600)).await;
-        let (ca, dir, names) = (ca.clone(), dir.clone(), names.clone());
-        match tokio::task::spawn_blocking(move || certified_key(&ca, &dir, &names)).await {
-            Ok(Ok(key)) => *cert.current.write().expect("cert lock") = Arc::new(key),
-            Ok(Err(e)) => tracing::error!(error = %e, "could not renew the server's TLS certificate"),
-            Err(e) => tracing::error!(error = %e, "TLS certificate renewal task failed"),
+        match certified_key(&ca, &names).await {
+            Ok(key) => *cert.current.write().expect("cert lock") = Arc::new(key),
+            Err(e) => tracing::error!(error = %e, "could not renew the server's TLS certificate"),
         }
     }
+}
+
+/// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
+pub fn run_sign_service(data_dir: &std::path::Path, ca_key: &str, organization: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let kind: CaKeyKind = ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
+    let ca = FileCa::open_or_create(data_dir, kind, organization).map_err(|e| format!("CA: {e}"))?;
+    sceau_ca::remote::serve_stdio(&ca, data_dir).map_err(|e| format!("signing service: {e}"))
 }
 
 fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {

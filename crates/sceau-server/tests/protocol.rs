@@ -411,3 +411,34 @@ async fn account_update_and_authorization_deactivation() {
     other.register().await;
     assert_eq!(other.post(authz_url, None).await.status, 404);
 }
+
+/// The CA keys live in a child signing process; it never outlives a killed front end.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_runs_in_a_child_process_that_dies_with_the_front_end() {
+    let mut s = Server::start(&["--eab", "off"]);
+    let front = s.child.as_ref().unwrap().id();
+    let children: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+            ppid == Some(front)
+        })
+        .collect();
+    let signer: Vec<u32> = children
+        .into_iter()
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default().split(|b| *b == 0).any(|a| a == b"sign-service"))
+        .collect();
+    assert_eq!(signer.len(), 1, "one sign-service child");
+    // The front end has no CA key file open and never mapped one.
+    let maps = std::fs::read_to_string(format!("/proc/{front}/maps")).unwrap();
+    assert!(!maps.contains("root.key") && !maps.contains("intermediate.key"));
+    s.kill(); // SIGKILL
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        !std::path::Path::new(&format!("/proc/{}", signer[0])).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", signer[0])).map(|s| s.contains(") Z ")).unwrap_or(true)
+    });
+    assert!(gone, "the signing service outlived its front end");
+}

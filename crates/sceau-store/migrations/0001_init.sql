@@ -6,7 +6,7 @@ CREATE TABLE accounts (
     jwk TEXT NOT NULL,
     status TEXT NOT NULL,
     contact TEXT NOT NULL,
-    tos_agreed INTEGER NOT NULL,
+    tos_agreed BIGINT NOT NULL,
     eab_kid TEXT,
     created_at BIGINT NOT NULL,
     created_ip TEXT
@@ -19,7 +19,7 @@ CREATE TABLE authzs (
     status TEXT NOT NULL,
     expires BIGINT NOT NULL,
     token TEXT NOT NULL,
-    wildcard INTEGER NOT NULL,
+    wildcard BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
 CREATE INDEX authzs_reuse ON authzs (account_id, identifier_value, status);
@@ -63,7 +63,7 @@ CREATE TABLE certificates (
     ari_id TEXT NOT NULL UNIQUE,
     spki_sha256 TEXT NOT NULL,
     revoked_at BIGINT,
-    revocation_reason INTEGER,
+    revocation_reason BIGINT,
     replaced_by TEXT,
     created_at BIGINT NOT NULL
 );

@@ -11,11 +11,16 @@ use crate::support::{Raw, Resp, Server};
 
 /// `sceau-server admin --data-dir <server's> --actor tester ARGS`.
 pub fn admin(server: &Server, args: &[&str]) -> Output {
+    admin_as(server, "tester", args)
+}
+
+/// `sceau-server admin --data-dir <server's> --actor ACTOR ARGS`.
+pub fn admin_as(server: &Server, actor: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sceau-server"))
         .arg("admin")
         .arg("--data-dir")
         .arg(server.data_dir())
-        .args(["--actor", "tester"])
+        .args(["--actor", actor])
         .args(args)
         .output()
         .expect("run sceau-server admin")
