@@ -91,6 +91,15 @@ pub trait Policy: Send + Sync {
     fn check_identifiers<'a>(&'a self, account: &'a sceau_store::AccountRecord, identifiers: &'a [sceau_wire::Identifier]) -> BoxFuture<'a, AcmeResult<()>>;
     /// May `account` use this certificate profile?
     fn check_profile<'a>(&'a self, account: &'a sceau_store::AccountRecord, profile: &'a str) -> BoxFuture<'a, AcmeResult<()>>;
+
+    // ---- added for the external admin accounts (issue 4, sceau-admin) ----
+    /// Agency guide R44, R46: when `true`, only the issuing account, another account of the
+    /// same external account, or the certificate's key (and only if the certificate's keyUsage
+    /// has digitalSignature) may revoke; RFC 8555 §7.6's "holds authorizations for every name"
+    /// no longer suffices.
+    fn strict_revocation(&self) -> bool {
+        false
+    }
 }
 
 /// No external accounts, no restriction beyond RFC 8555's: an open private network.

@@ -900,6 +900,11 @@ impl Acme {
                 if !sceau_ca::inspect::spki_matches_jwk(&info.spki_der, jwk) {
                     return Err(AcmeError::unauthorized("the request is not signed by this certificate's key"));
                 }
+                // Policy::strict_revocation (R44): the key may sign for revocation only if its
+                // certificate allows digital signatures.
+                if self.policy.strict_revocation() && !info.key_usage_digital_signature {
+                    return Err(AcmeError::unauthorized("this certificate's keyUsage lacks digitalSignature, so its key cannot sign a revocation request"));
+                }
                 "certificate-key".to_owned()
             }
         };
@@ -929,6 +934,10 @@ impl Acme {
             if issuer.eab_kid.as_deref() == Some(kid.as_str()) {
                 return Ok(true);
             }
+        }
+        // Policy::strict_revocation (R46): authorizations alone give no right to revoke.
+        if self.policy.strict_revocation() {
+            return Ok(false);
         }
         for id in &info.identifiers {
             if self.store.reusable_authz(&account.id, id, now()).await?.is_none() {

@@ -21,6 +21,7 @@ use sceau_wire::{
 use serde::de::DeserializeOwned;
 
 use crate::error::BenchError;
+use crate::guard::{Class, ClassGuard};
 use crate::http01::KeyAuthorizations;
 
 pub const BAD_NONCE_RETRIES: usize = 5;
@@ -78,14 +79,17 @@ pub struct Session {
     account_url: Option<String>,
     nonce: Option<String>,
     poll: Poll,
+    guard: Option<Arc<ClassGuard>>,
 }
 
 impl Session {
+    /// `guard`: keep newOrder and authorization fetches apart (see [`crate::guard`]).
     pub fn new(
         http: reqwest::Client,
         directory: Arc<Directory>,
         key: AccountKey,
         poll: Poll,
+        guard: Option<Arc<ClassGuard>>,
     ) -> Self {
         Session {
             http,
@@ -94,7 +98,24 @@ impl Session {
             account_url: None,
             nonce: None,
             poll,
+            guard,
         }
+    }
+
+    /// POST under the class guard, when there is one.
+    async fn post_as(
+        &mut self,
+        class: Class,
+        step: &'static str,
+        url: &str,
+        payload: Option<&[u8]>,
+    ) -> Result<Reply, BenchError> {
+        let guard = self.guard.clone();
+        let _pass = match &guard {
+            Some(g) => Some(g.enter(class).await),
+            None => None,
+        };
+        self.post(step, url, payload).await
     }
 
     /// newAccount (RFC 8555 §7.3), with the binding of §7.3.4 when `eab` is given.
@@ -125,24 +146,39 @@ impl Session {
         };
         let url = self.directory.new_order.clone();
         let reply = self
-            .post("newOrder", &url, Some(&to_json(&new_order)))
+            .post_as(
+                Class::NewOrder,
+                "newOrder",
+                &url,
+                Some(&to_json(&new_order)),
+            )
             .await?;
         let order_url = reply.location("newOrder")?;
         let mut order: Order = reply.json("newOrder")?;
 
+        let mut answered = Vec::new();
         for authz_url in &order.authorizations {
-            self.authorize(authz_url, responder).await?;
+            if let Some(token) = self.answer(authz_url, responder).await? {
+                answered.push(token);
+            }
         }
-
-        // RFC 8555 §7.4: the order turns ready once every authorization is valid; a server may
-        // update it lazily, so wait for it rather than finalizing a pending order.
-        if order.status == OrderStatus::Pending {
-            order = self
-                .poll_order(&order_url, "order ready", |s| s != OrderStatus::Pending)
-                .await?;
+        // The order, not each authorization, is polled until validation ends: it is one
+        // resource whatever the number of names, and RFC 8555 §7.4 makes it turn `ready` once
+        // every authorization is valid (or `invalid` when one fails). Polling authorizations
+        // also deadlocks Pebble 2.4 under load: its authz handler holds the authz lock while
+        // it waits for the store lock that newOrder holds while it waits for that authz.
+        let validated = if order.status == OrderStatus::Pending {
+            self.poll_order(&order_url, "validation", |s| s != OrderStatus::Pending)
+                .await
+        } else {
+            Ok(order)
+        };
+        for token in &answered {
+            responder.remove(token);
         }
+        order = validated?;
         if order.status != OrderStatus::Ready {
-            return Err(order_failed("order ready", &order));
+            return Err(self.validation_failed(&order).await);
         }
 
         let csr = csr_for(name)?;
@@ -177,15 +213,20 @@ impl Session {
         Ok(pem)
     }
 
-    async fn authorize(
+    /// Fetches one authorization and, when it is pending, publishes the http-01 key
+    /// authorization and answers the challenge. Returns the token to withdraw afterwards.
+    async fn answer(
         &mut self,
         authz_url: &str,
         responder: &KeyAuthorizations,
-    ) -> Result<(), BenchError> {
+    ) -> Result<Option<String>, BenchError> {
         const STEP: &str = "authorization";
-        let authz: Authorization = self.post(STEP, authz_url, None).await?.json(STEP)?;
+        let authz: Authorization = self
+            .post_as(Class::Authorization, STEP, authz_url, None)
+            .await?
+            .json(STEP)?;
         match authz.status {
-            AuthorizationStatus::Valid => return Ok(()),
+            AuthorizationStatus::Valid => return Ok(None),
             AuthorizationStatus::Pending => {}
             other => {
                 return Err(BenchError::Protocol {
@@ -208,41 +249,34 @@ impl Session {
         })?;
         // RFC 8555 §8.1: keyAuthorization = token || '.' || base64url(Thumbprint(accountKey)).
         responder.insert(&token, format!("{token}.{}", self.key.jwk().thumbprint()));
-        let result = self.respond_and_wait(&challenge.url, authz_url).await;
-        responder.remove(&token);
-        result
+        // RFC 8555 §7.5.1: the client signals readiness with an empty JSON object.
+        if let Err(e) = self.post("challenge", &challenge.url, Some(b"{}")).await {
+            responder.remove(&token);
+            return Err(e);
+        }
+        Ok(Some(token))
     }
 
-    async fn respond_and_wait(
-        &mut self,
-        challenge_url: &str,
-        authz_url: &str,
-    ) -> Result<(), BenchError> {
-        // RFC 8555 §7.5.1: the client signals readiness with an empty JSON object.
-        self.post("challenge", challenge_url, Some(b"{}")).await?;
-        let started = Instant::now();
-        loop {
-            let reply = self.post("authorization poll", authz_url, None).await?;
-            let authz: Authorization = reply.json("authorization poll")?;
-            match authz.status {
-                AuthorizationStatus::Valid => return Ok(()),
-                AuthorizationStatus::Pending => {}
-                other => {
-                    let why = authz
-                        .challenges
-                        .iter()
-                        .find_map(|c| c.error.as_ref())
-                        .map(ToString::to_string)
-                        .unwrap_or_else(|| format!("authorization is {other:?}"));
-                    return Err(BenchError::Protocol {
+    /// Why validation failed: the order's error if the CA set one, else the first challenge
+    /// error found in its authorizations (RFC 8555 §7.1.5 `error`).
+    async fn validation_failed(&mut self, order: &Order) -> BenchError {
+        if order.error.is_none() {
+            for authz_url in &order.authorizations {
+                let Ok(reply) = self.post("authorization", authz_url, None).await else {
+                    continue;
+                };
+                let Ok(authz) = reply.json::<Authorization>("authorization") else {
+                    continue;
+                };
+                if let Some(problem) = authz.challenges.iter().find_map(|c| c.error.as_ref()) {
+                    return BenchError::Protocol {
                         step: "validation",
-                        detail: why,
-                    });
+                        detail: problem.to_string(),
+                    };
                 }
             }
-            self.pause(&reply, started, "authorization poll", "pending")
-                .await?;
         }
+        order_failed("validation", order)
     }
 
     async fn poll_order(
@@ -297,7 +331,7 @@ impl Session {
             .head(&self.directory.new_nonce)
             .send()
             .await
-            .map_err(|source| BenchError::Http { step: STEP, source })?;
+            .map_err(|source| BenchError::http(STEP, source))?;
         replay_nonce(response.headers()).ok_or(BenchError::Protocol {
             step: STEP,
             detail: format!("HTTP {} without Replay-Nonce", response.status()),
@@ -329,14 +363,14 @@ impl Session {
                 .body(to_json(&jws))
                 .send()
                 .await
-                .map_err(|source| BenchError::Http { step, source })?;
+                .map_err(|source| BenchError::http(step, source))?;
             self.nonce = replay_nonce(response.headers());
             let status = response.status();
             let headers = response.headers().clone();
             let body = response
                 .bytes()
                 .await
-                .map_err(|source| BenchError::Http { step, source })?
+                .map_err(|source| BenchError::http(step, source))?
                 .to_vec();
             if status.is_success() {
                 return Ok(Reply {
@@ -411,12 +445,12 @@ pub async fn directory(http: &reqwest::Client, url: &str) -> Result<Directory, B
         .get(url)
         .send()
         .await
-        .map_err(|source| BenchError::Http { step: STEP, source })?;
+        .map_err(|source| BenchError::http(STEP, source))?;
     let status = response.status();
     let body = response
         .bytes()
         .await
-        .map_err(|source| BenchError::Http { step: STEP, source })?;
+        .map_err(|source| BenchError::http(STEP, source))?;
     if !status.is_success() {
         let detail = String::from_utf8_lossy(&body).chars().take(200).collect();
         return Err(BenchError::Acme {

@@ -11,10 +11,11 @@ pub enum BenchError {
     Eab(String),
     #[error("http-01 listener on port {port}: {source}")]
     Listener { port: u16, source: std::io::Error },
-    #[error("{step}: {source}")]
+    #[error("{step}: {detail}")]
     Http {
         step: &'static str,
-        source: reqwest::Error,
+        what: &'static str,
+        detail: String,
     },
     #[error("{step}: HTTP {status}: {detail}")]
     Acme {
@@ -37,6 +38,28 @@ pub enum BenchError {
 }
 
 impl BenchError {
+    /// A transport error with its whole cause chain: reqwest's own message alone ("error
+    /// sending request") does not say whether the peer refused, reset or timed out.
+    pub fn http(step: &'static str, source: reqwest::Error) -> Self {
+        let what = if source.is_timeout() {
+            "timeout"
+        } else if source.is_connect() {
+            "connect"
+        } else if source.is_decode() {
+            "decode"
+        } else {
+            "transport"
+        };
+        let mut detail = source.to_string();
+        let mut cause = std::error::Error::source(&source);
+        while let Some(c) = cause {
+            detail.push_str(": ");
+            detail.push_str(&c.to_string());
+            cause = c.source();
+        }
+        BenchError::Http { step, what, detail }
+    }
+
     /// A short form for grouping distinct errors: per-name details are left out so that the
     /// same failure on many orders counts as one kind.
     pub fn kind(&self) -> String {
@@ -49,18 +72,7 @@ impl BenchError {
                 let first = detail.split(':').next().unwrap_or(detail);
                 format!("{step}: HTTP {status}: {first}")
             }
-            BenchError::Http { step, source } => {
-                let what = if source.is_timeout() {
-                    "timeout"
-                } else if source.is_connect() {
-                    "connect"
-                } else if source.is_decode() {
-                    "decode"
-                } else {
-                    "transport"
-                };
-                format!("{step}: {what}")
-            }
+            BenchError::Http { step, what, .. } => format!("{step}: {what}"),
             BenchError::Protocol { step, .. } => format!("{step}: unexpected response"),
             BenchError::Timeout { step, state, .. } => format!("{step}: still {state}"),
             other => other.to_string(),

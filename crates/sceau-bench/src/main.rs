@@ -11,6 +11,7 @@
 
 mod acme;
 mod error;
+mod guard;
 mod http01;
 mod rss;
 mod stats;
@@ -71,6 +72,16 @@ struct Args {
     /// Give up on an order that is not done after this long.
     #[arg(long, default_value_t = 120)]
     order_timeout_s: u64,
+    /// Stop starting orders after this long; orders not started count as errors.
+    #[arg(long, default_value_t = 600)]
+    max_seconds: u64,
+    /// Give up on one HTTP request after this long.
+    #[arg(long, default_value_t = 30)]
+    request_timeout_s: u64,
+    /// Never have a newOrder and an authorization fetch in flight at once (Pebble 2.4
+    /// deadlocks when they overlap under load).
+    #[arg(long)]
+    pebble_workaround: bool,
     /// Sample this process's resident memory during the run and report its peak.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -110,12 +121,9 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .no_proxy()
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(args.request_timeout_s))
             .build()
-            .map_err(|source| BenchError::Http {
-                step: "client",
-                source,
-            })
+            .map_err(|source| BenchError::http("client", source))
     };
     let directory = Arc::new(acme::directory(&http(tls.clone())?, &args.directory).await?);
     let poll = Poll {
@@ -124,6 +132,9 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         deadline: Duration::from_secs(args.order_timeout_s),
     };
 
+    let guard = args
+        .pebble_workaround
+        .then(|| Arc::new(guard::ClassGuard::default()));
     let stats = Arc::new(Stats::default());
     let next_order = Arc::new(AtomicU64::new(0));
     // Every client and the clock wait here, so the clock starts once all accounts exist.
@@ -138,7 +149,9 @@ async fn run(args: Args) -> Result<u64, BenchError> {
             next_order.clone(),
             start.clone(),
         );
-        let (responder, eab, orders) = (responder.clone(), eab.clone(), args.orders);
+        let (responder, eab, orders, guard) =
+            (responder.clone(), eab.clone(), args.orders, guard.clone());
+        let max_run = Duration::from_secs(args.max_seconds);
         let name = {
             let (tag, domain) = (run_tag.clone(), args.domain.clone());
             move |n: u64| format!("b{client}-{n}-{tag}.{domain}")
@@ -146,17 +159,18 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         clients.push(tokio::spawn(async move {
             let registered = async {
                 let key = AccountKey::generate(KeyKind::P256)?;
-                let mut session = Session::new(http, directory, key, poll);
+                let mut session = Session::new(http, directory, key, poll, guard);
                 session.register(eab.as_ref()).await?;
                 Ok::<_, BenchError>(session)
             }
             .await;
             start.wait().await;
+            let deadline = Instant::now() + max_run;
             let mut session = match registered {
                 Ok(s) => s,
                 Err(e) => return stats.failed(e.kind(), e.to_string()),
             };
-            loop {
+            while Instant::now() < deadline {
                 let n = next_order.fetch_add(1, Ordering::Relaxed);
                 if n >= orders {
                     return;
@@ -177,6 +191,11 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         client.await.expect("client task does not panic");
     }
     let elapsed = began.elapsed();
+    let started = next_order.load(Ordering::Relaxed).min(args.orders);
+    for _ in started..args.orders {
+        let why = format!("not started: --max-seconds {} reached", args.max_seconds);
+        stats.failed(why.clone(), why);
+    }
     let memory = match sampler {
         Some(s) => s.finish().await,
         None => None,

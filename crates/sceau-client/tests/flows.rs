@@ -1,6 +1,7 @@
 //! Library tests against a real ACME server (Pebble by default; see `support::ServerFactory`)
 //! resolving names through a real knot DNS server.
 
+#[macro_use]
 mod support;
 
 use std::net::SocketAddr;
@@ -13,9 +14,7 @@ use sceau_client::order::RevokeWith;
 use sceau_client::solver::Method;
 use sceau_client::{AcmeClient, Error, IssueRequest, Issued, KeySource, Plan};
 use sceau_wire::{AccountKey, Identifier, KeyKind, ProblemType};
-use support::{Env, ServerFactory, pebble};
-
-const SERVER: ServerFactory = pebble;
+use support::{Env, ServerFactory};
 
 async fn client(env: &Env) -> AcmeClient {
     let http = sceau_client::http::build_client(&sceau_client::http::HttpOptions {
@@ -89,9 +88,8 @@ fn check_issued(env: &Env, issued: &Issued, names: &[&str]) {
     env.openssl_verify(&leaf, &chain);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http01_listener_issues_for_two_names() {
-    let env = Env::start(SERVER);
+async fn http01_listener_issues_for_two_names(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
     let a = account(&c).await;
     let (sink, seen) = recorder();
@@ -121,9 +119,8 @@ async fn http01_listener_issues_for_two_names() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", env.params.http_port)).is_err());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http01_for_an_ip_identifier() {
-    let env = Env::start(SERVER);
+async fn http01_for_an_ip_identifier(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
     let a = account(&c).await;
     let issued = issue_with(
@@ -172,9 +169,8 @@ fn web_server(root: &Path, port: u16) -> WebServer {
     WebServer(child)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn webroot_writes_only_the_challenge_file_and_removes_it() {
-    let env = Env::start(SERVER);
+async fn webroot_writes_only_the_challenge_file_and_removes_it(server: ServerFactory) {
+    let env = Env::start(server);
     let root = env.path("www");
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("index.html"), "site").unwrap();
@@ -202,9 +198,8 @@ async fn webroot_writes_only_the_challenge_file_and_removes_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tls_alpn01_listener() {
-    let env = Env::start(SERVER);
+async fn tls_alpn01_listener(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
     let a = account(&c).await;
     let plan = Plan::single(Method::TlsAlpn01 {
@@ -226,9 +221,8 @@ fn dns_method(env: &Env, key: Option<&Path>) -> Method {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dns01_rfc2136_with_tsig_follows_cname_and_cleans_up() {
-    let env = Env::start(SERVER);
+async fn dns01_rfc2136_with_tsig_follows_cname_and_cleans_up(server: ServerFactory) {
+    let env = Env::start(server);
     let key = env.path("tsig.key");
     env.dns.write_tsig_key_file(&key).unwrap();
     // cname.test delegates its challenge to a dedicated name (R62).
@@ -257,9 +251,8 @@ async fn dns01_rfc2136_with_tsig_follows_cname_and_cleans_up() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dns01_update_with_a_wrong_tsig_key_fails_clearly() {
-    let env = Env::start(SERVER);
+async fn dns01_update_with_a_wrong_tsig_key_fails_clearly(server: ServerFactory) {
+    let env = Env::start(server);
     let key = env.path("bad.key");
     std::fs::write(
         &key,
@@ -296,9 +289,8 @@ async fn dns01_update_with_a_wrong_tsig_key_fails_clearly() {
     assert!(err.to_string().contains("d.test"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dns01_hook_program() {
-    let env = Env::start(SERVER);
+async fn dns01_hook_program(server: ServerFactory) {
+    let env = Env::start(server);
     let keyfile = env.path("knot.key");
     env.dns.write_knot_key_file(&keyfile).unwrap();
     let calls = env.path("calls.log");
@@ -348,9 +340,8 @@ async fn dns01_hook_program() {
     assert!(env.dns.txt("_acme-challenge.hook").is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn mixed_methods_per_name() {
-    let env = Env::start(SERVER);
+async fn mixed_methods_per_name(server: ServerFactory) {
+    let env = Env::start(server);
     let key = env.path("tsig.key");
     env.dns.write_tsig_key_file(&key).unwrap();
     let c = client(&env).await;
@@ -364,9 +355,8 @@ async fn mixed_methods_per_name() {
     check_issued(&env, &issued, &["http.test", "dns.test"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn failed_challenge_names_the_identifier_method_and_server_detail() {
-    let env = Env::start(SERVER);
+async fn failed_challenge_names_the_identifier_method_and_server_detail(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
     let a = account(&c).await;
     // Our listener on another port than the one the CA connects to: validation fails.
@@ -396,9 +386,8 @@ async fn failed_challenge_names_the_identifier_method_and_server_detail() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn key_rollover_then_old_key_is_unknown() {
-    let env = Env::start(SERVER);
+async fn key_rollover_then_old_key_is_unknown(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
     let a = account(&c).await;
     let url = a.url.clone();
@@ -436,11 +425,11 @@ async fn key_rollover_then_old_key_is_unknown() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn account_key_types() {
-    let env = Env::start(SERVER);
+async fn account_key_types(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
-    // Pebble 2.4 has no EdDSA; Ed25519 accounts are exercised against sceau-server.
+    // Pebble 2.4 has no EdDSA; Ed25519 accounts are exercised against sceau-server
+    // (`ed25519_and_p384_accounts_end_to_end`).
     for kind in [KeyKind::P256, KeyKind::P384, KeyKind::Rsa2048] {
         let key = AccountKey::generate(kind).unwrap();
         let opts = NewAccountOptions {
@@ -456,9 +445,8 @@ async fn account_key_types() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deactivated_account_cannot_order() {
-    let env = Env::start(SERVER);
+async fn deactivated_account_cannot_order(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
     let a = account(&c).await;
     let obj = c.deactivate_account(&a).await.unwrap();
@@ -473,9 +461,8 @@ async fn deactivated_account_cannot_order() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn revoke_by_account_and_by_certificate_key() {
-    let env = Env::start(SERVER);
+async fn revoke_by_account_and_by_certificate_key(server: ServerFactory) {
+    let env = Env::start(server);
     let c = client(&env).await;
     let a = account(&c).await;
     let one = issue_with(
@@ -544,10 +531,9 @@ async fn revoke_by_account_and_by_certificate_key() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn external_account_binding() {
-    let hmac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
-    let env = Env::start_with(SERVER, |p| p.eab = vec![("kid-1".into(), hmac.into())]);
+async fn external_account_binding(server: ServerFactory) {
+    let env = Env::start_with(server, |p| p.eab_required = true);
+    let (kid, hmac) = env.server.eab_credentials().expect("an EAB key");
     let c = client(&env).await;
     assert!(
         c.directory()
@@ -572,7 +558,7 @@ async fn external_account_binding() {
     );
     // Wrong MAC key: the server refuses.
     let wrong = Eab {
-        key_id: "kid-1".into(),
+        key_id: kid.clone(),
         hmac_key: vec![1u8; 32],
     };
     let err = c
@@ -583,12 +569,25 @@ async fn external_account_binding() {
         .await
         .unwrap_err();
     assert!(err.problem().is_some(), "{err}");
+    // Unknown key id: refused too.
+    let unknown = Eab {
+        key_id: format!("{kid}-unknown"),
+        hmac_key: Eab::decode_hmac_key(&hmac).unwrap(),
+    };
+    let err = c
+        .new_account(
+            AccountKey::generate(KeyKind::P256).unwrap(),
+            &opts(Some(unknown)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.problem().is_some(), "{err}");
     // Right one: bound.
     let good = Eab {
-        key_id: "kid-1".into(),
-        hmac_key: Eab::decode_hmac_key(hmac).unwrap(),
+        key_id: kid.clone(),
+        hmac_key: Eab::decode_hmac_key(&hmac).unwrap(),
     };
-    assert!(!format!("{good:?}").contains(hmac));
+    assert!(!format!("{good:?}").contains(&hmac));
     let (a, obj) = c
         .new_account(
             AccountKey::generate(KeyKind::P256).unwrap(),
@@ -603,9 +602,9 @@ async fn external_account_binding() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bad_nonce_is_retried() {
+async fn bad_nonce_is_retried_pebble() {
     // Pebble rejects 30% of the valid nonces: every request must still go through (RFC 8555 §6.5).
-    let env = Env::start_with(SERVER, |p| p.nonce_reject = 30);
+    let env = Env::start_with(support::pebble, |p| p.nonce_reject = 30);
     let c = client(&env).await;
     let a = account(&c).await;
     for name in ["n1.test", "n2.test"] {
@@ -615,9 +614,8 @@ async fn bad_nonce_is_retried() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn untrusted_server_certificate_is_refused() {
-    let env = Env::start(SERVER);
+async fn untrusted_server_certificate_is_refused(server: ServerFactory) {
+    let env = Env::start(server);
     let other = tempfile::tempdir().unwrap();
     let (other_ca, _, _) = support::https_identity(other.path());
     let http = sceau_client::http::build_client(&sceau_client::http::HttpOptions {
@@ -635,3 +633,21 @@ async fn untrusted_server_certificate_is_refused() {
     );
     let _: SocketAddr = env.dns.addr;
 }
+
+both_servers!(async:
+    http01_listener_issues_for_two_names,
+    http01_for_an_ip_identifier,
+    webroot_writes_only_the_challenge_file_and_removes_it,
+    tls_alpn01_listener,
+    dns01_rfc2136_with_tsig_follows_cname_and_cleans_up,
+    dns01_update_with_a_wrong_tsig_key_fails_clearly,
+    dns01_hook_program,
+    mixed_methods_per_name,
+    failed_challenge_names_the_identifier_method_and_server_detail,
+    key_rollover_then_old_key_is_unknown,
+    account_key_types,
+    deactivated_account_cannot_order,
+    revoke_by_account_and_by_certificate_key,
+    external_account_binding,
+    untrusted_server_certificate_is_refused,
+);

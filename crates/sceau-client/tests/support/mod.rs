@@ -3,7 +3,9 @@
 //! The ACME server under test is pluggable: a [`ServerFactory`] gets the DNS server to resolve
 //! names with and the ports its validator must connect to for http-01 and tls-alpn-01, and
 //! returns a running server (directory URL + CA bundle of its HTTPS certificate). [`pebble`]
-//! is the factory for Pebble; sceau-server gets its own factory with the same signature.
+//! starts Pebble, [`sceau_server`] starts our own server (the binary built by
+//! `cargo build -p sceau-server`, next to the test executable). [`both_servers!`] turns one
+//! test function taking a factory into one test per server.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpStream};
@@ -22,10 +24,13 @@ pub struct ServerParams {
     pub http_port: u16,
     /// Port the CA connects to for tls-alpn-01.
     pub tls_port: u16,
-    /// External account binding keys (kid, base64url HMAC key); when set, EAB is required.
-    pub eab: Vec<(String, String)>,
-    /// Percentage of valid nonces rejected as bad (to exercise the badNonce retry).
+    /// When set, the server requires external account binding and hands out one key
+    /// (see [`AcmeServerUnderTest::eab_credentials`]).
+    pub eab_required: bool,
+    /// Percentage of valid nonces rejected as bad (to exercise the badNonce retry; Pebble only).
     pub nonce_reject: u8,
+    /// Lifetime of issued certificates in days (sceau-server only; Pebble's is fixed).
+    pub cert_validity_days: Option<u32>,
 }
 
 /// A running ACME server; dropping it stops it.
@@ -36,6 +41,14 @@ pub trait AcmeServerUnderTest: Send {
     fn issuing_root_pem(&self) -> String;
     /// Revocation status for a serial (lowercase hex), as (status, reason), if the server can tell.
     fn revocation_status(&self, serial_hex: &str) -> Option<(String, Option<u8>)>;
+    /// The EAB key id and base64url MAC key to bind accounts with, when EAB is required.
+    fn eab_credentials(&self) -> Option<(String, String)> {
+        None
+    }
+    /// The server's data directory, for servers that have one (sceau-server).
+    fn data_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 pub type ServerFactory = fn(&ServerParams) -> Box<dyn AcmeServerUnderTest>;
@@ -61,8 +74,9 @@ impl Env {
             dns: dns.addr,
             http_port: free_port(),
             tls_port: free_port(),
-            eab: vec![],
+            eab_required: false,
             nonce_reject: 0,
+            cert_validity_days: None,
         };
         tweak(&mut params);
         let server = factory(&params);
@@ -138,8 +152,15 @@ pub fn https_identity(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca_path, cert_path, key_path)
 }
 
+/// The EAB key Pebble is configured with when [`ServerParams::eab_required`] is set.
+const PEBBLE_EAB: (&str, &str) = (
+    "kid-1",
+    "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+);
+
 pub struct Pebble {
     child: Child,
+    eab_required: bool,
     dir: tempfile::TempDir,
     pub listen: SocketAddr,
     pub management: SocketAddr,
@@ -158,11 +179,16 @@ fn wait_tcp(addr: SocketAddr, child: &mut Child, log: &Path) {
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
-                "pebble exited ({status}): {}",
+                "{} exited ({status}): {}",
+                log.display(),
                 std::fs::read_to_string(log).unwrap_or_default()
             );
         }
-        assert!(Instant::now() < deadline, "pebble did not listen on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "{} did not listen on {addr}",
+            log.display()
+        );
         std::thread::sleep(Duration::from_millis(30));
     }
 }
@@ -223,6 +249,11 @@ impl AcmeServerUnderTest for Pebble {
             v["Reason"].as_u64().map(|r| r as u8),
         ))
     }
+
+    fn eab_credentials(&self) -> Option<(String, String)> {
+        self.eab_required
+            .then(|| (PEBBLE_EAB.0.to_owned(), PEBBLE_EAB.1.to_owned()))
+    }
 }
 
 impl Pebble {
@@ -238,10 +269,19 @@ pub fn pebble(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
     let (ca, cert, key) = https_identity(dir.path());
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let management: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    assert!(
+        params.cert_validity_days.is_none(),
+        "Pebble's certificate lifetime is fixed; use sceau_server"
+    );
     let eab: serde_json::Map<String, serde_json::Value> = params
-        .eab
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .eab_required
+        .then(|| {
+            (
+                PEBBLE_EAB.0.to_owned(),
+                serde_json::Value::String(PEBBLE_EAB.1.to_owned()),
+            )
+        })
+        .into_iter()
         .collect();
     let config = serde_json::json!({"pebble": {
         "listenAddress": listen.to_string(),
@@ -251,7 +291,7 @@ pub fn pebble(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
         "httpPort": params.http_port,
         "tlsPort": params.tls_port,
         "ocspResponderURL": "",
-        "externalAccountBindingRequired": !params.eab.is_empty(),
+        "externalAccountBindingRequired": params.eab_required,
         "externalAccountMACKeys": eab,
     }});
     let config_path = dir.path().join("pebble.json");
@@ -274,9 +314,214 @@ pub fn pebble(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
     wait_tcp(management, &mut child, &log);
     Box::new(Pebble {
         child,
+        eab_required: params.eab_required,
         dir,
         listen,
         management,
         ca,
     })
+}
+
+/// A running `sceau-server serve` with its own data directory.
+pub struct SceauServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub listen: SocketAddr,
+    eab: Option<(String, String)>,
+}
+
+impl Drop for SceauServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SceauServer {
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sceau-server.log")).unwrap_or_default()
+    }
+
+    /// One value from the server's SQLite database, read with the sqlite3 tool (read-only).
+    pub fn sql(data: &Path, query: &str) -> String {
+        let out = Command::new(require_tool("sqlite3"))
+            .arg("-readonly")
+            .arg(data.join("sceau.db"))
+            .arg(query)
+            .output()
+            .expect("sqlite3 runs");
+        assert!(
+            out.status.success(),
+            "sqlite3 {query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+/// The `sceau-server` binary of the same build profile as this test executable
+/// (`target/<profile>/deps/<test>` → `target/<profile>/sceau-server`).
+pub fn sceau_server_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join("sceau-server");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first: cargo build -p sceau-server",
+        bin.display()
+    );
+    bin
+}
+
+impl AcmeServerUnderTest for SceauServer {
+    fn directory_url(&self) -> String {
+        format!("https://{}/directory", self.listen)
+    }
+
+    fn ca_bundle(&self) -> PathBuf {
+        // The server's HTTPS certificate and the certificates it issues share this root.
+        self.data().join("root.pem")
+    }
+
+    fn issuing_root_pem(&self) -> String {
+        std::fs::read_to_string(self.ca_bundle()).unwrap()
+    }
+
+    fn revocation_status(&self, serial_hex: &str) -> Option<(String, Option<u8>)> {
+        assert!(serial_hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let row = Self::sql(
+            &self.data(),
+            &format!(
+                "SELECT revoked_at IS NOT NULL, coalesce(revocation_reason, '') \
+                 FROM certificates WHERE lower(serial) = lower('{serial_hex}')"
+            ),
+        );
+        let (revoked, reason) = row.split_once('|')?;
+        // Same words as Pebble's management interface.
+        let status = if revoked == "1" { "Revoked" } else { "Valid" };
+        Some((status.to_owned(), reason.parse().ok()))
+    }
+
+    fn eab_credentials(&self) -> Option<(String, String)> {
+        self.eab.clone()
+    }
+
+    fn data_dir(&self) -> Option<PathBuf> {
+        Some(self.data())
+    }
+}
+
+/// The sceau-server factory: `sceau-server serve` on a free port with a fresh data directory,
+/// validating through the test DNS server; with EAB, one external account allowed every name
+/// under `test` is created with `sceau-server admin account create`.
+pub fn sceau_server(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
+    assert_eq!(
+        params.nonce_reject, 0,
+        "sceau-server cannot be told to reject nonces"
+    );
+    let bin = sceau_server_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = dir.path().join("sceau-server.log");
+    let logf = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--dns-server")
+        .arg(params.dns.to_string())
+        .arg("--http01-port")
+        .arg(params.http_port.to_string())
+        .arg("--tlsalpn01-port")
+        .arg(params.tls_port.to_string())
+        // Explicit both ways: the default changes over time.
+        .arg("--eab")
+        .arg(if params.eab_required { "required" } else { "off" });
+    if let Some(days) = params.cert_validity_days {
+        cmd.arg("--cert-validity-days").arg(days.to_string());
+    }
+    let mut child = cmd
+        .env("SCEAU_LOG", "info")
+        .stdout(Stdio::from(logf.try_clone().unwrap()))
+        .stderr(Stdio::from(logf))
+        .spawn()
+        .expect("sceau-server starts");
+    wait_tcp(listen, &mut child, &log);
+    let eab = params.eab_required.then(|| {
+        let out = Command::new(&bin)
+            .args(["admin", "--data-dir"])
+            .arg(&data)
+            .args([
+                "--actor",
+                "sceau client tests",
+                "account",
+                "create",
+                "--owner",
+                "Test Operator <ops@example.org>",
+                "--with-subdomains",
+                "test",
+                "--json",
+            ])
+            .output()
+            .expect("sceau-server admin runs");
+        assert!(
+            out.status.success(),
+            "sceau-server admin account create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["kid"].as_str().expect("kid").to_owned(),
+            v["hmac_key"].as_str().expect("hmac_key").to_owned(),
+        )
+    });
+    Box::new(SceauServer {
+        child,
+        dir,
+        listen,
+        eab,
+    })
+}
+
+/// `both_servers!(async: a, b)` / `both_servers!(sync: a, b)`: for every listed function
+/// `a(server: ServerFactory)`, one test `pebble::a` and one test `sceau_server::a`.
+macro_rules! both_servers {
+    (async: $($name:ident),* $(,)?) => {
+        mod pebble {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(crate::support::pebble).await
+            })*
+        }
+        mod sceau_server {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(crate::support::sceau_server).await
+            })*
+        }
+    };
+    (sync: $($name:ident),* $(,)?) => {
+        mod pebble {
+            $(#[test]
+            fn $name() {
+                super::$name(crate::support::pebble)
+            })*
+        }
+        mod sceau_server {
+            $(#[test]
+            fn $name() {
+                super::$name(crate::support::sceau_server)
+            })*
+        }
+    };
 }
