@@ -14,22 +14,47 @@ use support::{Http01, Server, csr, csr_with_key, order};
 #[tokio::test(flavor = "multi_thread")]
 async fn only_listed_names_exactly_or_explicit_subdomains() {
     let server = Server::start(&[]);
-    let (kid, key) = create_aa(&server, &["www.a.test"], &["--with-subdomains", "corp.test"]);
+    let (kid, key) = create_aa(
+        &server,
+        &["www.a.test"],
+        &["--with-subdomains", "corp.test"],
+    );
     let c = bound_client(&server, &kid, &key).await;
     let store = server.store().await;
 
-    let r = c.new_order(&["www.a.test", "x.corp.test", "corp.test", "a.b.corp.test"]).await;
+    let r = c
+        .new_order(&["www.a.test", "x.corp.test", "corp.test", "a.b.corp.test"])
+        .await;
     assert_eq!(r.status, 201, "{}", body(&r));
     assert_eq!(store.count(Table::Orders).await.unwrap(), 1);
 
-    let r = c.new_order(&["www.a.test", "a.test", "sub.www.a.test", "other.test"]).await;
+    let r = c
+        .new_order(&["www.a.test", "a.test", "sub.www.a.test", "other.test"])
+        .await;
     assert_eq!(r.problem_type(), "rejectedIdentifier", "{}", body(&r));
-    assert_eq!(refused_names(&r.json()), ["a.test", "other.test", "sub.www.a.test"], "one subproblem per refused name");
-    assert!(r.json()["subproblems"].as_array().unwrap().iter().all(|s| s["type"] == "urn:ietf:params:acme:error:rejectedIdentifier"));
-    assert_eq!(store.count(Table::Orders).await.unwrap(), 1, "a refused order was created");
+    assert_eq!(
+        refused_names(&r.json()),
+        ["a.test", "other.test", "sub.www.a.test"],
+        "one subproblem per refused name"
+    );
+    assert!(
+        r.json()["subproblems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["type"] == "urn:ietf:params:acme:error:rejectedIdentifier")
+    );
+    assert_eq!(
+        store.count(Table::Orders).await.unwrap(),
+        1,
+        "a refused order was created"
+    );
     assert_eq!(store.count(Table::Authzs).await.unwrap(), 4);
     let audit = store.audit_events(Some(&account_id(&c)), 0).await.unwrap();
-    assert!(audit.iter().any(|e| e.event == "policy.refused"), "refusal not audited");
+    assert!(
+        audit.iter().any(|e| e.event == "policy.refused"),
+        "refusal not audited"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,15 +84,41 @@ async fn a_name_removed_before_finalize_is_refused_there() {
 
     admin_ok(&server, &["account", "remove-domain", &kid, "www.a.test"]);
     let (csr_b64, _) = csr(&["www.a.test"]);
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await;
+    let r = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_b64})),
+        )
+        .await;
     assert_eq!(r.problem_type(), "rejectedIdentifier", "{}", body(&r));
-    assert_eq!(server.store().await.count(Table::Certificates).await.unwrap(), 0);
+    assert_eq!(
+        server
+            .store()
+            .await
+            .count(Table::Certificates)
+            .await
+            .unwrap(),
+        0
+    );
 
     // Listed again, the same order finalizes.
     admin_ok(&server, &["account", "add-domain", &kid, "www.a.test"]);
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await;
+    let r = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_b64})),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", body(&r));
-    assert_eq!(server.store().await.count(Table::Certificates).await.unwrap(), 1);
+    assert_eq!(
+        server
+            .store()
+            .await
+            .count(Table::Certificates)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 /// The signing gate: an order already past finalize's checks (left in `processing`, as a crash
@@ -97,7 +148,10 @@ async fn a_name_removed_before_signing_is_refused_at_the_signing_gate() {
     assert_eq!(kept["status"], "valid", "{kept}");
     let dropped = c.poll(&urls[1], &["processing"]).await;
     assert_eq!(dropped["status"], "invalid", "{dropped}");
-    assert_eq!(dropped["error"]["type"], "urn:ietf:params:acme:error:rejectedIdentifier");
+    assert_eq!(
+        dropped["error"]["type"],
+        "urn:ietf:params:acme:error:rejectedIdentifier"
+    );
     assert_eq!(store.count(Table::Certificates).await.unwrap(), 1);
 }
 
@@ -105,11 +159,20 @@ async fn fail_validation(c: &support::Raw, name: &str) -> support::Resp {
     let o = order(c, &[name]).await;
     let authz_url = o["authorizations"][0].as_str().unwrap().to_owned();
     let authz = c.post(&authz_url, None).await.json();
-    let ch = authz["challenges"].as_array().unwrap().iter().find(|x| x["type"] == "http-01").unwrap().clone();
+    let ch = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == "http-01")
+        .unwrap()
+        .clone();
     let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     if r.status == 200 {
         let done = c.poll(&authz_url, &["pending"]).await;
-        assert_eq!(done["status"], "invalid", "validation with no responder succeeded: {done}");
+        assert_eq!(
+            done["status"], "invalid",
+            "validation with no responder succeeded: {done}"
+        );
     }
     r
 }
@@ -161,7 +224,12 @@ async fn a_key_certified_once_is_refused_again() {
         let o = order(&c, &["www.a.test"]).await;
         assert_eq!(c.solve_http01(&o, &responder).await["status"], "ready");
         let (csr_b64, _) = csr_with_key(&["www.a.test"], &reused);
-        let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await;
+        let r = c
+            .post(
+                o["finalize"].as_str().unwrap(),
+                Some(&json!({"csr": csr_b64})),
+            )
+            .await;
         if attempt == 0 {
             assert_eq!(r.status, 200, "{}", body(&r));
         } else {
@@ -169,9 +237,22 @@ async fn a_key_certified_once_is_refused_again() {
             assert!(r.json()["detail"].as_str().unwrap().contains("R37"));
             // A fresh key is accepted on the same order.
             let (fresh, _) = csr(&["www.a.test"]);
-            let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": fresh}))).await;
+            let r = c
+                .post(
+                    o["finalize"].as_str().unwrap(),
+                    Some(&json!({"csr": fresh})),
+                )
+                .await;
             assert_eq!(r.status, 200, "{}", body(&r));
         }
     }
-    assert_eq!(server.store().await.count(Table::Certificates).await.unwrap(), 2);
+    assert_eq!(
+        server
+            .store()
+            .await
+            .count(Table::Certificates)
+            .await
+            .unwrap(),
+        2
+    );
 }

@@ -19,8 +19,13 @@ impl Text {
     /// The value lines under an extension header, and whether it is marked critical.
     fn extension(&self, header: &str) -> (bool, String) {
         let mut lines = self.0.lines();
-        let head = lines.find(|l| l.trim_start().starts_with(header)).unwrap_or_else(|| panic!("no {header} in:\n{}", self.0));
-        (head.contains("critical"), lines.next().unwrap_or("").trim().to_owned())
+        let head = lines
+            .find(|l| l.trim_start().starts_with(header))
+            .unwrap_or_else(|| panic!("no {header} in:\n{}", self.0));
+        (
+            head.contains("critical"),
+            lines.next().unwrap_or("").trim().to_owned(),
+        )
     }
 }
 
@@ -28,18 +33,40 @@ fn openssl(args: &[&str], pem: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("leaf.pem");
     std::fs::write(&path, pem).unwrap();
-    let out = Command::new(sceau_testkit::require_tool("openssl")).args(["x509", "-noout", "-in"]).arg(&path).args(args).output().unwrap();
-    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(sceau_testkit::require_tool("openssl"))
+        .args(["x509", "-noout", "-in"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn leaf(chain: &str) -> String {
-    chain.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap().to_owned()
+    chain
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// newOrder (with a profile if given), http-01, finalize with `key`; returns the PEM chain.
-async fn issue_with(c: &Raw, responder: &Http01, names: &[&str], profile: Option<&str>, key: &rcgen::KeyPair) -> String {
-    let ids: Vec<_> = names.iter().map(|n| json!({"type": "dns", "value": n})).collect();
+async fn issue_with(
+    c: &Raw,
+    responder: &Http01,
+    names: &[&str],
+    profile: Option<&str>,
+    key: &rcgen::KeyPair,
+) -> String {
+    let ids: Vec<_> = names
+        .iter()
+        .map(|n| json!({"type": "dns", "value": n}))
+        .collect();
     let mut payload = json!({"identifiers": ids});
     if let Some(p) = profile {
         payload["profile"] = json!(p);
@@ -51,7 +78,9 @@ async fn issue_with(c: &Raw, responder: &Http01, names: &[&str], profile: Option
     o["_url"] = json!(r.location());
     assert_eq!(c.solve_http01(&o, responder).await["status"], "ready");
     let (csr, _) = csr_with_key(names, key);
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr}))).await;
+    let r = c
+        .post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr})))
+        .await;
     assert_eq!(r.status, 200, "{}", body(&r));
     let done = c.poll(o["_url"].as_str().unwrap(), &["processing"]).await;
     let cert = c.post(done["certificate"].as_str().unwrap(), None).await;
@@ -61,7 +90,12 @@ async fn issue_with(c: &Raw, responder: &Http01, names: &[&str], profile: Option
 fn days_valid(pem: &str) -> i64 {
     let dates = openssl(&["-startdate", "-enddate", "-dateopt", "iso_8601"], pem);
     let parse = |prefix: &str| {
-        let line = dates.lines().find_map(|l| l.strip_prefix(prefix)).unwrap().trim().replace(' ', "T");
+        let line = dates
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .trim()
+            .replace(' ', "T");
         time::OffsetDateTime::parse(&line, &time::format_description::well_known::Rfc3339).unwrap()
     };
     (parse("notAfter=") - parse("notBefore=")).whole_days()
@@ -78,22 +112,44 @@ async fn default_profile_is_the_agency_guides() {
     let (kid, key) = create_aa(&server, &names, &[]);
     let c = bound_client(&server, &kid, &key).await;
 
-    let ec = issue_with(&c, &responder, &names, None, &rcgen::KeyPair::generate().unwrap()).await;
+    let ec = issue_with(
+        &c,
+        &responder,
+        &names,
+        None,
+        &rcgen::KeyPair::generate().unwrap(),
+    )
+    .await;
     support::openssl_verify(&server, &ec);
     let text = Text(openssl(&["-text"], &leaf(&ec)));
     let (critical, san) = text.extension("X509v3 Subject Alternative Name");
     assert!(!critical);
-    assert!(san.contains("DNS:www.a.test") && san.contains("DNS:api.a.test"), "{san}");
-    assert_eq!(text.extension("X509v3 Basic Constraints"), (true, "CA:FALSE".to_owned()));
-    assert_eq!(text.extension("X509v3 Key Usage"), (true, "Digital Signature".to_owned()));
-    assert_eq!(text.extension("X509v3 Extended Key Usage"), (false, "TLS Web Server Authentication".to_owned()));
+    assert!(
+        san.contains("DNS:www.a.test") && san.contains("DNS:api.a.test"),
+        "{san}"
+    );
+    assert_eq!(
+        text.extension("X509v3 Basic Constraints"),
+        (true, "CA:FALSE".to_owned())
+    );
+    assert_eq!(
+        text.extension("X509v3 Key Usage"),
+        (true, "Digital Signature".to_owned())
+    );
+    assert_eq!(
+        text.extension("X509v3 Extended Key Usage"),
+        (false, "TLS Web Server Authentication".to_owned())
+    );
     let days = days_valid(&leaf(&ec));
     assert!((89..=90).contains(&days), "validity {days} days");
 
     let rsa_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     let rsa = issue_with(&c, &responder, &names, None, &rsa_key).await;
     let text = Text(openssl(&["-text"], &leaf(&rsa)));
-    assert_eq!(text.extension("X509v3 Key Usage"), (true, "Digital Signature, Key Encipherment".to_owned()));
+    assert_eq!(
+        text.extension("X509v3 Key Usage"),
+        (true, "Digital Signature, Key Encipherment".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,11 +165,34 @@ async fn server_client_profile_only_when_allowed() {
     assert_eq!(r.problem_type(), "invalidProfile", "{}", body(&r));
     assert_eq!(server.store().await.count(Table::Orders).await.unwrap(), 0);
 
-    admin_ok(&server, &["account", "allow-profile", &kid, "tls-server-client"]);
-    let shown: Value = serde_json::from_str(&admin_ok(&server, &["account", "show", &kid, "--json"])).unwrap();
-    assert_eq!(shown["profiles"], json!(["tls-server", "tls-server-client"]));
-    let chain = issue_with(&c, &responder, &["www.a.test"], Some("tls-server-client"), &rcgen::KeyPair::generate().unwrap()).await;
+    admin_ok(
+        &server,
+        &["account", "allow-profile", &kid, "tls-server-client"],
+    );
+    let shown: Value =
+        serde_json::from_str(&admin_ok(&server, &["account", "show", &kid, "--json"])).unwrap();
+    assert_eq!(
+        shown["profiles"],
+        json!(["tls-server", "tls-server-client"])
+    );
+    let chain = issue_with(
+        &c,
+        &responder,
+        &["www.a.test"],
+        Some("tls-server-client"),
+        &rcgen::KeyPair::generate().unwrap(),
+    )
+    .await;
     let text = Text(openssl(&["-text"], &leaf(&chain)));
-    assert_eq!(text.extension("X509v3 Extended Key Usage"), (false, "TLS Web Server Authentication, TLS Web Client Authentication".to_owned()));
-    assert_eq!(text.extension("X509v3 Basic Constraints"), (true, "CA:FALSE".to_owned()));
+    assert_eq!(
+        text.extension("X509v3 Extended Key Usage"),
+        (
+            false,
+            "TLS Web Server Authentication, TLS Web Client Authentication".to_owned()
+        )
+    );
+    assert_eq!(
+        text.extension("X509v3 Basic Constraints"),
+        (true, "CA:FALSE".to_owned())
+    );
 }

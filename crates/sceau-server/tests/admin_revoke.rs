@@ -17,7 +17,11 @@ fn der_of(chain: &str) -> Vec<u8> {
 
 async fn revoke(c: &Raw, der: &[u8], reason: u8) -> support::Resp {
     let url = c.dir.revoke_cert.clone();
-    c.post(&url, Some(&json!({"certificate": b64::encode(der), "reason": reason}))).await
+    c.post(
+        &url,
+        Some(&json!({"certificate": b64::encode(der), "reason": reason})),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -39,7 +43,14 @@ async fn who_may_revoke() {
     assert_eq!(r.problem_type(), "unauthorized", "{}", body(&r));
     let store = server.store().await;
     let serial = sceau_ca::inspect::cert_info(&der).unwrap().serial_hex;
-    assert!(store.cert_by_serial(&serial).await.unwrap().revoked_at.is_none());
+    assert!(
+        store
+            .cert_by_serial(&serial)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
 
     let r = revoke(&sibling, &der, 4).await;
     assert_eq!(r.status, 200, "{}", body(&r));
@@ -47,7 +58,11 @@ async fn who_may_revoke() {
     assert!(cert.revoked_at.is_some());
     assert_eq!(cert.revocation_reason, Some(4), "reason not recorded");
     let audit = store.audit_events(None, 0).await.unwrap();
-    assert!(audit.iter().any(|e| e.event == "certificate.revoked" && e.detail["reason"] == 4));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.event == "certificate.revoked" && e.detail["reason"] == 4)
+    );
 
     // The issuing account itself.
     let (_, chain2) = issue(&issuer, &responder, &["www.a.test"]).await;
@@ -65,22 +80,47 @@ async fn the_certificate_key_may_revoke() {
     assert_eq!(c.solve_http01(&o, &responder).await["status"], "ready");
     let cert_key = rcgen::KeyPair::generate().unwrap();
     let (csr, _) = support::csr_with_key(&["www.a.test"], &cert_key);
-    assert_eq!(c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr}))).await.status, 200);
+    assert_eq!(
+        c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr})))
+            .await
+            .status,
+        200
+    );
     let done = c.poll(o["_url"].as_str().unwrap(), &["processing"]).await;
-    let chain = String::from_utf8(c.post(done["certificate"].as_str().unwrap(), None).await.body).unwrap();
+    let chain = String::from_utf8(
+        c.post(done["certificate"].as_str().unwrap(), None)
+            .await
+            .body,
+    )
+    .unwrap();
     let der = der_of(&chain);
 
     // Signed by another key with a jwk: refused.
     let mut other = Raw::new(&server).await;
     other.key = AccountKey::generate(sceau_wire::KeyKind::P256).unwrap();
     let url = c.dir.revoke_cert.clone();
-    let payload = serde_json::to_vec(&json!({"certificate": b64::encode(&der), "reason": 1})).unwrap();
-    let jws = sceau_wire::jws::sign(&other.key, Signer::Jwk, Some(&other.nonce().await), &url, Some(&payload)).unwrap();
+    let payload =
+        serde_json::to_vec(&json!({"certificate": b64::encode(&der), "reason": 1})).unwrap();
+    let jws = sceau_wire::jws::sign(
+        &other.key,
+        Signer::Jwk,
+        Some(&other.nonce().await),
+        &url,
+        Some(&payload),
+    )
+    .unwrap();
     assert_eq!(other.send(&url, &jws).await.problem_type(), "unauthorized");
 
     // Signed by the certificate's own key.
     let holder = AccountKey::from_pem(&cert_key.serialize_pem()).unwrap();
-    let jws = sceau_wire::jws::sign(&holder, Signer::Jwk, Some(&other.nonce().await), &url, Some(&payload)).unwrap();
+    let jws = sceau_wire::jws::sign(
+        &holder,
+        Signer::Jwk,
+        Some(&other.nonce().await),
+        &url,
+        Some(&payload),
+    )
+    .unwrap();
     let r = other.send(&url, &jws).await;
     assert_eq!(r.status, 200, "{}", body(&r));
 }
@@ -92,7 +132,15 @@ async fn report_counts_certificates_failures_and_changes() {
     server.add_host("www.a.test");
     server.add_host("fail.a.test");
     let (kid, key) = create_aa(&server, &["www.a.test"], &[]);
-    assert!(admin_as(&server, "bob", &["account", "add-domain", &kid, "fail.a.test"]).status.success());
+    assert!(
+        admin_as(
+            &server,
+            "bob",
+            &["account", "add-domain", &kid, "fail.a.test"]
+        )
+        .status
+        .success()
+    );
     let c = bound_client(&server, &kid, &key).await;
     let (_, first) = issue(&c, &responder, &["www.a.test"]).await;
     issue(&c, &responder, &["www.a.test"]).await;
@@ -101,11 +149,21 @@ async fn report_counts_certificates_failures_and_changes() {
     let o = support::order(&c, &["fail.a.test"]).await;
     let authz_url = o["authorizations"][0].as_str().unwrap().to_owned();
     let authz = c.post(&authz_url, None).await.json();
-    let ch = authz["challenges"].as_array().unwrap().iter().find(|x| x["type"] == "http-01").unwrap().clone();
+    let ch = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == "http-01")
+        .unwrap()
+        .clone();
     c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     assert_eq!(c.poll(&authz_url, &["pending"]).await["status"], "invalid");
 
-    let report: Value = serde_json::from_str(&admin_ok(&server, &["report", "--account", &kid, "--since", "1d", "--json"])).unwrap();
+    let report: Value = serde_json::from_str(&admin_ok(
+        &server,
+        &["report", "--account", &kid, "--since", "1d", "--json"],
+    ))
+    .unwrap();
     assert_eq!(report["issued"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(report["revoked"].as_array().unwrap().len(), 1);
     assert_eq!(report["revoked"][0]["revocation_reason"], 1);
@@ -115,12 +173,27 @@ async fn report_counts_certificates_failures_and_changes() {
     assert_eq!(failed[0]["identifier"], "fail.a.test");
     let changes = report["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 2);
-    assert_eq!((changes[0]["action"].as_str(), changes[0]["actor"].as_str()), (Some("external_account.created"), Some("tester")));
-    assert_eq!((changes[1]["action"].as_str(), changes[1]["actor"].as_str()), (Some("external_account.names_added"), Some("bob")));
+    assert_eq!(
+        (changes[0]["action"].as_str(), changes[0]["actor"].as_str()),
+        (Some("external_account.created"), Some("tester"))
+    );
+    assert_eq!(
+        (changes[1]["action"].as_str(), changes[1]["actor"].as_str()),
+        (Some("external_account.names_added"), Some("bob"))
+    );
     // Text form for a person.
     let text = admin_ok(&server, &["report", "--account", &kid]);
-    assert!(text.contains("Certificates issued: 2") && text.contains("Failed validations: 1") && text.contains("by bob"), "{text}");
+    assert!(
+        text.contains("Certificates issued: 2")
+            && text.contains("Failed validations: 1")
+            && text.contains("by bob"),
+        "{text}"
+    );
     // The report reading itself is an audited admin command.
     let audit = server.store().await.audit_events(None, 0).await.unwrap();
-    assert!(audit.iter().any(|e| e.event == "admin.report_read" && e.detail["kid"] == kid.as_str()));
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.event == "admin.report_read" && e.detail["kid"] == kid.as_str())
+    );
 }

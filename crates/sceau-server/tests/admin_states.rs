@@ -13,8 +13,14 @@ use serde_json::{Value, json};
 use support::{Raw, Server};
 
 fn statuses(server: &Server, kid: &str) -> Vec<String> {
-    let shown: Value = serde_json::from_str(&admin_ok(server, &["account", "show", kid, "--json"])).unwrap();
-    shown["acme_accounts"].as_array().unwrap().iter().map(|a| a["status"].as_str().unwrap().to_owned()).collect()
+    let shown: Value =
+        serde_json::from_str(&admin_ok(server, &["account", "show", kid, "--json"])).unwrap();
+    shown["acme_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -27,7 +33,11 @@ async fn suspended_acme_account_is_refused_until_resumed() {
 
     let r = c.new_order(&["www.a.test"]).await;
     assert_eq!(r.problem_type(), "unauthorized", "{}", body(&r));
-    assert!(r.json()["detail"].as_str().unwrap().contains("suspended"), "{}", body(&r));
+    assert!(
+        r.json()["detail"].as_str().unwrap().contains("suspended"),
+        "{}",
+        body(&r)
+    );
     assert_eq!(server.store().await.count(Table::Orders).await.unwrap(), 0);
     assert_eq!(statuses(&server, &kid), ["suspended"]);
 
@@ -51,12 +61,23 @@ async fn suspending_an_external_account_suspends_its_acme_accounts() {
     assert!(r.json()["detail"].as_str().unwrap().contains("suspended"));
     let mut newcomer = Raw::new(&server).await;
     let r = register_eab(&mut newcomer, &kid, &key).await;
-    assert_eq!(r.problem_type(), "unauthorized", "a suspended AA bound an account: {}", body(&r));
-    assert_eq!(server.store().await.count(Table::Accounts).await.unwrap(), 2);
+    assert_eq!(
+        r.problem_type(),
+        "unauthorized",
+        "a suspended AA bound an account: {}",
+        body(&r)
+    );
+    assert_eq!(
+        server.store().await.count(Table::Accounts).await.unwrap(),
+        2
+    );
 
     admin_ok(&server, &["account", "resume", &kid]);
     assert_eq!(a.new_order(&["www.a.test"]).await.status, 201);
-    assert_eq!(b.new_order(&["www.a.test"]).await.problem_type(), "unauthorized");
+    assert_eq!(
+        b.new_order(&["www.a.test"]).await.problem_type(),
+        "unauthorized"
+    );
     assert_eq!(register_eab(&mut newcomer, &kid, &key).await.status, 201);
 }
 
@@ -69,15 +90,27 @@ async fn deactivating_an_external_account_is_final_and_cascades() {
     assert_eq!(statuses(&server, &kid), ["deactivated"]);
     let r = a.new_order(&["www.a.test"]).await;
     assert_eq!(r.problem_type(), "unauthorized", "{}", body(&r));
-    for args in [["account", "resume", kid.as_str()], ["account", "suspend", kid.as_str()]] {
+    for args in [
+        ["account", "resume", kid.as_str()],
+        ["account", "suspend", kid.as_str()],
+    ] {
         let out = admin(&server, &args);
-        assert!(!out.status.success(), "{args:?} accepted on a deactivated account");
+        assert!(
+            !out.status.success(),
+            "{args:?} accepted on a deactivated account"
+        );
     }
     let out = admin(&server, &["acme-account", "resume", &account_id(&a)]);
     assert!(!out.status.success());
     let mut newcomer = Raw::new(&server).await;
-    assert_eq!(register_eab(&mut newcomer, &kid, &key).await.problem_type(), "unauthorized");
-    assert_eq!(server.store().await.count(Table::Accounts).await.unwrap(), 1);
+    assert_eq!(
+        register_eab(&mut newcomer, &kid, &key).await.problem_type(),
+        "unauthorized"
+    );
+    assert_eq!(
+        server.store().await.count(Table::Accounts).await.unwrap(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,17 +131,27 @@ async fn key_rollover_and_holder_deactivation_keep_working() {
         Some(&serde_json::to_vec(&json!({"account": account_url, "oldKey": c.key.jwk()})).unwrap()),
     )
     .unwrap();
-    let r = c.post(&url, Some(&serde_json::to_value(&inner).unwrap())).await;
+    let r = c
+        .post(&url, Some(&serde_json::to_value(&inner).unwrap()))
+        .await;
     assert_eq!(r.status, 200, "keyChange: {}", body(&r));
     c.key = new_key;
     // Still bound to its AA: allowed names pass, others do not.
     assert_eq!(c.new_order(&["www.a.test"]).await.status, 201);
-    assert_eq!(c.new_order(&["other.test"]).await.problem_type(), "rejectedIdentifier");
+    assert_eq!(
+        c.new_order(&["other.test"]).await.problem_type(),
+        "rejectedIdentifier"
+    );
 
     // RFC 8555 §7.3.6: the holder deactivates its account.
-    let r = c.post(&account_url, Some(&json!({"status": "deactivated"}))).await;
+    let r = c
+        .post(&account_url, Some(&json!({"status": "deactivated"})))
+        .await;
     assert_eq!(r.status, 200, "{}", body(&r));
     assert_eq!(r.json()["status"], "deactivated");
-    assert_eq!(c.new_order(&["www.a.test"]).await.problem_type(), "unauthorized");
+    assert_eq!(
+        c.new_order(&["www.a.test"]).await.problem_type(),
+        "unauthorized"
+    );
     assert_eq!(statuses(&server, &kid), ["deactivated"]);
 }

@@ -14,7 +14,10 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::{AccountRecord, AuditRecord, CertRecord, Result, Store, StoreError, get, hex_decode, hex_encode, new_id, now};
+use crate::{
+    AccountRecord, AuditRecord, CertRecord, Result, Store, StoreError, get, hex_decode, hex_encode,
+    new_id, now,
+};
 
 /// One entry of an AA's allowed-name list (R26, R27).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +85,8 @@ fn external_from_row(row: &AnyRow) -> Result<ExternalAccountRecord> {
         mac_key_sealed: hex_decode(&sealed).ok_or_else(|| StoreError::Corrupt("mac_key".into()))?,
         key_regenerations: get(row, "key_regenerations")?,
         key_updated_at: get(row, "key_updated_at")?,
-        profiles: serde_json::from_str(&profiles).map_err(|e| StoreError::Corrupt(format!("profiles: {e}")))?,
+        profiles: serde_json::from_str(&profiles)
+            .map_err(|e| StoreError::Corrupt(format!("profiles: {e}")))?,
         wildcards: get::<i64>(row, "wildcards")? != 0,
         not_after: get(row, "not_after")?,
         created_at: get(row, "created_at")?,
@@ -91,10 +95,14 @@ fn external_from_row(row: &AnyRow) -> Result<ExternalAccountRecord> {
     })
 }
 
-const EXTERNAL_COLS: &str =
-    "kid, owner, status, mac_key, key_regenerations, key_updated_at, profiles, wildcards, not_after, created_at, created_by";
+const EXTERNAL_COLS: &str = "kid, owner, status, mac_key, key_regenerations, key_updated_at, profiles, wildcards, not_after, created_at, created_by";
 
-async fn record(tx: &mut Transaction<'static, Any>, kid: Option<&str>, account_id: Option<&str>, change: &Change<'_>) -> Result<()> {
+async fn record(
+    tx: &mut Transaction<'static, Any>,
+    kid: Option<&str>,
+    account_id: Option<&str>,
+    change: &Change<'_>,
+) -> Result<()> {
     let at = now();
     let mut detail = change.detail.clone();
     if let Some(map) = detail.as_object_mut() {
@@ -128,15 +136,21 @@ async fn record(tx: &mut Transaction<'static, Any>, kid: Option<&str>, account_i
     Ok(())
 }
 
-async fn insert_names(tx: &mut Transaction<'static, Any>, kid: &str, names: &[AllowedName]) -> Result<usize> {
+async fn insert_names(
+    tx: &mut Transaction<'static, Any>,
+    kid: &str,
+    names: &[AllowedName],
+) -> Result<usize> {
     let mut added = 0;
     for n in names {
         // An entry already present keeps its history; asking again for subdomains widens it.
-        let existing = sqlx::query("SELECT subdomains FROM external_account_names WHERE kid = $1 AND name = $2")
-            .bind(kid)
-            .bind(&n.name)
-            .fetch_optional(&mut **tx)
-            .await?;
+        let existing = sqlx::query(
+            "SELECT subdomains FROM external_account_names WHERE kid = $1 AND name = $2",
+        )
+        .bind(kid)
+        .bind(&n.name)
+        .fetch_optional(&mut **tx)
+        .await?;
         match existing {
             None => {
                 sqlx::query("INSERT INTO external_account_names (kid, name, subdomains, added_at, added_by) VALUES ($1, $2, $3, $4, $5)")
@@ -168,7 +182,11 @@ async fn insert_names(tx: &mut Transaction<'static, Any>, kid: &str, names: &[Al
 
 impl Store {
     /// Creates an AA with its names; `Conflict` if the kid exists.
-    pub async fn insert_external_account(&self, aa: &ExternalAccountRecord, change: &Change<'_>) -> Result<()> {
+    pub async fn insert_external_account(
+        &self,
+        aa: &ExternalAccountRecord,
+        change: &Change<'_>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO external_accounts ({EXTERNAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -195,7 +213,11 @@ impl Store {
 
     pub async fn external_account(&self, kid: &str) -> Result<ExternalAccountRecord> {
         let q = format!("SELECT {EXTERNAL_COLS} FROM external_accounts WHERE kid = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(kid).fetch_optional(&self.pool).await?.ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(kid)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let mut aa = external_from_row(&row)?;
         aa.names = self.external_names(kid).await?;
         Ok(aa)
@@ -221,7 +243,9 @@ impl Store {
     /// Every AA, oldest first, with its names.
     pub async fn external_accounts(&self) -> Result<Vec<ExternalAccountRecord>> {
         let q = format!("SELECT {EXTERNAL_COLS} FROM external_accounts ORDER BY created_at, kid");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut aa = external_from_row(row)?;
@@ -233,7 +257,12 @@ impl Store {
 
     /// Adds (or widens) allowed names of an AA that is not deactivated; returns how many
     /// entries changed.
-    pub async fn add_external_names(&self, kid: &str, names: &[AllowedName], change: &Change<'_>) -> Result<usize> {
+    pub async fn add_external_names(
+        &self,
+        kid: &str,
+        names: &[AllowedName],
+        change: &Change<'_>,
+    ) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
         Self::require_live(&mut tx, kid).await?;
         let n = insert_names(&mut tx, kid, names).await?;
@@ -243,7 +272,12 @@ impl Store {
     }
 
     /// Removes allowed names; `NotFound` if one of them is not on the list (nothing removed).
-    pub async fn remove_external_names(&self, kid: &str, names: &[String], change: &Change<'_>) -> Result<()> {
+    pub async fn remove_external_names(
+        &self,
+        kid: &str,
+        names: &[String],
+        change: &Change<'_>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         Self::require_live(&mut tx, kid).await?;
         for name in names {
@@ -264,7 +298,13 @@ impl Store {
 
     /// Replaces the sealed MAC key (R9); CAS on the regeneration count so that two concurrent
     /// regenerations cannot both hand out a key. Returns the new count.
-    pub async fn replace_external_mac_key(&self, kid: &str, seen_regenerations: i64, sealed: &[u8], change: &Change<'_>) -> Result<i64> {
+    pub async fn replace_external_mac_key(
+        &self,
+        kid: &str,
+        seen_regenerations: i64,
+        sealed: &[u8],
+        change: &Change<'_>,
+    ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
             "UPDATE external_accounts SET mac_key = $1, key_regenerations = key_regenerations + 1, key_updated_at = $2
@@ -278,7 +318,9 @@ impl Store {
         .await?
         .rows_affected();
         if n != 1 {
-            return Err(StoreError::Conflict("the external account is deactivated or its key changed meanwhile".into()));
+            return Err(StoreError::Conflict(
+                "the external account is deactivated or its key changed meanwhile".into(),
+            ));
         }
         record(&mut tx, Some(kid), None, change).await?;
         tx.commit().await?;
@@ -286,7 +328,12 @@ impl Store {
     }
 
     /// Sets the certificate profiles an AA may order.
-    pub async fn set_external_profiles(&self, kid: &str, profiles: &[String], change: &Change<'_>) -> Result<()> {
+    pub async fn set_external_profiles(
+        &self,
+        kid: &str,
+        profiles: &[String],
+        change: &Change<'_>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         Self::require_live(&mut tx, kid).await?;
         sqlx::query("UPDATE external_accounts SET profiles = $1 WHERE kid = $2")
@@ -300,7 +347,12 @@ impl Store {
     }
 
     /// Moves the end of validity of an AA that is not deactivated.
-    pub async fn set_external_not_after(&self, kid: &str, not_after: i64, change: &Change<'_>) -> Result<()> {
+    pub async fn set_external_not_after(
+        &self,
+        kid: &str,
+        not_after: i64,
+        change: &Change<'_>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         Self::require_live(&mut tx, kid).await?;
         sqlx::query("UPDATE external_accounts SET not_after = $1 WHERE kid = $2")
@@ -320,7 +372,9 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         if row.try_get::<String, _>(0)? == "deactivated" {
-            return Err(StoreError::Conflict("the external account is deactivated".into()));
+            return Err(StoreError::Conflict(
+                "the external account is deactivated".into(),
+            ));
         }
         Ok(())
     }
@@ -328,7 +382,13 @@ impl Store {
     /// AA status change with its cascade onto the AA's ACME accounts (Annex A, Table 2):
     /// `suspended` holds them, `valid` releases the AA's hold, `deactivated` deactivates them.
     /// CAS: `Conflict` if the AA is not in one of `from`.
-    pub async fn set_external_status(&self, kid: &str, from: &[&str], to: &str, change: &Change<'_>) -> Result<()> {
+    pub async fn set_external_status(
+        &self,
+        kid: &str,
+        from: &[&str],
+        to: &str,
+        change: &Change<'_>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT status FROM external_accounts WHERE kid = $1")
             .bind(kid)
@@ -337,17 +397,22 @@ impl Store {
             .ok_or(StoreError::NotFound)?;
         let current: String = row.try_get(0)?;
         if !from.contains(&current.as_str()) {
-            return Err(StoreError::Conflict(format!("the external account is {current}")));
+            return Err(StoreError::Conflict(format!(
+                "the external account is {current}"
+            )));
         }
-        let n = sqlx::query("UPDATE external_accounts SET status = $1 WHERE kid = $2 AND status = $3")
-            .bind(to)
-            .bind(kid)
-            .bind(&current)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n =
+            sqlx::query("UPDATE external_accounts SET status = $1 WHERE kid = $2 AND status = $3")
+                .bind(to)
+                .bind(kid)
+                .bind(&current)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if n != 1 {
-            return Err(StoreError::Conflict("the external account changed meanwhile".into()));
+            return Err(StoreError::Conflict(
+                "the external account changed meanwhile".into(),
+            ));
         }
         let t = now();
         match to {
@@ -398,40 +463,63 @@ impl Store {
 
     /// The ACME accounts bound to an AA, oldest first.
     pub async fn accounts_of_external(&self, kid: &str) -> Result<Vec<AccountRecord>> {
-        let q = format!("SELECT {} FROM accounts WHERE eab_kid = $1 ORDER BY created_at, id", Self::ACCOUNT_COLS);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).bind(kid).fetch_all(&self.pool).await?;
+        let q = format!(
+            "SELECT {} FROM accounts WHERE eab_kid = $1 ORDER BY created_at, id",
+            Self::ACCOUNT_COLS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(kid)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(AccountRecord::from_row).collect()
     }
 
     /// An administrator suspends one ACME account (R15). `Conflict` if it is deactivated or
     /// already suspended by an administrator.
-    pub async fn admin_suspend_account(&self, account_id: &str, change: &Change<'_>) -> Result<AccountStatusChange> {
+    pub async fn admin_suspend_account(
+        &self,
+        account_id: &str,
+        change: &Change<'_>,
+    ) -> Result<AccountStatusChange> {
         let mut tx = self.pool.begin().await?;
         let (status, kid) = Self::account_status(&mut tx, account_id).await?;
         if status == "deactivated" {
             return Err(StoreError::Conflict("the account is deactivated".into()));
         }
-        sqlx::query("INSERT INTO account_holds (account_id, cause, at, actor) VALUES ($1, 'admin', $2, $3)")
-            .bind(account_id)
-            .bind(now())
-            .bind(change.actor)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if crate::is_unique_violation(&e) { StoreError::Conflict("the account is already suspended".into()) } else { e.into() }
-            })?;
+        sqlx::query(
+            "INSERT INTO account_holds (account_id, cause, at, actor) VALUES ($1, 'admin', $2, $3)",
+        )
+        .bind(account_id)
+        .bind(now())
+        .bind(change.actor)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if crate::is_unique_violation(&e) {
+                StoreError::Conflict("the account is already suspended".into())
+            } else {
+                e.into()
+            }
+        })?;
         sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1 AND status = 'valid'")
             .bind(account_id)
             .execute(&mut *tx)
             .await?;
         record(&mut tx, kid.as_deref(), Some(account_id), change).await?;
         tx.commit().await?;
-        Ok(AccountStatusChange { status: "suspended".into(), still_held_by_external: false })
+        Ok(AccountStatusChange {
+            status: "suspended".into(),
+            still_held_by_external: false,
+        })
     }
 
     /// Releases an administrator's suspension of one ACME account; it becomes valid again
     /// unless its AA is suspended.
-    pub async fn admin_resume_account(&self, account_id: &str, change: &Change<'_>) -> Result<AccountStatusChange> {
+    pub async fn admin_resume_account(
+        &self,
+        account_id: &str,
+        change: &Change<'_>,
+    ) -> Result<AccountStatusChange> {
         let mut tx = self.pool.begin().await?;
         let (_, kid) = Self::account_status(&mut tx, account_id).await?;
         let n = sqlx::query("DELETE FROM account_holds WHERE account_id = $1 AND cause = 'admin'")
@@ -440,7 +528,9 @@ impl Store {
             .await?
             .rows_affected();
         if n != 1 {
-            return Err(StoreError::Conflict("the account is not suspended by an administrator".into()));
+            return Err(StoreError::Conflict(
+                "the account is not suspended by an administrator".into(),
+            ));
         }
         sqlx::query(
             "UPDATE accounts SET status = 'valid' WHERE id = $1 AND status = 'suspended'
@@ -452,11 +542,18 @@ impl Store {
         let (status, _) = Self::account_status(&mut tx, account_id).await?;
         record(&mut tx, kid.as_deref(), Some(account_id), change).await?;
         tx.commit().await?;
-        Ok(AccountStatusChange { still_held_by_external: status == "suspended", status })
+        Ok(AccountStatusChange {
+            still_held_by_external: status == "suspended",
+            status,
+        })
     }
 
     /// An administrator deactivates one ACME account (R16, irreversible).
-    pub async fn admin_deactivate_account(&self, account_id: &str, change: &Change<'_>) -> Result<AccountStatusChange> {
+    pub async fn admin_deactivate_account(
+        &self,
+        account_id: &str,
+        change: &Change<'_>,
+    ) -> Result<AccountStatusChange> {
         let mut tx = self.pool.begin().await?;
         let (_, kid) = Self::account_status(&mut tx, account_id).await?;
         let n = sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status IN ('valid', 'suspended')")
@@ -465,15 +562,26 @@ impl Store {
             .await?
             .rows_affected();
         if n != 1 {
-            return Err(StoreError::Conflict("the account is already deactivated".into()));
+            return Err(StoreError::Conflict(
+                "the account is already deactivated".into(),
+            ));
         }
-        sqlx::query("DELETE FROM account_holds WHERE account_id = $1").bind(account_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM account_holds WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
         record(&mut tx, kid.as_deref(), Some(account_id), change).await?;
         tx.commit().await?;
-        Ok(AccountStatusChange { status: "deactivated".into(), still_held_by_external: false })
+        Ok(AccountStatusChange {
+            status: "deactivated".into(),
+            still_held_by_external: false,
+        })
     }
 
-    async fn account_status(tx: &mut Transaction<'static, Any>, account_id: &str) -> Result<(String, Option<String>)> {
+    async fn account_status(
+        tx: &mut Transaction<'static, Any>,
+        account_id: &str,
+    ) -> Result<(String, Option<String>)> {
         let row = sqlx::query("SELECT status, eab_kid FROM accounts WHERE id = $1")
             .bind(account_id)
             .fetch_optional(&mut **tx)
@@ -484,7 +592,12 @@ impl Store {
 
     /// Records an administrator's action that changes nothing else (e.g. a report was read),
     /// or a policy refusal, in the change history (when `kid` is given) and the audit trail.
-    pub async fn record_admin_event(&self, kid: Option<&str>, account_id: Option<&str>, change: &Change<'_>) -> Result<()> {
+    pub async fn record_admin_event(
+        &self,
+        kid: Option<&str>,
+        account_id: Option<&str>,
+        change: &Change<'_>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         record(&mut tx, kid, account_id, change).await?;
         tx.commit().await?;
@@ -505,7 +618,8 @@ impl Store {
                     at: get(r, "at")?,
                     actor: get(r, "actor")?,
                     action: get(r, "action")?,
-                    detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(format!("detail: {e}")))?,
+                    detail: serde_json::from_str(&detail)
+                        .map_err(|e| StoreError::Corrupt(format!("detail: {e}")))?,
                 })
             })
             .collect()
@@ -513,17 +627,28 @@ impl Store {
 
     /// Every certificate issued to an ACME account of the AA, oldest first.
     pub async fn certificates_of_external(&self, kid: &str) -> Result<Vec<CertRecord>> {
-        let cols: Vec<String> = Self::CERT_COLS.split(", ").map(|c| format!("c.{c}")).collect();
+        let cols: Vec<String> = Self::CERT_COLS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect();
         let q = format!(
             "SELECT {} FROM certificates c JOIN accounts a ON a.id = c.account_id WHERE a.eab_kid = $1 ORDER BY c.created_at, c.id",
             cols.join(", ")
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).bind(kid).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(kid)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(CertRecord::from_row).collect()
     }
 
     /// Audit events of `event` for the AA's ACME accounts since `since`, oldest first.
-    pub async fn external_account_events(&self, kid: &str, event: &str, since: i64) -> Result<Vec<AuditRecord>> {
+    pub async fn external_account_events(
+        &self,
+        kid: &str,
+        event: &str,
+        since: i64,
+    ) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT at, event, account_id, client_ip, detail FROM audit
              WHERE event = $1 AND at >= $2 AND account_id IN (SELECT id FROM accounts WHERE eab_kid = $3) ORDER BY at, id",

@@ -4,8 +4,43 @@
 use sceau_store::*;
 use sceau_wire::{Identifier, Problem, ProblemType};
 
-async fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap()
+/// The backend under test: SQLite in a temp dir, or a real PostgreSQL server.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(sceau_testkit::Postgres),
+}
+
+impl Backend {
+    fn url(&self) -> String {
+        match self {
+            Backend::Sqlite(dir) => format!("sqlite://{}", dir.path().join("t.db").display()),
+            Backend::Postgres(pg) => pg.url.clone(),
+        }
+    }
+}
+
+async fn open(b: &Backend) -> Store {
+    Store::open(&b.url()).await.unwrap()
+}
+
+/// Runs each test body against both backends: the SQL is meant to be portable, so it is tested
+/// on both.
+macro_rules! both_backends {
+    ($($name:ident => $body:ident;)*) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$body(super::Backend::Sqlite(tempfile::tempdir().unwrap())).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$body(super::Backend::Postgres(sceau_testkit::Postgres::start())).await })*
+        }
+    };
+}
+
+both_backends! {
+    account_key_is_unique_and_status_is_cas => account_key_is_unique_and_status_is_cas;
+    key_change_refuses_a_key_in_use => key_change_refuses_a_key_in_use;
+    challenge_and_authz_move_together => challenge_and_authz_move_together;
+    certificate_and_order_commit_together_and_survive_reopen => certificate_and_order_commit_together_and_survive_reopen;
 }
 
 fn account(id: &str, thumb: &str) -> AccountRecord {
@@ -61,9 +96,7 @@ fn order_with_authz(account_id: &str) -> (OrderRecord, AuthzRecord) {
     (order, authz)
 }
 
-#[tokio::test]
-async fn account_key_is_unique_and_status_is_cas() {
-    let dir = tempfile::tempdir().unwrap();
+async fn account_key_is_unique_and_status_is_cas(dir: Backend) {
     let store = open(&dir).await;
     store.insert_account(&account("a1", "t1")).await.unwrap();
     assert!(matches!(store.insert_account(&account("a2", "t1")).await, Err(StoreError::Conflict(_))));
@@ -73,9 +106,7 @@ async fn account_key_is_unique_and_status_is_cas() {
     assert!(matches!(store.account_by_id("nope").await, Err(StoreError::NotFound)));
 }
 
-#[tokio::test]
-async fn key_change_refuses_a_key_in_use() {
-    let dir = tempfile::tempdir().unwrap();
+async fn key_change_refuses_a_key_in_use(dir: Backend) {
     let store = open(&dir).await;
     store.insert_account(&account("a1", "t1")).await.unwrap();
     store.insert_account(&account("a2", "t2")).await.unwrap();
@@ -85,9 +116,7 @@ async fn key_change_refuses_a_key_in_use() {
     assert_eq!(store.account_by_thumbprint("t3").await.unwrap().id, "a1");
 }
 
-#[tokio::test]
-async fn challenge_and_authz_move_together() {
-    let dir = tempfile::tempdir().unwrap();
+async fn challenge_and_authz_move_together(dir: Backend) {
     let store = open(&dir).await;
     let (order, authz) = order_with_authz("a1");
     store.create_order(&order, std::slice::from_ref(&authz)).await.unwrap();
@@ -104,9 +133,7 @@ async fn challenge_and_authz_move_together() {
     assert_eq!(got.challenges[0].error.as_ref().unwrap().detail.as_deref(), Some("wrong body"));
 }
 
-#[tokio::test]
-async fn certificate_and_order_commit_together_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+async fn certificate_and_order_commit_together_and_survive_reopen(dir: Backend) {
     let (order, authz) = order_with_authz("a1");
     let cert = CertRecord {
         id: new_id(),

@@ -8,8 +8,10 @@
 
 mod dnsquery;
 mod knot;
+mod postgres;
 mod tools;
 
 pub use dnsquery::{QueryError, query};
 pub use knot::{KnotDns, Tsig};
+pub use postgres::Postgres;
 pub use tools::{find_tool, free_port, require_tool};

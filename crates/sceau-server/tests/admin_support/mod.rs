@@ -29,19 +29,32 @@ pub fn admin_as(server: &Server, actor: &str, args: &[&str]) -> Output {
 /// Runs an admin command that must succeed; returns its stdout.
 pub fn admin_ok(server: &Server, args: &[&str]) -> String {
     let out = admin(server, args);
-    assert!(out.status.success(), "admin {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// Creates an AA for `names` (plus `extra` flags); returns (kid, MAC key).
 pub fn create_aa(server: &Server, names: &[&str], extra: &[&str]) -> (String, Vec<u8>) {
-    let mut args = vec!["account", "create", "--owner", "Alice Martin <alice@example.org>", "--json"];
+    let mut args = vec![
+        "account",
+        "create",
+        "--owner",
+        "Alice Martin <alice@example.org>",
+        "--json",
+    ];
     for n in names {
         args.extend(["--domain", n]);
     }
     args.extend(extra);
     let v: Value = serde_json::from_str(&admin_ok(server, &args)).unwrap();
-    (v["kid"].as_str().unwrap().to_owned(), b64::decode(v["hmac_key"].as_str().unwrap()).unwrap())
+    (
+        v["kid"].as_str().unwrap().to_owned(),
+        b64::decode(v["hmac_key"].as_str().unwrap()).unwrap(),
+    )
 }
 
 /// newAccount with an external account binding (RFC 8555 §7.3.4); sets `kid` on 201.
@@ -61,13 +74,24 @@ pub async fn register_eab(c: &mut Raw, eab_kid: &str, mac_key: &[u8]) -> Resp {
 pub async fn bound_client(server: &Server, kid: &str, mac_key: &[u8]) -> Raw {
     let mut c = Raw::new(server).await;
     let r = register_eab(&mut c, kid, mac_key).await;
-    assert_eq!(r.status, 201, "newAccount with EAB: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        201,
+        "newAccount with EAB: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     c
 }
 
 /// The ACME account id from the client's account URL.
 pub fn account_id(c: &Raw) -> String {
-    c.kid.as_deref().unwrap().rsplit('/').next().unwrap().to_owned()
+    c.kid
+        .as_deref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn body(r: &Resp) -> String {
@@ -78,7 +102,11 @@ pub fn body(r: &Resp) -> String {
 pub fn refused_names(problem: &Value) -> Vec<String> {
     let mut v: Vec<String> = problem["subproblems"]
         .as_array()
-        .map(|a| a.iter().map(|s| s["identifier"]["value"].as_str().unwrap_or("").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| s["identifier"]["value"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v

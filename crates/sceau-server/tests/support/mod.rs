@@ -23,6 +23,8 @@ pub struct Server {
     pub tlsalpn01_port: u16,
     pub dns: KnotDns,
     pub args: Vec<String>,
+    /// Another instance's data directory to share (several instances on one database).
+    pub shared_data_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -39,13 +41,34 @@ impl Server {
             tlsalpn01_port: free_port(),
             dns,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            shared_data_dir: None,
         };
         s.spawn();
         s
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.shared_data_dir.clone().unwrap_or_else(|| self.dir.path().join("data"))
+    }
+
+    /// A second instance sharing `first`'s data directory (CA) and DNS server, with `extra`
+    /// flags (the same database and base URL for a real multi-instance set-up).
+    pub fn start_sibling(first: &Server, extra: &[&str]) -> Server {
+        let dns = KnotDns::start("test.").expect("knot DNS");
+        let mut s = Server {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            http01_port: first.http01_port,
+            tlsalpn01_port: first.tlsalpn01_port,
+            dns,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            shared_data_dir: Some(first.data_dir()),
+        };
+        // Validations of either instance must see the same records: use the first's DNS.
+        s.args.extend(["--dns-server".to_owned(), first.dns.addr.to_string()]);
+        s.spawn();
+        s
     }
 
     pub fn base(&self) -> String {
@@ -71,8 +94,7 @@ impl Server {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--dns-server")
-            .arg(self.dns.addr.to_string())
+            .args(if self.args.iter().any(|a| a == "--dns-server") { vec![] } else { vec!["--dns-server".to_owned(), self.dns.addr.to_string()] })
             .arg("--http01-port")
             .arg(self.http01_port.to_string())
             .arg("--tlsalpn01-port")
