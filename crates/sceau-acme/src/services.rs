@@ -598,9 +598,17 @@ impl Acme {
         Ok(order)
     }
 
-    async fn transition_order(&self, order: OrderRecord, to: &str, error: Option<Problem>) -> AcmeResult<OrderRecord> {
+    async fn transition_order(&self, mut order: OrderRecord, to: &str, error: Option<Problem>) -> AcmeResult<OrderRecord> {
         match self.store.set_order_status(&order.id, &order.status, to, error.as_ref()).await {
-            Ok(()) | Err(StoreError::Conflict(_)) => Ok(self.store.order_by_id(&order.id).await?),
+            Ok(()) => {
+                order.status = to.to_owned();
+                if error.is_some() {
+                    order.error = error;
+                }
+                Ok(order)
+            }
+            // Someone else moved it first: their state is the truth.
+            Err(StoreError::Conflict(_)) => Ok(self.store.order_by_id(&order.id).await?),
             Err(e) => Err(e.into()),
         }
     }
@@ -667,10 +675,14 @@ impl Acme {
         if respond {
             let _: serde_json::Map<String, serde_json::Value> = req.payload()?;
         }
+        let mut finished = None;
         if respond && challenge.status == "pending" && authz.status == "pending" && authz.expires > now() {
-            self.start_validation(account, &authz, &challenge, ip).await?;
+            finished = self.start_validation(account, &authz, &challenge, ip).await?;
         }
-        let challenge = self.store.challenge_by_id(id).await?;
+        let challenge = match finished {
+            Some(c) => c,
+            None => self.store.challenge_by_id(id).await?,
+        };
         let mut reply = Reply::json(200, render::challenge(&self.urls, &authz.token, &challenge))
             .link(self.urls.authz(&authz.id), "up");
         if challenge.status == "processing" {
@@ -679,7 +691,9 @@ impl Acme {
         Ok(reply)
     }
 
-    async fn start_validation(self: &Arc<Self>, account: &AccountRecord, authz: &AuthzRecord, challenge: &ChallengeRecord, ip: Option<&str>) -> AcmeResult<()> {
+    /// Starts a validation and waits for it up to `validation_wait`; returns the finished
+    /// challenge if it finished in time.
+    async fn start_validation(self: &Arc<Self>, account: &AccountRecord, authz: &AuthzRecord, challenge: &ChallengeRecord, ip: Option<&str>) -> AcmeResult<Option<ChallengeRecord>> {
         if let Some(limit) = self.config.max_failed_validations_per_hour {
             let failed = self.store.failed_validations_since(&account.id, &authz.identifier.value, now() - 3600).await?;
             if failed >= i64::from(limit) {
@@ -694,28 +708,26 @@ impl Acme {
         }
         match self.store.start_challenge(&challenge.id, &authz.id).await {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Ok(()), // another request started it
+            Err(StoreError::Conflict(_)) => return Ok(None), // another request started it
             Err(e) => return Err(e.into()),
         }
-        self.audit(
-            "validation.started",
-            Some(&account.id),
-            ip,
-            json!({"challenge": challenge.id, "type": challenge.kind, "identifier": authz.identifier.value}),
-        )
-        .await;
+        // The outcome is audited in the database; the start only in the log.
+        tracing::info!(target: "sceau::audit", event = "validation.started", account = %account.id, client_ip = ip, challenge = %challenge.id, kind = %challenge.kind, identifier = %authz.identifier.value);
         let task = tokio::spawn(Arc::clone(self).validate(account.clone(), authz.clone(), challenge.clone()));
-        let _ = tokio::time::timeout(self.config.validation_wait, task).await;
-        Ok(())
+        Ok(match tokio::time::timeout(self.config.validation_wait, task).await {
+            Ok(Ok(done)) => done,
+            _ => None,
+        })
     }
 
     /// Runs one validation and records its outcome; never fails, errors become the outcome.
-    async fn validate(self: Arc<Self>, account: AccountRecord, authz: AuthzRecord, challenge: ChallengeRecord) {
+    /// Returns the challenge as recorded, or `None` if the outcome could not be recorded.
+    async fn validate(self: Arc<Self>, account: AccountRecord, authz: AuthzRecord, challenge: ChallengeRecord) -> Option<ChallengeRecord> {
         let jwk: Jwk = match serde_json::from_str(&account.jwk) {
             Ok(j) => j,
             Err(e) => {
                 tracing::error!(error = %e, "stored account key is unreadable");
-                return;
+                return None;
             }
         };
         let key_authz = key_authorization(&authz.token, &jwk);
@@ -734,15 +746,26 @@ impl Acme {
         };
         let problem = result.err().map(|e| Problem::new(e.kind, e.detail));
         let outcome = if problem.is_none() { "validation.succeeded" } else { "validation.failed" };
-        match self.store.finish_challenge(&challenge.id, &authz.id, problem.as_ref(), now()).await {
+        let at = now();
+        match self.store.finish_challenge(&challenge.id, &authz.id, problem.as_ref(), at).await {
             Ok(()) => {
                 let detail = json!({
                     "challenge": challenge.id, "type": challenge.kind, "identifier": id.value,
                     "error": problem.as_ref().map(|p| p.to_string()),
                 });
                 self.audit(outcome, Some(&account.id), None, detail).await;
+                let valid = problem.is_none();
+                Some(ChallengeRecord {
+                    status: if valid { "valid" } else { "invalid" }.to_owned(),
+                    validated: valid.then_some(at),
+                    error: problem,
+                    ..challenge
+                })
             }
-            Err(e) => tracing::warn!(challenge = %challenge.id, error = %e, "validation outcome not recorded"),
+            Err(e) => {
+                tracing::warn!(challenge = %challenge.id, error = %e, "validation outcome not recorded");
+                None
+            }
         }
     }
 
@@ -777,7 +800,7 @@ impl Acme {
         })?;
         let mut processing = order.clone();
         processing.status = "processing".into();
-        let order = self.issue(processing, parsed.public_key_spki_der, ip).await?;
+        let order = self.issue(processing, parsed.public_key_spki_der, Some(account), ip).await?;
         Ok(self.order_reply(&order))
     }
 
@@ -805,7 +828,7 @@ impl Acme {
 
     /// Signs and stores; the order must be `processing`. On a signing failure the order
     /// becomes invalid with the error.
-    async fn issue(&self, order: OrderRecord, spki: Vec<u8>, ip: Option<&str>) -> AcmeResult<OrderRecord> {
+    async fn issue(&self, mut order: OrderRecord, spki: Vec<u8>, account: Option<&AccountRecord>, ip: Option<&str>) -> AcmeResult<OrderRecord> {
         let now_t = time::OffsetDateTime::now_utc();
         let not_before = order.not_before.map(ts).unwrap_or(now_t - Duration::from_secs(60));
         let not_after = order.not_after.map(ts).unwrap_or(not_before + self.config.cert_validity);
@@ -821,7 +844,10 @@ impl Acme {
             profile,
         };
         // R35: last check at the signing gate, after which nothing can change the names.
-        let account = self.store.account_by_id(&order.account_id).await?;
+        let account = match account {
+            Some(a) => a.clone(),
+            None => self.store.account_by_id(&order.account_id).await?,
+        };
         if let Err(e) = self.policy.check_identifiers(&account, &order.identifiers).await {
             let _ = self.store.set_order_status(&order.id, "processing", "invalid", Some(&e.problem())).await;
             return Err(e);
@@ -863,7 +889,9 @@ impl Acme {
             json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile}),
         )
         .await;
-        Ok(self.store.order_by_id(&order.id).await?)
+        order.status = "valid".into();
+        order.cert_id = Some(cert.id.clone());
+        Ok(order)
     }
 
     async fn owned_cert(&self, account: &AccountRecord, id: &str) -> AcmeResult<CertRecord> {
@@ -993,7 +1021,7 @@ impl Acme {
                 let csr = order.csr.as_deref().ok_or_else(|| AcmeError::malformed("no CSR kept"))?;
                 let der = b64::decode(csr).map_err(|_| AcmeError::malformed("stored CSR"))?;
                 let parsed = sceau_ca::csr::parse_and_check(&der).map_err(|e| AcmeError::new(ProblemType::BadCsr, e.to_string()))?;
-                self.issue(order.clone(), parsed.public_key_spki_der, None).await
+                self.issue(order.clone(), parsed.public_key_spki_der, None, None).await
             };
             if let Err(e) = resumed.await {
                 tracing::warn!(order = %order.id, error = %e, "could not resume an interrupted issuance; marking the order invalid");

@@ -6,6 +6,8 @@
 //!   the issuances, and each latency is one issuance from newOrder to the downloaded chain.
 //! - Every order asks for one name no earlier run of this process used
 //!   (`b<client>-<n>-<run>.<domain>`), so no CA can answer from a reused authorization.
+//! - `errors` counts failed issuances, failed registrations and orders never started, so
+//!   `issued + errors >= orders` once the run ends.
 //! - Exit status: 0 when every order was issued, 1 when some failed, 2 when the run could not
 //!   start (bad arguments, unreachable directory, port taken).
 
@@ -192,9 +194,14 @@ async fn run(args: Args) -> Result<u64, BenchError> {
     }
     let elapsed = began.elapsed();
     let started = next_order.load(Ordering::Relaxed).min(args.orders);
+    // Orders left over either because time ran out or because no client could register.
+    let why = if elapsed >= Duration::from_secs(args.max_seconds) {
+        format!("not started: --max-seconds {} reached", args.max_seconds)
+    } else {
+        "not started: no client with an account left".to_owned()
+    };
     for _ in started..args.orders {
-        let why = format!("not started: --max-seconds {} reached", args.max_seconds);
-        stats.failed(why.clone(), why);
+        stats.failed(why.clone(), why.clone());
     }
     let memory = match sampler {
         Some(s) => s.finish().await,

@@ -651,3 +651,66 @@ both_servers!(async:
     external_account_binding,
     untrusted_server_certificate_is_refused,
 );
+
+/// Ed25519 (RFC 8037; Pebble has no EdDSA) and P-384 account keys: register, issue, roll over
+/// to the other type, issue again, revoke, deactivate.
+async fn account_key_end_to_end(first: KeyKind, second: KeyKind) {
+    let env = Env::start(support::sceau_server);
+    let c = client(&env).await;
+    let opts = NewAccountOptions {
+        terms_of_service_agreed: true,
+        ..Default::default()
+    };
+    let (a, obj) = c
+        .new_account(AccountKey::generate(first).unwrap(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(obj.status, sceau_wire::AccountStatus::Valid);
+    assert_eq!(a.key.kind(), first);
+    // The same key finds the same account (RFC 8555 §7.3.1 onlyReturnExisting).
+    assert_eq!(
+        c.find_account(AccountKey::from_pem(&a.key.to_pem()).unwrap())
+            .await
+            .unwrap()
+            .url,
+        a.url
+    );
+    let one = issue_with(&env, &c, &a, &["k1.test"], Plan::single(http_method(&env)))
+        .await
+        .unwrap();
+    check_issued(&env, &one, &["k1.test"]);
+    let a = c
+        .key_change(a, AccountKey::generate(second).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.key.kind(), second);
+    let two = issue_with(&env, &c, &a, &["k2.test"], Plan::single(http_method(&env)))
+        .await
+        .unwrap();
+    check_issued(&env, &two, &["k2.test"]);
+    // Certificates ordered under the first key still belong to the account.
+    c.revoke(RevokeWith::Account(&a), &one.info.der, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.server
+            .revocation_status(&one.info.serial_hex)
+            .unwrap()
+            .0,
+        "Revoked"
+    );
+    assert_eq!(
+        c.deactivate_account(&a).await.unwrap().status,
+        sceau_wire::AccountStatus::Deactivated
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ed25519_then_p384_account_sceau_server() {
+    account_key_end_to_end(KeyKind::Ed25519, KeyKind::P384).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn p384_then_ed25519_account_sceau_server() {
+    account_key_end_to_end(KeyKind::P384, KeyKind::Ed25519).await;
+}

@@ -143,7 +143,12 @@ pub enum AcmeAccountCommand {
 
 /// The policy `serve` installs, from the configuration; also applies the policy settings
 /// `AcmeConfig` carries (R29 limit).
-pub async fn server_policy(config: &Config, eab: EabMode, store: &Store, acme: &mut AcmeConfig) -> Result<Arc<dyn sceau_acme::Policy>, String> {
+pub async fn server_policy(
+    config: &Config,
+    eab: EabMode,
+    store: &Store,
+    acme: &mut AcmeConfig,
+) -> Result<Arc<dyn sceau_acme::Policy>, String> {
     acme.max_failed_validations_per_hour = match config.max_failed_validations_per_hour {
         0 => None,
         n => Some(n),
@@ -174,14 +179,23 @@ fn os_user() -> String {
 fn when(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }
 
 fn names_text(aa: &ExternalAccountRecord) -> String {
     aa.names
         .iter()
-        .map(|n| if n.subdomains { format!("{} (and its subdomains)", n.name) } else { n.name.clone() })
+        .map(|n| {
+            if n.subdomains {
+                format!("{} (and its subdomains)", n.name)
+            } else {
+                n.name.clone()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -197,10 +211,20 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         .recursive(true)
         .mode(0o700)
         .create(&config.data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store = Store::open(&config.database_url()).await.map_err(|e| format!("database: {e}"))?;
+        let store = Store::open(&config.database_url())
+            .await
+            .map_err(|e| format!("database: {e}"))?;
         let wrap = WrapKey::load_or_create(&config.data_dir).map_err(|e| e.to_string())?;
         let registry = Registry::new(store, Arc::new(wrap));
         let urls = Urls::new(&config.base_url());
@@ -209,22 +233,40 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
             Ok(()) => Ok(()),
             Err(e) => {
                 // A refused command changed nothing, but the attempt belongs in the trail.
-                let change = sceau_store::Change { actor: &actor, action: "refused", detail: json!({"command": described, "error": e.to_string()}) };
-                let _ = registry.store().record_admin_event(None, None, &change).await;
+                let change = sceau_store::Change {
+                    actor: &actor,
+                    action: "refused",
+                    detail: json!({"command": described, "error": e.to_string()}),
+                };
+                let _ = registry
+                    .store()
+                    .record_admin_event(None, None, &change)
+                    .await;
                 Err(e.to_string())
             }
         }
     })
 }
 
-async fn dispatch(r: &Registry, urls: &Urls, actor: &str, command: AdminCommand) -> Result<(), sceau_admin::AdminError> {
+async fn dispatch(
+    r: &Registry,
+    urls: &Urls,
+    actor: &str,
+    command: AdminCommand,
+) -> Result<(), sceau_admin::AdminError> {
     match command {
         AdminCommand::Account(c) => account(r, urls, actor, c).await,
         AdminCommand::AcmeAccount(c) => {
             let (id, change) = match &c {
-                AcmeAccountCommand::Suspend { account } => (account, r.suspend_acme_account(account, actor).await?),
-                AcmeAccountCommand::Resume { account } => (account, r.resume_acme_account(account, actor).await?),
-                AcmeAccountCommand::Deactivate { account } => (account, r.deactivate_acme_account(account, actor).await?),
+                AcmeAccountCommand::Suspend { account } => {
+                    (account, r.suspend_acme_account(account, actor).await?)
+                }
+                AcmeAccountCommand::Resume { account } => {
+                    (account, r.resume_acme_account(account, actor).await?)
+                }
+                AcmeAccountCommand::Deactivate { account } => {
+                    (account, r.deactivate_acme_account(account, actor).await?)
+                }
             };
             let id = Registry::acme_account_id(id);
             println!("ACME account {id} is now {}", change.status);
@@ -233,7 +275,11 @@ async fn dispatch(r: &Registry, urls: &Urls, actor: &str, command: AdminCommand)
             }
             Ok(())
         }
-        AdminCommand::Report { account, since, json } => {
+        AdminCommand::Report {
+            account,
+            since,
+            json,
+        } => {
             let since = now() - parse_duration(&since)?;
             let report = r.report(&account, since).await?;
             r.record_read("report_read", Some(&account), actor).await?;
@@ -247,9 +293,22 @@ async fn dispatch(r: &Registry, urls: &Urls, actor: &str, command: AdminCommand)
     }
 }
 
-async fn account(r: &Registry, urls: &Urls, actor: &str, command: AccountCommand) -> Result<(), sceau_admin::AdminError> {
+async fn account(
+    r: &Registry,
+    urls: &Urls,
+    actor: &str,
+    command: AccountCommand,
+) -> Result<(), sceau_admin::AdminError> {
     match command {
-        AccountCommand::Create { owner, domains, with_subdomains, valid_for, profiles, allow_wildcards, json } => {
+        AccountCommand::Create {
+            owner,
+            domains,
+            with_subdomains,
+            valid_for,
+            profiles,
+            allow_wildcards,
+            json,
+        } => {
             let request = NewExternalAccount {
                 owner,
                 names: domains,
@@ -270,14 +329,18 @@ async fn account(r: &Registry, urls: &Urls, actor: &str, command: AccountCommand
                 println!("  valid until:  {}", when(aa.not_after));
                 println!("  names:        {}", names_text(aa));
                 println!("  profiles:     {}", aa.profiles.join(", "));
-                println!("The MAC key is shown only this once: hand it to {} over a protected channel.", aa.owner);
+                println!(
+                    "The MAC key is shown only this once: hand it to {} over a protected channel.",
+                    aa.owner
+                );
                 println!("Client use: --eab-kid {} --eab-hmac-key <MAC key>", aa.kid);
             }
             Ok(())
         }
         AccountCommand::List { json } => {
             let all = r.list().await?;
-            r.record_read("external_accounts_listed", None, actor).await?;
+            r.record_read("external_accounts_listed", None, actor)
+                .await?;
             let mut rows = Vec::new();
             for aa in &all {
                 let accounts = r.store().accounts_of_external(&aa.kid).await?;
@@ -290,12 +353,28 @@ async fn account(r: &Registry, urls: &Urls, actor: &str, command: AccountCommand
                     .collect();
                 print_json(&json!(list));
             } else if rows.is_empty() {
-                println!("No external accounts. Create one with: sceau-server admin account create --owner \"NAME <MAIL>\" --domain NAME");
+                println!(
+                    "No external accounts. Create one with: sceau-server admin account create --owner \"NAME <MAIL>\" --domain NAME"
+                );
             } else {
-                println!("{:<24} {:<12} {:<21} {:>5}  OWNER / NAMES", "KID", "STATUS", "VALID UNTIL", "ACME");
+                println!(
+                    "{:<24} {:<12} {:<21} {:>5}  OWNER / NAMES",
+                    "KID", "STATUS", "VALID UNTIL", "ACME"
+                );
                 for (aa, n) in rows {
-                    let status = if aa.status == "valid" && aa.not_after <= now() { "expired" } else { aa.status.as_str() };
-                    println!("{:<24} {:<12} {:<21} {:>5}  {}", aa.kid, status, when(aa.not_after), n, aa.owner);
+                    let status = if aa.status == "valid" && aa.not_after <= now() {
+                        "expired"
+                    } else {
+                        aa.status.as_str()
+                    };
+                    println!(
+                        "{:<24} {:<12} {:<21} {:>5}  {}",
+                        aa.kid,
+                        status,
+                        when(aa.not_after),
+                        n,
+                        aa.owner
+                    );
                     println!("{:<66}{}", "", names_text(aa));
                 }
             }
@@ -304,7 +383,8 @@ async fn account(r: &Registry, urls: &Urls, actor: &str, command: AccountCommand
         AccountCommand::Show { kid, json } => {
             let aa = r.get(&kid).await?;
             let accounts = r.store().accounts_of_external(&kid).await?;
-            r.record_read("external_account_shown", Some(&kid), actor).await?;
+            r.record_read("external_account_shown", Some(&kid), actor)
+                .await?;
             if json {
                 print_json(&json!({
                     "kid": aa.kid, "owner": aa.owner, "status": aa.status, "expired": aa.not_after <= now(),
@@ -317,26 +397,60 @@ async fn account(r: &Registry, urls: &Urls, actor: &str, command: AccountCommand
             } else {
                 println!("External account {}", aa.kid);
                 println!("  owner:             {}", aa.owner);
-                let expired = if aa.not_after <= now() { " (expired)" } else { "" };
+                let expired = if aa.not_after <= now() {
+                    " (expired)"
+                } else {
+                    ""
+                };
                 println!("  status:            {}{expired}", aa.status);
                 println!("  valid until:       {}", when(aa.not_after));
-                println!("  created:           {} by {}", when(aa.created_at), aa.created_by);
-                println!("  key regenerations: {} (last key {})", aa.key_regenerations, when(aa.key_updated_at));
+                println!(
+                    "  created:           {} by {}",
+                    when(aa.created_at),
+                    aa.created_by
+                );
+                println!(
+                    "  key regenerations: {} (last key {})",
+                    aa.key_regenerations,
+                    when(aa.key_updated_at)
+                );
                 println!("  profiles:          {}", aa.profiles.join(", "));
-                println!("  wildcards:         {}", if aa.wildcards { "allowed" } else { "refused" });
+                println!(
+                    "  wildcards:         {}",
+                    if aa.wildcards { "allowed" } else { "refused" }
+                );
                 println!("  names:");
                 for n in &aa.names {
-                    let sub = if n.subdomains { " (and its subdomains)" } else { "" };
-                    println!("    {}{sub}  added {} by {}", n.name, when(n.added_at), n.added_by);
+                    let sub = if n.subdomains {
+                        " (and its subdomains)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "    {}{sub}  added {} by {}",
+                        n.name,
+                        when(n.added_at),
+                        n.added_by
+                    );
                 }
                 println!("  ACME accounts: {}", accounts.len());
                 for a in &accounts {
-                    println!("    {}  {}  created {}  {}", a.id, a.status, when(a.created_at), a.contact.join(","));
+                    println!(
+                        "    {}  {}  created {}  {}",
+                        a.id,
+                        a.status,
+                        when(a.created_at),
+                        a.contact.join(",")
+                    );
                 }
             }
             Ok(())
         }
-        AccountCommand::AddDomain { kid, names, with_subdomains } => {
+        AccountCommand::AddDomain {
+            kid,
+            names,
+            with_subdomains,
+        } => {
             let n = r.add_names(&kid, &names, with_subdomains, actor).await?;
             println!("{n} name(s) added to external account {kid}");
             Ok(())
@@ -354,7 +468,9 @@ async fn account(r: &Registry, urls: &Urls, actor: &str, command: AccountCommand
             } else {
                 println!("New MAC key for external account {kid} (regeneration {count}):");
                 println!("  EAB MAC key:  {key}");
-                println!("The old key no longer binds new ACME accounts; accounts already bound keep working.");
+                println!(
+                    "The old key no longer binds new ACME accounts; accounts already bound keep working."
+                );
             }
             Ok(())
         }
@@ -380,7 +496,9 @@ async fn account(r: &Registry, urls: &Urls, actor: &str, command: AccountCommand
         }
         AccountCommand::Resume { kid } => {
             r.resume(&kid, actor).await?;
-            println!("external account {kid} is valid again, with its ACME accounts (except those suspended on their own)");
+            println!(
+                "external account {kid} is valid again, with its ACME accounts (except those suspended on their own)"
+            );
             Ok(())
         }
         AccountCommand::Deactivate { kid } => {

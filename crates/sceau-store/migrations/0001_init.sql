@@ -79,3 +79,4 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_at ON audit (at);
 CREATE INDEX audit_account ON audit (account_id, at);
+CREATE INDEX audit_event ON audit (event, account_id, at);

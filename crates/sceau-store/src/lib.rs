@@ -59,10 +59,16 @@ pub fn now() -> i64 {
 }
 
 /// A random identifier: 16 bytes from the OS CSPRNG, base64url (unguessable object URLs).
+/// Never starts with `-` or `_`, so an id is always safe as a command-line argument.
 pub fn new_id() -> String {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
-    sceau_wire::b64::encode(bytes)
+    loop {
+        let mut bytes = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
+        let id = sceau_wire::b64::encode(bytes);
+        if !id.starts_with(['-', '_']) {
+            return id;
+        }
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -356,22 +362,25 @@ impl Store {
         rows.iter().map(OrderRecord::from_row).collect()
     }
 
-    const AUTHZ_COLS: &'static str = "id, account_id, identifier_type, identifier_value, status, expires, token, wildcard, created_at";
 
     pub async fn authz_by_id(&self, id: &str) -> Result<AuthzRecord> {
-        let q = format!("SELECT {} FROM authzs WHERE id = $1", Self::AUTHZ_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(&self.read).await?.ok_or(StoreError::NotFound)?;
-        let mut authz = AuthzRecord::from_row(&row)?;
-        authz.challenges = self.challenges_of(id).await?;
+        // One round trip: the authorization joined with its challenges.
+        let rows = sqlx::query(
+            "SELECT a.id, a.account_id, a.identifier_type, a.identifier_value, a.status, a.expires, a.token, a.wildcard, a.created_at,
+                    c.id AS c_id, c.kind AS c_kind, c.status AS c_status, c.validated AS c_validated, c.error AS c_error
+             FROM authzs a LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id = $1 ORDER BY c.kind",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        let first = rows.first().ok_or(StoreError::NotFound)?;
+        let mut authz = AuthzRecord::from_row(first)?;
+        for row in &rows {
+            if let Some(cid) = get::<Option<String>>(row, "c_id")? {
+                authz.challenges.push(ChallengeRecord::from_joined_row(row, cid, id)?);
+            }
+        }
         Ok(authz)
-    }
-
-    async fn challenges_of(&self, authz_id: &str) -> Result<Vec<ChallengeRecord>> {
-        let rows = sqlx::query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE authz_id = $1 ORDER BY kind")
-            .bind(authz_id)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(ChallengeRecord::from_row).collect()
     }
 
     /// Several authorizations with their challenges (an order's).

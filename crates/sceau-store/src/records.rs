@@ -126,6 +126,17 @@ pub struct ChallengeRecord {
 }
 
 impl ChallengeRecord {
+    pub(crate) fn from_joined_row(row: &AnyRow, id: String, authz_id: &str) -> Result<Self> {
+        Ok(ChallengeRecord {
+            id,
+            authz_id: authz_id.to_owned(),
+            kind: get(row, "c_kind")?,
+            status: get(row, "c_status")?,
+            validated: get(row, "c_validated")?,
+            error: opt_problem(row, "c_error")?,
+        })
+    }
+
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(ChallengeRecord {
             id: get(row, "id")?,

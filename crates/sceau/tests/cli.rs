@@ -566,3 +566,248 @@ both_servers!(sync:
     errors_are_one_line_with_what_to_do,
     external_csr_is_signed_and_no_key_is_written,
 );
+
+// ---- sceau-server only: ARI (RFC 9773) and account key types Pebble lacks --------------------
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A library client on the same server, and the account the CLI registered there.
+async fn cli_account(cli: &Cli<'_>) -> (sceau_client::AcmeClient, sceau_client::account::Account) {
+    let http = sceau_client::http::build_client(&sceau_client::http::HttpOptions {
+        ca_bundle_pem: Some(std::fs::read_to_string(cli.env.server.ca_bundle()).unwrap()),
+        timeout: None,
+    })
+    .unwrap();
+    let c = sceau_client::AcmeClient::connect(&cli.env.server.directory_url(), http)
+        .await
+        .unwrap();
+    let acct_dir = std::fs::read_dir(cli.state.join("accounts"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let key = sceau_wire::AccountKey::from_pem(
+        &std::fs::read_to_string(acct_dir.join("key.pem")).unwrap(),
+    )
+    .unwrap();
+    let account = c.find_account(key).await.unwrap();
+    (c, account)
+}
+
+fn cert_info(path: &Path) -> sceau_client::CertInfo {
+    sceau_client::CertInfo::from_pem_chain(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn count(cli: &Cli, event: &str) -> usize {
+    cli.events().iter().filter(|e| e["event"] == event).count()
+}
+
+/// The renewal decision follows the server's window, not the lifetime threshold: a fresh
+/// certificate is left alone even at `--renew-fraction 0` (window not open), and renewed at the
+/// default 2/3 threshold once the CA moves its window into the past (here: by revoking it). Had
+/// the client ignored ARI, both halves would go the other way.
+#[test]
+fn ari_window_decides_renewal_and_the_new_order_replaces_the_old_one() {
+    let env = Env::start(support::sceau_server);
+    assert!(has_ari(&env), "sceau-server announces renewalInfo");
+    let cli = Cli::new(&env);
+    let http = cli.http();
+    ok(&cli.issue(&args(&http, &["-d", "ari.test"])));
+    let dir = cli.certs.join("ari.test");
+    let first = std::fs::read(dir.join("fullchain.pem")).unwrap();
+    let old = cert_info(&dir.join("cert.pem"));
+    let old_ari = old
+        .ari_id
+        .clone()
+        .expect("an ARI identifier (AKI + serial)");
+
+    // Window from day 60 of 90: not due, although 0% of the lifetime would make it due.
+    ok(&cli.run(&["renew", "--renew-fraction", "0"]));
+    assert_eq!(std::fs::read(dir.join("fullchain.pem")).unwrap(), first);
+    let skipped = cli
+        .events()
+        .into_iter()
+        .rfind(|e| e["event"] == "renewal_skipped")
+        .expect("a renewal_skipped event");
+    assert!(
+        skipped["reason"].as_str().unwrap().contains("ARI"),
+        "{skipped}"
+    );
+
+    // Revoked behind the client's back (with the certificate key, as a key-compromise report
+    // would be): the server's window is now in the past (RFC 9773 §4.2).
+    let cert_key = sceau_wire::AccountKey::from_pem(
+        &std::fs::read_to_string(dir.join("privkey.pem")).unwrap(),
+    )
+    .unwrap();
+    let (c, account) = block_on(cli_account(&cli));
+    block_on(c.revoke(
+        sceau_client::order::RevokeWith::CertificateKey(&cert_key),
+        &old.der,
+        Some(sceau_wire::reason::KEY_COMPROMISE),
+    ))
+    .unwrap();
+
+    // Default threshold (2/3, far from reached): renewed, only because of the window.
+    ok(&cli.run(&["renew"]));
+    assert_ne!(std::fs::read(dir.join("fullchain.pem")).unwrap(), first);
+    assert_eq!(count(&cli, "renewed"), 1);
+    let new = cert_info(&dir.join("cert.pem"));
+    assert_ne!(new.serial_hex, old.serial_hex);
+
+    // The renewal order said which certificate it replaces, and the server recorded it.
+    let order_url = cli
+        .events()
+        .into_iter()
+        .rfind(|e| e["event"] == "order_created")
+        .unwrap()["order"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (order, _) = block_on(c.get_order(&account, &order_url)).unwrap();
+    assert_eq!(order.replaces.as_deref(), Some(old_ari.as_str()));
+    let data = env.server.data_dir().unwrap();
+    let order_id = order_url.rsplit('/').next().unwrap();
+    assert_eq!(
+        support::SceauServer::sql(
+            &data,
+            &format!("SELECT replaced_by FROM certificates WHERE ari_id = '{old_ari}'")
+        ),
+        order_id
+    );
+
+    // Replacing it a second time is refused (RFC 9773 §5: 409 alreadyReplaced).
+    let err = block_on(c.new_order(
+        &account,
+        &sceau_wire::NewOrder {
+            identifiers: vec![sceau_wire::Identifier::dns("ari.test")],
+            replaces: Some(old_ari.clone()),
+            ..Default::default()
+        },
+    ))
+    .unwrap_err();
+    let problem = err.problem().expect("a problem document");
+    assert!(
+        problem.is(sceau_wire::ProblemType::AlreadyReplaced),
+        "{err}"
+    );
+    assert_eq!(problem.status, Some(409));
+
+    // The new certificate's window is ahead again: left alone whatever the threshold.
+    let second = std::fs::read(dir.join("fullchain.pem")).unwrap();
+    ok(&cli.run(&["renew", "--renew-fraction", "0"]));
+    assert_eq!(std::fs::read(dir.join("fullchain.pem")).unwrap(), second);
+    assert_eq!(count(&cli, "renewed"), 1);
+}
+
+/// A certificate replaced elsewhere (another copy of the state, a restored backup) still renews:
+/// the client drops `replaces` after `alreadyReplaced` instead of failing every renewal.
+#[test]
+fn renewal_of_a_certificate_replaced_elsewhere_still_succeeds() {
+    let env = Env::start(support::sceau_server);
+    let cli = Cli::new(&env);
+    let http = cli.http();
+    ok(&cli.issue(&args(&http, &["-d", "twice.test"])));
+    let dir = cli.certs.join("twice.test");
+    let old = cert_info(&dir.join("cert.pem"));
+    let old_ari = old.ari_id.clone().unwrap();
+    // Someone else, with the same account, replaces it first.
+    let (c, account) = block_on(cli_account(&cli));
+    let elsewhere = block_on(sceau_client::issue(
+        &c,
+        &account,
+        sceau_client::IssueRequest {
+            identifiers: vec![sceau_wire::Identifier::dns("twice.test")],
+            key: sceau_client::KeySource::Generate(sceau_wire::KeyKind::P256),
+            plan: sceau_client::Plan::single(sceau_client::Method::Http01 {
+                port: env.params.http_port,
+                address: Some("127.0.0.1".parse().unwrap()),
+            }),
+            replaces: Some(old_ari.clone()),
+            profile: None,
+            timeout: std::time::Duration::from_secs(60),
+        },
+        &sceau_client::events::discard(),
+    ))
+    .unwrap();
+    let (order, _) = block_on(c.get_order(&account, &elsewhere.order_url)).unwrap();
+    assert_eq!(order.replaces.as_deref(), Some(old_ari.as_str()));
+
+    let out = cli.run(&["renew", "--force"]);
+    ok(&out);
+    let new = cert_info(&dir.join("cert.pem"));
+    assert_ne!(new.serial_hex, old.serial_hex);
+    assert_ne!(new.serial_hex, elsewhere.info.serial_hex);
+    let order_url = cli
+        .events()
+        .into_iter()
+        .rfind(|e| e["event"] == "order_created")
+        .unwrap()["order"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (order, _) = block_on(c.get_order(&account, &order_url)).unwrap();
+    assert_eq!(order.replaces, None, "ordered as a new certificate");
+}
+
+/// Ed25519 (which Pebble lacks) and P-384 account keys through the whole CLI life cycle:
+/// register, issue, renew, roll over to the other type, issue again, revoke.
+fn account_key_type_end_to_end(first: &str, second: &str) {
+    let env = Env::start(support::sceau_server);
+    let cli = Cli::new(&env);
+    let sa = cli.server_args();
+    let run = |cmd: &[&str]| -> Output {
+        let v: Vec<&str> = cmd
+            .iter()
+            .copied()
+            .chain(sa.iter().map(String::as_str))
+            .collect();
+        cli.run(&v)
+    };
+    ok(&run(&[
+        "account",
+        "register",
+        "--agree-tos",
+        "--account-key-type",
+        first,
+    ]));
+    let shown: serde_json::Value =
+        serde_json::from_slice(&run(&["account", "show"]).stdout).unwrap();
+    assert_eq!(shown["key_type"], first);
+    assert_eq!(shown["account"]["status"], "valid", "{shown}");
+    let http = cli.http();
+    let name = format!("{first}.test");
+    ok(&cli.issue(&args(&http, &["-d", &name])));
+    ok(&cli.run(&["renew", "--force"]));
+    assert_eq!(count(&cli, "renewed"), 1);
+    ok(&run(&["account", "rollover", "--account-key-type", second]));
+    let after: serde_json::Value =
+        serde_json::from_slice(&run(&["account", "show"]).stdout).unwrap();
+    assert_eq!(after["key_type"], second);
+    assert_eq!(after["url"], shown["url"]);
+    let name2 = format!("{second}.test");
+    ok(&cli.issue(&args(&http, &["-d", &name2])));
+    ok(&cli.run(&["revoke", "--cert-name", &name, "--reason", "superseded"]));
+    let serial = cert_info(&cli.certs.join(&name).join("cert.pem")).serial_hex;
+    assert_eq!(
+        env.server.revocation_status(&serial),
+        Some(("Revoked".into(), Some(4)))
+    );
+}
+
+#[test]
+fn ed25519_account_then_p384_end_to_end_sceau_server() {
+    account_key_type_end_to_end("ed25519", "p384");
+}
+
+#[test]
+fn p384_account_then_ed25519_end_to_end_sceau_server() {
+    account_key_type_end_to_end("p384", "ed25519");
+}

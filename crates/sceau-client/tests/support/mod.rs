@@ -446,7 +446,11 @@ pub fn sceau_server(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
         .arg(params.tls_port.to_string())
         // Explicit both ways: the default changes over time.
         .arg("--eab")
-        .arg(if params.eab_required { "required" } else { "off" });
+        .arg(if params.eab_required {
+            "required"
+        } else {
+            "off"
+        });
     if let Some(days) = params.cert_validity_days {
         cmd.arg("--cert-validity-days").arg(days.to_string());
     }

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Pebble against sceau-server under the same sceau-bench load, in one command.
+#
+#   bench/compare.sh [--only pebble|sceau] [--no-build] [--keep] [-h]
+#
+# Starts pebble-challtestsrv (DNS answering 127.0.0.1 for every name), then Pebble
+# (memory only, PEBBLE_VA_NOSLEEP=1) and sceau-server (default SQLite storage, fresh data dir),
+# one after the other so they never share the CPU, and runs sceau-bench against each at every
+# concurrency in $CONCURRENCIES. Prints one bench line per run, the sceau/Pebble throughput
+# ratio per concurrency and sceau-server's peak resident memory at the highest concurrency.
+#
+# Everything listens on 127.0.0.1 on free ports; every process started here is stopped on exit;
+# every step is bounded in time. Exit status: 0 when every run issued all its orders and the
+# memory stayed under $MEM_LIMIT_MIB, 1 otherwise, 2 when something could not start.
+#
+# Environment (all optional):
+#   CONCURRENCIES="8 64"     virtual clients per run
+#   ORDERS_PER_CLIENT=16     orders per run = max(MIN_ORDERS, concurrency * ORDERS_PER_CLIENT)
+#   MIN_ORDERS=200
+#   RUN_TIMEOUT=300          seconds, per bench run (sceau-bench --max-seconds is 30 s less)
+#   START_TIMEOUT=30         seconds for a server to answer its directory
+#   BUILD_TIMEOUT=3600       seconds for the release build
+#   MEM_LIMIT_MIB=200
+#   SCEAU_GUARD=0            1: also give sceau-server the --pebble-workaround client pacing
+#   PEBBLE=pebble CHALLTESTSRV=pebble-challtestsrv   binaries to use
+#   SCEAU_SERVER, SCEAU_BENCH  binaries to use instead of target/release/ (with --no-build)
+#   KEEP=1                   keep the work directory (logs, configs) like --keep
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONCURRENCIES=${CONCURRENCIES:-"8 64"}
+ORDERS_PER_CLIENT=${ORDERS_PER_CLIENT:-16}
+MIN_ORDERS=${MIN_ORDERS:-200}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+START_TIMEOUT=${START_TIMEOUT:-30}
+BUILD_TIMEOUT=${BUILD_TIMEOUT:-3600}
+MEM_LIMIT_MIB=${MEM_LIMIT_MIB:-200}
+SCEAU_GUARD=${SCEAU_GUARD:-0}
+PEBBLE=${PEBBLE:-pebble}
+CHALLTESTSRV=${CHALLTESTSRV:-pebble-challtestsrv}
+KEEP=${KEEP:-0}
+ONLY=""
+BUILD=1
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+die() { FAILED=1; echo "compare.sh: $*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --only) ONLY=${2:-}; shift 2 || die "--only needs pebble or sceau" ;;
+        --no-build) BUILD=0; shift ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+case "$ONLY" in ""|pebble|sceau) ;; *) die "--only takes pebble or sceau" ;; esac
+
+for tool in "$PEBBLE" "$CHALLTESTSRV" openssl curl ss timeout cargo; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+# --- processes and cleanup -------------------------------------------------------------------
+# Each server runs under setsid as the leader of its own process group (its PID is the group
+# id, and the PID sceau-bench samples), so stopping it stops whatever it started.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-compare.XXXXXX")
+PIDS=()
+FAILED=0
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$KEEP" = 1 ] || [ "$FAILED" = 1 ]; then
+        echo "compare.sh: logs and configs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop() { # PID: stop one process group started here and forget it
+    local pid=$1 keep=() p
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+fail_start() { # NAME LOG
+    FAILED=1
+    echo "compare.sh: $1 did not start; last lines of $2:" >&2
+    tail -n 20 "$2" >&2 || true
+    exit 2
+}
+
+# --- free ports: nothing bound to them on TCP or UDP, and not handed out twice ---------------
+TAKEN=" "
+free_port() { # VAR
+    local p
+    for _ in $(seq 500); do
+        p=$((20000 + RANDOM % 40000))
+        case "$TAKEN" in *" $p "*) continue ;; esac
+        if [ -z "$(ss -Htuan "sport = :$p" 2>/dev/null)" ]; then
+            TAKEN+="$p "
+            printf -v "$1" '%s' "$p"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+wait_directory() { # NAME URL CA PID LOG
+    local deadline=$((SECONDS + START_TIMEOUT))
+    while [ $SECONDS -lt "$deadline" ]; do
+        kill -0 "$4" 2>/dev/null || fail_start "$1" "$5"
+        if [ -s "$3" ] && curl -fsS --max-time 2 --cacert "$3" -o /dev/null "$2" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    fail_start "$1 (no answer on $2 within ${START_TIMEOUT}s)" "$5"
+}
+
+# --- build -----------------------------------------------------------------------------------
+if [ "$BUILD" = 1 ]; then
+    packages=(-p sceau-bench)
+    [ "$ONLY" = pebble ] || packages+=(-p sceau-server)
+    echo "compare.sh: cargo build --release ${packages[*]}" >&2
+    (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --quiet "${packages[@]}") \
+        || die "release build failed"
+fi
+TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+BENCH=${SCEAU_BENCH:-"${TARGET:-$ROOT/target}/release/sceau-bench"}
+SCEAU_SERVER=${SCEAU_SERVER:-"${TARGET:-$ROOT/target}/release/sceau-server"}
+[ -x "$BENCH" ] || die "$BENCH is missing (build it or drop --no-build)"
+if [ "$ONLY" != pebble ]; then [ -x "$SCEAU_SERVER" ] || die "$SCEAU_SERVER is missing"; fi
+
+free_port DNS_PORT; free_port DNS_MGMT_PORT; free_port HTTP01_PORT
+free_port PEBBLE_PORT; free_port PEBBLE_MGMT_PORT; free_port PEBBLE_TLS_PORT; free_port SCEAU_PORT
+
+# --- DNS for both CAs: every name resolves to 127.0.0.1, no AAAA ------------------------------
+setsid "$CHALLTESTSRV" -dns01 "127.0.0.1:$DNS_PORT" -http01 "" -https01 "" -tlsalpn01 "" \
+    -management "127.0.0.1:$DNS_MGMT_PORT" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
+    >"$WORK/challtestsrv.log" 2>&1 &
+PIDS+=($!)
+CTS_PID=$!
+for _ in $(seq 50); do
+    [ -n "$(ss -Hlun "sport = :$DNS_PORT")" ] && break
+    kill -0 "$CTS_PID" 2>/dev/null || fail_start pebble-challtestsrv "$WORK/challtestsrv.log"
+    sleep 0.1
+done
+[ -n "$(ss -Hlun "sport = :$DNS_PORT")" ] || fail_start pebble-challtestsrv "$WORK/challtestsrv.log"
+
+declare -A LINE
+run_bench() { # NAME CONCURRENCY DIRECTORY CA SERVER_PID [EXTRA...]
+    local name=$1 c=$2 dir=$3 ca=$4 pid=$5 orders rc=0
+    shift 5
+    orders=$((c * ORDERS_PER_CLIENT))
+    [ "$orders" -ge "$MIN_ORDERS" ] || orders=$MIN_ORDERS
+    timeout "$RUN_TIMEOUT" "$BENCH" --directory "$dir" --ca-bundle "$ca" --concurrency "$c" \
+        --orders "$orders" --http-port "$HTTP01_PORT" --server-pid "$pid" \
+        --max-seconds $((RUN_TIMEOUT > 60 ? RUN_TIMEOUT - 30 : RUN_TIMEOUT)) "$@" \
+        >"$WORK/$name-$c.out" 2>"$WORK/$name-$c.err" || rc=$?
+    LINE[$name-$c]=$(tail -n 1 "$WORK/$name-$c.out")
+    if [ "$rc" != 0 ]; then
+        FAILED=1
+        [ -n "${LINE[$name-$c]}" ] || LINE[$name-$c]="(no result: sceau-bench exited $rc)"
+        sed "s/^/  [$name c=$c] /" "$WORK/$name-$c.err" | head -n 12 >&2
+    fi
+    printf '%-6s c=%-3s %s\n' "$name" "$c" "${LINE[$name-$c]}"
+}
+
+# --- Pebble ----------------------------------------------------------------------------------
+if [ "$ONLY" != sceau ]; then
+    # Pebble serves its API over HTTPS only: a throwaway CA and a 127.0.0.1 certificate.
+    (
+        cd "$WORK"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=sceau-compare-ca -keyout api-ca.key -out api-ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+            -keyout api.key -out api.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >api.ext
+        openssl x509 -req -in api.csr -CA api-ca.pem -CAkey api-ca.key -CAcreateserial -days 2 \
+            -extfile api.ext -out api.pem
+    ) >"$WORK/openssl.log" 2>&1 || { die "openssl failed: $(tail -n 3 "$WORK/openssl.log")"; }
+    cat >"$WORK/pebble.json" <<EOF
+{"pebble": {
+  "listenAddress": "127.0.0.1:$PEBBLE_PORT",
+  "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT_PORT",
+  "certificate": "$WORK/api.pem",
+  "privateKey": "$WORK/api.key",
+  "httpPort": $HTTP01_PORT,
+  "tlsPort": $PEBBLE_TLS_PORT,
+  "ocspResponderURL": "",
+  "externalAccountBindingRequired": false
+}}
+EOF
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
+        setsid "$PEBBLE" -config "$WORK/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" >"$WORK/pebble.log" 2>&1 &
+    PIDS+=($!)
+    PEBBLE_PID=$!
+    PEBBLE_DIR="https://127.0.0.1:$PEBBLE_PORT/dir"
+    wait_directory pebble "$PEBBLE_DIR" "$WORK/api-ca.pem" "$PEBBLE_PID" "$WORK/pebble.log"
+    for c in $CONCURRENCIES; do
+        # Pebble 2.4 deadlocks when a newOrder and an authorization fetch overlap under load.
+        run_bench pebble "$c" "$PEBBLE_DIR" "$WORK/api-ca.pem" "$PEBBLE_PID" --pebble-workaround
+    done
+    stop "$PEBBLE_PID"
+fi
+
+# --- sceau-server ----------------------------------------------------------------------------
+if [ "$ONLY" != pebble ]; then
+    mkdir -m 700 "$WORK/sceau"
+    setsid "$SCEAU_SERVER" serve --data-dir "$WORK/sceau" --listen "127.0.0.1:$SCEAU_PORT" \
+        --dns-server "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" --eab off \
+        >"$WORK/sceau-server.log" 2>&1 &
+    PIDS+=($!)
+    SCEAU_PID=$!
+    SCEAU_DIR="https://127.0.0.1:$SCEAU_PORT/directory"
+    wait_directory sceau-server "$SCEAU_DIR" "$WORK/sceau/root.pem" "$SCEAU_PID" "$WORK/sceau-server.log"
+    guard=()
+    [ "$SCEAU_GUARD" = 1 ] && guard=(--pebble-workaround)
+    for c in $CONCURRENCIES; do
+        run_bench sceau "$c" "$SCEAU_DIR" "$WORK/sceau/root.pem" "$SCEAU_PID" "${guard[@]}"
+    done
+    stop "$SCEAU_PID"
+fi
+
+# --- summary ---------------------------------------------------------------------------------
+field() { # LINE NAME
+    sed -n "s/.*\<$2=\([^ ]*\).*/\1/p" <<<"$1"
+}
+if [ -z "$ONLY" ]; then
+    for c in $CONCURRENCIES; do
+        p=$(field "${LINE[pebble-$c]}" certs_per_s)
+        s=$(field "${LINE[sceau-$c]}" certs_per_s)
+        if [ -n "$p" ] && [ -n "$s" ]; then
+            awk -v c="$c" -v p="$p" -v s="$s" 'BEGIN {
+                if (p > 0) printf "ratio  c=%-3s sceau/pebble certs_per_s = %.2f (%s / %s)\n", c, s / p, s, p
+                else printf "ratio  c=%-3s undefined: pebble issued nothing\n", c }'
+        fi
+    done
+fi
+if [ "$ONLY" != pebble ]; then
+    top=$(tr ' ' '\n' <<<"$CONCURRENCIES" | sort -n | tail -n 1)
+    rss=$(field "${LINE[sceau-$top]:-}" rss_peak_mib)
+    if [ -z "$rss" ]; then
+        echo "memory sceau-server peak RSS at c=$top: unknown"
+        FAILED=1
+    elif awk -v r="$rss" -v l="$MEM_LIMIT_MIB" 'BEGIN { exit !(r < l) }'; then
+        echo "memory sceau-server peak RSS at c=$top: $rss MiB (< $MEM_LIMIT_MIB MiB: ok)"
+    else
+        echo "memory sceau-server peak RSS at c=$top: $rss MiB (limit $MEM_LIMIT_MIB MiB: OVER)"
+        FAILED=1
+    fi
+fi
+[ "$FAILED" = 0 ]

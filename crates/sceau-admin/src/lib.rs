@@ -1,0 +1,105 @@
+//! External admin accounts of sceau-server ("AA" in the security agency's ACME guide, the
+//! external accounts of RFC 8555 §7.3.4): the registry administrators drive from the command
+//! line, the sealing of MAC keys at rest, the issuance [`policy::AdminPolicy`] the ACME services
+//! consult, and per-AA reports.
+//!
+//! Invariants:
+//! - A MAC key exists in clear only in memory: when it is generated (handed once to the
+//!   administrator) and when the policy verifies a binding. At rest it is sealed ([`wrap`]).
+//! - Every registry operation names its actor and lands in the change history and the audit
+//!   trail in the same transaction as the change (see `sceau_store::external`).
+//! - An AA is valid at most [`MAX_VALIDITY_SECS`] (agency guide R8); an expired, suspended or
+//!   deactivated AA binds no new ACME account and authorises no issuance.
+
+pub mod names;
+pub mod policy;
+pub mod registry;
+pub mod report;
+pub mod wrap;
+
+use sceau_store::StoreError;
+
+pub use policy::AdminPolicy;
+pub use registry::{Created, NewExternalAccount, Registry};
+pub use report::Report;
+pub use wrap::WrapKey;
+
+/// R8: three years (with one leap day).
+pub const MAX_VALIDITY_SECS: i64 = (3 * 365 + 1) * 86400;
+/// Default validity of a new AA.
+pub const DEFAULT_VALIDITY_SECS: i64 = 365 * 86400;
+/// The certificate profiles sceau-server offers (draft-ietf-acme-profiles); the first is the
+/// default every AA may use.
+pub const PROFILES: [&str; 2] = ["tls-server", "tls-server-client"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The administrator's input is not acceptable; the text says why and what to do.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no external account {0:?} (see `sceau-server admin account list`)")]
+    UnknownExternalAccount(String),
+    #[error("no ACME account {0:?} (see `sceau-server admin account show KID`)")]
+    UnknownAcmeAccount(String),
+    /// The object is not in a state that allows the operation.
+    #[error("{0}")]
+    State(String),
+    #[error("EAB wrap key: {0}")]
+    WrapKey(String),
+    #[error(
+        "the MAC key of external account {0} does not open with this server's eab-wrap.key (was the file replaced, or the database copied from another server?)"
+    )]
+    Unseal(String),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a duration such as `90d`, `2w`, `12h` or `3y` into seconds; a year is 365 days.
+pub fn parse_duration(text: &str) -> Result<i64, AdminError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad = || {
+        AdminError::Invalid(format!(
+            "{text:?} is not a duration: use a number and a unit h, d, w or y (e.g. 90d, 3y)"
+        ))
+    };
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let unit_secs = match unit {
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        "y" => 365 * 86400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit_secs).filter(|s| *s > 0).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3y").unwrap(), 3 * 365 * 86400);
+        assert_eq!(parse_duration("7d").unwrap(), 7 * 86400);
+        assert_eq!(parse_duration("2w").unwrap(), 14 * 86400);
+        assert_eq!(parse_duration("12h").unwrap(), 12 * 3600);
+        for bad in [
+            "",
+            "3",
+            "y",
+            "0d",
+            "-1d",
+            "3 years",
+            "1.5y",
+            "99999999999999999y",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The issuance policy of the agency guide, as the ACME services' [`Policy`]: EAB MAC keys of
+//! usable AAs only (R9, R14, R19), names on the AA's list only (R26, R27, R34, R35, R42), and the
+//! AA's certificate profiles only.
+//!
+//! Invariants:
+//! - Nothing is cached: every hook reads the AA from the store, so a name removed, a key
+//!   regenerated or an AA suspended by an admin command (another process) counts from the next
+//!   request on, at newOrder, at finalize and at the signing gate alike.
+//! - Every refusal is written to the audit trail (`policy.refused`, `eab.refused`) before it
+//!   is returned.
+//! - Unless EAB is off, revocation follows R44/R46 ([`Policy::strict_revocation`]): the issuing
+//!   account, an account of the same AA, or the certificate's key; authorizations do not suffice.
+//! - An ACME account without an AA is refused everything when EAB is `required` (accounts made
+//!   before the switch); under `optional` or `off` it is not restricted by this policy.
+
+use sceau_acme::{AcmeError, AcmeResult, BoxFuture, EabMode, Policy};
+use sceau_store::{AccountRecord, now};
+use sceau_wire::{Identifier, ProblemType, Subproblem};
+use serde_json::json;
+
+use crate::Registry;
+use crate::names::refusal;
+
+pub struct AdminPolicy {
+    registry: Registry,
+    eab: EabMode,
+}
+
+impl AdminPolicy {
+    pub fn new(registry: Registry, eab: EabMode) -> Self {
+        AdminPolicy { registry, eab }
+    }
+
+    async fn refuse(&self, account: Option<&str>, what: &str, detail: serde_json::Value) {
+        tracing::info!(target: "sceau::audit", event = what, account, detail = %detail);
+        if let Err(e) = self
+            .registry
+            .store()
+            .audit(what, account, None, &detail)
+            .await
+        {
+            tracing::error!(error = %e, "could not write the audit trail");
+        }
+    }
+
+    /// The usable AA of an ACME account, or the refusal to return.
+    async fn external_of(
+        &self,
+        account: &AccountRecord,
+    ) -> AcmeResult<Option<sceau_store::ExternalAccountRecord>> {
+        let Some(kid) = &account.eab_kid else {
+            if self.eab == EabMode::Required {
+                let err = AcmeError::unauthorized(
+                    "this account is not bound to an external account, which this server requires; create a new account with your EAB key id and MAC key",
+                );
+                self.refuse(
+                    Some(&account.id),
+                    "policy.refused",
+                    json!({"reason": "unbound"}),
+                )
+                .await;
+                return Err(err);
+            }
+            return Ok(None);
+        };
+        let aa = self
+            .registry
+            .get(kid)
+            .await
+            .map_err(|e| AcmeError::internal("reading the external account", e))?;
+        let why = if aa.status != "valid" {
+            Some(format!(
+                "the external account {kid} of this account is {}",
+                aa.status
+            ))
+        } else if aa.not_after <= now() {
+            Some(format!(
+                "the external account {kid} of this account has expired; ask your administrator to renew it"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.refuse(
+                Some(&account.id),
+                "policy.refused",
+                json!({"kid": kid, "reason": why}),
+            )
+            .await;
+            return Err(AcmeError::unauthorized(why));
+        }
+        Ok(Some(aa))
+    }
+}
+
+impl Policy for AdminPolicy {
+    fn strict_revocation(&self) -> bool {
+        // With EAB off there are no AAs to share rights through: RFC 8555 §7.6 alone applies.
+        self.eab != EabMode::Off
+    }
+
+    fn mac_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            match self.registry.usable_mac_key(kid).await {
+                Ok(Ok(key)) => Ok(Some(key)),
+                Ok(Err(why)) => {
+                    self.refuse(None, "eab.refused", json!({"kid": kid, "reason": why}))
+                        .await;
+                    Ok(None)
+                }
+                Err(e) => Err(AcmeError::internal("reading the external account", e)),
+            }
+        })
+    }
+
+    fn check_identifiers<'a>(
+        &'a self,
+        account: &'a AccountRecord,
+        identifiers: &'a [Identifier],
+    ) -> BoxFuture<'a, AcmeResult<()>> {
+        Box::pin(async move {
+            let Some(aa) = self.external_of(account).await? else {
+                return Ok(());
+            };
+            let subproblems: Vec<Subproblem> = identifiers
+                .iter()
+                .filter_map(|id| {
+                    refusal(&aa.names, aa.wildcards, id).map(|why| {
+                        Subproblem::new(
+                            ProblemType::RejectedIdentifier,
+                            format!("{why} of external account {}", aa.kid),
+                            id.clone(),
+                        )
+                    })
+                })
+                .collect();
+            if subproblems.is_empty() {
+                return Ok(());
+            }
+            let refused: Vec<&str> = subproblems
+                .iter()
+                .filter_map(|s| s.identifier.as_ref().map(|i| i.value.as_str()))
+                .collect();
+            let detail = format!(
+                "not allowed for external account {}: {}",
+                aa.kid,
+                refused.join(", ")
+            );
+            self.refuse(
+                Some(&account.id),
+                "policy.refused",
+                json!({"kid": aa.kid, "reason": "names", "identifiers": refused}),
+            )
+            .await;
+            Err(AcmeError::new(ProblemType::RejectedIdentifier, detail)
+                .with_subproblems(subproblems))
+        })
+    }
+
+    fn check_profile<'a>(
+        &'a self,
+        account: &'a AccountRecord,
+        profile: &'a str,
+    ) -> BoxFuture<'a, AcmeResult<()>> {
+        Box::pin(async move {
+            let Some(aa) = self.external_of(account).await? else {
+                return Ok(());
+            };
+            if aa.profiles.iter().any(|p| p == profile) {
+                return Ok(());
+            }
+            self.refuse(
+                Some(&account.id),
+                "policy.refused",
+                json!({"kid": aa.kid, "reason": "profile", "profile": profile}),
+            )
+            .await;
+            Err(AcmeError::new(
+                ProblemType::InvalidProfile,
+                format!(
+                    "profile {profile:?} is not allowed for external account {}; allowed: {}",
+                    aa.kid,
+                    aa.profiles.join(", ")
+                ),
+            ))
+        })
+    }
+}

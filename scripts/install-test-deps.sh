@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs what Sceau's test suite runs: the real ACME clients and servers of the
+# interoperability suite, a DNS server and its update tools, openssl, SoftHSM, and
+# cargo-nextest. Idempotent: does nothing when everything is present, and only runs
+# `apt-get update` when a package is missing. Debian/Ubuntu only (apt).
+set -euo pipefail
+
+packages=(
+  # ACME: reference server and the clients of the interoperability suite
+  pebble certbot lego dehydrated uacme
+  # DNS: authoritative server (knotd, knotc), knsupdate/kdig, nsupdate/dig
+  knot knot-dnsutils bind9-dnsutils
+  # certificate checks, HSM tests, database inspection, HTTP probes
+  openssl softhsm2 sqlite3 curl ca-certificates
+  # the PostgreSQL storage backend is tested against a real server
+  postgresql
+  # python3: helper scripts; procps: kill(1) for process-group clean-up;
+  # util-linux: unshare(1) for uacme's private trust store
+  python3 procps util-linux
+  # building the workspace (aws-lc-rs compiles C)
+  build-essential pkg-config
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "install-test-deps: need root (or sudo) to run: $*" >&2
+    exit 1
+  fi
+}
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-test-deps: missing packages (${missing[*]}) and no apt-get here" >&2
+    exit 1
+  fi
+  echo "install-test-deps: installing ${missing[*]}"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "install-test-deps: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+# Fail here, with a clear message, rather than in the middle of the tests.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+for tool in pebble certbot lego dehydrated uacme knotd knotc knsupdate kdig nsupdate \
+            openssl softhsm2-util sqlite3 curl python3 kill unshare; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "install-test-deps: $tool still missing after installation" >&2
+    exit 1
+  fi
+done
+echo "install-test-deps: all test dependencies present"

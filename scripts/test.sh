@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The project's test command (see README): installs the test dependencies, builds
+# everything, runs every test (unit, integration, interoperability with real ACME clients),
+# then checks formatting and lints. Runs every stage even after a failure so one run shows
+# all problems; exits non-zero if any stage failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+# The interop suite runs target/<profile>/sceau-server: build binaries before testing.
+cargo build --workspace --all-targets
+
+failed=()
+stage() {
+  local name=$1
+  shift
+  echo "==> $name: $*"
+  if ! "$@"; then
+    failed+=("$name")
+  fi
+}
+
+stage tests cargo nextest run --workspace --no-fail-fast
+stage doctests cargo test --workspace --doc
+stage fmt cargo fmt --all --check
+stage clippy cargo clippy --workspace --all-targets -- -D warnings
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "all checks passed"
