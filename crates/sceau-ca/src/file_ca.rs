@@ -44,6 +44,8 @@ pub struct FileCa {
     intermediate_not_before: OffsetDateTime,
     intermediate_not_after: OffsetDateTime,
     issuer: Issuer<'static, KeyPair>,
+    /// R39: 90 days unless the operator explicitly allowed more.
+    max_leaf_validity: time::Duration,
 }
 
 impl std::fmt::Debug for FileCa {
@@ -135,6 +137,12 @@ fn dedup(names: Vec<SanName>) -> Vec<SanName> {
 }
 
 impl FileCa {
+    /// Raises (or lowers) the longest leaf validity this CA signs: the explicit override of
+    /// R39's 90 days that `--allow-long-validity` gives.
+    pub fn set_max_leaf_validity(&mut self, max: time::Duration) {
+        self.max_leaf_validity = max;
+    }
+
     /// Loads `dir/root.pem, root.key, intermediate.pem, intermediate.key` or, if none exist,
     /// generates a root CA (10 years, CN "<org> Sceau Root CA") and an issuing intermediate
     /// (5 years, pathLen 0, CN "<org> Sceau Issuing CA") signed by it, and writes them (keys
@@ -261,6 +269,7 @@ impl FileCa {
             intermediate_not_before,
             intermediate_not_after,
             issuer,
+            max_leaf_validity: MAX_LEAF_VALIDITY,
         })
     }
 
@@ -338,11 +347,11 @@ impl FileCa {
                 "notAfter is not after notBefore".into(),
             ));
         }
-        if not_after - not_before > MAX_LEAF_VALIDITY {
+        if not_after - not_before > self.max_leaf_validity {
             return Err(CaError::InvalidRequest(format!(
                 "validity of {} exceeds the {}-day maximum (R39)",
                 not_after - not_before,
-                MAX_LEAF_VALIDITY.whole_days()
+                self.max_leaf_validity.whole_days()
             )));
         }
         // RFC 5280 §6.1.3: a leaf outliving its issuer fails validation once the issuer

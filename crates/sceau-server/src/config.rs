@@ -22,6 +22,8 @@ pub struct Config {
     pub ca_key: String,
     pub organization: String,
     pub cert_validity_days: u64,
+    /// R39's explicit override: allows `cert_validity_days` above 90 (up to 397).
+    pub allow_long_validity: bool,
     pub terms_of_service: Option<String>,
     pub website: Option<String>,
     pub caa_identities: Vec<String>,
@@ -49,6 +51,7 @@ impl Default for Config {
             ca_key: "p256".into(),
             organization: "Sceau".into(),
             cert_validity_days: 90,
+            allow_long_validity: false,
             terms_of_service: None,
             website: None,
             caa_identities: Vec::new(),

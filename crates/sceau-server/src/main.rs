@@ -47,15 +47,18 @@ pub struct ServeArgs {
     /// Port tls-alpn-01 validation connects to [default: 443]
     #[arg(long)]
     pub tlsalpn01_port: Option<u16>,
-    /// External account binding: off, optional or required [default: optional]
+    /// External account binding: off, optional or required [default: required]
     #[arg(long)]
     pub eab: Option<String>,
     /// CA key type when the CA is first created: p256, p384 or rsa3072 [default: p256]
     #[arg(long)]
     pub ca_key: Option<String>,
-    /// Validity of issued certificates in days [default: 90]
+    /// Validity of issued certificates in days [default: 90; at most 90 unless --allow-long-validity]
     #[arg(long)]
     pub cert_validity_days: Option<u64>,
+    /// Allow a validity above the agency guide's 90 days (R39), up to 397 days
+    #[arg(long)]
+    pub allow_long_validity: bool,
     /// Terms of service URL announced in the directory; clients must agree to it
     #[arg(long)]
     pub terms_of_service: Option<String>,
@@ -87,6 +90,8 @@ enum Command {
         ca_key: String,
         #[arg(long)]
         organization: String,
+        #[arg(long, default_value_t = 90)]
+        max_validity_days: u64,
     },
 }
 
@@ -95,7 +100,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { common, args } => serve::run(common, args),
         Command::Admin(args) => admin::run(args),
-        Command::SignService { data_dir, ca_key, organization } => serve::run_sign_service(&data_dir, &ca_key, &organization),
+        Command::SignService { data_dir, ca_key, organization, max_validity_days } => {
+            serve::run_sign_service(&data_dir, &ca_key, &organization, max_validity_days)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::{CommonArgs, ServeArgs, http};
 
+/// The longest validity `--allow-long-validity` permits.
+const LONG_VALIDITY_DAYS: u64 = 397;
+
 pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, String> {
     let mut c = Config::load(common.config.as_deref())?;
     if let Some(v) = &common.data_dir {
@@ -45,6 +48,9 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     }
     if let Some(v) = args.cert_validity_days {
         c.cert_validity_days = v;
+    }
+    if args.allow_long_validity {
+        c.allow_long_validity = true;
     }
     if let Some(v) = &args.terms_of_service {
         c.terms_of_service = Some(v.clone());
@@ -83,8 +89,13 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     init_logging(&config.log_format)?;
     let eab = eab_mode(&config.eab)?;
     let ca_kind: CaKeyKind = config.ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
-    if config.cert_validity_days == 0 || config.cert_validity_days > 90 {
-        return Err("--cert-validity-days must be between 1 and 90 (agency guide R39)".into());
+    let max_days = if config.allow_long_validity { LONG_VALIDITY_DAYS } else { 90 };
+    if config.cert_validity_days == 0 || config.cert_validity_days > max_days {
+        return Err(if config.allow_long_validity {
+            format!("--cert-validity-days must be between 1 and {LONG_VALIDITY_DAYS}")
+        } else {
+            "--cert-validity-days must be between 1 and 90 (agency guide R39); a longer validity needs --allow-long-validity".into()
+        });
     }
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -93,10 +104,10 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
 
     let mut tls_names = vec![config.listen.ip().to_string(), "localhost".to_owned()];
-    if let Some(host) = config.base_url.as_deref().and_then(|u| u.split("://").nth(1)).map(|r| r.split([':', '/']).next().unwrap_or("")) {
-        if !host.is_empty() {
-            tls_names.push(host.to_owned());
-        }
+    // The base URL's host, if any, must be in the listener's certificate too.
+    let host = config.base_url.as_deref().and_then(|u| u.split("://").nth(1)).and_then(|r| r.split([':', '/']).next());
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        tls_names.push(host.to_owned());
     }
     tls_names.extend(config.tls_names.iter().cloned());
     tls_names.sort();
@@ -114,7 +125,9 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             .arg("--ca-key")
             .arg(ca_kind.name())
             .arg("--organization")
-            .arg(&config.organization);
+            .arg(&config.organization)
+            .arg("--max-validity-days")
+            .arg(max_days.to_string());
         let ca = Arc::new(RemoteSigner::spawn(command).await.map_err(|e| format!("CA: {e}"))?);
         let tls_cert = Arc::new(ReloadingCert::new(certified_key(&ca, &tls_names).await?));
         let store = sceau_store::Store::open(&config.database_url()).await.map_err(|e| format!("database: {e}"))?;
@@ -200,11 +213,12 @@ async fn renew_server_cert(ca: Arc<RemoteSigner>, names: Vec<String>, cert: Arc<
 }
 
 /// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
-pub fn run_sign_service(data_dir: &std::path::Path, ca_key: &str, organization: &str) -> Result<(), String> {
+pub fn run_sign_service(data_dir: &std::path::Path, ca_key: &str, organization: &str, max_validity_days: u64) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let kind: CaKeyKind = ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
-    let ca = FileCa::open_or_create(data_dir, kind, organization).map_err(|e| format!("CA: {e}"))?;
+    let mut ca = FileCa::open_or_create(data_dir, kind, organization).map_err(|e| format!("CA: {e}"))?;
+    ca.set_max_leaf_validity(time::Duration::days(max_validity_days.min(LONG_VALIDITY_DAYS) as i64));
     sceau_ca::remote::serve_stdio(&ca, data_dir).map_err(|e| format!("signing service: {e}"))
 }
 

@@ -439,3 +439,26 @@ async fn signing_runs_in_a_child_process_that_dies_with_the_front_end() {
     });
     assert!(gone, "the signing service outlived its front end");
 }
+
+/// R39: more than 90 days only with the explicit override.
+#[tokio::test(flavor = "multi_thread")]
+async fn validity_above_90_days_needs_an_explicit_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sceau-server"))
+        .args(["serve", "--eab", "off", "--cert-validity-days", "120", "--listen", "127.0.0.1:1", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(err.contains("--allow-long-validity"), "{err}");
+    assert!(!dir.path().join("d").exists(), "a refused start writes nothing");
+
+    let s = Server::start(&["--eab", "off", "--cert-validity-days", "120", "--allow-long-validity"]);
+    s.add_host("long.test");
+    let (c, responder) = ready_client(&s).await;
+    let (_, chain) = issue(&c, &responder, &["long.test"]).await;
+    let info = sceau_ca::inspect::cert_info(&rustls_pki_types_first_der(&chain)).unwrap();
+    assert_eq!((info.not_after - info.not_before).whole_days(), 120);
+}

@@ -88,6 +88,10 @@ impl Server {
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_attempt(1)
+    }
+
+    fn spawn_attempt(&mut self, attempt: u32) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sceau-server"));
         cmd.arg("serve")
             .arg("--data-dir")
@@ -101,16 +105,45 @@ impl Server {
             .arg(self.tlsalpn01_port.to_string())
             .args(&self.args)
             .env("SCEAU_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        self.child = Some(cmd.spawn().expect("run sceau-server"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("sceau-server exited during start-up: {status}");
+        let mut child = cmd.spawn().expect("run sceau-server");
+        // Ready means our server said so: a bare TCP connect could reach another test's
+        // listener that took the same free port first.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            let mut ready = false;
+            while let Some(Ok(line)) = lines.next() {
+                if !ready && line.contains("sceau-server is ready") {
+                    ready = true;
+                    let _ = tx.send(true);
+                }
             }
-            assert!(Instant::now() < deadline, "sceau-server did not start listening within 30 s");
-            std::thread::sleep(Duration::from_millis(20));
+            // Output closed: the server exited (before or after being ready).
+            let _ = tx.send(false);
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(true) => {}
+            Ok(false) if attempt < 3 => {
+                // Most likely another test took our free port first: try fresh ports.
+                let _ = child.wait();
+                self.port = free_port();
+                return self.spawn_attempt(attempt + 1);
+            }
+            other => {
+                let status = child.try_wait().unwrap();
+                let _ = child.kill();
+                panic!("sceau-server did not become ready ({other:?}, exit status: {status:?})");
+            }
+        }
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "sceau-server said ready but does not accept connections");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
