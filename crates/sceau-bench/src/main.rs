@@ -84,7 +84,8 @@ struct Args {
     /// deadlocks when they overlap under load).
     #[arg(long)]
     pebble_workaround: bool,
-    /// Sample this process's resident memory during the run and report its peak.
+    /// Sample the resident memory of this process and its descendants during the run and
+    /// report the peak of their sum.
     #[arg(long)]
     server_pid: Option<u32>,
 }
@@ -212,9 +213,10 @@ async fn run(args: Args) -> Result<u64, BenchError> {
     let mut line = format!("{} concurrency={}", summary.line(), args.concurrency);
     if let Some(m) = memory {
         line.push_str(&format!(
-            " rss_peak_mib={:.1} rss_hwm_mib={:.1}",
+            " rss_peak_mib={:.1} rss_hwm_mib={:.1} rss_procs={}",
             kib_to_mib(m.peak_rss_kb),
-            kib_to_mib(m.hwm_kb)
+            kib_to_mib(m.hwm_kb),
+            m.processes
         ));
     } else if let Some(pid) = args.server_pid {
         eprintln!("sceau-bench: could not read /proc/{pid}/status");

@@ -259,6 +259,11 @@ fn issues_every_order_and_reports_the_server_memory() {
     assert_eq!(field(&r.line, "concurrency"), "4");
     let rss: f64 = field(&r.line, "rss_peak_mib").parse().unwrap();
     assert!(rss > 1.0 && rss < 1000.0, "Pebble RSS {rss} MiB");
+    assert_eq!(
+        field(&r.line, "rss_procs"),
+        "1",
+        "Pebble starts no child process"
+    );
 
     // Pebble really validated each name over http-01 against the bench's responder.
     let log = std::fs::read_to_string(pebble.dir.path().join("pebble.log")).unwrap();

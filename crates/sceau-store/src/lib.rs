@@ -93,6 +93,9 @@ impl Store {
                 .max_connections(max)
                 .min_connections(1)
                 .idle_timeout(None)
+                // A ping before every query would double the round trips; a broken connection
+                // shows up as an error on use and is replaced by the pool.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(60))
                 .after_connect(move |conn, _meta| {
                     Box::pin(async move {
@@ -119,7 +122,9 @@ impl Store {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path);
             let wal = std::path::PathBuf::from(format!("{path}-wal"));
-            (pool(4).connect_with(options).await?, Some(std::sync::Arc::new(durable::GroupSync::new(wal))))
+            // Each SQLite connection is an OS thread: more readers than cores only adds switches.
+            let readers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2).clamp(2, 8);
+            (pool(readers).connect_with(options).await?, Some(std::sync::Arc::new(durable::GroupSync::new(wal))))
         } else {
             (write.clone(), None)
         };
