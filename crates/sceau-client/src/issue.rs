@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use sceau_wire::{
     AccountKey, AuthorizationStatus, ChallengeStatus, Identifier, KeyKind, NewOrder, OrderStatus,
+    ProblemType,
 };
 
 use crate::account::Account;
@@ -63,17 +64,31 @@ pub async fn issue(
         ));
     }
     let deadline = Instant::now() + request.timeout;
-    let order = client
-        .new_order(
-            account,
-            &NewOrder {
-                identifiers: request.identifiers.clone(),
-                replaces: request.replaces.clone(),
-                profile: request.profile.clone(),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let mut new_order = NewOrder {
+        identifiers: request.identifiers.clone(),
+        replaces: request.replaces.clone(),
+        profile: request.profile.clone(),
+        ..Default::default()
+    };
+    let order = match client.new_order(account, &new_order).await {
+        // RFC 9773 §5: the predecessor was replaced already (by another copy of this state, a
+        // restored backup, another client). `replaces` is only a hint to the CA; the
+        // certificate is still needed, so order it as a plain new one rather than fail every
+        // renewal from now on.
+        Err(e)
+            if new_order.replaces.is_some()
+                && e.problem()
+                    .is_some_and(|p| p.is(ProblemType::AlreadyReplaced)) =>
+        {
+            tracing::warn!(
+                replaces = new_order.replaces.as_deref(),
+                "the certificate was already replaced; ordering without \"replaces\": {e}"
+            );
+            new_order.replaces = None;
+            client.new_order(account, &new_order).await?
+        }
+        other => other?,
+    };
     events(&Event::OrderCreated {
         order: order.url.clone(),
         identifiers: request
@@ -149,12 +164,26 @@ pub async fn issue(
         KeySource::Reuse(key) => (csr::build_csr(&key, &request.identifiers)?, Some(key)),
         KeySource::Csr(der) => (der, None),
     };
-    if order_state.status == OrderStatus::Ready {
-        client.finalize(account, &order, &csr_der).await?;
-    }
-    let done = client
-        .poll_order(account, &order.url, false, deadline)
-        .await?;
+    let finalized = if order_state.status == OrderStatus::Ready {
+        Some(client.finalize(account, &order, &csr_der).await?)
+    } else {
+        None
+    };
+    // RFC 8555 §7.4: the finalize answer is the order itself; a CA that signs at once already
+    // says valid (or invalid), and polling would only cost a round trip.
+    let done = match finalized {
+        Some(o)
+            if (o.status == OrderStatus::Valid && o.certificate.is_some())
+                || o.status == OrderStatus::Invalid =>
+        {
+            o
+        }
+        _ => {
+            client
+                .poll_order(account, &order.url, false, deadline)
+                .await?
+        }
+    };
     if done.status != OrderStatus::Valid {
         return Err(order_failed(&done));
     }

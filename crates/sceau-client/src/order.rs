@@ -1,8 +1,9 @@
 //! Orders, authorizations, challenges, finalization, download and revocation (RFC 8555 §7.4–7.6)
 //! and renewal information (RFC 9773).
 //!
-//! Invariant: polling never spins: it waits at least the server's `Retry-After` (capped by the
-//! caller's deadline) or a growing backoff, and stops at the deadline with [`Error::Timeout`].
+//! Invariant: polling never spins: waits start at 50 ms and double, never exceed the server's
+//! `Retry-After` (which is obeyed outright when it is long), and polling stops at the caller's
+//! deadline with [`Error::Timeout`] (see [`poll_delay`]).
 
 use std::time::{Duration, Instant};
 
@@ -37,9 +38,30 @@ pub enum RevokeWith<'a> {
     CertificateKey(&'a AccountKey),
 }
 
-/// Backoff used when the server gives no Retry-After: quick first, then slower.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(5)).min(3000))
+/// The first wait between polls; it doubles after every poll.
+const FIRST_WAIT: Duration = Duration::from_millis(50);
+/// The longest wait when the server gives no Retry-After.
+const MAX_WAIT: Duration = Duration::from_secs(3);
+/// A Retry-After at least this long is obeyed from the first poll: the server is asking for
+/// real patience (load, rate limits), not giving a generic hint.
+const RETRY_AFTER_ALWAYS_OBEYED: Duration = Duration::from_secs(30);
+
+/// How long to wait before poll number `attempt + 1` (RFC 8555 §7.5.1, §7.4: clients should
+/// honour Retry-After).
+///
+/// Servers send one fixed Retry-After whatever the work left (sceau-server: 1 s while
+/// processing, 2 s for a pending order), while validation and signing on a private network
+/// take milliseconds. So the wait starts at 50 ms and doubles, and a short Retry-After only
+/// caps it: 50, 100, 200, 400, 800 ms, then the server's 1 s. That is at most
+/// log2(Retry-After / 50 ms) early polls (5 for 1 s, 6 for 2 s) per object, and never a wait
+/// longer than the server asked for.
+fn poll_delay(retry_after: Option<Duration>, attempt: u32) -> Duration {
+    let ramp = FIRST_WAIT.saturating_mul(1 << attempt.min(16));
+    match retry_after {
+        Some(r) if r >= RETRY_AFTER_ALWAYS_OBEYED => r,
+        Some(r) => r.min(ramp),
+        None => ramp.min(MAX_WAIT),
+    }
 }
 
 async fn wait(resp: &Response, attempt: u32, deadline: Instant, what: &str) -> Result<()> {
@@ -49,10 +71,7 @@ async fn wait(resp: &Response, attempt: u32, deadline: Instant, what: &str) -> R
             "{what} did not finish in time; try again later or raise --timeout"
         )));
     }
-    let delay = resp
-        .retry_after
-        .unwrap_or_else(|| backoff(attempt))
-        .min(deadline - now);
+    let delay = poll_delay(resp.retry_after, attempt).min(deadline - now);
     tokio::time::sleep(delay).await;
     Ok(())
 }
@@ -237,5 +256,40 @@ impl AcmeClient {
         let url = format!("{}/{cert_id}", base.trim_end_matches('/'));
         let resp = self.get(&url).await?;
         Ok(Some((resp.json()?, resp.retry_after)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn polling_starts_fast_and_never_outwaits_retry_after() {
+        let waits: Vec<Duration> = (0..8).map(|a| poll_delay(Some(ms(1000)), a)).collect();
+        assert_eq!(
+            waits,
+            [50, 100, 200, 400, 800, 1000, 1000, 1000].map(ms).to_vec()
+        );
+        assert_eq!(poll_delay(Some(ms(2000)), 5), ms(1600));
+        assert_eq!(poll_delay(Some(ms(2000)), 6), ms(2000));
+        // A server that wants 0 s gets polled at once.
+        assert_eq!(poll_delay(Some(Duration::ZERO), 0), Duration::ZERO);
+    }
+
+    #[test]
+    fn long_retry_after_is_obeyed_from_the_start() {
+        assert_eq!(poll_delay(Some(ms(60_000)), 0), ms(60_000));
+    }
+
+    #[test]
+    fn without_retry_after_the_backoff_is_bounded() {
+        assert_eq!(poll_delay(None, 0), ms(50));
+        assert_eq!(poll_delay(None, 3), ms(400));
+        assert_eq!(poll_delay(None, 10), MAX_WAIT);
+        assert_eq!(poll_delay(None, u32::MAX), MAX_WAIT);
     }
 }

@@ -8,7 +8,7 @@ use sceau_client::events::Event;
 use sceau_client::files::{CertFiles, Modes};
 use sceau_client::renewal::{self, Decision};
 use sceau_client::state::{ManagedCert, check_name};
-use sceau_client::{CertInfo, Error, IssueRequest, KeySource, Method, Plan, Result};
+use sceau_client::{AcmeClient, CertInfo, Error, IssueRequest, KeySource, Method, Plan, Result};
 use sceau_wire::{AccountKey, Identifier};
 
 use crate::account::{ensure_account, key_kind};
@@ -152,22 +152,31 @@ pub async fn run_issue(ctx: &Ctx, a: &IssueArgs) -> Result<()> {
     };
     let client = connect(&cert.server, cert.ca_bundle.as_deref()).await?;
     ensure_account(ctx, &client, Some(&a.register)).await?;
-    obtain(ctx, &cert, None, false, Duration::from_secs(a.timeout)).await?;
+    obtain(
+        ctx,
+        &client,
+        &cert,
+        None,
+        false,
+        Duration::from_secs(a.timeout),
+    )
+    .await?;
     // Saved only after success: a failed first issuance leaves no managed entry behind.
     ctx.state.save_cert(&cert)?;
     Ok(())
 }
 
-/// Issues for `cert` and installs the result; `replaces` is the ARI id of the predecessor.
+/// Issues for `cert` through `client` (connected to `cert.server`) and installs the result;
+/// `replaces` is the ARI id of the predecessor.
 async fn obtain(
     ctx: &Ctx,
+    client: &AcmeClient,
     cert: &ManagedCert,
     replaces: Option<String>,
     renewal: bool,
     timeout: Duration,
 ) -> Result<()> {
-    let client = connect(&cert.server, cert.ca_bundle.as_deref()).await?;
-    let account = ensure_account(ctx, &client, None).await?;
+    let account = ensure_account(ctx, client, None).await?;
     let files = CertFiles::new(&ctx.cert_dir, &cert.name, Modes::new(cert.group_readable));
     let key = match (&cert.csr, cert.reuse_key, files.read_key()) {
         (Some(csr), _, _) => {
@@ -200,7 +209,7 @@ async fn obtain(
         profile: cert.profile.clone(),
         timeout,
     };
-    let issued = sceau_client::issue(&client, &account, request, &ctx.events).await?;
+    let issued = sceau_client::issue(client, &account, request, &ctx.events).await?;
     files.install(
         issued.key_pem.as_deref(),
         &issued.chain_pem,
@@ -292,6 +301,7 @@ async fn renew_one(ctx: Arc<Ctx>, cert: ManagedCert, a: Arc<RenewArgsShared>) ->
         .ok()
         .flatten();
     let fraction = a.fraction.unwrap_or(cert.renew_fraction);
+    let client = connect(&cert.server, cert.ca_bundle.as_deref()).await?;
     let (decision, replaces) = match &current {
         None => (
             Decision::Due {
@@ -299,10 +309,7 @@ async fn renew_one(ctx: Arc<Ctx>, cert: ManagedCert, a: Arc<RenewArgsShared>) ->
             },
             None,
         ),
-        Some(info) => {
-            let client = connect(&cert.server, cert.ca_bundle.as_deref()).await?;
-            renewal::decide(&client, info, fraction, now).await
-        }
+        Some(info) => renewal::decide(&client, info, fraction, now).await,
     };
     if !a.force && !decision.is_due() {
         if let Decision::NotYet { at, reason } = decision {
@@ -324,7 +331,7 @@ async fn renew_one(ctx: Arc<Ctx>, cert: ManagedCert, a: Arc<RenewArgsShared>) ->
         ))
         .await;
     }
-    obtain(&ctx, &cert, replaces, true, a.timeout).await?;
+    obtain(&ctx, &client, &cert, replaces, true, a.timeout).await?;
     Ok(true)
 }
 
