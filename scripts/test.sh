@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command (see README): installs the test dependencies, builds
-# everything, runs every test (unit, integration, interoperability with real ACME clients),
-# then checks formatting and lints. Runs every stage even after a failure so one run shows
-# all problems; exits non-zero if any stage failed.
+# The project's test command (see README): installs the test dependencies, checks formatting
+# and lints, builds everything, then runs every test (unit, integration, interoperability with
+# real ACME clients, PostgreSQL). Runs every stage even after a failure so one run shows all
+# problems; exits non-zero if any stage failed. The test run comes last so that its summary
+# closes the output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +21,10 @@ stage() {
   fi
 }
 
-stage tests cargo nextest run --workspace --no-fail-fast
-stage doctests cargo test --workspace --doc
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
+stage doctests cargo test --workspace --doc --quiet
+stage tests cargo nextest run --workspace --no-fail-fast
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED: ${failed[*]}" >&2

@@ -48,7 +48,10 @@ impl AcmeError {
 
     pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
         tracing::error!(context, %cause, "internal error");
-        Self::new(ProblemType::ServerInternal, format!("internal error while {context}; try again later"))
+        Self::new(
+            ProblemType::ServerInternal,
+            format!("internal error while {context}; try again later"),
+        )
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -66,7 +69,8 @@ impl AcmeError {
     }
 
     pub fn problem(&self) -> Problem {
-        let mut p = Problem::new(self.kind, self.detail.clone()).with_subproblems(self.subproblems.clone());
+        let mut p =
+            Problem::new(self.kind, self.detail.clone()).with_subproblems(self.subproblems.clone());
         p.status = Some(self.http_status());
         p.algorithms = self.algorithms.clone();
         p
@@ -77,7 +81,10 @@ impl From<StoreError> for AcmeError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => AcmeError::not_found("object"),
-            StoreError::Conflict(what) => AcmeError::malformed(format!("the object changed meanwhile: {what}")).with_status(409),
+            StoreError::Conflict(what) => {
+                AcmeError::malformed(format!("the object changed meanwhile: {what}"))
+                    .with_status(409)
+            }
             other => AcmeError::internal("accessing the database", other),
         }
     }

@@ -88,9 +88,17 @@ pub trait Policy: Send + Sync {
     fn mac_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>>;
     /// R26, R27, R34, R35: may `account` have these identifiers certified? Called at newOrder,
     /// at finalize and just before signing. Refusals carry a subproblem per identifier.
-    fn check_identifiers<'a>(&'a self, account: &'a sceau_store::AccountRecord, identifiers: &'a [sceau_wire::Identifier]) -> BoxFuture<'a, AcmeResult<()>>;
+    fn check_identifiers<'a>(
+        &'a self,
+        account: &'a sceau_store::AccountRecord,
+        identifiers: &'a [sceau_wire::Identifier],
+    ) -> BoxFuture<'a, AcmeResult<()>>;
     /// May `account` use this certificate profile?
-    fn check_profile<'a>(&'a self, account: &'a sceau_store::AccountRecord, profile: &'a str) -> BoxFuture<'a, AcmeResult<()>>;
+    fn check_profile<'a>(
+        &'a self,
+        account: &'a sceau_store::AccountRecord,
+        profile: &'a str,
+    ) -> BoxFuture<'a, AcmeResult<()>>;
 
     // ---- added for the external admin accounts (issue 4, sceau-admin) ----
     /// Agency guide R44, R46: when `true`, only the issuing account, another account of the
@@ -109,10 +117,18 @@ impl Policy for OpenPolicy {
     fn mac_key<'a>(&'a self, _kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>> {
         Box::pin(async { Ok(None) })
     }
-    fn check_identifiers<'a>(&'a self, _a: &'a sceau_store::AccountRecord, _i: &'a [sceau_wire::Identifier]) -> BoxFuture<'a, AcmeResult<()>> {
+    fn check_identifiers<'a>(
+        &'a self,
+        _a: &'a sceau_store::AccountRecord,
+        _i: &'a [sceau_wire::Identifier],
+    ) -> BoxFuture<'a, AcmeResult<()>> {
         Box::pin(async { Ok(()) })
     }
-    fn check_profile<'a>(&'a self, _a: &'a sceau_store::AccountRecord, _p: &'a str) -> BoxFuture<'a, AcmeResult<()>> {
+    fn check_profile<'a>(
+        &'a self,
+        _a: &'a sceau_store::AccountRecord,
+        _p: &'a str,
+    ) -> BoxFuture<'a, AcmeResult<()>> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -129,9 +145,23 @@ pub struct Acme {
 }
 
 impl Acme {
-    pub fn new(config: AcmeConfig, store: Store, signer: Arc<dyn Signer>, validator: Validator, policy: Arc<dyn Policy>) -> Arc<Acme> {
+    pub fn new(
+        config: AcmeConfig,
+        store: Store,
+        signer: Arc<dyn Signer>,
+        validator: Validator,
+        policy: Arc<dyn Policy>,
+    ) -> Arc<Acme> {
         let urls = urls::Urls::new(&config.base_url);
-        Arc::new(Acme { config, store, signer, validator, nonces: nonce::NoncePool::new(100_000, ""), urls, policy })
+        Arc::new(Acme {
+            config,
+            store,
+            signer,
+            validator,
+            nonces: nonce::NoncePool::new(100_000, ""),
+            urls,
+            policy,
+        })
     }
 }
 

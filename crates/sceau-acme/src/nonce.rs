@@ -23,7 +23,10 @@ struct Inner {
 impl NoncePool {
     pub fn new(capacity: usize, prefix: &str) -> Self {
         NoncePool {
-            inner: Mutex::new(Inner { live: HashSet::new(), order: VecDeque::new() }),
+            inner: Mutex::new(Inner {
+                live: HashSet::new(),
+                order: VecDeque::new(),
+            }),
             capacity,
             prefix: prefix.to_owned(),
         }

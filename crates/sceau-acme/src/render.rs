@@ -4,7 +4,8 @@
 
 use sceau_store::{AccountRecord, AuthzRecord, ChallengeRecord, OrderRecord};
 use sceau_wire::{
-    Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Order, OrderStatus,
+    Account, AccountStatus, Authorization, AuthorizationStatus, Challenge, ChallengeStatus, Order,
+    OrderStatus,
 };
 use time::OffsetDateTime;
 

@@ -36,19 +36,26 @@ impl Verified {
     pub fn account(&self) -> AcmeResult<&AccountRecord> {
         match &self.key {
             VerifiedKey::Account(a) => Ok(a),
-            VerifiedKey::Jwk(_) => Err(AcmeError::malformed("this request must be signed with an account key (\"kid\")")),
+            VerifiedKey::Jwk(_) => Err(AcmeError::malformed(
+                "this request must be signed with an account key (\"kid\")",
+            )),
         }
     }
 
     pub fn payload<T: serde::de::DeserializeOwned>(&self) -> AcmeResult<T> {
-        self.jws.payload_json().map_err(|e| AcmeError::malformed(format!("payload: {e}")))
+        self.jws
+            .payload_json()
+            .map_err(|e| AcmeError::malformed(format!("payload: {e}")))
     }
 }
 
 pub(crate) fn jws_error(e: JwsError) -> AcmeError {
     match e {
         JwsError::BadAlgorithm(alg) => {
-            let mut err = AcmeError::new(ProblemType::BadSignatureAlgorithm, format!("unsupported JWS algorithm {alg}"));
+            let mut err = AcmeError::new(
+                ProblemType::BadSignatureAlgorithm,
+                format!("unsupported JWS algorithm {alg}"),
+            );
             err.algorithms = Some(Alg::ALL.iter().map(|a| a.name().to_owned()).collect());
             err
         }
@@ -61,47 +68,71 @@ impl Acme {
     /// Verifies a POST body sent to `url`; see the module invariants for the order of checks.
     pub async fn verify(&self, url: &str, body: &[u8], rule: KeyRule) -> AcmeResult<Verified> {
         if body.len() > self.config.max_body_bytes {
-            return Err(AcmeError::malformed(format!("request body larger than {} bytes", self.config.max_body_bytes)).with_status(413));
+            return Err(AcmeError::malformed(format!(
+                "request body larger than {} bytes",
+                self.config.max_body_bytes
+            ))
+            .with_status(413));
         }
         let jws = ParsedJws::parse(body).map_err(jws_error)?;
         let key_ref = jws.key_reference().map_err(jws_error)?;
         match jws.header.url.as_deref() {
             Some(u) if u == url => {}
-            Some(u) => return Err(AcmeError::unauthorized(format!("JWS \"url\" {u:?} is not the request URL {url:?}"))),
+            Some(u) => {
+                return Err(AcmeError::unauthorized(format!(
+                    "JWS \"url\" {u:?} is not the request URL {url:?}"
+                )));
+            }
             None => return Err(AcmeError::malformed("JWS protected header has no \"url\"")),
         }
         let Some(nonce) = jws.header.nonce.clone() else {
-            return Err(AcmeError::new(ProblemType::BadNonce, "JWS protected header has no \"nonce\""));
+            return Err(AcmeError::new(
+                ProblemType::BadNonce,
+                "JWS protected header has no \"nonce\"",
+            ));
         };
         let (key, jwk) = match (key_ref, rule) {
             (KeyRef::Kid(_), KeyRule::Jwk) => {
-                return Err(AcmeError::malformed("newAccount must be signed with a \"jwk\", not a \"kid\""));
+                return Err(AcmeError::malformed(
+                    "newAccount must be signed with a \"jwk\", not a \"kid\"",
+                ));
             }
             (KeyRef::Jwk(_), KeyRule::Kid) => {
-                return Err(AcmeError::malformed("this request must be signed with an account key (\"kid\"), not a \"jwk\""));
+                return Err(AcmeError::malformed(
+                    "this request must be signed with an account key (\"kid\"), not a \"jwk\"",
+                ));
             }
             (KeyRef::Jwk(jwk), _) => {
-                jwk.validate().map_err(|e| AcmeError::new(ProblemType::BadPublicKey, e.to_string()))?;
+                jwk.validate()
+                    .map_err(|e| AcmeError::new(ProblemType::BadPublicKey, e.to_string()))?;
                 (VerifiedKey::Jwk(jwk.clone()), jwk.clone())
             }
             (KeyRef::Kid(kid), _) => {
                 let account = self.account_for_kid(kid).await?;
-                let jwk: Jwk = serde_json::from_str(&account.jwk).map_err(|e| AcmeError::internal("reading an account key", e))?;
+                let jwk: Jwk = serde_json::from_str(&account.jwk)
+                    .map_err(|e| AcmeError::internal("reading an account key", e))?;
                 (VerifiedKey::Account(account), jwk)
             }
         };
         jws.verify(&jwk).map_err(|e| match e {
-            JwsError::BadSignature(_) => AcmeError::malformed("JWS signature does not verify with the account key"),
+            JwsError::BadSignature(_) => {
+                AcmeError::malformed("JWS signature does not verify with the account key")
+            }
             other => jws_error(other),
         })?;
         if !self.nonces.consume(&nonce) {
-            return Err(AcmeError::new(ProblemType::BadNonce, "nonce unknown, expired or already used; retry with a fresh one"));
+            return Err(AcmeError::new(
+                ProblemType::BadNonce,
+                "nonce unknown, expired or already used; retry with a fresh one",
+            ));
         }
         if let VerifiedKey::Account(account) = &key {
             match account.status.as_str() {
                 "valid" => {}
                 "suspended" => {
-                    return Err(AcmeError::unauthorized("account is suspended by its administrator; requests are refused until it is resumed"));
+                    return Err(AcmeError::unauthorized(
+                        "account is suspended by its administrator; requests are refused until it is resumed",
+                    ));
                 }
                 other => return Err(AcmeError::unauthorized(format!("account is {other}"))),
             }
@@ -111,11 +142,17 @@ impl Acme {
 
     async fn account_for_kid(&self, kid: &str) -> AcmeResult<AccountRecord> {
         let Some(id) = self.urls.account_id_from_kid(kid) else {
-            return Err(AcmeError::new(ProblemType::AccountDoesNotExist, format!("\"kid\" {kid:?} is not an account URL of this server")));
+            return Err(AcmeError::new(
+                ProblemType::AccountDoesNotExist,
+                format!("\"kid\" {kid:?} is not an account URL of this server"),
+            ));
         };
         match self.store.account_by_id(id).await {
             Ok(a) => Ok(a),
-            Err(sceau_store::StoreError::NotFound) => Err(AcmeError::new(ProblemType::AccountDoesNotExist, "no account with this URL")),
+            Err(sceau_store::StoreError::NotFound) => Err(AcmeError::new(
+                ProblemType::AccountDoesNotExist,
+                "no account with this URL",
+            )),
             Err(e) => Err(e.into()),
         }
     }

@@ -8,7 +8,9 @@ pub struct Urls {
 
 impl Urls {
     pub fn new(base: &str) -> Self {
-        Urls { base: base.trim_end_matches('/').to_owned() }
+        Urls {
+            base: base.trim_end_matches('/').to_owned(),
+        }
     }
 
     pub fn base(&self) -> &str {

@@ -56,8 +56,18 @@ struct Request {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Outcome {
-    Issued { der: String, chain_pem: String, serial_hex: String, not_before: i64, not_after: i64, ari_id: String },
-    ServerTls { chain_pem: String, key_pem: String },
+    Issued {
+        der: String,
+        chain_pem: String,
+        serial_hex: String,
+        not_before: i64,
+        not_after: i64,
+        ari_id: String,
+    },
+    ServerTls {
+        chain_pem: String,
+        key_pem: String,
+    },
     InvalidRequest(String),
     Failed(String),
 }
@@ -69,18 +79,27 @@ struct Response {
 }
 
 fn ts(secs: i64) -> Result<OffsetDateTime, CaError> {
-    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| CaError::InvalidRequest(format!("time: {e}")))
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|e| CaError::InvalidRequest(format!("time: {e}")))
 }
 
 fn answer(ca: &FileCa, dir: &Path, op: Op) -> Outcome {
     let result = match op {
-        Op::Issue { spki, identifiers, not_before, not_after, profile } => (|| {
+        Op::Issue {
+            spki,
+            identifiers,
+            not_before,
+            not_after,
+            profile,
+        } => (|| {
             let req = IssueRequest {
-                public_key_spki_der: b64::decode(&spki).map_err(|_| CaError::InvalidRequest("spki".into()))?,
+                public_key_spki_der: b64::decode(&spki)
+                    .map_err(|_| CaError::InvalidRequest("spki".into()))?,
                 identifiers,
                 not_before: ts(not_before)?,
                 not_after: ts(not_after)?,
-                profile: Profile::from_name(&profile).ok_or_else(|| CaError::InvalidRequest(format!("profile {profile}")))?,
+                profile: Profile::from_name(&profile)
+                    .ok_or_else(|| CaError::InvalidRequest(format!("profile {profile}")))?,
             };
             let i = ca.sign(&req)?;
             Ok(Outcome::Issued {
@@ -92,7 +111,9 @@ fn answer(ca: &FileCa, dir: &Path, op: Op) -> Outcome {
                 ari_id: i.ari_id,
             })
         })(),
-        Op::ServerTls { names } => ca.server_tls(dir, &names).map(|(chain_pem, key_pem)| Outcome::ServerTls { chain_pem, key_pem }),
+        Op::ServerTls { names } => ca
+            .server_tls(dir, &names)
+            .map(|(chain_pem, key_pem)| Outcome::ServerTls { chain_pem, key_pem }),
     };
     match result {
         Ok(o) => o,
@@ -115,9 +136,15 @@ pub fn serve_stdio(ca: &FileCa, dir: &Path) -> std::io::Result<()> {
     for line in stdin.lock().lines() {
         let line = line?;
         let response = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => Response { id: req.id, outcome: answer(ca, dir, req.op) },
+            Ok(req) => Response {
+                id: req.id,
+                outcome: answer(ca, dir, req.op),
+            },
             // A front end that sends garbage is broken; say so and keep serving.
-            Err(e) => Response { id: 0, outcome: Outcome::Failed(format!("bad request: {e}")) },
+            Err(e) => Response {
+                id: 0,
+                outcome: Outcome::Failed(format!("bad request: {e}")),
+            },
         };
         writeln!(out, "{}", serde_json::to_string(&response).expect("json"))?;
         out.flush()?;
@@ -140,16 +167,23 @@ impl RemoteSigner {
     /// Starts `command` (the service) and waits for its hello.
     pub async fn spawn(mut command: tokio::process::Command) -> Result<RemoteSigner, CaError> {
         let io_err = |e: std::io::Error| CaError::Signing(format!("signing service: {e}"));
-        command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).kill_on_drop(true);
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
         let mut child = command.spawn().map_err(io_err)?;
         let input = child.stdin.take().expect("piped stdin");
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut lines =
+            tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         let first = lines.next_line().await.map_err(io_err)?;
         let Some(first) = first else {
             let status = child.wait().await.map_err(io_err)?;
-            return Err(CaError::Signing(format!("the signing service stopped before it was ready ({status})")));
+            return Err(CaError::Signing(format!(
+                "the signing service stopped before it was ready ({status})"
+            )));
         };
-        let hello: Hello = serde_json::from_str(&first).map_err(|e| CaError::Signing(format!("signing service hello: {e}")))?;
+        let hello: Hello = serde_json::from_str(&first)
+            .map_err(|e| CaError::Signing(format!("signing service hello: {e}")))?;
         let pending: Pending = Arc::default();
         let readers = pending.clone();
         tokio::spawn(async move {
@@ -160,14 +194,22 @@ impl RemoteSigner {
                             let _ = tx.send(r.outcome);
                         }
                     }
-                    Err(e) => tracing::error!(error = %e, "unreadable answer from the signing service"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "unreadable answer from the signing service")
+                    }
                 }
             }
             // The service is gone: fail whoever waits; later calls fail at write time.
             tracing::error!("the signing service stopped");
             readers.lock().expect("pending lock").clear();
         });
-        Ok(RemoteSigner { hello, input: tokio::sync::Mutex::new(input), pending, next: AtomicU64::new(1), _child: child })
+        Ok(RemoteSigner {
+            hello,
+            input: tokio::sync::Mutex::new(input),
+            pending,
+            next: AtomicU64::new(1),
+            _child: child,
+        })
     }
 
     pub fn hello(&self) -> &Hello {
@@ -189,14 +231,22 @@ impl RemoteSigner {
         };
         if let Err(e) = sent {
             self.pending.lock().expect("pending lock").remove(&id);
-            return Err(CaError::Signing(format!("signing service unreachable: {e}")));
+            return Err(CaError::Signing(format!(
+                "signing service unreachable: {e}"
+            )));
         }
-        rx.await.map_err(|_| CaError::Signing("the signing service stopped".into()))
+        rx.await
+            .map_err(|_| CaError::Signing("the signing service stopped".into()))
     }
 
     /// The server's own TLS certificate and key (see [`FileCa::server_tls`]).
     pub async fn server_tls(&self, names: &[String]) -> Result<(String, String), CaError> {
-        match self.call(Op::ServerTls { names: names.to_vec() }).await? {
+        match self
+            .call(Op::ServerTls {
+                names: names.to_vec(),
+            })
+            .await?
+        {
             Outcome::ServerTls { chain_pem, key_pem } => Ok((chain_pem, key_pem)),
             other => Err(outcome_error(other)),
         }
@@ -222,8 +272,17 @@ impl Signer for RemoteSigner {
                 profile: req.profile.name().to_owned(),
             };
             match self.call(op).await? {
-                Outcome::Issued { der, chain_pem, serial_hex, not_before, not_after, ari_id } => Ok(Issued {
-                    der: b64::decode(&der).map_err(|_| CaError::Signing("bad certificate from the signing service".into()))?,
+                Outcome::Issued {
+                    der,
+                    chain_pem,
+                    serial_hex,
+                    not_before,
+                    not_after,
+                    ari_id,
+                } => Ok(Issued {
+                    der: b64::decode(&der).map_err(|_| {
+                        CaError::Signing("bad certificate from the signing service".into())
+                    })?,
                     chain_pem,
                     serial_hex,
                     not_before: ts(not_before)?,

@@ -65,16 +65,21 @@ impl Default for Config {
     }
 }
 
-
 impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
-        let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config file {}: {}", path.display(), e.message()))
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| format!("config file {}: {}", path.display(), e.message()))
     }
 
     pub fn base_url(&self) -> String {
-        self.base_url.clone().unwrap_or_else(|| format!("https://{}", self.listen))
+        self.base_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}", self.listen))
     }
 
     pub fn database_url(&self) -> String {

@@ -37,7 +37,8 @@ fn nonce_header(acme: &Acme) -> HeaderValue {
 }
 
 fn index_link(acme: &Acme) -> HeaderValue {
-    HeaderValue::from_str(&format!("<{}>;rel=\"index\"", acme.urls.directory())).expect("URL is ASCII")
+    HeaderValue::from_str(&format!("<{}>;rel=\"index\"", acme.urls.directory()))
+        .expect("URL is ASCII")
 }
 
 fn problem_response(acme: &Acme, err: &AcmeError) -> Response {
@@ -45,7 +46,10 @@ fn problem_response(acme: &Acme, err: &AcmeError) -> Response {
     let body = serde_json::to_vec(&err.problem()).expect("problem serialises");
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(media::PROBLEM_JSON));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media::PROBLEM_JSON),
+    );
     h.insert("replay-nonce", nonce_header(acme));
     h.insert(header::LINK, index_link(acme));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -65,12 +69,18 @@ fn reply_response(acme: &Acme, reply: Reply, with_nonce: bool) -> Response {
     let mut resp = match reply.body {
         Body::Json(v) => {
             let mut r = (status, serde_json::to_vec(&v).expect("json")).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             r
         }
         Body::PemChain(pem) => {
             let mut r = (status, pem).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media::PEM_CHAIN));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(media::PEM_CHAIN),
+            );
             r
         }
         Body::Empty => status.into_response(),
@@ -100,13 +110,20 @@ fn reply_response(acme: &Acme, reply: Reply, with_nonce: bool) -> Response {
 async fn directory(State(acme): State<Arc<Acme>>) -> Response {
     let mut r = axum::Json(acme.directory()).into_response();
     // The directory is static; clients may cache it briefly.
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
     r
 }
 
 /// RFC 8555 §7.2: HEAD answers 200, GET 204, both with a fresh nonce and no caching.
 async fn new_nonce(State(acme): State<Arc<Acme>>, method: Method) -> Response {
-    let status = if method == Method::HEAD { StatusCode::OK } else { StatusCode::NO_CONTENT };
+    let status = if method == Method::HEAD {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    };
     let mut r = status.into_response();
     let h = r.headers_mut();
     h.insert("replay-nonce", nonce_header(&acme));
@@ -130,9 +147,11 @@ async fn renewal_info(State(acme): State<Arc<Acme>>, Path(id): Path<String>) -> 
 }
 
 async fn use_post(State(acme): State<Arc<Acme>>) -> Response {
-    let err = AcmeError::malformed("ACME resources are fetched with POST-as-GET (RFC 8555 §6.3)").with_status(405);
+    let err = AcmeError::malformed("ACME resources are fetched with POST-as-GET (RFC 8555 §6.3)")
+        .with_status(405);
     let mut r = problem_response(&acme, &err);
-    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     r
 }
 
@@ -160,21 +179,37 @@ fn endpoint(path: &str) -> Option<Endpoint> {
 }
 
 async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
-    let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
     let Some(endpoint) = endpoint(req.uri().path()) else {
         return problem_response(&acme, &AcmeError::not_found("resource"));
     };
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !content_type.starts_with(media::JOSE_JSON) {
-        let err = AcmeError::malformed(format!("Content-Type must be {} (RFC 8555 §6.2)", media::JOSE_JSON)).with_status(415);
+        let err = AcmeError::malformed(format!(
+            "Content-Type must be {} (RFC 8555 §6.2)",
+            media::JOSE_JSON
+        ))
+        .with_status(415);
         return problem_response(&acme, &err);
     }
-    let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip().to_string());
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.ip().to_string());
     let limit = acme.config.max_body_bytes;
     let body = match axum::body::to_bytes(req.into_body(), limit).await {
         Ok(b) => b,
         Err(_) => {
-            let err = AcmeError::malformed(format!("request body larger than {limit} bytes")).with_status(413);
+            let err = AcmeError::malformed(format!("request body larger than {limit} bytes"))
+                .with_status(413);
             return problem_response(&acme, &err);
         }
     };
@@ -189,11 +224,22 @@ async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
 }
 
 /// Wraps the router for one connection, tagging requests with the peer address.
-pub fn with_client_addr(router: Router, peer: SocketAddr) -> impl tower::Service<Request<hyper::body::Incoming>, Response = Response, Error = std::convert::Infallible, Future: Send> + Clone {
-    tower::ServiceExt::map_request(router, move |mut req: http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ClientAddr(peer));
-        req.map(AxumBody::new)
-    })
+pub fn with_client_addr(
+    router: Router,
+    peer: SocketAddr,
+) -> impl tower::Service<
+    Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    tower::ServiceExt::map_request(
+        router,
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ClientAddr(peer));
+            req.map(AxumBody::new)
+        },
+    )
 }
 
 type Request<B = AxumBody> = http::Request<B>;

@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "sceau-server", version, about = "ACME (RFC 8555) certificate authority for private networks")]
+#[command(
+    name = "sceau-server",
+    version,
+    about = "ACME (RFC 8555) certificate authority for private networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,9 +104,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { common, args } => serve::run(common, args),
         Command::Admin(args) => admin::run(args),
-        Command::SignService { data_dir, ca_key, organization, max_validity_days } => {
-            serve::run_sign_service(&data_dir, &ca_key, &organization, max_validity_days)
-        }
+        Command::SignService {
+            data_dir,
+            ca_key,
+            organization,
+            max_validity_days,
+        } => serve::run_sign_service(&data_dir, &ca_key, &organization, max_validity_days),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,13 +69,18 @@ fn eab_mode(text: &str) -> Result<EabMode, String> {
         "off" => Ok(EabMode::Off),
         "optional" => Ok(EabMode::Optional),
         "required" => Ok(EabMode::Required),
-        other => Err(format!("--eab must be off, optional or required, not {other:?}")),
+        other => Err(format!(
+            "--eab must be off, optional or required, not {other:?}"
+        )),
     }
 }
 
 fn init_logging(format: &str) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         "json" => builder.json().init(),
         "text" => builder.init(),
@@ -88,8 +93,15 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     let config = resolve_config(&common, &args)?;
     init_logging(&config.log_format)?;
     let eab = eab_mode(&config.eab)?;
-    let ca_kind: CaKeyKind = config.ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
-    let max_days = if config.allow_long_validity { LONG_VALIDITY_DAYS } else { 90 };
+    let ca_kind: CaKeyKind = config
+        .ca_key
+        .parse()
+        .map_err(|e| format!("--ca-key: {e}"))?;
+    let max_days = if config.allow_long_validity {
+        LONG_VALIDITY_DAYS
+    } else {
+        90
+    };
     if config.cert_validity_days == 0 || config.cert_validity_days > max_days {
         return Err(if config.allow_long_validity {
             format!("--cert-validity-days must be between 1 and {LONG_VALIDITY_DAYS}")
@@ -101,11 +113,20 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         .recursive(true)
         .mode(0o700)
         .create(&config.data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
 
     let mut tls_names = vec![config.listen.ip().to_string(), "localhost".to_owned()];
     // The base URL's host, if any, must be in the listener's certificate too.
-    let host = config.base_url.as_deref().and_then(|u| u.split("://").nth(1)).and_then(|r| r.split([':', '/']).next());
+    let host = config
+        .base_url
+        .as_deref()
+        .and_then(|u| u.split("://").nth(1))
+        .and_then(|r| r.split([':', '/']).next());
     if let Some(host) = host.filter(|h| !h.is_empty()) {
         tls_names.push(host.to_owned());
     }
@@ -113,10 +134,14 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     tls_names.sort();
     tls_names.dedup();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
         // The CA keys live only in the signing service, a child process (see sceau_ca::remote).
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
         let mut command = tokio::process::Command::new(exe);
         command
             .arg("sign-service")
@@ -128,9 +153,15 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             .arg(&config.organization)
             .arg("--max-validity-days")
             .arg(max_days.to_string());
-        let ca = Arc::new(RemoteSigner::spawn(command).await.map_err(|e| format!("CA: {e}"))?);
+        let ca = Arc::new(
+            RemoteSigner::spawn(command)
+                .await
+                .map_err(|e| format!("CA: {e}"))?,
+        );
         let tls_cert = Arc::new(ReloadingCert::new(certified_key(&ca, &tls_names).await?));
-        let store = sceau_store::Store::open(&config.database_url()).await.map_err(|e| format!("database: {e}"))?;
+        let store = sceau_store::Store::open(&config.database_url())
+            .await
+            .map_err(|e| format!("database: {e}"))?;
         let validator = Validator::new(ValidatorConfig {
             dns_server: config.dns_server,
             http01_port: config.http01_port,
@@ -149,16 +180,26 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.validation_wait = Duration::from_millis(config.validation_wait_ms);
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
-        tokio::spawn(renew_server_cert(ca.clone(), tls_names.clone(), tls_cert.clone()));
+        tokio::spawn(renew_server_cert(
+            ca.clone(),
+            tls_names.clone(),
+            tls_cert.clone(),
+        ));
         let policy = crate::admin::server_policy(&config, eab, &store, &mut acme_config).await?;
         let acme = Acme::new(acme_config, store, signer, validator, policy);
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
         if challenges + orders > 0 {
-            tracing::info!(challenges, orders, "resumed work interrupted by the last stop");
+            tracing::info!(
+                challenges,
+                orders,
+                "resumed work interrupted by the last stop"
+            );
         }
 
         let tls = tls_acceptor(tls_cert)?;
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let root = config.data_dir.join("root.pem");
         println!("sceau-server is ready");
         println!("  directory:   {}", acme.urls.directory());
@@ -177,26 +218,39 @@ struct ReloadingCert {
 
 impl ReloadingCert {
     fn new(key: rustls::sign::CertifiedKey) -> Self {
-        ReloadingCert { current: std::sync::RwLock::new(Arc::new(key)) }
+        ReloadingCert {
+            current: std::sync::RwLock::new(Arc::new(key)),
+        }
     }
 }
 
 impl rustls::server::ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         Some(self.current.read().expect("cert lock").clone())
     }
 }
 
 /// Issues (or reuses, while it has over 30 days left) the listener's certificate.
-async fn certified_key(ca: &RemoteSigner, names: &[String]) -> Result<rustls::sign::CertifiedKey, String> {
+async fn certified_key(
+    ca: &RemoteSigner,
+    names: &[String],
+) -> Result<rustls::sign::CertifiedKey, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let (chain_pem, key_pem) = ca.server_tls(names).await.map_err(|e| format!("server TLS certificate: {e}"))?;
+    let (chain_pem, key_pem) = ca
+        .server_tls(names)
+        .await
+        .map_err(|e| format!("server TLS certificate: {e}"))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("server certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| format!("server key: {e}"))?;
-    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).map_err(|e| format!("server key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("server key: {e}"))?;
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+        .map_err(|e| format!("server key: {e}"))?;
     Ok(rustls::sign::CertifiedKey::new(certs, signing))
 }
 
@@ -213,12 +267,24 @@ async fn renew_server_cert(ca: Arc<RemoteSigner>, names: Vec<String>, cert: Arc<
 }
 
 /// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
-pub fn run_sign_service(data_dir: &std::path::Path, ca_key: &str, organization: &str, max_validity_days: u64) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+pub fn run_sign_service(
+    data_dir: &std::path::Path,
+    ca_key: &str,
+    organization: &str,
+    max_validity_days: u64,
+) -> Result<(), String> {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let kind: CaKeyKind = ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
-    let mut ca = FileCa::open_or_create(data_dir, kind, organization).map_err(|e| format!("CA: {e}"))?;
-    ca.set_max_leaf_validity(time::Duration::days(max_validity_days.min(LONG_VALIDITY_DAYS) as i64));
+    let mut ca =
+        FileCa::open_or_create(data_dir, kind, organization).map_err(|e| format!("CA: {e}"))?;
+    ca.set_max_leaf_validity(time::Duration::days(
+        max_validity_days.min(LONG_VALIDITY_DAYS) as i64,
+    ));
     sceau_ca::remote::serve_stdio(&ca, data_dir).map_err(|e| format!("signing service: {e}"))
 }
 
@@ -233,7 +299,11 @@ fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-async fn serve_https(listener: TcpListener, tls: TlsAcceptor, router: axum::Router) -> Result<(), String> {
+async fn serve_https(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    router: axum::Router,
+) -> Result<(), String> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -255,7 +325,8 @@ async fn serve_https(listener: TcpListener, tls: TlsAcceptor, router: axum::Rout
         let tls = tls.clone();
         let service = http::with_client_addr(router.clone(), peer);
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
+            {
                 Ok(Ok(s)) => s,
                 _ => return,
             };
@@ -271,7 +342,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
 }

@@ -39,7 +39,11 @@ async fn try_post(c: &Raw, url: &str, payload: Option<&Value>) -> Result<Resp, S
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let body = r.bytes().await.map_err(|e| e.to_string())?.to_vec();
-    Ok(Resp { status, headers, body })
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 async fn poll(c: &Raw, url: &str, waiting: &[&str]) -> Result<Value, String> {
@@ -55,14 +59,27 @@ async fn poll(c: &Raw, url: &str, waiting: &[&str]) -> Result<Value, String> {
 
 /// One issuance that returns an error instead of panicking when the server goes away.
 async fn try_issue(c: &Raw, responder: &Http01, name: &str) -> Result<(String, String), String> {
-    let r = try_post(c, &c.dir.new_order, Some(&json!({"identifiers": [{"type": "dns", "value": name}]}))).await?;
+    let r = try_post(
+        c,
+        &c.dir.new_order,
+        Some(&json!({"identifiers": [{"type": "dns", "value": name}]})),
+    )
+    .await?;
     if r.status != 201 {
         return Err(format!("newOrder {}", r.status));
     }
     let order_url = r.location();
     let order = r.json();
-    let authz = try_post(c, order["authorizations"][0].as_str().unwrap(), None).await?.json();
-    let ch = authz["challenges"].as_array().ok_or("no challenges")?.iter().find(|c| c["type"] == "http-01").ok_or("no http-01")?.clone();
+    let authz = try_post(c, order["authorizations"][0].as_str().unwrap(), None)
+        .await?
+        .json();
+    let ch = authz["challenges"]
+        .as_array()
+        .ok_or("no challenges")?
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .ok_or("no http-01")?
+        .clone();
     let token = ch["token"].as_str().unwrap();
     responder.set(token, &c.key_authz(token));
     try_post(c, ch["url"].as_str().unwrap(), Some(&json!({}))).await?;
@@ -71,9 +88,17 @@ async fn try_issue(c: &Raw, responder: &Http01, name: &str) -> Result<(String, S
         return Err(format!("order {}", ready["status"]));
     }
     let (csr, _) = csr(&[name]);
-    try_post(c, order["finalize"].as_str().unwrap(), Some(&json!({"csr": csr}))).await?;
+    try_post(
+        c,
+        order["finalize"].as_str().unwrap(),
+        Some(&json!({"csr": csr})),
+    )
+    .await?;
     let done = poll(c, &order_url, &["processing"]).await?;
-    let cert_url = done["certificate"].as_str().ok_or("no certificate URL")?.to_owned();
+    let cert_url = done["certificate"]
+        .as_str()
+        .ok_or("no certificate URL")?
+        .to_owned();
     let chain = try_post(c, &cert_url, None).await?;
     if chain.status != 200 {
         return Err(format!("download {}", chain.status));
@@ -82,7 +107,10 @@ async fn try_issue(c: &Raw, responder: &Http01, name: &str) -> Result<(String, S
 }
 
 fn pseudo_random(max_ms: u64) -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
     nanos % max_ms
 }
 
@@ -131,8 +159,15 @@ async fn kill_nine_under_load_loses_no_certificate() {
         failures += c.await.unwrap();
     }
     let received = received.lock().unwrap().clone();
-    assert!(received.len() >= 20, "too few issuances to mean anything: {} ({failures} interrupted)", received.len());
-    assert!(failures > 0, "the kills should have interrupted some issuances");
+    assert!(
+        received.len() >= 20,
+        "too few issuances to mean anything: {} ({failures} interrupted)",
+        received.len()
+    );
+    assert!(
+        failures > 0,
+        "the kills should have interrupted some issuances"
+    );
 
     // Every certificate a client received is there, byte for byte.
     let http = http_client(&server.root_pem());
@@ -145,10 +180,23 @@ async fn kill_nine_under_load_loses_no_certificate() {
     let pool = store.pool();
     let q = |sql: &'static str| async move {
         use sqlx::Row;
-        sqlx::query(sql).fetch_one(pool).await.unwrap().try_get::<i64, _>(0).unwrap()
+        sqlx::query(sql)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap()
     };
-    assert_eq!(q("SELECT COUNT(*) FROM orders WHERE status = 'processing'").await, 0, "orders left processing");
-    assert_eq!(q("SELECT COUNT(*) FROM challenges WHERE status = 'processing'").await, 0, "challenges left processing");
+    assert_eq!(
+        q("SELECT COUNT(*) FROM orders WHERE status = 'processing'").await,
+        0,
+        "orders left processing"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM challenges WHERE status = 'processing'").await,
+        0,
+        "challenges left processing"
+    );
     assert_eq!(
         q("SELECT COUNT(*) FROM challenges c JOIN authzs a ON a.id = c.authz_id WHERE c.status IN ('valid', 'invalid') AND a.status = 'pending'").await,
         0,

@@ -13,7 +13,10 @@ async fn two_instances_share_one_postgresql_database() {
     let first = Server::start(&["--eab", "off", "--database", &pg.url]);
     first.add_host("pg.test");
     let base = first.base();
-    let second = Server::start_sibling(&first, &["--eab", "off", "--database", &pg.url, "--base-url", &base]);
+    let second = Server::start_sibling(
+        &first,
+        &["--eab", "off", "--database", &pg.url, "--base-url", &base],
+    );
     let responder = Http01::start(first.http01_port).await;
 
     // Register and order on the first instance.
@@ -27,12 +30,24 @@ async fn two_instances_share_one_postgresql_database() {
     let finalize_url = o["finalize"].as_str().unwrap();
     let on_second = finalize_url.replace(&base, &second.base());
     let nonce = {
-        let r = c.http.head(format!("{}/acme/new-nonce", second.base())).send().await.unwrap();
+        let r = c
+            .http
+            .head(format!("{}/acme/new-nonce", second.base()))
+            .send()
+            .await
+            .unwrap();
         r.headers()["replay-nonce"].to_str().unwrap().to_owned()
     };
     let (csr_b64, _) = csr(&["pg.test"]);
     let body = serde_json::to_vec(&json!({"csr": csr_b64})).unwrap();
-    let jws = sceau_wire::jws::sign(&c.key, sceau_wire::jws::Signer::Kid(c.kid.as_ref().unwrap()), Some(&nonce), finalize_url, Some(&body)).unwrap();
+    let jws = sceau_wire::jws::sign(
+        &c.key,
+        sceau_wire::jws::Signer::Kid(c.kid.as_ref().unwrap()),
+        Some(&nonce),
+        finalize_url,
+        Some(&body),
+    )
+    .unwrap();
     let r = c.send(&on_second, &jws).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let done = r.json();
@@ -46,7 +61,14 @@ async fn two_instances_share_one_postgresql_database() {
     // A nonce from one instance is refused by the other with badNonce (so clients retry).
     let nonce = c.nonce().await; // from the first
     let acct = c.kid.clone().unwrap();
-    let jws = sceau_wire::jws::sign(&c.key, sceau_wire::jws::Signer::Kid(&acct), Some(&nonce), &acct, None).unwrap();
+    let jws = sceau_wire::jws::sign(
+        &c.key,
+        sceau_wire::jws::Signer::Kid(&acct),
+        Some(&nonce),
+        &acct,
+        None,
+    )
+    .unwrap();
     let r = c.send(&acct.replace(&base, &second.base()), &jws).await;
     assert_eq!(r.problem_type(), "badNonce");
 }

@@ -9,7 +9,13 @@ use sceau_wire::{AccountKey, KeyKind, b64};
 use serde_json::{Value, json};
 use support::*;
 
-const TABLES: [Table; 5] = [Table::Accounts, Table::Orders, Table::Authzs, Table::Challenges, Table::Certificates];
+const TABLES: [Table; 5] = [
+    Table::Accounts,
+    Table::Orders,
+    Table::Authzs,
+    Table::Challenges,
+    Table::Certificates,
+];
 
 async fn counts(s: &Server) -> Vec<i64> {
     let store = s.store().await;
@@ -38,7 +44,15 @@ async fn issues_a_certificate_that_openssl_verifies_and_survives_restart() {
     assert_eq!(order["identifiers"].as_array().unwrap().len(), 3);
 
     // Directory and meta.
-    let dir: Value = c.http.get(s.directory_url()).send().await.unwrap().json().await.unwrap();
+    let dir: Value = c
+        .http
+        .get(s.directory_url())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(dir["renewalInfo"].is_string());
     assert!(dir["meta"]["profiles"]["tls-server"].is_string());
 
@@ -54,7 +68,10 @@ async fn issues_a_certificate_that_openssl_verifies_and_survives_restart() {
     assert_eq!(again.json()["status"], "valid");
     let cert = c.post(order["certificate"].as_str().unwrap(), None).await;
     assert_eq!(String::from_utf8(cert.body).unwrap(), chain);
-    assert_eq!(cert.headers["content-type"], "application/pem-certificate-chain");
+    assert_eq!(
+        cert.headers["content-type"],
+        "application/pem-certificate-chain"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,32 +89,58 @@ async fn refused_requests_get_their_problem_type_and_change_nothing() {
     sig[0] ^= 1;
     jws.signature = b64::encode(sig);
     let r = c.send(&new_order, &jws).await;
-    assert_eq!((r.status, r.problem_type().as_str()), (400, "malformed"), "bad signature");
+    assert_eq!(
+        (r.status, r.problem_type().as_str()),
+        (400, "malformed"),
+        "bad signature"
+    );
 
     // url in the header is not the request URL
-    let jws = c.sign(&c.dir.new_order.replace("new-order", "new-orders"), Some(&payload)).await;
+    let jws = c
+        .sign(
+            &c.dir.new_order.replace("new-order", "new-orders"),
+            Some(&payload),
+        )
+        .await;
     let r = c.send(&new_order, &jws).await;
-    assert_eq!((r.status, r.problem_type().as_str()), (403, "unauthorized"), "wrong url");
+    assert_eq!(
+        (r.status, r.problem_type().as_str()),
+        (403, "unauthorized"),
+        "wrong url"
+    );
 
     // reused nonce: the first use works, the replay is refused
-    let jws = c.sign(&new_order, Some(&json!({"identifiers": [{"type": "dns", "value": "ok.test"}]}))).await;
+    let jws = c
+        .sign(
+            &new_order,
+            Some(&json!({"identifiers": [{"type": "dns", "value": "ok.test"}]})),
+        )
+        .await;
     assert_eq!(c.send(&new_order, &jws).await.status, 201);
     let after_one = counts(&s).await;
     let r = c.send(&new_order, &jws).await;
     assert_eq!(r.problem_type(), "badNonce", "replayed nonce");
-    assert!(r.headers.contains_key("replay-nonce"), "badNonce carries a fresh nonce for the retry");
+    assert!(
+        r.headers.contains_key("replay-nonce"),
+        "badNonce carries a fresh nonce for the retry"
+    );
     assert_eq!(counts(&s).await, after_one);
 
     // both jwk and kid
     let nonce = c.nonce().await;
-    let header = json!({"alg": "ES256", "nonce": nonce, "url": new_order, "kid": c.kid, "jwk": c.key.jwk()});
-    let r = c.send(&new_order, &hand_signed(&c.key, &header, Some(&payload))).await;
+    let header =
+        json!({"alg": "ES256", "nonce": nonce, "url": new_order, "kid": c.kid, "jwk": c.key.jwk()});
+    let r = c
+        .send(&new_order, &hand_signed(&c.key, &header, Some(&payload)))
+        .await;
     assert_eq!(r.problem_type(), "malformed", "jwk and kid");
 
     // unknown account
     let nonce = c.nonce().await;
     let header = json!({"alg": "ES256", "nonce": nonce, "url": new_order, "kid": format!("{}/acme/acct/nobody", s.base())});
-    let r = c.send(&new_order, &hand_signed(&c.key, &header, Some(&payload))).await;
+    let r = c
+        .send(&new_order, &hand_signed(&c.key, &header, Some(&payload)))
+        .await;
     assert_eq!(r.problem_type(), "accountDoesNotExist");
 
     // malformed body, not JSON
@@ -108,27 +151,59 @@ async fn refused_requests_get_their_problem_type_and_change_nothing() {
     assert_eq!((r.status, r.problem_type().as_str()), (413, "malformed"));
     // wrong content type
     let jws = c.sign(&new_order, Some(&payload)).await;
-    let r = c.http.post(&new_order).header("content-type", "application/json").body(serde_json::to_vec(&jws).unwrap()).send().await.unwrap();
+    let r = c
+        .http
+        .post(&new_order)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&jws).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 415);
     // unsupported algorithm
     let nonce = c.nonce().await;
     let header = json!({"alg": "HS256", "nonce": nonce, "url": new_order, "kid": c.kid});
-    let r = c.send(&new_order, &hand_signed(&c.key, &header, Some(&payload))).await;
+    let r = c
+        .send(&new_order, &hand_signed(&c.key, &header, Some(&payload)))
+        .await;
     assert_eq!(r.problem_type(), "badSignatureAlgorithm");
-    assert!(r.json()["algorithms"].as_array().unwrap().iter().any(|a| a == "ES256"));
+    assert!(
+        r.json()["algorithms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "ES256")
+    );
     // GET on a resource that requires POST-as-GET
     let r = c.http.get(c.kid.as_ref().unwrap()).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
 
-    assert_eq!(counts(&s).await, after_one, "refused requests wrote nothing");
-    assert_eq!(after_one[1], before[1] + 1, "exactly the one accepted order was created");
+    assert_eq!(
+        counts(&s).await,
+        after_one,
+        "refused requests wrote nothing"
+    );
+    assert_eq!(
+        after_one[1],
+        before[1] + 1,
+        "exactly the one accepted order was created"
+    );
 }
 
 fn hand_signed(key: &AccountKey, header: &Value, payload: Option<&Value>) -> Flattened {
     let protected = b64::encode(header.to_string());
-    let payload = payload.map(|p| b64::encode(p.to_string())).unwrap_or_default();
-    let signature = b64::encode(key.sign(format!("{protected}.{payload}").as_bytes()).unwrap());
-    Flattened { protected, payload, signature }
+    let payload = payload
+        .map(|p| b64::encode(p.to_string()))
+        .unwrap_or_default();
+    let signature = b64::encode(
+        key.sign(format!("{protected}.{payload}").as_bytes())
+            .unwrap(),
+    );
+    Flattened {
+        protected,
+        payload,
+        signature,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,7 +217,12 @@ async fn deactivated_account_is_refused() {
     let r = c.new_order(&["x.test"]).await;
     assert_eq!((r.status, r.problem_type().as_str()), (403, "unauthorized"));
     // newAccount with the same key does not resurrect it
-    let r = c.post(&c.dir.new_account.clone(), Some(&json!({"onlyReturnExisting": true}))).await;
+    let r = c
+        .post(
+            &c.dir.new_account.clone(),
+            Some(&json!({"onlyReturnExisting": true})),
+        )
+        .await;
     assert!(r.status >= 400);
     assert_eq!(counts(&s).await, before);
 }
@@ -152,16 +232,32 @@ async fn only_return_existing_and_contact_rules() {
     let s = Server::start(&["--eab", "off"]);
     let c = Raw::new(&s).await;
     let url = c.dir.new_account.clone();
-    let r = c.post(&url, Some(&json!({"onlyReturnExisting": true}))).await;
+    let r = c
+        .post(&url, Some(&json!({"onlyReturnExisting": true})))
+        .await;
     assert_eq!(r.problem_type(), "accountDoesNotExist");
-    let r = c.post(&url, Some(&json!({"contact": ["tel:+33100000000"], "termsOfServiceAgreed": true}))).await;
+    let r = c
+        .post(
+            &url,
+            Some(&json!({"contact": ["tel:+33100000000"], "termsOfServiceAgreed": true})),
+        )
+        .await;
     assert_eq!(r.problem_type(), "unsupportedContact");
-    let r = c.post(&url, Some(&json!({"contact": ["mailto:not-an-address"], "termsOfServiceAgreed": true}))).await;
+    let r = c
+        .post(
+            &url,
+            Some(&json!({"contact": ["mailto:not-an-address"], "termsOfServiceAgreed": true})),
+        )
+        .await;
     assert_eq!(r.problem_type(), "invalidContact");
     assert_eq!(counts(&s).await[0], 0);
-    let r = c.post(&url, Some(&json!({"termsOfServiceAgreed": true}))).await;
+    let r = c
+        .post(&url, Some(&json!({"termsOfServiceAgreed": true})))
+        .await;
     assert_eq!(r.status, 201);
-    let r = c.post(&url, Some(&json!({"onlyReturnExisting": true}))).await;
+    let r = c
+        .post(&url, Some(&json!({"onlyReturnExisting": true})))
+        .await;
     assert_eq!(r.status, 200);
 }
 
@@ -173,38 +269,81 @@ async fn finalize_rules_bad_csrs_and_not_ready() {
     let o = order(&c, &["f.test"]).await;
     let (csr_ok, _) = csr(&["f.test"]);
     // not ready yet
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_ok}))).await;
-    assert_eq!((r.status, r.problem_type().as_str()), (403, "orderNotReady"));
+    let r = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_ok})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.problem_type().as_str()),
+        (403, "orderNotReady")
+    );
 
     let ready = c.solve_http01(&o, &responder).await;
     assert_eq!(ready["status"], "ready");
     let before = counts(&s).await;
     // a name not in the order
     let (csr_extra, _) = csr(&["f.test", "other.test"]);
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_extra}))).await;
+    let r = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_extra})),
+        )
+        .await;
     assert_eq!(r.problem_type(), "badCSR");
     assert!(r.json()["detail"].as_str().unwrap().contains("other.test"));
     // a weak key, made by a second implementation (openssl)
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(sceau_testkit::require_tool("openssl"))
-        .args(["req", "-new", "-newkey", "rsa:1024", "-nodes", "-subj", "/CN=f.test", "-outform", "DER", "-keyout"])
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-nodes",
+            "-subj",
+            "/CN=f.test",
+            "-outform",
+            "DER",
+            "-keyout",
+        ])
         .arg(dir.path().join("k.pem"))
         .arg("-out")
         .arg(dir.path().join("r.der"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let weak = b64::encode(std::fs::read(dir.path().join("r.der")).unwrap());
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": weak}))).await;
+    let r = c
+        .post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": weak})))
+        .await;
     assert_eq!(r.problem_type(), "badCSR");
     // garbage
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": "AAAA"}))).await;
+    let r = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": "AAAA"})),
+        )
+        .await;
     assert_eq!(r.problem_type(), "badCSR");
     assert_eq!(counts(&s).await, before);
     let after = c.post(o["_url"].as_str().unwrap(), None).await.json();
-    assert_eq!(after["status"], "ready", "a refused CSR leaves the order ready");
+    assert_eq!(
+        after["status"], "ready",
+        "a refused CSR leaves the order ready"
+    );
     // and the right CSR still works
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_ok}))).await;
+    let r = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_ok})),
+        )
+        .await;
     assert_eq!(r.json()["status"], "valid");
 }
 
@@ -216,19 +355,39 @@ async fn wrong_challenge_answer_invalidates_with_reason() {
     let o = order(&c, &["w.test"]).await;
     let authz_url = o["authorizations"][0].as_str().unwrap();
     let authz = c.post(authz_url, None).await.json();
-    let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
+    let ch = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap()
+        .clone();
     responder.set(ch["token"].as_str().unwrap(), "not-the-key-authorization");
     c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     let authz = c.poll(authz_url, &["pending"]).await;
     assert_eq!(authz["status"], "invalid");
-    let failed = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap();
+    let failed = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "http-01")
+        .unwrap();
     assert_eq!(failed["status"], "invalid");
     let err = &failed["error"];
-    assert!(err["type"].as_str().unwrap().starts_with("urn:ietf:params:acme:error:"), "{authz}");
+    assert!(
+        err["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:ietf:params:acme:error:"),
+        "{authz}"
+    );
     assert!(!err["detail"].as_str().unwrap().is_empty());
     let order = c.post(o["_url"].as_str().unwrap(), None).await.json();
     assert_eq!(order["status"], "invalid");
-    assert_eq!(order["error"]["subproblems"][0]["identifier"]["value"], "w.test");
+    assert_eq!(
+        order["error"]["subproblems"][0]["identifier"]["value"],
+        "w.test"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,7 +397,13 @@ async fn dns01_through_a_real_dns_server() {
     let o = order(&c, &["d.test"]).await;
     let authz_url = o["authorizations"][0].as_str().unwrap();
     let authz = c.post(authz_url, None).await.json();
-    let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "dns-01").unwrap().clone();
+    let ch = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "dns-01")
+        .unwrap()
+        .clone();
     let digest = aws_lc_rs_digest(&c.key_authz(ch["token"].as_str().unwrap()));
     s.dns.add_txt("_acme-challenge.d.test", &digest);
     c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
@@ -247,11 +412,21 @@ async fn dns01_through_a_real_dns_server() {
 }
 
 fn aws_lc_rs_digest(text: &str) -> String {
-    use std::process::{Command, Stdio};
     use std::io::Write;
+    use std::process::{Command, Stdio};
     // A second implementation of the dns-01 digest (RFC 8555 §8.4): openssl.
-    let mut child = Command::new("openssl").args(["dgst", "-sha256", "-binary"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-binary"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     b64::encode(out.stdout)
 }
@@ -273,7 +448,12 @@ async fn revocation_rights_and_reasons() {
     let r = stranger.post(&revoke, Some(&body)).await;
     assert_eq!((r.status, r.problem_type().as_str()), (403, "unauthorized"));
     // a reason code outside RFC 5280's list
-    let r = c.post(&revoke, Some(&json!({"certificate": b64::encode(&der), "reason": 7}))).await;
+    let r = c
+        .post(
+            &revoke,
+            Some(&json!({"certificate": b64::encode(&der), "reason": 7})),
+        )
+        .await;
     assert_eq!(r.problem_type(), "badRevocationReason");
     // the issuing account may
     let r = c.post(&revoke, Some(&body)).await;
@@ -289,10 +469,23 @@ async fn revocation_rights_and_reasons() {
     assert_eq!(rec.revocation_reason, Some(1));
     // ARI says renew now for a revoked certificate
     let info = sceau_ca::inspect::cert_info(&der).unwrap();
-    let ari = c.http.get(format!("{}/{}", c.dir.renewal_info.as_ref().unwrap(), info.ari_id.unwrap())).send().await.unwrap();
+    let ari = c
+        .http
+        .get(format!(
+            "{}/{}",
+            c.dir.renewal_info.as_ref().unwrap(),
+            info.ari_id.unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ari.status().as_u16(), 200);
     let window: Value = ari.json().await.unwrap();
-    let end = time::OffsetDateTime::parse(window["suggestedWindow"]["end"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let end = time::OffsetDateTime::parse(
+        window["suggestedWindow"]["end"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     assert!(end <= time::OffsetDateTime::now_utc());
 }
 
@@ -307,17 +500,42 @@ async fn revocation_signed_by_the_certificate_key() {
     let cert_key = AccountKey::generate(KeyKind::P256).unwrap();
     let rc_key = rcgen::KeyPair::try_from(cert_key.to_pkcs8_der().as_slice()).unwrap();
     let (csr_b64, _) = csr_with_key(&["k.test"], &rc_key);
-    let done = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await.json();
-    let chain = String::from_utf8(c.post(done["certificate"].as_str().unwrap(), None).await.body).unwrap();
+    let done = c
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_b64})),
+        )
+        .await
+        .json();
+    let chain = String::from_utf8(
+        c.post(done["certificate"].as_str().unwrap(), None)
+            .await
+            .body,
+    )
+    .unwrap();
     let der = rustls_pki_types_first_der(&chain);
     let revoke = c.dir.revoke_cert.clone();
     let body = serde_json::to_vec(&json!({"certificate": b64::encode(&der)})).unwrap();
     // signed by some other key with jwk: refused
     let other = AccountKey::generate(KeyKind::P256).unwrap();
-    let jws = sceau_wire::jws::sign(&other, Signer::Jwk, Some(&c.nonce().await), &revoke, Some(&body)).unwrap();
+    let jws = sceau_wire::jws::sign(
+        &other,
+        Signer::Jwk,
+        Some(&c.nonce().await),
+        &revoke,
+        Some(&body),
+    )
+    .unwrap();
     assert_eq!(c.send(&revoke, &jws).await.problem_type(), "unauthorized");
     // signed by the certificate's key: accepted
-    let jws = sceau_wire::jws::sign(&cert_key, Signer::Jwk, Some(&c.nonce().await), &revoke, Some(&body)).unwrap();
+    let jws = sceau_wire::jws::sign(
+        &cert_key,
+        Signer::Jwk,
+        Some(&c.nonce().await),
+        &revoke,
+        Some(&body),
+    )
+    .unwrap();
     let r = c.send(&revoke, &jws).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 }
@@ -333,21 +551,32 @@ async fn key_change_moves_the_account_to_the_new_key() {
     let kid = c.kid.clone().unwrap();
     let url = c.dir.key_change.clone();
     let new_key = AccountKey::generate(KeyKind::Ed25519).unwrap();
-    let inner_payload = serde_json::to_vec(&json!({"account": kid, "oldKey": c.key.jwk()})).unwrap();
-    let inner = sceau_wire::jws::sign(&new_key, Signer::Jwk, None, &url, Some(&inner_payload)).unwrap();
-    let r = c.post(&url, Some(&serde_json::to_value(&inner).unwrap())).await;
+    let inner_payload =
+        serde_json::to_vec(&json!({"account": kid, "oldKey": c.key.jwk()})).unwrap();
+    let inner =
+        sceau_wire::jws::sign(&new_key, Signer::Jwk, None, &url, Some(&inner_payload)).unwrap();
+    let r = c
+        .post(&url, Some(&serde_json::to_value(&inner).unwrap()))
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     // the old P-256 key no longer signs for the account, now an Ed25519 one; the new one does
     let r = c.post(&kid, None).await;
-    assert_eq!((r.status, r.problem_type().as_str()), (400, "badSignatureAlgorithm"));
+    assert_eq!(
+        (r.status, r.problem_type().as_str()),
+        (400, "badSignatureAlgorithm")
+    );
     c.key = new_key;
     let r = c.post(&kid, None).await;
     assert_eq!(r.status, 200);
     // an inner JWS carrying a nonce is refused (RFC 8555 §7.3.5)
     let newer = AccountKey::generate(KeyKind::P256).unwrap();
-    let inner_payload = serde_json::to_vec(&json!({"account": kid, "oldKey": c.key.jwk()})).unwrap();
-    let inner = sceau_wire::jws::sign(&newer, Signer::Jwk, Some("n"), &url, Some(&inner_payload)).unwrap();
-    let r = c.post(&url, Some(&serde_json::to_value(&inner).unwrap())).await;
+    let inner_payload =
+        serde_json::to_vec(&json!({"account": kid, "oldKey": c.key.jwk()})).unwrap();
+    let inner =
+        sceau_wire::jws::sign(&newer, Signer::Jwk, Some("n"), &url, Some(&inner_payload)).unwrap();
+    let r = c
+        .post(&url, Some(&serde_json::to_value(&inner).unwrap()))
+        .await;
     assert_eq!(r.problem_type(), "malformed");
 }
 
@@ -360,10 +589,23 @@ async fn renewal_info_and_replaces() {
     let der = rustls_pki_types_first_der(&chain);
     let info = sceau_ca::inspect::cert_info(&der).unwrap();
     let ari_id = info.ari_id.unwrap();
-    let r = c.http.get(format!("{}/{}", c.dir.renewal_info.as_ref().unwrap(), ari_id)).send().await.unwrap();
+    let r = c
+        .http
+        .get(format!(
+            "{}/{}",
+            c.dir.renewal_info.as_ref().unwrap(),
+            ari_id
+        ))
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().contains_key("retry-after"));
     let w: Value = r.json().await.unwrap();
-    let start = time::OffsetDateTime::parse(w["suggestedWindow"]["start"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let start = time::OffsetDateTime::parse(
+        w["suggestedWindow"]["start"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     assert!(start > info.not_before + (info.not_after - info.not_before) / 2);
     // a replacing order reflects `replaces`; a second one gets alreadyReplaced once the first is valid
     let ids = json!({"identifiers": [{"type": "dns", "value": "ari.test"}], "replaces": ari_id});
@@ -373,12 +615,27 @@ async fn renewal_info_and_replaces() {
     let o = r.json();
     assert_eq!(o["status"], "ready", "valid authorization reused");
     let (csr_b64, _) = csr(&["ari.test"]);
-    c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr_b64}))).await;
+    c.post(
+        o["finalize"].as_str().unwrap(),
+        Some(&json!({"csr": csr_b64})),
+    )
+    .await;
     assert_eq!(c.post(&url, None).await.json()["status"], "valid");
     let r = c.post(&c.dir.new_order.clone(), Some(&ids)).await;
-    assert_eq!((r.status, r.problem_type().as_str()), (409, "alreadyReplaced"));
+    assert_eq!(
+        (r.status, r.problem_type().as_str()),
+        (409, "alreadyReplaced")
+    );
     // unknown certificate id
-    let r = c.http.get(format!("{}/AAAA.AAAA", c.dir.renewal_info.as_ref().unwrap())).send().await.unwrap();
+    let r = c
+        .http
+        .get(format!(
+            "{}/AAAA.AAAA",
+            c.dir.renewal_info.as_ref().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
 
@@ -387,11 +644,19 @@ async fn account_update_and_authorization_deactivation() {
     let s = Server::start(&["--eab", "off"]);
     let (c, _r) = ready_client(&s).await;
     let kid = c.kid.clone().unwrap();
-    let r = c.post(&kid, Some(&json!({"contact": ["mailto:new@example.test"]}))).await;
+    let r = c
+        .post(&kid, Some(&json!({"contact": ["mailto:new@example.test"]})))
+        .await;
     assert_eq!(r.json()["contact"], json!(["mailto:new@example.test"]));
-    let r = c.post(&kid, Some(&json!({"contact": ["mailto:broken"]}))).await;
+    let r = c
+        .post(&kid, Some(&json!({"contact": ["mailto:broken"]})))
+        .await;
     assert_eq!(r.problem_type(), "invalidContact");
-    assert_eq!(c.post(&kid, None).await.json()["contact"], json!(["mailto:new@example.test"]), "refused update changed nothing");
+    assert_eq!(
+        c.post(&kid, None).await.json()["contact"],
+        json!(["mailto:new@example.test"]),
+        "refused update changed nothing"
+    );
     // status other than deactivated is refused
     let r = c.post(&kid, Some(&json!({"status": "revoked"}))).await;
     assert_eq!(r.problem_type(), "malformed");
@@ -400,12 +665,19 @@ async fn account_update_and_authorization_deactivation() {
     let authz_url = o["authorizations"][0].as_str().unwrap();
     let r = c.post(authz_url, Some(&json!({"status": "valid"}))).await;
     assert_eq!(r.problem_type(), "malformed");
-    let r = c.post(authz_url, Some(&json!({"status": "deactivated"}))).await;
+    let r = c
+        .post(authz_url, Some(&json!({"status": "deactivated"})))
+        .await;
     assert_eq!(r.json()["status"], "deactivated");
     // deactivating twice is refused; the order can no longer become ready
-    let r = c.post(authz_url, Some(&json!({"status": "deactivated"}))).await;
+    let r = c
+        .post(authz_url, Some(&json!({"status": "deactivated"})))
+        .await;
     assert_eq!(r.problem_type(), "malformed");
-    assert_eq!(c.post(o["_url"].as_str().unwrap(), None).await.json()["status"], "invalid");
+    assert_eq!(
+        c.post(o["_url"].as_str().unwrap(), None).await.json()["status"],
+        "invalid"
+    );
     // another account cannot see it
     let mut other = Raw::new(&s).await;
     other.register().await;
@@ -422,20 +694,31 @@ async fn signing_runs_in_a_child_process_that_dies_with_the_front_end() {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
             ppid == Some(front)
         })
         .collect();
     let signer: Vec<u32> = children
         .into_iter()
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default().split(|b| *b == 0).any(|a| a == b"sign-service"))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|a| a == b"sign-service")
+        })
         .collect();
     assert_eq!(signer.len(), 1, "one sign-service child");
     s.kill(); // SIGKILL
     let gone = (0..100).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(20));
         !std::path::Path::new(&format!("/proc/{}", signer[0])).exists()
-            || std::fs::read_to_string(format!("/proc/{}/stat", signer[0])).map(|s| s.contains(") Z ")).unwrap_or(true)
+            || std::fs::read_to_string(format!("/proc/{}/stat", signer[0]))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
     });
     assert!(gone, "the signing service outlived its front end");
 }
@@ -445,7 +728,16 @@ async fn signing_runs_in_a_child_process_that_dies_with_the_front_end() {
 async fn validity_above_90_days_needs_an_explicit_override() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sceau-server"))
-        .args(["serve", "--eab", "off", "--cert-validity-days", "120", "--listen", "127.0.0.1:1", "--data-dir"])
+        .args([
+            "serve",
+            "--eab",
+            "off",
+            "--cert-validity-days",
+            "120",
+            "--listen",
+            "127.0.0.1:1",
+            "--data-dir",
+        ])
         .arg(dir.path().join("d"))
         .output()
         .unwrap();
@@ -453,9 +745,18 @@ async fn validity_above_90_days_needs_an_explicit_override() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
     assert!(err.contains("--allow-long-validity"), "{err}");
-    assert!(!dir.path().join("d").exists(), "a refused start writes nothing");
+    assert!(
+        !dir.path().join("d").exists(),
+        "a refused start writes nothing"
+    );
 
-    let s = Server::start(&["--eab", "off", "--cert-validity-days", "120", "--allow-long-validity"]);
+    let s = Server::start(&[
+        "--eab",
+        "off",
+        "--cert-validity-days",
+        "120",
+        "--allow-long-validity",
+    ]);
     s.add_host("long.test");
     let (c, responder) = ready_client(&s).await;
     let (_, chain) = issue(&c, &responder, &["long.test"]).await;

@@ -21,7 +21,11 @@ pub(crate) struct GroupSync {
 
 impl GroupSync {
     pub(crate) fn new(wal: PathBuf) -> Self {
-        GroupSync { wal, requested: AtomicU64::new(0), synced: tokio::sync::Mutex::new(0) }
+        GroupSync {
+            wal,
+            requested: AtomicU64::new(0),
+            synced: tokio::sync::Mutex::new(0),
+        }
     }
 
     pub(crate) async fn sync(&self) -> std::io::Result<()> {
@@ -33,11 +37,13 @@ impl GroupSync {
         let target = self.requested.load(Ordering::SeqCst);
         let wal = self.wal.clone();
         // Opened per flush: the WAL file is recreated if every connection ever closes.
-        tokio::task::spawn_blocking(move || match std::fs::OpenOptions::new().write(true).open(&wal) {
-            Ok(f) => f.sync_data(),
-            // No WAL file: everything was checkpointed into the (synced) database file.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+        tokio::task::spawn_blocking(move || {
+            match std::fs::OpenOptions::new().write(true).open(&wal) {
+                Ok(f) => f.sync_data(),
+                // No WAL file: everything was checkpointed into the (synced) database file.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
         })
         .await
         .map_err(std::io::Error::other)??;

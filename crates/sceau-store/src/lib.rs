@@ -86,7 +86,11 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let url = if sqlite && !url.contains('?') { format!("{url}?mode=rwc") } else { url.to_owned() };
+        let url = if sqlite && !url.contains('?') {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_owned()
+        };
         let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
         let pool = |max: u32| {
             AnyPoolOptions::new()
@@ -116,25 +120,42 @@ impl Store {
                     })
                 })
         };
-        let write = pool(if sqlite { 1 } else { 16 }).connect_with(options.clone()).await?;
+        let write = pool(if sqlite { 1 } else { 16 })
+            .connect_with(options.clone())
+            .await?;
         schema::migrate(&write).await?;
         let (read, sync) = if sqlite {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or(path);
             let wal = std::path::PathBuf::from(format!("{path}-wal"));
             // Each SQLite connection is an OS thread: more readers than cores only adds switches.
-            let readers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2).clamp(2, 8);
-            (pool(readers).connect_with(options).await?, Some(std::sync::Arc::new(durable::GroupSync::new(wal))))
+            let readers = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(2)
+                .clamp(2, 8);
+            (
+                pool(readers).connect_with(options).await?,
+                Some(std::sync::Arc::new(durable::GroupSync::new(wal))),
+            )
         } else {
             (write.clone(), None)
         };
-        Ok(Store { pool: write, read, sync })
+        Ok(Store {
+            pool: write,
+            read,
+            sync,
+        })
     }
 
     /// Returns once every commit made before the call is on stable storage.
     pub async fn make_durable(&self) -> Result<()> {
         match &self.sync {
-            Some(sync) => sync.sync().await.map_err(|e| StoreError::Corrupt(format!("fsync of the WAL failed: {e}"))),
+            Some(sync) => sync
+                .sync()
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("fsync of the WAL failed: {e}"))),
             None => Ok(()),
         }
     }
@@ -165,17 +186,29 @@ impl Store {
         Ok(())
     }
 
-    const ACCOUNT_COLS: &'static str = "id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip";
+    const ACCOUNT_COLS: &'static str =
+        "id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip";
 
     pub async fn account_by_id(&self, id: &str) -> Result<AccountRecord> {
         let q = format!("SELECT {} FROM accounts WHERE id = $1", Self::ACCOUNT_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(&self.read).await?.ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         AccountRecord::from_row(&row)
     }
 
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<AccountRecord> {
-        let q = format!("SELECT {} FROM accounts WHERE thumbprint = $1", Self::ACCOUNT_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(thumbprint).fetch_optional(&self.read).await?.ok_or(StoreError::NotFound)?;
+        let q = format!(
+            "SELECT {} FROM accounts WHERE thumbprint = $1",
+            Self::ACCOUNT_COLS
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(thumbprint)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         AccountRecord::from_row(&row)
     }
 
@@ -186,7 +219,11 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("account is not valid".into())) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict("account is not valid".into()))
+        }
     }
 
     /// CAS on the account status.
@@ -198,12 +235,22 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        if n == 1 { Ok(()) } else { Err(StoreError::Conflict(format!("account is not {from}"))) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("account is not {from}")))
+        }
     }
 
     /// Key rollover (RFC 8555 §7.3.5): CAS on the old thumbprint; the unique index refuses a
     /// key that another account already uses.
-    pub async fn change_account_key(&self, id: &str, old_thumbprint: &str, new_thumbprint: &str, new_jwk: &str) -> Result<()> {
+    pub async fn change_account_key(
+        &self,
+        id: &str,
+        old_thumbprint: &str,
+        new_thumbprint: &str,
+        new_jwk: &str,
+    ) -> Result<()> {
         let n = sqlx::query(
             "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
         )
@@ -215,14 +262,24 @@ impl Store {
         .await
         .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("new key already in use".into()) } else { e.into() })?
         .rows_affected();
-        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("account key changed concurrently".into())) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(
+                "account key changed concurrently".into(),
+            ))
+        }
     }
 
     // ---- orders and authorizations ------------------------------------------------------
 
     /// Inserts new authorizations (with their challenges) and the order that uses them, plus
     /// any reused authorizations already in `order.authz_ids`, in one transaction.
-    pub async fn create_order(&self, order: &OrderRecord, new_authzs: &[AuthzRecord]) -> Result<()> {
+    pub async fn create_order(
+        &self,
+        order: &OrderRecord,
+        new_authzs: &[AuthzRecord],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for a in new_authzs {
             sqlx::query(
@@ -273,17 +330,25 @@ impl Store {
         Ok(())
     }
 
-    const ORDER_COLS: &'static str =
-        "id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at";
+    const ORDER_COLS: &'static str = "id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at";
 
     pub async fn order_by_id(&self, id: &str) -> Result<OrderRecord> {
         let q = format!("SELECT {} FROM orders WHERE id = $1", Self::ORDER_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(id).fetch_optional(&self.read).await?.ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         OrderRecord::from_row(&row)
     }
 
     /// Order ids of an account, newest first, `limit` from `offset` (RFC 8555 §7.1.2.1 pages).
-    pub async fn order_ids_for_account(&self, account_id: &str, offset: i64, limit: i64) -> Result<Vec<String>> {
+    pub async fn order_ids_for_account(
+        &self,
+        account_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT id FROM orders WHERE account_id = $1 AND status IN ('pending', 'ready', 'processing', 'valid')
              ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
@@ -293,11 +358,19 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(Into::into)).collect()
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
     }
 
     /// CAS on the order status, optionally recording the error that made it invalid.
-    pub async fn set_order_status(&self, id: &str, from: &str, to: &str, error: Option<&sceau_wire::Problem>) -> Result<()> {
+    pub async fn set_order_status(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        error: Option<&sceau_wire::Problem>,
+    ) -> Result<()> {
         let n = sqlx::query("UPDATE orders SET status = $1, error = COALESCE($2, error) WHERE id = $3 AND status = $4")
             .bind(to)
             .bind(error.map(|p| serde_json::to_string(p).expect("json")))
@@ -306,18 +379,28 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        if n == 1 { Ok(()) } else { Err(StoreError::Conflict(format!("order is not {from}"))) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("order is not {from}")))
+        }
     }
 
     /// ready → processing, keeping the CSR so that an interrupted issuance can be resumed.
     pub async fn start_processing(&self, id: &str, csr_b64: &str) -> Result<()> {
-        let n = sqlx::query("UPDATE orders SET status = 'processing', csr = $1 WHERE id = $2 AND status = 'ready'")
-            .bind(csr_b64)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("order is not ready".into())) }
+        let n = sqlx::query(
+            "UPDATE orders SET status = 'processing', csr = $1 WHERE id = $2 AND status = 'ready'",
+        )
+        .bind(csr_b64)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict("order is not ready".into()))
+        }
     }
 
     /// Stores the certificate and moves its order processing → valid in one durable commit.
@@ -362,11 +445,15 @@ impl Store {
 
     /// Orders left in `processing` by a crash, to be resumed at start-up.
     pub async fn processing_orders(&self) -> Result<Vec<OrderRecord>> {
-        let q = format!("SELECT {} FROM orders WHERE status = 'processing'", Self::ORDER_COLS);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q)).fetch_all(&self.read).await?;
+        let q = format!(
+            "SELECT {} FROM orders WHERE status = 'processing'",
+            Self::ORDER_COLS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(OrderRecord::from_row).collect()
     }
-
 
     pub async fn authz_by_id(&self, id: &str) -> Result<AuthzRecord> {
         // One round trip: the authorization joined with its challenges.
@@ -382,7 +469,9 @@ impl Store {
         let mut authz = AuthzRecord::from_row(first)?;
         for row in &rows {
             if let Some(cid) = get::<Option<String>>(row, "c_id")? {
-                authz.challenges.push(ChallengeRecord::from_joined_row(row, cid, id)?);
+                authz
+                    .challenges
+                    .push(ChallengeRecord::from_joined_row(row, cid, id)?);
             }
         }
         Ok(authz)
@@ -399,7 +488,12 @@ impl Store {
 
     /// A valid, unexpired authorization of this account for this identifier (RFC 8555 §7.4:
     /// servers may reuse them), expiring after `min_expires`.
-    pub async fn reusable_authz(&self, account_id: &str, identifier: &sceau_wire::Identifier, min_expires: i64) -> Result<Option<String>> {
+    pub async fn reusable_authz(
+        &self,
+        account_id: &str,
+        identifier: &sceau_wire::Identifier,
+        min_expires: i64,
+    ) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT id FROM authzs WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3
              AND status = 'valid' AND expires > $4 ORDER BY expires DESC LIMIT 1",
@@ -414,11 +508,13 @@ impl Store {
     }
 
     pub async fn challenge_by_id(&self, id: &str) -> Result<ChallengeRecord> {
-        let row = sqlx::query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         ChallengeRecord::from_row(&row)
     }
 
@@ -433,14 +529,28 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        if n == 1 { Ok(()) } else { Err(StoreError::Conflict("challenge is not pending".into())) }
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict("challenge is not pending".into()))
+        }
     }
 
     /// Records a validation outcome: the challenge processing → valid/invalid and its
     /// authorization pending → valid/invalid, in one transaction (never half-updated).
-    pub async fn finish_challenge(&self, challenge_id: &str, authz_id: &str, error: Option<&sceau_wire::Problem>, at: i64) -> Result<()> {
+    pub async fn finish_challenge(
+        &self,
+        challenge_id: &str,
+        authz_id: &str,
+        error: Option<&sceau_wire::Problem>,
+        at: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let (status, validated) = if error.is_none() { ("valid", Some(at)) } else { ("invalid", None) };
+        let (status, validated) = if error.is_none() {
+            ("valid", Some(at))
+        } else {
+            ("invalid", None)
+        };
         let n = sqlx::query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
             .bind(status)
             .bind(validated)
@@ -487,7 +597,12 @@ impl Store {
     }
 
     /// Failed validations of `identifier` by `account_id` since `since` (R29).
-    pub async fn failed_validations_since(&self, account_id: &str, identifier_value: &str, since: i64) -> Result<i64> {
+    pub async fn failed_validations_since(
+        &self,
+        account_id: &str,
+        identifier_value: &str,
+        since: i64,
+    ) -> Result<i64> {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM audit WHERE event = 'validation.failed' AND account_id = $1 AND at >= $2 AND detail LIKE $3",
         )
@@ -501,8 +616,7 @@ impl Store {
 
     // ---- certificates -------------------------------------------------------------------
 
-    const CERT_COLS: &'static str =
-        "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at";
+    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at";
 
     pub async fn cert_by_id(&self, id: &str) -> Result<CertRecord> {
         self.cert_where("id", id).await
@@ -517,8 +631,15 @@ impl Store {
     }
 
     async fn cert_where(&self, column: &str, value: &str) -> Result<CertRecord> {
-        let q = format!("SELECT {} FROM certificates WHERE {column} = $1", Self::CERT_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(q)).bind(value).fetch_optional(&self.read).await?.ok_or(StoreError::NotFound)?;
+        let q = format!(
+            "SELECT {} FROM certificates WHERE {column} = $1",
+            Self::CERT_COLS
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(value)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         CertRecord::from_row(&row)
     }
 
@@ -547,13 +668,24 @@ impl Store {
     }
 
     pub async fn count(&self, table: Table) -> Result<i64> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", table.name()))).fetch_one(&self.read).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {}",
+            table.name()
+        )))
+        .fetch_one(&self.read)
+        .await?;
         Ok(row.try_get::<i64, _>(0)?)
     }
 
     // ---- audit --------------------------------------------------------------------------
 
-    pub async fn audit(&self, event: &str, account_id: Option<&str>, client_ip: Option<&str>, detail: &serde_json::Value) -> Result<()> {
+    pub async fn audit(
+        &self,
+        event: &str,
+        account_id: Option<&str>,
+        client_ip: Option<&str>,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(new_id())
             .bind(now())
@@ -566,7 +698,11 @@ impl Store {
         Ok(())
     }
 
-    pub async fn audit_events(&self, account_id: Option<&str>, since: i64) -> Result<Vec<AuditRecord>> {
+    pub async fn audit_events(
+        &self,
+        account_id: Option<&str>,
+        since: i64,
+    ) -> Result<Vec<AuditRecord>> {
         let rows = sqlx::query(
             "SELECT at, event, account_id, client_ip, detail FROM audit WHERE at >= $1 AND ($2 IS NULL OR account_id = $2) ORDER BY at, id",
         )
@@ -610,12 +746,16 @@ pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
-    row.try_get::<T, _>(col).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+    row.try_get::<T, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }

@@ -11,7 +11,9 @@ fn json<T: serde::de::DeserializeOwned>(col: &str, text: &str) -> Result<T> {
 }
 
 fn opt_problem(row: &AnyRow, col: &str) -> Result<Option<Problem>> {
-    get::<Option<String>>(row, col)?.map(|t| json(col, &t)).transpose()
+    get::<Option<String>>(row, col)?
+        .map(|t| json(col, &t))
+        .transpose()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +106,10 @@ impl AuthzRecord {
         Ok(AuthzRecord {
             id: get(row, "id")?,
             account_id: get(row, "account_id")?,
-            identifier: Identifier { kind: get(row, "identifier_type")?, value: get(row, "identifier_value")? },
+            identifier: Identifier {
+                kind: get(row, "identifier_type")?,
+                value: get(row, "identifier_value")?,
+            },
             status: get(row, "status")?,
             expires: get(row, "expires")?,
             token: get(row, "token")?,

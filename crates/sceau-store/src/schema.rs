@@ -23,7 +23,11 @@ pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
         if done > 0 {
             continue;
         }
-        for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--"))) {
+        for statement in script
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--")))
+        {
             sqlx::query(statement).execute(&mut *tx).await?;
         }
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")

@@ -99,38 +99,78 @@ fn order_with_authz(account_id: &str) -> (OrderRecord, AuthzRecord) {
 async fn account_key_is_unique_and_status_is_cas(dir: Backend) {
     let store = open(&dir).await;
     store.insert_account(&account("a1", "t1")).await.unwrap();
-    assert!(matches!(store.insert_account(&account("a2", "t1")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.insert_account(&account("a2", "t1")).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(store.count(Table::Accounts).await.unwrap(), 1);
-    store.set_account_status("a1", "valid", "deactivated").await.unwrap();
-    assert!(matches!(store.set_account_status("a1", "valid", "deactivated").await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.account_by_id("nope").await, Err(StoreError::NotFound)));
+    store
+        .set_account_status("a1", "valid", "deactivated")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.set_account_status("a1", "valid", "deactivated").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.account_by_id("nope").await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn key_change_refuses_a_key_in_use(dir: Backend) {
     let store = open(&dir).await;
     store.insert_account(&account("a1", "t1")).await.unwrap();
     store.insert_account(&account("a2", "t2")).await.unwrap();
-    assert!(matches!(store.change_account_key("a1", "t1", "t2", "{}").await, Err(StoreError::Conflict(_))));
-    assert!(matches!(store.change_account_key("a1", "wrong-old", "t3", "{}").await, Err(StoreError::Conflict(_))));
-    store.change_account_key("a1", "t1", "t3", "{\"k\":1}").await.unwrap();
+    assert!(matches!(
+        store.change_account_key("a1", "t1", "t2", "{}").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .change_account_key("a1", "wrong-old", "t3", "{}")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .change_account_key("a1", "t1", "t3", "{\"k\":1}")
+        .await
+        .unwrap();
     assert_eq!(store.account_by_thumbprint("t3").await.unwrap().id, "a1");
 }
 
 async fn challenge_and_authz_move_together(dir: Backend) {
     let store = open(&dir).await;
     let (order, authz) = order_with_authz("a1");
-    store.create_order(&order, std::slice::from_ref(&authz)).await.unwrap();
+    store
+        .create_order(&order, std::slice::from_ref(&authz))
+        .await
+        .unwrap();
     let ch = &authz.challenges[0];
     // finishing a challenge that never started is refused and changes nothing
-    assert!(store.finish_challenge(&ch.id, &authz.id, None, now()).await.is_err());
+    assert!(
+        store
+            .finish_challenge(&ch.id, &authz.id, None, now())
+            .await
+            .is_err()
+    );
     store.start_challenge(&ch.id, &authz.id).await.unwrap();
-    assert!(matches!(store.start_challenge(&ch.id, &authz.id).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.start_challenge(&ch.id, &authz.id).await,
+        Err(StoreError::Conflict(_))
+    ));
     let problem = Problem::new(ProblemType::IncorrectResponse, "wrong body");
-    store.finish_challenge(&ch.id, &authz.id, Some(&problem), now()).await.unwrap();
+    store
+        .finish_challenge(&ch.id, &authz.id, Some(&problem), now())
+        .await
+        .unwrap();
     let got = store.authz_by_id(&authz.id).await.unwrap();
     assert_eq!(got.status, "invalid");
     assert_eq!(got.challenges[0].status, "invalid");
-    assert_eq!(got.challenges[0].error.as_ref().unwrap().detail.as_deref(), Some("wrong body"));
+    assert_eq!(
+        got.challenges[0].error.as_ref().unwrap().detail.as_deref(),
+        Some("wrong body")
+    );
 }
 
 async fn certificate_and_order_commit_together_and_survive_reopen(dir: Backend) {
@@ -158,7 +198,10 @@ async fn certificate_and_order_commit_together_and_survive_reopen(dir: Backend) 
         // not processing yet: refused, and no certificate row appears
         assert!(store.finish_order(&cert).await.is_err());
         assert_eq!(store.count(Table::Certificates).await.unwrap(), 0);
-        store.set_order_status(&order.id, "pending", "ready", None).await.unwrap();
+        store
+            .set_order_status(&order.id, "pending", "ready", None)
+            .await
+            .unwrap();
         store.start_processing(&order.id, "csr").await.unwrap();
         store.finish_order(&cert).await.unwrap();
     }
@@ -170,5 +213,8 @@ async fn certificate_and_order_commit_together_and_survive_reopen(dir: Backend) 
     assert_eq!(c.der, cert.der);
     assert!(store.spki_seen("ff").await.unwrap());
     store.revoke_cert(&c.id, 1, now()).await.unwrap();
-    assert!(matches!(store.revoke_cert(&c.id, 1, now()).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.revoke_cert(&c.id, 1, now()).await,
+        Err(StoreError::Conflict(_))
+    ));
 }

@@ -22,15 +22,24 @@ pub struct Postgres {
 
 fn bin(name: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name))).filter(|p| p.exists()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
+                .filter(|p| p.exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().unwrap_or_else(|| panic!("test needs PostgreSQL ({name}): install it with the README's test command"))
+    versions.pop().unwrap_or_else(|| {
+        panic!("test needs PostgreSQL ({name}): install it with the README's test command")
+    })
 }
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -47,15 +56,31 @@ fn command(program: PathBuf) -> Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        let dir = tempfile::Builder::new().prefix("sceau-pg-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("sceau-pg-")
+            .tempdir()
+            .expect("temp dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let data = dir.path().join("data");
         let out = command(bin("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&data)
             .output()
             .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let port = free_port();
         let child = command(bin("postgres"))
             .arg("-D")
@@ -67,11 +92,24 @@ impl Postgres {
             .stderr(Stdio::null())
             .spawn()
             .expect("run postgres");
-        let mut pg = Postgres { url: format!("postgres://postgres@127.0.0.1:{port}/sceau"), port, child: Some(child), _dir: dir };
+        let mut pg = Postgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/sceau"),
+            port,
+            child: Some(child),
+            _dir: dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let created = Command::new(bin("createdb"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "sceau"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "postgres",
+                    "sceau",
+                ])
                 .stderr(Stdio::null())
                 .status()
                 .map(|s| s.success())
@@ -82,7 +120,10 @@ impl Postgres {
             if let Some(status) = pg.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("postgres exited during start-up: {status}");
             }
-            assert!(Instant::now() < deadline, "postgres did not accept connections within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not accept connections within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         pg
@@ -93,7 +134,10 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // runuser forwards SIGTERM to postgres: a fast shutdown.
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {

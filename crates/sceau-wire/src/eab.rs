@@ -38,12 +38,21 @@ pub enum EabError {
 
 /// Builds the binding a client puts in newAccount.
 pub fn sign(kid: &str, mac_key: &[u8], url: &str, account_jwk: &Jwk) -> Flattened {
-    let header = EabHeader { alg: "HS256".into(), kid: kid.into(), url: url.into(), nonce: None };
+    let header = EabHeader {
+        alg: "HS256".into(),
+        kid: kid.into(),
+        url: url.into(),
+        nonce: None,
+    };
     let protected = b64::encode(serde_json::to_vec(&header).expect("header serialises"));
     let payload = b64::encode(serde_json::to_vec(account_jwk).expect("jwk serialises"));
     let key = hmac::Key::new(hmac::HMAC_SHA256, mac_key);
     let tag = hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
-    Flattened { protected, payload, signature: b64::encode(tag.as_ref()) }
+    Flattened {
+        protected,
+        payload,
+        signature: b64::encode(tag.as_ref()),
+    }
 }
 
 /// The key identifier named by a binding, read before the MAC key can be looked up.
@@ -52,12 +61,18 @@ pub fn key_id(binding: &Flattened) -> Result<String, EabError> {
 }
 
 fn header(binding: &Flattened) -> Result<EabHeader, EabError> {
-    let bytes = b64::decode(&binding.protected).map_err(|_| EabError::Malformed("protected is not base64url".into()))?;
+    let bytes = b64::decode(&binding.protected)
+        .map_err(|_| EabError::Malformed("protected is not base64url".into()))?;
     serde_json::from_slice(&bytes).map_err(|e| EabError::Malformed(e.to_string()))
 }
 
 /// Verifies a binding against the MAC key of its `kid`, the outer request URL and account key.
-pub fn verify(binding: &Flattened, mac_key: &[u8], url: &str, account_jwk: &Jwk) -> Result<(), EabError> {
+pub fn verify(
+    binding: &Flattened,
+    mac_key: &[u8],
+    url: &str,
+    account_jwk: &Jwk,
+) -> Result<(), EabError> {
     let header = header(binding)?;
     if header.alg != "HS256" {
         return Err(EabError::Algorithm(header.alg));
@@ -68,11 +83,17 @@ pub fn verify(binding: &Flattened, mac_key: &[u8], url: &str, account_jwk: &Jwk)
     if header.url != url {
         return Err(EabError::Url);
     }
-    let signature = b64::decode(&binding.signature).map_err(|_| EabError::Malformed("signature".into()))?;
+    let signature =
+        b64::decode(&binding.signature).map_err(|_| EabError::Malformed("signature".into()))?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, mac_key);
-    hmac::verify(&key, format!("{}.{}", binding.protected, binding.payload).as_bytes(), &signature)
-        .map_err(|_| EabError::BadMac)?;
-    let payload = b64::decode(&binding.payload).map_err(|_| EabError::Malformed("payload".into()))?;
+    hmac::verify(
+        &key,
+        format!("{}.{}", binding.protected, binding.payload).as_bytes(),
+        &signature,
+    )
+    .map_err(|_| EabError::BadMac)?;
+    let payload =
+        b64::decode(&binding.payload).map_err(|_| EabError::Malformed("payload".into()))?;
     let inner: Jwk = serde_json::from_slice(&payload).map_err(|_| EabError::KeyMismatch)?;
     if inner.thumbprint() != account_jwk.thumbprint() {
         return Err(EabError::KeyMismatch);
@@ -95,7 +116,10 @@ mod tests {
         assert_eq!(key_id(&b).unwrap(), "kid-1");
         verify(&b, &mac, url, &account).unwrap();
         assert_eq!(verify(&b, &[8u8; 32], url, &account), Err(EabError::BadMac));
-        assert_eq!(verify(&b, &mac, "https://ca/other", &account), Err(EabError::Url));
+        assert_eq!(
+            verify(&b, &mac, "https://ca/other", &account),
+            Err(EabError::Url)
+        );
         assert_eq!(verify(&b, &mac, url, &other), Err(EabError::KeyMismatch));
     }
 }

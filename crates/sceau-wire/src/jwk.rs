@@ -46,7 +46,9 @@ impl Jwk {
                     other => return Err(JwkError::Unsupported(format!("curve {other}"))),
                 };
                 if field("x", x)?.len() != len || field("y", y)?.len() != len {
-                    return Err(JwkError::Malformed(format!("{crv} coordinates must be {len} bytes")));
+                    return Err(JwkError::Malformed(format!(
+                        "{crv} coordinates must be {len} bytes"
+                    )));
                 }
             }
             Jwk::Rsa { n, e } => {
@@ -85,7 +87,10 @@ impl Jwk {
 
     /// base64url(SHA-256(thumbprint input)) (RFC 7638 §3), as used in key authorizations.
     pub fn thumbprint(&self) -> String {
-        b64::encode(digest::digest(&digest::SHA256, self.thumbprint_input().as_bytes()))
+        b64::encode(digest::digest(
+            &digest::SHA256,
+            self.thumbprint_input().as_bytes(),
+        ))
     }
 
     /// The algorithms this key may sign with (RFC 7518 §3.1, RFC 8037 §3.1).
@@ -102,7 +107,10 @@ impl Jwk {
     /// Verifies `signature` over `message` made with `alg` by this key.
     pub fn verify(&self, alg: Alg, message: &[u8], sig: &[u8]) -> Result<(), JwkError> {
         if !self.allows(alg) {
-            return Err(JwkError::Unsupported(format!("{} with this key type", alg.name())));
+            return Err(JwkError::Unsupported(format!(
+                "{} with this key type",
+                alg.name()
+            )));
         }
         self.validate()?;
         let bad = |_| JwkError::Malformed("signature does not verify".into());
@@ -115,18 +123,24 @@ impl Jwk {
                     Alg::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
                     _ => &signature::ECDSA_P384_SHA384_FIXED,
                 };
-                signature::UnparsedPublicKey::new(algo, &point).verify(message, sig).map_err(bad)
+                signature::UnparsedPublicKey::new(algo, &point)
+                    .verify(message, sig)
+                    .map_err(bad)
             }
             Jwk::Rsa { n, e } => {
                 let components = signature::RsaPublicKeyComponents {
                     n: b64::decode(n).unwrap_or_default(),
                     e: b64::decode(e).unwrap_or_default(),
                 };
-                components.verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig).map_err(bad)
+                components
+                    .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
+                    .map_err(bad)
             }
             Jwk::Okp { x, .. } => {
                 let key = b64::decode(x).unwrap_or_default();
-                signature::UnparsedPublicKey::new(&signature::ED25519, &key).verify(message, sig).map_err(bad)
+                signature::UnparsedPublicKey::new(&signature::ED25519, &key)
+                    .verify(message, sig)
+                    .map_err(bad)
             }
         }
     }
@@ -161,17 +175,31 @@ mod tests {
             n: "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into(),
             e: "AQAB".into(),
         };
-        assert_eq!(jwk.thumbprint(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            jwk.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
         jwk.validate().unwrap();
     }
 
     #[test]
     fn refuses_short_rsa_and_odd_curves() {
-        let short = Jwk::Rsa { n: b64::encode([0xffu8; 128]), e: "AQAB".into() };
+        let short = Jwk::Rsa {
+            n: b64::encode([0xffu8; 128]),
+            e: "AQAB".into(),
+        };
         assert!(matches!(short.validate(), Err(JwkError::Unsupported(_))));
-        let p521 = Jwk::Ec { crv: "P-521".into(), x: "AA".into(), y: "AA".into() };
+        let p521 = Jwk::Ec {
+            crv: "P-521".into(),
+            x: "AA".into(),
+            y: "AA".into(),
+        };
         assert!(p521.validate().is_err());
-        let bad_len = Jwk::Ec { crv: "P-256".into(), x: b64::encode([1u8; 31]), y: b64::encode([1u8; 32]) };
+        let bad_len = Jwk::Ec {
+            crv: "P-256".into(),
+            x: b64::encode([1u8; 31]),
+            y: b64::encode([1u8; 32]),
+        };
         assert!(bad_len.validate().is_err());
     }
 }

@@ -97,7 +97,8 @@ pub struct ParsedJws {
 
 impl ParsedJws {
     pub fn parse(body: &[u8]) -> Result<Self, JwsError> {
-        let raw: Flattened = serde_json::from_slice(body).map_err(|e| JwsError::Malformed(e.to_string()))?;
+        let raw: Flattened =
+            serde_json::from_slice(body).map_err(|e| JwsError::Malformed(e.to_string()))?;
         Self::from_flattened(raw)
     }
 
@@ -107,18 +108,28 @@ impl ParsedJws {
         let header: ProtectedHeader = serde_json::from_slice(&header_bytes)
             .map_err(|e| JwsError::Malformed(format!("protected header: {e}")))?;
         if header.crit.is_some() {
-            return Err(JwsError::Malformed("\"crit\" names an extension this server does not understand".into()));
+            return Err(JwsError::Malformed(
+                "\"crit\" names an extension this server does not understand".into(),
+            ));
         }
         if header.b64.is_some() {
             return Err(JwsError::Malformed("\"b64\" is not allowed".into()));
         }
-        let alg = Alg::from_name(&header.alg).ok_or_else(|| JwsError::BadAlgorithm(header.alg.clone()))?;
-        let payload =
-            b64::decode(&raw.payload).map_err(|_| JwsError::Malformed("payload is not base64url".into()))?;
-        let signature =
-            b64::decode(&raw.signature).map_err(|_| JwsError::Malformed("signature is not base64url".into()))?;
+        let alg = Alg::from_name(&header.alg)
+            .ok_or_else(|| JwsError::BadAlgorithm(header.alg.clone()))?;
+        let payload = b64::decode(&raw.payload)
+            .map_err(|_| JwsError::Malformed("payload is not base64url".into()))?;
+        let signature = b64::decode(&raw.signature)
+            .map_err(|_| JwsError::Malformed("signature is not base64url".into()))?;
         let signing_input = format!("{}.{}", raw.protected, raw.payload).into_bytes();
-        Ok(ParsedJws { header, alg, payload, signature, signing_input, raw })
+        Ok(ParsedJws {
+            header,
+            alg,
+            payload,
+            signature,
+            signing_input,
+            raw,
+        })
     }
 
     /// Checks that exactly one of `jwk` and `kid` is present (RFC 8555 §6.2).
@@ -132,12 +143,17 @@ impl ParsedJws {
 
     pub fn verify(&self, key: &Jwk) -> Result<(), JwsError> {
         if !key.allows(self.alg) {
-            return Err(JwsError::BadAlgorithm(format!("{} does not match the key type", self.alg.name())));
+            return Err(JwsError::BadAlgorithm(format!(
+                "{} does not match the key type",
+                self.alg.name()
+            )));
         }
-        key.validate().map_err(|e| JwsError::BadKey(e.to_string()))?;
-        key.verify(self.alg, &self.signing_input, &self.signature).map_err(|e| match e {
-            JwkError::Malformed(m) | JwkError::Unsupported(m) => JwsError::BadSignature(m),
-        })
+        key.validate()
+            .map_err(|e| JwsError::BadKey(e.to_string()))?;
+        key.verify(self.alg, &self.signing_input, &self.signature)
+            .map_err(|e| match e {
+                JwkError::Malformed(m) | JwkError::Unsupported(m) => JwsError::BadSignature(m),
+            })
     }
 
     /// The signing input, for MAC checks (EAB) done outside this module.
@@ -192,7 +208,11 @@ pub fn sign(
     let protected = b64::encode(serde_json::to_vec(&header).expect("header serialises"));
     let payload = payload.map(b64::encode).unwrap_or_default();
     let signature = key.sign(format!("{protected}.{payload}").as_bytes())?;
-    Ok(Flattened { protected, payload, signature: b64::encode(signature) })
+    Ok(Flattened {
+        protected,
+        payload,
+        signature: b64::encode(signature),
+    })
 }
 
 #[cfg(test)]
@@ -202,13 +222,27 @@ mod tests {
 
     #[test]
     fn sign_then_verify_every_key_kind() {
-        for kind in [KeyKind::P256, KeyKind::P384, KeyKind::Ed25519, KeyKind::Rsa2048] {
+        for kind in [
+            KeyKind::P256,
+            KeyKind::P384,
+            KeyKind::Ed25519,
+            KeyKind::Rsa2048,
+        ] {
             let key = AccountKey::generate(kind).unwrap();
-            let jws = sign(&key, Signer::Jwk, Some("n1"), "https://ca/new-acct", Some(b"{}")).unwrap();
+            let jws = sign(
+                &key,
+                Signer::Jwk,
+                Some("n1"),
+                "https://ca/new-acct",
+                Some(b"{}"),
+            )
+            .unwrap();
             let body = serde_json::to_vec(&jws).unwrap();
             let parsed = ParsedJws::parse(&body).unwrap();
             assert_eq!(parsed.alg, key.alg());
-            let KeyRef::Jwk(jwk) = parsed.key_reference().unwrap() else { panic!("jwk expected") };
+            let KeyRef::Jwk(jwk) = parsed.key_reference().unwrap() else {
+                panic!("jwk expected")
+            };
             parsed.verify(jwk).unwrap();
             assert_eq!(jwk.thumbprint(), key.jwk().thumbprint());
 
@@ -221,10 +255,20 @@ mod tests {
     #[test]
     fn tampered_payload_fails() {
         let key = AccountKey::generate(KeyKind::P256).unwrap();
-        let mut jws = sign(&key, Signer::Kid("https://ca/acct/1"), Some("n"), "https://ca/x", Some(b"{}")).unwrap();
+        let mut jws = sign(
+            &key,
+            Signer::Kid("https://ca/acct/1"),
+            Some("n"),
+            "https://ca/x",
+            Some(b"{}"),
+        )
+        .unwrap();
         jws.payload = b64::encode(b"{\"a\":1}");
         let parsed = ParsedJws::from_flattened(jws).unwrap();
-        assert!(matches!(parsed.verify(&key.jwk()), Err(JwsError::BadSignature(_))));
+        assert!(matches!(
+            parsed.verify(&key.jwk()),
+            Err(JwsError::BadSignature(_))
+        ));
     }
 
     #[test]
@@ -236,7 +280,10 @@ mod tests {
             r#"{{"protected":"{}","payload":"","signature":"{}","header":{{}}}}"#,
             good.protected, good.signature
         );
-        assert!(matches!(ParsedJws::parse(with_header.as_bytes()), Err(JwsError::Malformed(_))));
+        assert!(matches!(
+            ParsedJws::parse(with_header.as_bytes()),
+            Err(JwsError::Malformed(_))
+        ));
 
         let hdr = |h: serde_json::Value| Flattened {
             protected: b64::encode(h.to_string()),
@@ -245,16 +292,36 @@ mod tests {
         };
         let jwk = serde_json::to_value(key.jwk()).unwrap();
         let none = hdr(serde_json::json!({"alg":"none","url":"u","nonce":"n","jwk":jwk}));
-        assert!(matches!(ParsedJws::from_flattened(none), Err(JwsError::BadAlgorithm(_))));
+        assert!(matches!(
+            ParsedJws::from_flattened(none),
+            Err(JwsError::BadAlgorithm(_))
+        ));
         let hs = hdr(serde_json::json!({"alg":"HS256","url":"u","nonce":"n","jwk":jwk}));
-        assert!(matches!(ParsedJws::from_flattened(hs), Err(JwsError::BadAlgorithm(_))));
+        assert!(matches!(
+            ParsedJws::from_flattened(hs),
+            Err(JwsError::BadAlgorithm(_))
+        ));
         let crit = hdr(serde_json::json!({"alg":"ES256","url":"u","jwk":jwk,"crit":["exp"]}));
-        assert!(matches!(ParsedJws::from_flattened(crit), Err(JwsError::Malformed(_))));
+        assert!(matches!(
+            ParsedJws::from_flattened(crit),
+            Err(JwsError::Malformed(_))
+        ));
         let both = hdr(serde_json::json!({"alg":"ES256","url":"u","jwk":jwk,"kid":"k"}));
-        assert!(matches!(ParsedJws::from_flattened(both).unwrap().key_reference(), Err(JwsError::KeyReference)));
+        assert!(matches!(
+            ParsedJws::from_flattened(both).unwrap().key_reference(),
+            Err(JwsError::KeyReference)
+        ));
         let neither = hdr(serde_json::json!({"alg":"ES256","url":"u"}));
-        assert!(ParsedJws::from_flattened(neither).unwrap().key_reference().is_err());
-        let padded = Flattened { payload: "e30=".into(), ..good.clone() };
+        assert!(
+            ParsedJws::from_flattened(neither)
+                .unwrap()
+                .key_reference()
+                .is_err()
+        );
+        let padded = Flattened {
+            payload: "e30=".into(),
+            ..good.clone()
+        };
         assert!(ParsedJws::from_flattened(padded).is_err());
     }
 }

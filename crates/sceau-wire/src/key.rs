@@ -25,8 +25,14 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 6] =
-        [KeyKind::P256, KeyKind::P384, KeyKind::Ed25519, KeyKind::Rsa2048, KeyKind::Rsa3072, KeyKind::Rsa4096];
+    pub const ALL: [KeyKind; 6] = [
+        KeyKind::P256,
+        KeyKind::P384,
+        KeyKind::Ed25519,
+        KeyKind::Rsa2048,
+        KeyKind::Rsa3072,
+        KeyKind::Rsa4096,
+    ];
 
     /// The spelling used on command lines and in configuration files.
     pub fn name(self) -> &'static str {
@@ -88,16 +94,22 @@ impl AccountKey {
     pub fn generate(kind: KeyKind) -> Result<Self, KeyError> {
         let g = |_| KeyError::Generate;
         Ok(match kind {
-            KeyKind::P256 => {
-                AccountKey::P256(EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(g)?)
-            }
-            KeyKind::P384 => {
-                AccountKey::P384(EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).map_err(g)?)
-            }
+            KeyKind::P256 => AccountKey::P256(
+                EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).map_err(g)?,
+            ),
+            KeyKind::P384 => AccountKey::P384(
+                EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).map_err(g)?,
+            ),
             KeyKind::Ed25519 => AccountKey::Ed25519(Ed25519KeyPair::generate().map_err(g)?),
-            KeyKind::Rsa2048 => AccountKey::Rsa(aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).map_err(g)?),
-            KeyKind::Rsa3072 => AccountKey::Rsa(aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa3072).map_err(g)?),
-            KeyKind::Rsa4096 => AccountKey::Rsa(aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa4096).map_err(g)?),
+            KeyKind::Rsa2048 => {
+                AccountKey::Rsa(aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048).map_err(g)?)
+            }
+            KeyKind::Rsa3072 => {
+                AccountKey::Rsa(aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa3072).map_err(g)?)
+            }
+            KeyKind::Rsa4096 => {
+                AccountKey::Rsa(aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa4096).map_err(g)?)
+            }
         })
     }
 
@@ -123,7 +135,9 @@ impl AccountKey {
 
     pub fn to_pkcs8_der(&self) -> Vec<u8> {
         let doc = match self {
-            AccountKey::P256(k) | AccountKey::P384(k) => k.to_pkcs8v1().map(|d| d.as_ref().to_vec()),
+            AccountKey::P256(k) | AccountKey::P384(k) => {
+                k.to_pkcs8v1().map(|d| d.as_ref().to_vec())
+            }
             AccountKey::Ed25519(k) => k.to_pkcs8v1().map(|d| d.as_ref().to_vec()),
             AccountKey::Rsa(k) => AsDer::<Pkcs8V1Der>::as_der(k).map(|d| d.as_ref().to_vec()),
         };
@@ -167,7 +181,10 @@ impl AccountKey {
                     y: b64::encode(&point[1 + half..]),
                 }
             }
-            AccountKey::Ed25519(k) => Jwk::Okp { crv: "Ed25519".into(), x: b64::encode(k.public_key().as_ref()) },
+            AccountKey::Ed25519(k) => Jwk::Okp {
+                crv: "Ed25519".into(),
+                x: b64::encode(k.public_key().as_ref()),
+            },
             AccountKey::Rsa(k) => {
                 let public = k.public_key();
                 Jwk::Rsa {
@@ -182,13 +199,15 @@ impl AccountKey {
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let rng = SystemRandom::new();
         match self {
-            AccountKey::P256(k) | AccountKey::P384(k) => {
-                k.sign(&rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| KeyError::Sign)
-            }
+            AccountKey::P256(k) | AccountKey::P384(k) => k
+                .sign(&rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Sign),
             AccountKey::Ed25519(k) => Ok(k.sign(message).as_ref().to_vec()),
             AccountKey::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig).map_err(|_| KeyError::Sign)?;
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
         }
@@ -221,7 +240,10 @@ pub fn pem_decode_all(text: &str, label: &str) -> Vec<Vec<u8>> {
     while let Some(start) = rest.find(&begin) {
         let after = &rest[start + begin.len()..];
         let Some(stop) = after.find(&end) else { break };
-        let body: String = after[..stop].chars().filter(|c| !c.is_whitespace()).collect();
+        let body: String = after[..stop]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         match base64::engine::general_purpose::STANDARD.decode(body) {
             Ok(der) => out.push(der),
             Err(_) => break,
@@ -237,7 +259,12 @@ mod tests {
 
     #[test]
     fn pem_round_trip_keeps_the_key() {
-        for kind in [KeyKind::P256, KeyKind::P384, KeyKind::Ed25519, KeyKind::Rsa2048] {
+        for kind in [
+            KeyKind::P256,
+            KeyKind::P384,
+            KeyKind::Ed25519,
+            KeyKind::Rsa2048,
+        ] {
             let key = AccountKey::generate(kind).unwrap();
             let pem = key.to_pem();
             assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
@@ -245,7 +272,10 @@ mod tests {
             assert_eq!(back.kind(), kind);
             assert_eq!(back.jwk(), key.jwk());
         }
-        assert!(matches!(AccountKey::from_pem("nothing"), Err(KeyError::Pem)));
+        assert!(matches!(
+            AccountKey::from_pem("nothing"),
+            Err(KeyError::Pem)
+        ));
     }
 
     #[test]

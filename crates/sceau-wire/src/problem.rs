@@ -182,15 +182,23 @@ mod tests {
         for t in ProblemType::ALL {
             assert_eq!(ProblemType::from_urn(&t.urn()), Some(*t));
         }
-        assert_eq!(ProblemType::BadCsr.urn(), "urn:ietf:params:acme:error:badCSR");
+        assert_eq!(
+            ProblemType::BadCsr.urn(),
+            "urn:ietf:params:acme:error:badCSR"
+        );
         assert_eq!(ProblemType::from_urn("urn:other:badNonce"), None);
     }
 
     #[test]
     fn serialises_with_subproblems() {
-        let p = Problem::new(ProblemType::RejectedIdentifier, "names refused").with_subproblems(vec![
-            Subproblem::new(ProblemType::RejectedIdentifier, "not allowed", Identifier::dns("a.example")),
-        ]);
+        let p =
+            Problem::new(ProblemType::RejectedIdentifier, "names refused").with_subproblems(vec![
+                Subproblem::new(
+                    ProblemType::RejectedIdentifier,
+                    "not allowed",
+                    Identifier::dns("a.example"),
+                ),
+            ]);
         let v: serde_json::Value = serde_json::to_value(&p).unwrap();
         assert_eq!(v["type"], "urn:ietf:params:acme:error:rejectedIdentifier");
         assert_eq!(v["status"], 400);

@@ -120,16 +120,26 @@ impl Identifier {
     pub const IP: &'static str = "ip";
 
     pub fn dns(value: impl Into<String>) -> Self {
-        Identifier { kind: Self::DNS.to_owned(), value: value.into() }
+        Identifier {
+            kind: Self::DNS.to_owned(),
+            value: value.into(),
+        }
     }
 
     pub fn ip(value: impl Into<String>) -> Self {
-        Identifier { kind: Self::IP.to_owned(), value: value.into() }
+        Identifier {
+            kind: Self::IP.to_owned(),
+            value: value.into(),
+        }
     }
 
     /// `dns` for names, `ip` for anything that parses as an IP address.
     pub fn guess(value: &str) -> Self {
-        if value.parse::<std::net::IpAddr>().is_ok() { Self::ip(value) } else { Self::dns(value) }
+        if value.parse::<std::net::IpAddr>().is_ok() {
+            Self::ip(value)
+        } else {
+            Self::dns(value)
+        }
     }
 
     pub fn is_dns(&self) -> bool {
@@ -162,12 +172,24 @@ pub enum OrderStatus {
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub status: OrderStatus,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires: Option<OffsetDateTime>,
     pub identifiers: Vec<Identifier>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_before: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_after: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
@@ -186,9 +208,17 @@ pub struct Order {
 #[serde(rename_all = "camelCase")]
 pub struct NewOrder {
     pub identifiers: Vec<Identifier>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_before: Option<OffsetDateTime>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_after: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
@@ -219,7 +249,11 @@ pub enum AuthorizationStatus {
 pub struct Authorization {
     pub identifier: Identifier,
     pub status: AuthorizationStatus,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires: Option<OffsetDateTime>,
     pub challenges: Vec<Challenge>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +291,11 @@ pub struct Challenge {
     pub status: ChallengeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub validated: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
@@ -282,7 +320,11 @@ pub struct Revocation {
 #[serde(rename_all = "camelCase")]
 pub struct RenewalInfo {
     pub suggested_window: SuggestedWindow,
-    #[serde(rename = "explanationURL", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "explanationURL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub explanation_url: Option<String>,
 }
 
@@ -297,7 +339,11 @@ pub struct SuggestedWindow {
 /// The ARI certificate identifier (RFC 9773 §4.1): base64url of the Authority Key Identifier's
 /// keyIdentifier, a dot, base64url of the DER serial number's content octets.
 pub fn ari_cert_id(authority_key_id: &[u8], serial_der_content: &[u8]) -> String {
-    format!("{}.{}", crate::b64::encode(authority_key_id), crate::b64::encode(serial_der_content))
+    format!(
+        "{}.{}",
+        crate::b64::encode(authority_key_id),
+        crate::b64::encode(serial_der_content)
+    )
 }
 
 /// Splits an ARI certificate identifier back into (keyIdentifier, serial content octets).
@@ -370,7 +416,10 @@ mod tests {
     fn ari_id_round_trip() {
         let id = ari_cert_id(&[1, 2, 3], &[0, 0x87, 0x65]);
         assert_eq!(id, "AQID.AIdl");
-        assert_eq!(parse_ari_cert_id(&id), Some((vec![1, 2, 3], vec![0, 0x87, 0x65])));
+        assert_eq!(
+            parse_ari_cert_id(&id),
+            Some((vec![1, 2, 3], vec![0, 0x87, 0x65]))
+        );
         assert_eq!(parse_ari_cert_id("AQID"), None);
         assert_eq!(parse_ari_cert_id("AQ==.AA"), None);
     }

@@ -31,7 +31,8 @@ impl Server {
     /// Starts sceau-server on free ports with a fresh data directory and knot DNS for `test.`;
     /// `extra` adds flags (e.g. `--eab off`).
     pub fn start(extra: &[&str]) -> Server {
-        let dns = KnotDns::start("test.").expect("knot DNS for tests (install with the README's test command)");
+        let dns = KnotDns::start("test.")
+            .expect("knot DNS for tests (install with the README's test command)");
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             child: None,
@@ -48,7 +49,9 @@ impl Server {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.shared_data_dir.clone().unwrap_or_else(|| self.dir.path().join("data"))
+        self.shared_data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     /// A second instance sharing `first`'s data directory (CA) and DNS server, with `extra`
@@ -66,7 +69,8 @@ impl Server {
             shared_data_dir: Some(first.data_dir()),
         };
         // Validations of either instance must see the same records: use the first's DNS.
-        s.args.extend(["--dns-server".to_owned(), first.dns.addr.to_string()]);
+        s.args
+            .extend(["--dns-server".to_owned(), first.dns.addr.to_string()]);
         s.spawn();
         s
     }
@@ -98,7 +102,11 @@ impl Server {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .args(if self.args.iter().any(|a| a == "--dns-server") { vec![] } else { vec!["--dns-server".to_owned(), self.dns.addr.to_string()] })
+            .args(if self.args.iter().any(|a| a == "--dns-server") {
+                vec![]
+            } else {
+                vec!["--dns-server".to_owned(), self.dns.addr.to_string()]
+            })
             .arg("--http01-port")
             .arg(self.http01_port.to_string())
             .arg("--tlsalpn01-port")
@@ -142,7 +150,10 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "sceau-server said ready but does not accept connections");
+            assert!(
+                Instant::now() < deadline,
+                "sceau-server said ready but does not accept connections"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -188,7 +199,11 @@ pub fn http_client(root_pem: &std::path::Path) -> reqwest::Client {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// An http-01 responder: serves key authorizations by token on 127.0.0.1:`port`.
@@ -201,10 +216,14 @@ impl Http01 {
     pub async fn start(port: u16) -> Http01 {
         let me = Http01::default();
         let tokens = me.tokens.clone();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else { continue };
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let tokens = tokens.clone();
                 tokio::spawn(async move {
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -212,7 +231,9 @@ impl Http01 {
                     let n = stream.read(&mut buf).await.unwrap_or(0);
                     let req = String::from_utf8_lossy(&buf[..n]);
                     let path = req.split_whitespace().nth(1).unwrap_or("");
-                    let token = path.strip_prefix("/.well-known/acme-challenge/").unwrap_or("");
+                    let token = path
+                        .strip_prefix("/.well-known/acme-challenge/")
+                        .unwrap_or("");
                     let body = tokens.lock().unwrap().get(token).cloned();
                     let resp = match body {
                         Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len()),
@@ -226,7 +247,10 @@ impl Http01 {
     }
 
     pub fn set(&self, token: &str, key_authz: &str) {
-        self.tokens.lock().unwrap().insert(token.to_owned(), key_authz.to_owned());
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), key_authz.to_owned());
     }
 }
 
@@ -241,10 +265,17 @@ impl Resp {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
     pub fn problem_type(&self) -> String {
-        self.json()["type"].as_str().unwrap_or("").trim_start_matches("urn:ietf:params:acme:error:").to_owned()
+        self.json()["type"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("urn:ietf:params:acme:error:")
+            .to_owned()
     }
     pub fn location(&self) -> String {
-        self.headers.get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+        self.headers
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -259,8 +290,20 @@ pub struct Raw {
 impl Raw {
     pub async fn new(server: &Server) -> Raw {
         let http = http_client(&server.root_pem());
-        let dir: Directory = http.get(server.directory_url()).send().await.unwrap().json().await.unwrap();
-        Raw { http, dir, key: AccountKey::generate(KeyKind::P256).unwrap(), kid: None }
+        let dir: Directory = http
+            .get(server.directory_url())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Raw {
+            http,
+            dir,
+            key: AccountKey::generate(KeyKind::P256).unwrap(),
+            kid: None,
+        }
     }
 
     pub async fn nonce(&self) -> String {
@@ -273,10 +316,21 @@ impl Raw {
     }
 
     pub async fn send_body(&self, url: &str, body: Vec<u8>) -> Resp {
-        let r = self.http.post(url).header("content-type", "application/jose+json").body(body).send().await.unwrap();
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", "application/jose+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
-        Resp { status, headers, body: r.bytes().await.unwrap().to_vec() }
+        Resp {
+            status,
+            headers,
+            body: r.bytes().await.unwrap().to_vec(),
+        }
     }
 
     /// Signs with the account `kid` if registered, else with the `jwk`.
@@ -297,8 +351,20 @@ impl Raw {
 
     pub async fn register(&mut self) -> Resp {
         let url = self.dir.new_account.clone();
-        let r = self.post(&url, Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:ops@example.test"]}))).await;
-        assert!(r.status == 201 || r.status == 200, "newAccount: {} {}", r.status, String::from_utf8_lossy(&r.body));
+        let r = self
+            .post(
+                &url,
+                Some(
+                    &json!({"termsOfServiceAgreed": true, "contact": ["mailto:ops@example.test"]}),
+                ),
+            )
+            .await;
+        assert!(
+            r.status == 201 || r.status == 200,
+            "newAccount: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
         self.kid = Some(r.location());
         r
     }
@@ -321,12 +387,29 @@ impl Raw {
             if authz["status"] == "valid" {
                 continue;
             }
-            let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
-            responder.set(ch["token"].as_str().unwrap(), &self.key_authz(ch["token"].as_str().unwrap()));
-            let r = self.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
-            assert_eq!(r.status, 200, "challenge: {}", String::from_utf8_lossy(&r.body));
+            let ch = authz["challenges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "http-01")
+                .unwrap()
+                .clone();
+            responder.set(
+                ch["token"].as_str().unwrap(),
+                &self.key_authz(ch["token"].as_str().unwrap()),
+            );
+            let r = self
+                .post(ch["url"].as_str().unwrap(), Some(&json!({})))
+                .await;
+            assert_eq!(
+                r.status,
+                200,
+                "challenge: {}",
+                String::from_utf8_lossy(&r.body)
+            );
         }
-        self.poll(order_url(order, self).as_str(), &["pending"]).await
+        self.poll(order_url(order, self).as_str(), &["pending"])
+            .await
     }
 
     /// POST-as-GET `url` until its status is not one of `waiting`.
@@ -344,13 +427,21 @@ impl Raw {
 
 /// The order URL is the Location of newOrder; tests keep it alongside the body as `_url`.
 fn order_url(order: &Value, _c: &Raw) -> String {
-    order["_url"].as_str().expect("order JSON with _url").to_owned()
+    order["_url"]
+        .as_str()
+        .expect("order JSON with _url")
+        .to_owned()
 }
 
 /// newOrder, keeping the order URL in `_url`.
 pub async fn order(c: &Raw, names: &[&str]) -> Value {
     let r = c.new_order(names).await;
-    assert_eq!(r.status, 201, "newOrder: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        201,
+        "newOrder: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let mut v = r.json();
     v["_url"] = json!(r.location());
     v
@@ -363,11 +454,16 @@ pub fn csr(names: &[&str]) -> (String, rcgen::KeyPair) {
 }
 
 pub fn csr_with_key(names: &[&str], key: &rcgen::KeyPair) -> (String, rcgen::KeyPair) {
-    let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
     // rcgen's default subject CN is not a host name; real clients send none or the first name.
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params.serialize_request(key).unwrap();
-    (b64::encode(csr.der()), rcgen::KeyPair::from_pem(&key.serialize_pem()).unwrap())
+    (
+        b64::encode(csr.der()),
+        rcgen::KeyPair::from_pem(&key.serialize_pem()).unwrap(),
+    )
 }
 
 /// Full issuance for `names` over http-01; returns (order JSON after finalize, PEM chain).
@@ -377,8 +473,15 @@ pub async fn issue(c: &Raw, responder: &Http01, names: &[&str]) -> (Value, Strin
     let ready = c.solve_http01(&o, responder).await;
     assert_eq!(ready["status"], "ready", "order after validation: {ready}");
     let (csr, _) = csr(names);
-    let r = c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr}))).await;
-    assert_eq!(r.status, 200, "finalize: {}", String::from_utf8_lossy(&r.body));
+    let r = c
+        .post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr})))
+        .await;
+    assert_eq!(
+        r.status,
+        200,
+        "finalize: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     let mut done = c.poll(&url, &["processing"]).await;
     assert_eq!(done["status"], "valid");
     done["_url"] = json!(url);
@@ -390,7 +493,9 @@ pub async fn issue(c: &Raw, responder: &Http01, names: &[&str]) -> (Value, Strin
 /// `openssl verify` of a leaf+chain PEM against the server's root.
 pub fn openssl_verify(server: &Server, chain_pem: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let blocks: Vec<&str> = chain_pem.split_inclusive("-----END CERTIFICATE-----\n").collect();
+    let blocks: Vec<&str> = chain_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
     assert!(blocks.len() >= 2, "chain has leaf and intermediate");
     std::fs::write(dir.path().join("leaf.pem"), blocks[0]).unwrap();
     std::fs::write(dir.path().join("chain.pem"), blocks[1..].concat()).unwrap();
@@ -402,7 +507,11 @@ pub fn openssl_verify(server: &Server, chain_pem: &str) {
         .arg(dir.path().join("leaf.pem"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "openssl verify: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn socket(port: u16) -> SocketAddr {
