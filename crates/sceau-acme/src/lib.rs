@@ -54,6 +54,9 @@ pub struct AcmeConfig {
     pub refuse_key_reuse: bool,
     /// R29: failed validations allowed per account, per identifier, per hour (`None`: no limit).
     pub max_failed_validations_per_hour: Option<u32>,
+    /// R42's explicit exception: wildcard names may be ordered (validated with dns-01 only);
+    /// with EAB, only by accounts whose external account allows them.
+    pub allow_wildcards: bool,
 }
 
 impl AcmeConfig {
@@ -73,6 +76,7 @@ impl AcmeConfig {
             max_body_bytes: 64 * 1024,
             refuse_key_reuse: false,
             max_failed_validations_per_hour: Some(5),
+            allow_wildcards: false,
         }
     }
 }

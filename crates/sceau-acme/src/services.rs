@@ -80,16 +80,31 @@ fn spki_sha256(spki: &[u8]) -> String {
 }
 
 /// Checks and normalises one identifier; the error is the subproblem to report.
-fn normalise_identifier(id: &Identifier) -> Result<Identifier, Subproblem> {
+/// Why wildcards are refused for an order, or `None` when they are allowed.
+const NO_WILDCARDS: &str = "wildcard names are not issued (agency guide R42)";
+const WILDCARDS_NEED_BINDING: &str = "wildcard names are only issued to accounts bound to an external account that allows them (R42)";
+
+/// `wildcard_refusal`: `None` if a leading `*.` label is allowed, else why it is not.
+fn normalise_identifier(
+    id: &Identifier,
+    wildcard_refusal: Option<&str>,
+) -> Result<Identifier, Subproblem> {
     let refuse = |kind, detail: &str| Err(Subproblem::new(kind, detail, id.clone()));
     match id.kind.as_str() {
         Identifier::DNS => {
             let name = id.value.to_ascii_lowercase();
-            if name.starts_with("*.") {
-                return refuse(
-                    ProblemType::RejectedIdentifier,
-                    "wildcard names are not issued (agency guide R42)",
-                );
+            if let Some(base) = name.strip_prefix("*.") {
+                if let Some(why) = wildcard_refusal {
+                    return refuse(ProblemType::RejectedIdentifier, why);
+                }
+                // RFC 8555 §7.1.3: the base name must itself be a valid name.
+                return match normalise_identifier(&Identifier::dns(base), Some(NO_WILDCARDS)) {
+                    Ok(b) => Ok(Identifier::dns(format!("*.{}", b.value))),
+                    Err(sub) => Err(Subproblem {
+                        identifier: Some(id.clone()),
+                        ..sub
+                    }),
+                };
             }
             if name.is_empty() || name.len() > 253 || name.ends_with('.') {
                 return refuse(ProblemType::RejectedIdentifier, "not a valid DNS name");
@@ -563,8 +578,15 @@ impl Acme {
         }
         let mut identifiers = BTreeSet::new();
         let mut refused = Vec::new();
+        let wildcard_refusal = if !self.config.allow_wildcards {
+            Some(NO_WILDCARDS)
+        } else if self.config.eab != EabMode::Off && account.eab_kid.is_none() {
+            Some(WILDCARDS_NEED_BINDING)
+        } else {
+            None
+        };
         for id in &payload.identifiers {
-            match normalise_identifier(id) {
+            match normalise_identifier(id, wildcard_refusal) {
                 Ok(n) => {
                     identifiers.insert(n);
                 }
@@ -598,18 +620,26 @@ impl Acme {
         let pending_expires = now + self.config.pending_authz_lifetime.as_secs() as i64;
         let mut authz_ids = Vec::with_capacity(identifiers.len());
         let mut new_authzs = Vec::new();
-        for id in &identifiers {
+        for ordered in &identifiers {
+            // RFC 8555 §7.1.3: a wildcard's authorization is for its base name, marked
+            // `wildcard`, and only dns-01 can prove it (§8.3, RFC 8737 §3 exclude wildcards).
+            let (id, wildcard) = match ordered.value.strip_prefix("*.") {
+                Some(base) => (&Identifier::dns(base), true),
+                None => (ordered, false),
+            };
             // Reuse a valid authorization that outlives the order (RFC 8555 §7.4 allows it).
             if let Some(existing) = self
                 .store
-                .reusable_authz(&account.id, id, now + 86400)
+                .reusable_authz(&account.id, id, wildcard, now + 86400)
                 .await?
             {
                 authz_ids.push(existing);
                 continue;
             }
             let authz_id = new_id();
-            let kinds: &[&str] = if id.is_ip() {
+            let kinds: &[&str] = if wildcard {
+                &[challenge_type::DNS_01]
+            } else if id.is_ip() {
                 // RFC 8738 §7: dns-01 does not apply to IP identifiers.
                 &[challenge_type::HTTP_01, challenge_type::TLS_ALPN_01]
             } else {
@@ -637,7 +667,7 @@ impl Acme {
                 status: "pending".into(),
                 expires: pending_expires,
                 token: random_token(),
-                wildcard: false,
+                wildcard,
                 created_at: now,
                 challenges,
             });
@@ -1024,7 +1054,13 @@ impl Acme {
         // RFC 8659 §3 / RFC 8657: CAA is checked once control is shown, before issuance.
         let result = match result {
             Ok(()) if id.is_dns() => {
-                v.caa(id, &self.urls.account(&account.id), &challenge.kind)
+                // RFC 8659 §4.3: a wildcard is checked against issuewild.
+                let caa_id = if authz.wildcard {
+                    Identifier::dns(format!("*.{}", id.value))
+                } else {
+                    id.clone()
+                };
+                v.caa(&caa_id, &self.urls.account(&account.id), &challenge.kind)
                     .await
             }
             other => other,
@@ -1118,7 +1154,7 @@ impl Acme {
         order: &OrderRecord,
         der: &[u8],
     ) -> AcmeResult<sceau_ca::csr::ParsedCsr> {
-        let parsed = sceau_ca::csr::parse_and_check(der)
+        let parsed = sceau_ca::csr::parse_and_check_with(der, self.config.allow_wildcards)
             .map_err(|e| AcmeError::new(ProblemType::BadCsr, e.to_string()))?;
         let wanted: BTreeSet<Identifier> = order.identifiers.iter().cloned().collect();
         if parsed.identifiers != wanted {
@@ -1364,7 +1400,12 @@ impl Acme {
         for id in &info.identifiers {
             if self
                 .store
-                .reusable_authz(&account.id, id, now())
+                .reusable_authz(
+                    &account.id,
+                    &Identifier::dns(id.value.strip_prefix("*.").unwrap_or(&id.value)),
+                    id.value.starts_with("*."),
+                    now(),
+                )
                 .await?
                 .is_none()
             {
@@ -1434,7 +1475,7 @@ impl Acme {
                     .as_deref()
                     .ok_or_else(|| AcmeError::malformed("no CSR kept"))?;
                 let der = b64::decode(csr).map_err(|_| AcmeError::malformed("stored CSR"))?;
-                let parsed = sceau_ca::csr::parse_and_check(&der)
+                let parsed = sceau_ca::csr::parse_and_check_with(&der, self.config.allow_wildcards)
                     .map_err(|e| AcmeError::new(ProblemType::BadCsr, e.to_string()))?;
                 self.issue(order.clone(), parsed.public_key_spki_der, None, None)
                     .await
@@ -1458,31 +1499,46 @@ mod tests {
     #[test]
     fn identifiers_are_normalised_or_refused() {
         assert_eq!(
-            normalise_identifier(&Identifier::dns("WWW.Example.TEST")).unwrap(),
+            normalise_identifier(&Identifier::dns("WWW.Example.TEST"), Some(NO_WILDCARDS)).unwrap(),
             Identifier::dns("www.example.test")
         );
-        assert!(normalise_identifier(&Identifier::dns("*.example.test")).is_err());
-        assert!(normalise_identifier(&Identifier::dns("bad_label.test")).is_err());
-        assert!(normalise_identifier(&Identifier::dns("trailing.dot.")).is_err());
-        assert!(normalise_identifier(&Identifier::dns("10.0.0.1")).is_err());
+        assert!(
+            normalise_identifier(&Identifier::dns("*.example.test"), Some(NO_WILDCARDS)).is_err()
+        );
+        assert!(
+            normalise_identifier(&Identifier::dns("bad_label.test"), Some(NO_WILDCARDS)).is_err()
+        );
+        assert!(
+            normalise_identifier(&Identifier::dns("trailing.dot."), Some(NO_WILDCARDS)).is_err()
+        );
+        assert!(normalise_identifier(&Identifier::dns("10.0.0.1"), Some(NO_WILDCARDS)).is_err());
         assert_eq!(
-            normalise_identifier(&Identifier::ip("10.0.0.1")).unwrap(),
+            normalise_identifier(&Identifier::ip("10.0.0.1"), Some(NO_WILDCARDS)).unwrap(),
             Identifier::ip("10.0.0.1")
         );
         assert!(
-            normalise_identifier(&Identifier::ip("2001:DB8::1")).is_err(),
+            normalise_identifier(&Identifier::ip("2001:DB8::1"), Some(NO_WILDCARDS)).is_err(),
             "IPv6 must be canonical"
         );
         assert_eq!(
-            normalise_identifier(&Identifier::ip("2001:db8::1"))
+            normalise_identifier(&Identifier::ip("2001:db8::1"), Some(NO_WILDCARDS))
                 .unwrap()
                 .value,
             "2001:db8::1"
         );
-        let err = normalise_identifier(&Identifier {
-            kind: "email".into(),
-            value: "a@b".into(),
-        })
+        assert_eq!(
+            normalise_identifier(&Identifier::dns("*.Example.TEST"), None).unwrap(),
+            Identifier::dns("*.example.test")
+        );
+        assert!(normalise_identifier(&Identifier::dns("*.*.example.test"), None).is_err());
+        assert!(normalise_identifier(&Identifier::dns("*.bad_label.test"), None).is_err());
+        let err = normalise_identifier(
+            &Identifier {
+                kind: "email".into(),
+                value: "a@b".into(),
+            },
+            None,
+        )
         .unwrap_err();
         assert_eq!(err.kind, ProblemType::UnsupportedIdentifier.urn());
     }

@@ -86,6 +86,12 @@ impl From<KeyProblem> for CsrError {
 /// RFC 8555 §7.4, R37/R38: parses a DER PKCS#10 request, verifies its self-signature, checks
 /// its key and collects its identifiers. See the module invariants.
 pub fn parse_and_check(der: &[u8]) -> Result<ParsedCsr, CsrError> {
+    parse_and_check_with(der, false)
+}
+
+/// [`parse_and_check`], also accepting wildcard names (`*.example.org`) when the CA is
+/// configured to issue them (R42's explicit exception).
+pub fn parse_and_check_with(der: &[u8], allow_wildcards: bool) -> Result<ParsedCsr, CsrError> {
     let (rest, csr) =
         X509CertificationRequest::from_der(der).map_err(|e| CsrError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
@@ -120,7 +126,7 @@ pub fn parse_and_check(der: &[u8]) -> Result<ParsedCsr, CsrError> {
             match ext {
                 ParsedExtension::SubjectAlternativeName(san) => {
                     for name in &san.general_names {
-                        identifiers.insert(general_name(name)?);
+                        identifiers.insert(general_name(name, allow_wildcards)?);
                     }
                 }
                 ParsedExtension::ParseError { error } => {
@@ -138,7 +144,7 @@ pub fn parse_and_check(der: &[u8]) -> Result<ParsedCsr, CsrError> {
         let text = cn
             .as_str()
             .map_err(|e| CsrError::Malformed(format!("subject commonName is not a string: {e}")))?;
-        identifiers.insert(text_name(text)?);
+        identifiers.insert(text_name(text, allow_wildcards)?);
     }
     if identifiers.is_empty() {
         return Err(CsrError::NoNames);
@@ -150,9 +156,9 @@ pub fn parse_and_check(der: &[u8]) -> Result<ParsedCsr, CsrError> {
     })
 }
 
-fn general_name(name: &GeneralName<'_>) -> Result<Identifier, CsrError> {
+fn general_name(name: &GeneralName<'_>, allow_wildcards: bool) -> Result<Identifier, CsrError> {
     match name {
-        GeneralName::DNSName(dns) => dns_identifier(dns),
+        GeneralName::DNSName(dns) => dns_identifier(dns, allow_wildcards),
         GeneralName::IPAddress(octets) => names::ip_from_octets(octets)
             .map(|ip| Identifier::ip(ip.to_string()))
             .ok_or_else(|| {
@@ -182,15 +188,20 @@ fn general_name(name: &GeneralName<'_>) -> Result<Identifier, CsrError> {
 
 /// A commonName: an IP address in text gives an `ip` identifier (RFC 8738 §3 allows IPs in
 /// CSRs only as iPAddress SANs, but clients put them in the CN too), anything else a DNS name.
-fn text_name(text: &str) -> Result<Identifier, CsrError> {
+fn text_name(text: &str, allow_wildcards: bool) -> Result<Identifier, CsrError> {
     match text.parse::<std::net::IpAddr>() {
         Ok(ip) => Ok(Identifier::ip(ip.to_string())),
-        Err(_) => dns_identifier(text),
+        Err(_) => dns_identifier(text, allow_wildcards),
     }
 }
 
-fn dns_identifier(name: &str) -> Result<Identifier, CsrError> {
-    match names::dns_name(name) {
+fn dns_identifier(name: &str, allow_wildcards: bool) -> Result<Identifier, CsrError> {
+    let checked = if allow_wildcards {
+        names::dns_name_allowing_wildcard(name)
+    } else {
+        names::dns_name(name)
+    };
+    match checked {
         Ok(n) => Ok(Identifier::dns(n)),
         Err(NameProblem::Wildcard) => Err(CsrError::Wildcard(name.to_owned())),
         Err(p) => Err(CsrError::BadName {

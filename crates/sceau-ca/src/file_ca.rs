@@ -46,6 +46,8 @@ pub struct FileCa {
     issuer: Issuer<'static, KeyPair>,
     /// R39: 90 days unless the operator explicitly allowed more.
     max_leaf_validity: time::Duration,
+    /// R42: no wildcard names unless the operator explicitly allowed them.
+    allow_wildcards: bool,
 }
 
 impl std::fmt::Debug for FileCa {
@@ -141,6 +143,11 @@ impl FileCa {
     /// R39's 90 days that `--allow-long-validity` gives.
     pub fn set_max_leaf_validity(&mut self, max: time::Duration) {
         self.max_leaf_validity = max;
+    }
+
+    /// Lets this CA sign wildcard names (`--allow-wildcards`, R42's explicit exception).
+    pub fn set_allow_wildcards(&mut self, allow: bool) {
+        self.allow_wildcards = allow;
     }
 
     /// Loads `dir/root.pem, root.key, intermediate.pem, intermediate.key` or, if none exist,
@@ -270,6 +277,7 @@ impl FileCa {
             intermediate_not_after,
             issuer,
             max_leaf_validity: MAX_LEAF_VALIDITY,
+            allow_wildcards: false,
         })
     }
 
@@ -315,7 +323,7 @@ impl FileCa {
         let names = req
             .identifiers
             .iter()
-            .map(names::san_name)
+            .map(|id| names::san_name(id, self.allow_wildcards))
             .collect::<Result<Vec<_>, _>>()
             .map_err(CaError::InvalidRequest)?;
         let names = dedup(names);

@@ -70,6 +70,15 @@ pub(crate) fn dns_name(name: &str) -> Result<String, NameProblem> {
     Ok(name)
 }
 
+/// Like [`dns_name`], but also accepts one leading wildcard label (`*.example.org`, RFC 6125
+/// §6.4.3) for CAs configured to issue wildcards.
+pub(crate) fn dns_name_allowing_wildcard(name: &str) -> Result<String, NameProblem> {
+    match name.strip_prefix("*.") {
+        Some(base) => dns_name(base).map(|b| format!("*.{b}")),
+        None => dns_name(name),
+    }
+}
+
 /// An iPAddress GeneralName's octets (RFC 5280 §4.2.1.6: 4 or 16 octets).
 pub(crate) fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
     match octets.len() {
@@ -101,9 +110,14 @@ impl SanName {
 
 /// Checks an ACME identifier for the signer: known type, valid syntax, and for `ip` the
 /// canonical text form, so the certificate matches what the order says byte for byte.
-pub(crate) fn san_name(id: &Identifier) -> Result<SanName, String> {
+pub(crate) fn san_name(id: &Identifier, allow_wildcards: bool) -> Result<SanName, String> {
     if id.is_dns() {
-        return dns_name(&id.value)
+        let check = if allow_wildcards {
+            dns_name_allowing_wildcard
+        } else {
+            dns_name
+        };
+        return check(&id.value)
             .map(SanName::Dns)
             .map_err(|p| format!("{}: {p}", id.value));
     }
@@ -161,7 +175,7 @@ mod tests {
     fn ips_are_canonical() {
         let id = Identifier::ip("2001:db8:0:0:0:0:0:1");
         assert_eq!(
-            san_name(&id).unwrap().identifier(),
+            san_name(&id, false).unwrap().identifier(),
             Identifier::ip("2001:db8::1")
         );
         assert_eq!(
@@ -170,11 +184,22 @@ mod tests {
         );
         assert_eq!(ip_from_octets(&[1, 2, 3]), None);
         assert!(
-            san_name(&Identifier {
-                kind: "email".into(),
-                value: "a@b".into()
-            })
+            san_name(
+                &Identifier {
+                    kind: "email".into(),
+                    value: "a@b".into()
+                },
+                false
+            )
             .is_err()
         );
+        // Wildcards only when the CA allows them, and only as the whole first label.
+        assert!(san_name(&Identifier::dns("*.example.org"), false).is_err());
+        assert_eq!(
+            san_name(&Identifier::dns("*.Example.org"), true).unwrap(),
+            SanName::Dns("*.example.org".into())
+        );
+        assert!(san_name(&Identifier::dns("*.*.example.org"), true).is_err());
+        assert!(san_name(&Identifier::dns("a*.example.org"), true).is_err());
     }
 }

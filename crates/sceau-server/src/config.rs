@@ -24,6 +24,9 @@ pub struct Config {
     pub cert_validity_days: u64,
     /// R39's explicit override: allows `cert_validity_days` above 90 (up to 397).
     pub allow_long_validity: bool,
+    /// R42's explicit exception: wildcard names may be issued (dns-01 only; with EAB only to
+    /// accounts whose external account allows them).
+    pub allow_wildcards: bool,
     pub terms_of_service: Option<String>,
     pub website: Option<String>,
     pub caa_identities: Vec<String>,
@@ -52,6 +55,7 @@ impl Default for Config {
             organization: "Sceau".into(),
             cert_validity_days: 90,
             allow_long_validity: false,
+            allow_wildcards: false,
             terms_of_service: None,
             website: None,
             caa_identities: Vec::new(),

@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Allow a validity above the agency guide's 90 days (R39), up to 397 days
     #[arg(long)]
     pub allow_long_validity: bool,
+    /// Allow wildcard names (R42's exception): validated with dns-01 only, and with EAB only
+    /// for accounts whose external account allows them
+    #[arg(long)]
+    pub allow_wildcards: bool,
     /// Terms of service URL announced in the directory; clients must agree to it
     #[arg(long)]
     pub terms_of_service: Option<String>,
@@ -96,6 +100,8 @@ enum Command {
         organization: String,
         #[arg(long, default_value_t = 90)]
         max_validity_days: u64,
+        #[arg(long)]
+        allow_wildcards: bool,
     },
 }
 
@@ -109,7 +115,14 @@ fn main() -> ExitCode {
             ca_key,
             organization,
             max_validity_days,
-        } => serve::run_sign_service(&data_dir, &ca_key, &organization, max_validity_days),
+            allow_wildcards,
+        } => serve::run_sign_service(
+            &data_dir,
+            &ca_key,
+            &organization,
+            max_validity_days,
+            allow_wildcards,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

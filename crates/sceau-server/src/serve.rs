@@ -52,6 +52,9 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     if args.allow_long_validity {
         c.allow_long_validity = true;
     }
+    if args.allow_wildcards {
+        c.allow_wildcards = true;
+    }
     if let Some(v) = &args.terms_of_service {
         c.terms_of_service = Some(v.clone());
     }
@@ -153,6 +156,9 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             .arg(&config.organization)
             .arg("--max-validity-days")
             .arg(max_days.to_string());
+        if config.allow_wildcards {
+            command.arg("--allow-wildcards");
+        }
         let ca = Arc::new(
             RemoteSigner::spawn(command)
                 .await
@@ -177,6 +183,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.caa_identities = config.caa_identities.clone();
         acme_config.cert_validity = Duration::from_secs(config.cert_validity_days * 86400);
         acme_config.refuse_key_reuse = config.refuse_key_reuse;
+        acme_config.allow_wildcards = config.allow_wildcards;
         acme_config.validation_wait = Duration::from_millis(config.validation_wait_ms);
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
@@ -272,6 +279,7 @@ pub fn run_sign_service(
     ca_key: &str,
     organization: &str,
     max_validity_days: u64,
+    allow_wildcards: bool,
 ) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
@@ -282,6 +290,7 @@ pub fn run_sign_service(
     let kind: CaKeyKind = ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
     let mut ca =
         FileCa::open_or_create(data_dir, kind, organization).map_err(|e| format!("CA: {e}"))?;
+    ca.set_allow_wildcards(allow_wildcards);
     ca.set_max_leaf_validity(time::Duration::days(
         max_validity_days.min(LONG_VALIDITY_DAYS) as i64,
     ));

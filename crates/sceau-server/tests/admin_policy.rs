@@ -9,7 +9,7 @@ mod support;
 use admin_support::*;
 use sceau_store::Table;
 use serde_json::json;
-use support::{Http01, Server, csr, csr_with_key, order};
+use support::{Http01, Raw, Server, csr, csr_with_key, openssl_verify, order};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_listed_names_exactly_or_explicit_subdomains() {
@@ -255,4 +255,84 @@ async fn a_key_certified_once_is_refused_again() {
             .unwrap(),
         2
     );
+}
+
+/// R42's exception: a wildcard needs the server's `--allow-wildcards` AND the external
+/// account's permission; it is proved with dns-01 on the base name only.
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_only_where_server_and_external_account_allow_them() {
+    let server = Server::start(&["--allow-wildcards"]);
+    // Without the external account's permission: refused, nothing created.
+    let (kid1, key1) = create_aa(&server, &["w1.test"], &[]);
+    let c1 = bound_client(&server, &kid1, &key1).await;
+    let r = c1.new_order(&["*.w1.test"]).await;
+    assert_eq!(r.problem_type(), "rejectedIdentifier", "{}", body(&r));
+    assert_eq!(server.store().await.count(Table::Orders).await.unwrap(), 0);
+
+    // With it: one wildcard authorization for the base name, dns-01 only.
+    let (kid2, key2) = create_aa(&server, &["w2.test"], &["--allow-wildcards"]);
+    let c2 = bound_client(&server, &kid2, &key2).await;
+    let o = order(&c2, &["*.w2.test"]).await;
+    let authz_url = o["authorizations"][0].as_str().unwrap();
+    let authz = c2.post(authz_url, None).await.json();
+    assert_eq!(authz["wildcard"], true);
+    assert_eq!(authz["identifier"]["value"], "w2.test");
+    let kinds: Vec<&str> = authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["dns-01"]);
+    let ch = &authz["challenges"][0];
+    let key_authz = c2.key_authz(ch["token"].as_str().unwrap());
+    let digest = {
+        use std::io::Write;
+        let mut child = std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-binary"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(key_authz.as_bytes())
+            .unwrap();
+        sceau_wire::b64::encode(child.wait_with_output().unwrap().stdout)
+    };
+    server.dns.add_txt("_acme-challenge.w2.test", &digest);
+    c2.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    assert_eq!(c2.poll(authz_url, &["pending"]).await["status"], "valid");
+    let (csr_b64, _) = csr(&["*.w2.test"]);
+    let done = c2
+        .post(
+            o["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_b64})),
+        )
+        .await
+        .json();
+    assert_eq!(done["status"], "valid", "{done}");
+    let chain = String::from_utf8(
+        c2.post(done["certificate"].as_str().unwrap(), None)
+            .await
+            .body,
+    )
+    .unwrap();
+    openssl_verify(&server, &chain);
+    let der = sceau_wire::key::pem_decode(&chain, "CERTIFICATE").unwrap();
+    let info = sceau_ca::inspect::cert_info(&der).unwrap();
+    assert_eq!(
+        info.identifiers,
+        vec![sceau_wire::Identifier::dns("*.w2.test")]
+    );
+
+    // An account bound to no external account gets no wildcard, even with EAB optional.
+    let open = Server::start(&["--eab", "optional", "--allow-wildcards"]);
+    let mut c3 = Raw::new(&open).await;
+    c3.register().await;
+    let r = c3.new_order(&["*.w3.test"]).await;
+    assert_eq!(r.problem_type(), "rejectedIdentifier");
+    assert!(body(&r).contains("bound"), "{}", body(&r));
 }

@@ -487,21 +487,24 @@ impl Store {
     }
 
     /// A valid, unexpired authorization of this account for this identifier (RFC 8555 §7.4:
-    /// servers may reuse them), expiring after `min_expires`.
+    /// servers may reuse them), expiring after `min_expires`. A wildcard authorization (for
+    /// `*.name`, validated with dns-01) and a plain one for `name` never stand in for each other.
     pub async fn reusable_authz(
         &self,
         account_id: &str,
         identifier: &sceau_wire::Identifier,
+        wildcard: bool,
         min_expires: i64,
     ) -> Result<Option<String>> {
         let row = sqlx::query(
             "SELECT id FROM authzs WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3
-             AND status = 'valid' AND expires > $4 ORDER BY expires DESC LIMIT 1",
+             AND status = 'valid' AND expires > $4 AND wildcard = $5 ORDER BY expires DESC LIMIT 1",
         )
         .bind(account_id)
         .bind(&identifier.kind)
         .bind(&identifier.value)
         .bind(min_expires)
+        .bind(wildcard as i64)
         .fetch_optional(&self.read)
         .await?;
         Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
