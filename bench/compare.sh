@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Pebble against sceau-server under the same sceau-bench load, in one command.
 #
-#   bench/compare.sh [--only pebble|sceau] [--no-build] [--keep] [-h]
+#   bench/compare.sh [--only pebble|sceau] [--prefill N] [--no-build] [--keep] [-h]
 #
 # Starts pebble-challtestsrv (DNS answering 127.0.0.1 for every name), then Pebble
 # (memory only, PEBBLE_VA_NOSLEEP=1) and sceau-server (default SQLite storage, fresh data dir),
 # one after the other so they never share the CPU, and runs sceau-bench against each at every
 # concurrency in $CONCURRENCIES. Prints one bench line per run, the sceau/Pebble throughput
 # ratio per concurrency and sceau-server's peak resident memory at the highest concurrency.
+#
+# --prefill N: afterwards, stop sceau-server, add N synthetic issuances to its database with
+# sceau-prefill (each with its order, authorization, challenges and audit events; 1,000,000
+# take about 10 minutes and 7 GB), restart it on that database, run the highest concurrency
+# again and print its throughput relative to the empty database.
 #
 # Everything listens on 127.0.0.1 on free ports; every process started here is stopped on exit;
 # every step is bounded in time. Exit status: 0 when every run issued all its orders and the
@@ -41,6 +46,7 @@ CHALLTESTSRV=${CHALLTESTSRV:-pebble-challtestsrv}
 KEEP=${KEEP:-0}
 ONLY=""
 BUILD=1
+PREFILL=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { FAILED=1; echo "compare.sh: $*" >&2; exit 2; }
@@ -49,12 +55,14 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --only) ONLY=${2:-}; shift 2 || die "--only needs pebble or sceau" ;;
         --no-build) BUILD=0; shift ;;
+        --prefill) PREFILL=${2:-}; shift 2 || die "--prefill needs a number" ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 case "$ONLY" in ""|pebble|sceau) ;; *) die "--only takes pebble or sceau" ;; esac
+case "$PREFILL" in ''|*[!0-9]*) die "--prefill takes a number of certificates" ;; esac
 
 for tool in "$PEBBLE" "$CHALLTESTSRV" openssl curl ss timeout cargo; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
@@ -139,9 +147,11 @@ fi
 TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 BENCH=${SCEAU_BENCH:-"${TARGET:-$ROOT/target}/release/sceau-bench"}
+PREFILL_BIN=${SCEAU_PREFILL:-"${TARGET:-$ROOT/target}/release/sceau-prefill"}
 SCEAU_SERVER=${SCEAU_SERVER:-"${TARGET:-$ROOT/target}/release/sceau-server"}
 [ -x "$BENCH" ] || die "$BENCH is missing (build it or drop --no-build)"
 if [ "$ONLY" != pebble ]; then [ -x "$SCEAU_SERVER" ] || die "$SCEAU_SERVER is missing"; fi
+if [ "$PREFILL" -gt 0 ]; then [ -x "$PREFILL_BIN" ] || die "$PREFILL_BIN is missing"; fi
 
 free_port DNS_PORT; free_port DNS_MGMT_PORT; free_port HTTP01_PORT
 free_port PEBBLE_PORT; free_port PEBBLE_MGMT_PORT; free_port PEBBLE_TLS_PORT; free_port SCEAU_PORT
@@ -219,19 +229,32 @@ fi
 # --- sceau-server ----------------------------------------------------------------------------
 if [ "$ONLY" != pebble ]; then
     mkdir -m 700 "$WORK/sceau"
-    setsid "$SCEAU_SERVER" serve --data-dir "$WORK/sceau" --listen "127.0.0.1:$SCEAU_PORT" \
-        --dns-server "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" --eab off \
-        >"$WORK/sceau-server.log" 2>&1 &
-    PIDS+=($!)
-    SCEAU_PID=$!
-    SCEAU_DIR="https://127.0.0.1:$SCEAU_PORT/directory"
-    wait_directory sceau-server "$SCEAU_DIR" "$WORK/sceau/root.pem" "$SCEAU_PID" "$WORK/sceau-server.log"
+    start_sceau() { # LOG
+        setsid "$SCEAU_SERVER" serve --data-dir "$WORK/sceau" --listen "127.0.0.1:$SCEAU_PORT" \
+            --dns-server "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" --eab off \
+            >"$1" 2>&1 &
+        PIDS+=($!)
+        SCEAU_PID=$!
+        SCEAU_DIR="https://127.0.0.1:$SCEAU_PORT/directory"
+        wait_directory sceau-server "$SCEAU_DIR" "$WORK/sceau/root.pem" "$SCEAU_PID" "$1"
+    }
+    start_sceau "$WORK/sceau-server.log"
     guard=()
     [ "$SCEAU_GUARD" = 1 ] && guard=(--pebble-workaround)
     for c in $CONCURRENCIES; do
         run_bench sceau "$c" "$SCEAU_DIR" "$WORK/sceau/root.pem" "$SCEAU_PID" "${guard[@]}"
     done
     stop "$SCEAU_PID"
+    if [ "$PREFILL" -gt 0 ]; then
+        top=$(tr ' ' '\n' <<<"$CONCURRENCIES" | sort -n | tail -n 1)
+        echo "compare.sh: adding $PREFILL synthetic certificates to sceau-server's database" >&2
+        "$PREFILL_BIN" --database "sqlite://$WORK/sceau/sceau.db" --certificates "$PREFILL" \
+            >"$WORK/prefill.out" 2>"$WORK/prefill.err" || die "sceau-prefill failed: $(tail -n 3 "$WORK/prefill.err")"
+        printf '%-6s %s\n' prefill "$(tail -n 1 "$WORK/prefill.out")"
+        start_sceau "$WORK/sceau-server-prefilled.log"
+        run_bench sceau-full "$top" "$SCEAU_DIR" "$WORK/sceau/root.pem" "$SCEAU_PID" "${guard[@]}"
+        stop "$SCEAU_PID"
+    fi
 fi
 
 # --- summary ---------------------------------------------------------------------------------
@@ -248,6 +271,14 @@ if [ -z "$ONLY" ]; then
                 else printf "ratio  c=%-3s undefined: pebble issued nothing\n", c }'
         fi
     done
+fi
+if [ "$PREFILL" -gt 0 ] && [ "$ONLY" != pebble ]; then
+    e=$(field "${LINE[sceau-$top]:-}" certs_per_s)
+    f=$(field "${LINE[sceau-full-$top]:-}" certs_per_s)
+    if [ -n "$e" ] && [ -n "$f" ]; then
+        awk -v c="$top" -v e="$e" -v f="$f" -v n="$PREFILL" 'BEGIN {
+            printf "prefill c=%-3s with %d more certificates stored: %.2f of the empty-database throughput (%s / %s)\n", c, n, f / e, f, e }'
+    fi
 fi
 if [ "$ONLY" != pebble ]; then
     top=$(tr ' ' '\n' <<<"$CONCURRENCIES" | sort -n | tail -n 1)

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use sceau_ca::{IssueRequest, Profile};
 use sceau_store::{
-    AccountRecord, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, StoreError, new_id, now,
+    AccountRecord, AuditEntry, AuthzRecord, CertRecord, ChallengeRecord, OrderRecord, StoreError,
+    new_id, now,
 };
 use sceau_wire::types::challenge_type;
 use sceau_wire::{
@@ -296,7 +297,12 @@ impl Acme {
         ip: Option<&str>,
         detail: serde_json::Value,
     ) {
-        tracing::info!(target: "sceau::audit", event, account, client_ip = ip, detail = %detail);
+        log_audit(&AuditEntry {
+            event,
+            account_id: account,
+            client_ip: ip,
+            detail: detail.clone(),
+        });
         if let Err(e) = self.store.audit(event, account, ip, &detail).await {
             tracing::error!(event, error = %e, "could not write the audit trail");
         }
@@ -689,14 +695,14 @@ impl Acme {
             cert_id: None,
             created_at: now,
         };
-        self.store.create_order(&order, &new_authzs).await?;
-        self.audit(
-            "order.created",
-            Some(&account.id),
-            ip,
-            json!({"order": order.id, "identifiers": order.identifiers, "profile": order.profile, "replaces": order.replaces}),
-        )
-        .await;
+        let audit = AuditEntry {
+            event: "order.created",
+            account_id: Some(&account.id),
+            client_ip: ip,
+            detail: json!({"order": order.id, "identifiers": order.identifiers, "profile": order.profile, "replaces": order.replaces}),
+        };
+        self.store.create_order(&order, &new_authzs, &audit).await?;
+        log_audit(&audit);
         if new_authzs.is_empty() {
             // Every authorization was reused: the order is ready at once.
             order = self.refresh_order(order).await?;
@@ -1072,17 +1078,22 @@ impl Acme {
             "validation.failed"
         };
         let at = now();
+        let audit = AuditEntry {
+            event: outcome,
+            account_id: Some(&account.id),
+            client_ip: None,
+            detail: json!({
+                "challenge": challenge.id, "type": challenge.kind, "identifier": id.value,
+                "error": problem.as_ref().map(|p| p.to_string()),
+            }),
+        };
         match self
             .store
-            .finish_challenge(&challenge.id, &authz.id, problem.as_ref(), at)
+            .finish_challenge(&challenge.id, &authz.id, problem.as_ref(), at, &audit)
             .await
         {
             Ok(()) => {
-                let detail = json!({
-                    "challenge": challenge.id, "type": challenge.kind, "identifier": id.value,
-                    "error": problem.as_ref().map(|p| p.to_string()),
-                });
-                self.audit(outcome, Some(&account.id), None, detail).await;
+                log_audit(&audit);
                 let valid = problem.is_none();
                 Some(ChallengeRecord {
                     status: if valid { "valid" } else { "invalid" }.to_owned(),
@@ -1269,14 +1280,14 @@ impl Acme {
             created_at: now(),
             replaces: order.replaces.clone(),
         };
-        self.store.finish_order(&cert).await?;
-        self.audit(
-            "certificate.issued",
-            Some(&order.account_id),
-            ip,
-            json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile}),
-        )
-        .await;
+        let audit = AuditEntry {
+            event: "certificate.issued",
+            account_id: Some(&order.account_id),
+            client_ip: ip,
+            detail: json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile}),
+        };
+        self.store.finish_order(&cert, &audit).await?;
+        log_audit(&audit);
         order.status = "valid".into();
         order.cert_id = Some(cert.id.clone());
         Ok(order)
@@ -1490,6 +1501,11 @@ impl Acme {
         }
         Ok((challenges.len(), orders.len()))
     }
+}
+
+/// The structured log line of an audit event (the database row is written by the store).
+fn log_audit(e: &AuditEntry<'_>) {
+    tracing::info!(target: "sceau::audit", event = e.event, account = e.account_id, client_ip = e.client_ip, detail = %e.detail);
 }
 
 #[cfg(test)]

@@ -177,15 +177,9 @@ async fn kill_nine_under_load_loses_no_certificate() {
         assert_eq!(&r.text().await.unwrap(), chain);
     }
     let store = server.store().await;
-    let pool = store.pool();
-    let q = |sql: &'static str| async move {
-        use sqlx::Row;
-        sqlx::query(sql)
-            .fetch_one(pool)
-            .await
-            .unwrap()
-            .try_get::<i64, _>(0)
-            .unwrap()
+    let q = |sql: &'static str| {
+        let store = store.clone();
+        async move { store.scalar(sql).await.unwrap() }
     };
     assert_eq!(
         q("SELECT COUNT(*) FROM orders WHERE status = 'processing'").await,

@@ -11,12 +11,11 @@
 //! - `deactivated` is final, for AAs and ACME accounts: no statement here moves out of it.
 //! - This module stores the MAC key sealed; it never sees the key in clear.
 
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use crate::db::{Row, Tx, query};
 
 use crate::{
-    AccountRecord, AuditRecord, CertRecord, Result, Store, StoreError, get, hex_decode, hex_encode,
-    new_id, now,
+    AccountRecord, AuditEntry, AuditRecord, CertRecord, Result, Store, StoreError, audit_query,
+    get, hex_decode, hex_encode, new_id, now,
 };
 
 /// One entry of an AA's allowed-name list (R26, R27).
@@ -75,7 +74,7 @@ pub struct AccountStatusChange {
     pub still_held_by_external: bool,
 }
 
-fn external_from_row(row: &AnyRow) -> Result<ExternalAccountRecord> {
+fn external_from_row(row: &Row) -> Result<ExternalAccountRecord> {
     let sealed: String = get(row, "mac_key")?;
     let profiles: String = get(row, "profiles")?;
     Ok(ExternalAccountRecord {
@@ -98,7 +97,7 @@ fn external_from_row(row: &AnyRow) -> Result<ExternalAccountRecord> {
 const EXTERNAL_COLS: &str = "kid, owner, status, mac_key, key_regenerations, key_updated_at, profiles, wildcards, not_after, created_at, created_by";
 
 async fn record(
-    tx: &mut Transaction<'static, Any>,
+    mut tx: &mut Tx,
     kid: Option<&str>,
     account_id: Option<&str>,
     change: &Change<'_>,
@@ -115,62 +114,58 @@ async fn record(
         // The id starts with the time in nanoseconds, so that `ORDER BY at, id` lists changes
         // made within one second in the order they were made.
         let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        sqlx::query("INSERT INTO external_account_changes (id, kid, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+        query("INSERT INTO external_account_changes (id, kid, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(format!("{nanos:020}-{}", new_id()))
             .bind(kid)
             .bind(at)
             .bind(change.actor)
             .bind(change.action)
             .bind(change.detail.to_string())
-            .execute(&mut **tx)
+            .execute(&mut tx)
             .await?;
     }
-    sqlx::query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, NULL, $5)")
-        .bind(new_id())
-        .bind(at)
-        .bind(format!("admin.{}", change.action))
-        .bind(account_id)
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
+    let event = format!("admin.{}", change.action);
+    audit_query(&AuditEntry {
+        event: &event,
+        account_id,
+        client_ip: None,
+        detail,
+    })
+    .execute(&mut tx)
+    .await?;
     Ok(())
 }
 
-async fn insert_names(
-    tx: &mut Transaction<'static, Any>,
-    kid: &str,
-    names: &[AllowedName],
-) -> Result<usize> {
+async fn insert_names(mut tx: &mut Tx, kid: &str, names: &[AllowedName]) -> Result<usize> {
     let mut added = 0;
     for n in names {
         // An entry already present keeps its history; asking again for subdomains widens it.
-        let existing = sqlx::query(
-            "SELECT subdomains FROM external_account_names WHERE kid = $1 AND name = $2",
-        )
-        .bind(kid)
-        .bind(&n.name)
-        .fetch_optional(&mut **tx)
-        .await?;
+        let existing =
+            query("SELECT subdomains FROM external_account_names WHERE kid = $1 AND name = $2")
+                .bind(kid)
+                .bind(&n.name)
+                .fetch_optional(&mut tx)
+                .await?;
         match existing {
             None => {
-                sqlx::query("INSERT INTO external_account_names (kid, name, subdomains, added_at, added_by) VALUES ($1, $2, $3, $4, $5)")
+                query("INSERT INTO external_account_names (kid, name, subdomains, added_at, added_by) VALUES ($1, $2, $3, $4, $5)")
                     .bind(kid)
                     .bind(&n.name)
                     .bind(n.subdomains as i64)
                     .bind(n.added_at)
                     .bind(&n.added_by)
-                    .execute(&mut **tx)
+                    .execute(&mut tx)
                     .await?;
                 added += 1;
             }
             Some(row) if row.try_get::<i64, _>(0)? != n.subdomains as i64 => {
-                sqlx::query("UPDATE external_account_names SET subdomains = $1, added_at = $2, added_by = $3 WHERE kid = $4 AND name = $5")
+                query("UPDATE external_account_names SET subdomains = $1, added_at = $2, added_by = $3 WHERE kid = $4 AND name = $5")
                     .bind(n.subdomains as i64)
                     .bind(n.added_at)
                     .bind(&n.added_by)
                     .bind(kid)
                     .bind(&n.name)
-                    .execute(&mut **tx)
+                    .execute(&mut tx)
                     .await?;
                 added += 1;
             }
@@ -187,10 +182,10 @@ impl Store {
         aa: &ExternalAccountRecord,
         change: &Change<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let mut tx = self.db.begin().await?;
+        query(format!(
             "INSERT INTO external_accounts ({EXTERNAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        )))
+        ))
         .bind(&aa.kid)
         .bind(&aa.owner)
         .bind(&aa.status)
@@ -202,9 +197,9 @@ impl Store {
         .bind(aa.not_after)
         .bind(aa.created_at)
         .bind(&aa.created_by)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
-        .map_err(|e| if crate::is_unique_violation(&e) { StoreError::Conflict("external account exists".into()) } else { e.into() })?;
+        .map_err(|e| if crate::is_unique_violation(&e) { StoreError::Conflict("external account exists".into()) } else { e })?;
         insert_names(&mut tx, &aa.kid, &aa.names).await?;
         record(&mut tx, Some(&aa.kid), None, change).await?;
         tx.commit().await?;
@@ -213,9 +208,9 @@ impl Store {
 
     pub async fn external_account(&self, kid: &str) -> Result<ExternalAccountRecord> {
         let q = format!("SELECT {EXTERNAL_COLS} FROM external_accounts WHERE kid = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+        let row = query(q)
             .bind(kid)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?
             .ok_or(StoreError::NotFound)?;
         let mut aa = external_from_row(&row)?;
@@ -224,9 +219,9 @@ impl Store {
     }
 
     async fn external_names(&self, kid: &str) -> Result<Vec<AllowedName>> {
-        let rows = sqlx::query("SELECT name, subdomains, added_at, added_by FROM external_account_names WHERE kid = $1 ORDER BY name")
+        let rows = query("SELECT name, subdomains, added_at, added_by FROM external_account_names WHERE kid = $1 ORDER BY name")
             .bind(kid)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter()
             .map(|r| {
@@ -243,9 +238,7 @@ impl Store {
     /// Every AA, oldest first, with its names.
     pub async fn external_accounts(&self) -> Result<Vec<ExternalAccountRecord>> {
         let q = format!("SELECT {EXTERNAL_COLS} FROM external_accounts ORDER BY created_at, kid");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = query(q).fetch_all(&self.db).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut aa = external_from_row(row)?;
@@ -263,7 +256,7 @@ impl Store {
         names: &[AllowedName],
         change: &Change<'_>,
     ) -> Result<usize> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         Self::require_live(&mut tx, kid).await?;
         let n = insert_names(&mut tx, kid, names).await?;
         record(&mut tx, Some(kid), None, change).await?;
@@ -278,13 +271,13 @@ impl Store {
         names: &[String],
         change: &Change<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         Self::require_live(&mut tx, kid).await?;
         for name in names {
-            let n = sqlx::query("DELETE FROM external_account_names WHERE kid = $1 AND name = $2")
+            let n = query("DELETE FROM external_account_names WHERE kid = $1 AND name = $2")
                 .bind(kid)
                 .bind(name)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?
                 .rows_affected();
             if n != 1 {
@@ -305,8 +298,8 @@ impl Store {
         sealed: &[u8],
         change: &Change<'_>,
     ) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
+        let mut tx = self.db.begin().await?;
+        let n = query(
             "UPDATE external_accounts SET mac_key = $1, key_regenerations = key_regenerations + 1, key_updated_at = $2
              WHERE kid = $3 AND key_regenerations = $4 AND status <> 'deactivated'",
         )
@@ -314,7 +307,7 @@ impl Store {
         .bind(now())
         .bind(kid)
         .bind(seen_regenerations)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?
         .rows_affected();
         if n != 1 {
@@ -334,12 +327,12 @@ impl Store {
         profiles: &[String],
         change: &Change<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         Self::require_live(&mut tx, kid).await?;
-        sqlx::query("UPDATE external_accounts SET profiles = $1 WHERE kid = $2")
+        query("UPDATE external_accounts SET profiles = $1 WHERE kid = $2")
             .bind(serde_json::to_string(profiles).expect("json"))
             .bind(kid)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         record(&mut tx, Some(kid), None, change).await?;
         tx.commit().await?;
@@ -353,22 +346,22 @@ impl Store {
         not_after: i64,
         change: &Change<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         Self::require_live(&mut tx, kid).await?;
-        sqlx::query("UPDATE external_accounts SET not_after = $1 WHERE kid = $2")
+        query("UPDATE external_accounts SET not_after = $1 WHERE kid = $2")
             .bind(not_after)
             .bind(kid)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         record(&mut tx, Some(kid), None, change).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn require_live(tx: &mut Transaction<'static, Any>, kid: &str) -> Result<()> {
-        let row = sqlx::query("SELECT status FROM external_accounts WHERE kid = $1")
+    async fn require_live(mut tx: &mut Tx, kid: &str) -> Result<()> {
+        let row = query("SELECT status FROM external_accounts WHERE kid = $1")
             .bind(kid)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut tx)
             .await?
             .ok_or(StoreError::NotFound)?;
         if row.try_get::<String, _>(0)? == "deactivated" {
@@ -389,10 +382,10 @@ impl Store {
         to: &str,
         change: &Change<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT status FROM external_accounts WHERE kid = $1")
+        let mut tx = self.db.begin().await?;
+        let row = query("SELECT status FROM external_accounts WHERE kid = $1")
             .bind(kid)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?
             .ok_or(StoreError::NotFound)?;
         let current: String = row.try_get(0)?;
@@ -401,14 +394,13 @@ impl Store {
                 "the external account is {current}"
             )));
         }
-        let n =
-            sqlx::query("UPDATE external_accounts SET status = $1 WHERE kid = $2 AND status = $3")
-                .bind(to)
-                .bind(kid)
-                .bind(&current)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let n = query("UPDATE external_accounts SET status = $1 WHERE kid = $2 AND status = $3")
+            .bind(to)
+            .bind(kid)
+            .bind(&current)
+            .execute(&mut tx)
+            .await?
+            .rows_affected();
         if n != 1 {
             return Err(StoreError::Conflict(
                 "the external account changed meanwhile".into(),
@@ -417,41 +409,41 @@ impl Store {
         let t = now();
         match to {
             "suspended" => {
-                sqlx::query(
+                query(
                     "INSERT INTO account_holds (account_id, cause, at, actor)
                      SELECT id, 'external', $1, $2 FROM accounts WHERE eab_kid = $3 AND status IN ('valid', 'suspended')",
                 )
                 .bind(t)
                 .bind(change.actor)
                 .bind(kid)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
-                sqlx::query("UPDATE accounts SET status = 'suspended' WHERE eab_kid = $1 AND status = 'valid'")
+                query("UPDATE accounts SET status = 'suspended' WHERE eab_kid = $1 AND status = 'valid'")
                     .bind(kid)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
             "valid" => {
-                sqlx::query("DELETE FROM account_holds WHERE cause = 'external' AND account_id IN (SELECT id FROM accounts WHERE eab_kid = $1)")
+                query("DELETE FROM account_holds WHERE cause = 'external' AND account_id IN (SELECT id FROM accounts WHERE eab_kid = $1)")
                     .bind(kid)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                sqlx::query(
+                query(
                     "UPDATE accounts SET status = 'valid' WHERE eab_kid = $1 AND status = 'suspended'
                      AND NOT EXISTS (SELECT 1 FROM account_holds h WHERE h.account_id = accounts.id)",
                 )
                 .bind(kid)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
             "deactivated" => {
-                sqlx::query("DELETE FROM account_holds WHERE account_id IN (SELECT id FROM accounts WHERE eab_kid = $1)")
+                query("DELETE FROM account_holds WHERE account_id IN (SELECT id FROM accounts WHERE eab_kid = $1)")
                     .bind(kid)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
-                sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE eab_kid = $1 AND status IN ('valid', 'suspended')")
+                query("UPDATE accounts SET status = 'deactivated' WHERE eab_kid = $1 AND status IN ('valid', 'suspended')")
                     .bind(kid)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
             other => return Err(StoreError::Conflict(format!("unknown status {other}"))),
@@ -467,10 +459,7 @@ impl Store {
             "SELECT {} FROM accounts WHERE eab_kid = $1 ORDER BY created_at, id",
             Self::ACCOUNT_COLS
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(kid)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = query(q).bind(kid).fetch_all(&self.db).await?;
         rows.iter().map(AccountRecord::from_row).collect()
     }
 
@@ -481,29 +470,29 @@ impl Store {
         account_id: &str,
         change: &Change<'_>,
     ) -> Result<AccountStatusChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (status, kid) = Self::account_status(&mut tx, account_id).await?;
         if status == "deactivated" {
             return Err(StoreError::Conflict("the account is deactivated".into()));
         }
-        sqlx::query(
+        query(
             "INSERT INTO account_holds (account_id, cause, at, actor) VALUES ($1, 'admin', $2, $3)",
         )
         .bind(account_id)
         .bind(now())
         .bind(change.actor)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
         .map_err(|e| {
             if crate::is_unique_violation(&e) {
                 StoreError::Conflict("the account is already suspended".into())
             } else {
-                e.into()
+                e
             }
         })?;
-        sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1 AND status = 'valid'")
+        query("UPDATE accounts SET status = 'suspended' WHERE id = $1 AND status = 'valid'")
             .bind(account_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         record(&mut tx, kid.as_deref(), Some(account_id), change).await?;
         tx.commit().await?;
@@ -520,11 +509,11 @@ impl Store {
         account_id: &str,
         change: &Change<'_>,
     ) -> Result<AccountStatusChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (_, kid) = Self::account_status(&mut tx, account_id).await?;
-        let n = sqlx::query("DELETE FROM account_holds WHERE account_id = $1 AND cause = 'admin'")
+        let n = query("DELETE FROM account_holds WHERE account_id = $1 AND cause = 'admin'")
             .bind(account_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         if n != 1 {
@@ -532,12 +521,12 @@ impl Store {
                 "the account is not suspended by an administrator".into(),
             ));
         }
-        sqlx::query(
+        query(
             "UPDATE accounts SET status = 'valid' WHERE id = $1 AND status = 'suspended'
              AND NOT EXISTS (SELECT 1 FROM account_holds h WHERE h.account_id = accounts.id)",
         )
         .bind(account_id)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         let (status, _) = Self::account_status(&mut tx, account_id).await?;
         record(&mut tx, kid.as_deref(), Some(account_id), change).await?;
@@ -554,11 +543,11 @@ impl Store {
         account_id: &str,
         change: &Change<'_>,
     ) -> Result<AccountStatusChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (_, kid) = Self::account_status(&mut tx, account_id).await?;
-        let n = sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status IN ('valid', 'suspended')")
+        let n = query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status IN ('valid', 'suspended')")
             .bind(account_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         if n != 1 {
@@ -566,9 +555,9 @@ impl Store {
                 "the account is already deactivated".into(),
             ));
         }
-        sqlx::query("DELETE FROM account_holds WHERE account_id = $1")
+        query("DELETE FROM account_holds WHERE account_id = $1")
             .bind(account_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         record(&mut tx, kid.as_deref(), Some(account_id), change).await?;
         tx.commit().await?;
@@ -578,13 +567,10 @@ impl Store {
         })
     }
 
-    async fn account_status(
-        tx: &mut Transaction<'static, Any>,
-        account_id: &str,
-    ) -> Result<(String, Option<String>)> {
-        let row = sqlx::query("SELECT status, eab_kid FROM accounts WHERE id = $1")
+    async fn account_status(mut tx: &mut Tx, account_id: &str) -> Result<(String, Option<String>)> {
+        let row = query("SELECT status, eab_kid FROM accounts WHERE id = $1")
             .bind(account_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut tx)
             .await?
             .ok_or(StoreError::NotFound)?;
         Ok((get(&row, "status")?, get(&row, "eab_kid")?))
@@ -598,7 +584,7 @@ impl Store {
         account_id: Option<&str>,
         change: &Change<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         record(&mut tx, kid, account_id, change).await?;
         tx.commit().await?;
         Ok(())
@@ -606,10 +592,10 @@ impl Store {
 
     /// The change history of an AA since `since`, oldest first.
     pub async fn external_changes(&self, kid: &str, since: i64) -> Result<Vec<ExternalChange>> {
-        let rows = sqlx::query("SELECT at, actor, action, detail FROM external_account_changes WHERE kid = $1 AND at >= $2 ORDER BY at, id")
+        let rows = query("SELECT at, actor, action, detail FROM external_account_changes WHERE kid = $1 AND at >= $2 ORDER BY at, id")
             .bind(kid)
             .bind(since)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter()
             .map(|r| {
@@ -635,10 +621,7 @@ impl Store {
             "SELECT {} FROM certificates c JOIN accounts a ON a.id = c.account_id WHERE a.eab_kid = $1 ORDER BY c.created_at, c.id",
             cols.join(", ")
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(kid)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = query(q).bind(kid).fetch_all(&self.db).await?;
         rows.iter().map(CertRecord::from_row).collect()
     }
 
@@ -649,14 +632,14 @@ impl Store {
         event: &str,
         since: i64,
     ) -> Result<Vec<AuditRecord>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT at, event, account_id, client_ip, detail FROM audit
              WHERE event = $1 AND at >= $2 AND account_id IN (SELECT id FROM accounts WHERE eab_kid = $3) ORDER BY at, id",
         )
         .bind(event)
         .bind(since)
         .bind(kid)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(AuditRecord::from_row).collect()
     }

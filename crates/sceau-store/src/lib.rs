@@ -7,23 +7,23 @@
 //!   transition that lost a race returns [`StoreError::Conflict`] and changes nothing, so two
 //!   server instances can never both move an object out of the same state.
 //! - Multi-row changes (an order with its authorizations, a certificate with its order) are one
-//!   transaction: readers never see half of one.
-//! - On SQLite: WAL, one writer connection (writers queue in the async pool, not in SQLite's
-//!   sleeping busy handler) and a pool of readers. Commits use `synchronous=NORMAL`, which
+//!   transaction: readers never see half of one. The audit row of a change (order created,
+//!   validation finished, certificate issued) commits in the same transaction as the change.
+//! - SQL reaches a driver only in [`db`]: rusqlite inline for SQLite, sqlx for PostgreSQL.
+//! - On SQLite: WAL, one writer connection (writers queue on an async mutex, not in SQLite's
+//!   sleeping busy handler) and reader connections. Commits use `synchronous=NORMAL`, which
 //!   survives a killed process; the commits a client must be able to rely on after a power
 //!   loss too (a certificate, a revocation) then wait on [`durable::GroupSync`], where one
 //!   `fdatasync` of the WAL covers every commit made before it (group commit).
 
+mod db;
 mod durable;
 mod external;
+mod prefill;
 mod records;
 mod schema;
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use db::{Row, query};
 
 pub use external::*;
 pub use records::*;
@@ -36,7 +36,7 @@ pub enum StoreError {
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -45,12 +45,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone)]
 pub struct Store {
-    /// Every write goes through this pool (one connection on SQLite).
-    pool: AnyPool,
-    /// Reads; on SQLite separate connections that never wait for the writer.
-    read: AnyPool,
-    /// Group commit barrier for SQLite; PostgreSQL commits are durable themselves.
-    sync: Option<std::sync::Arc<durable::GroupSync>>,
+    db: db::Db,
 }
 
 /// Unix seconds now.
@@ -71,103 +66,35 @@ pub fn new_id() -> String {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            db.is_unique_violation() || db.message().contains("UNIQUE constraint failed")
-        }
-        _ => false,
-    }
+/// Uniqueness violations come out of [`db`] as `Conflict`; callers give them their meaning.
+fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Conflict(_))
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url`: `sqlite://PATH` or `postgres://…`,
     /// and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Store> {
-        sqlx::any::install_default_drivers();
-        let sqlite = url.starts_with("sqlite:");
-        let url = if sqlite && !url.contains('?') {
-            format!("{url}?mode=rwc")
-        } else {
-            url.to_owned()
-        };
-        let options = sqlx::any::AnyConnectOptions::from_str(&url)?;
-        let pool = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .min_connections(1)
-                .idle_timeout(None)
-                // A ping before every query would double the round trips; a broken connection
-                // shows up as an error on use and is replaced by the pool.
-                .test_before_acquire(false)
-                .acquire_timeout(Duration::from_secs(60))
-                .after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        if sqlite {
-                            // WAL lets readers run beside the writer; NORMAL does not fsync each
-                            // commit (see the module docs for what does); the busy timeout only
-                            // matters for other processes (the admin CLI).
-                            for pragma in [
-                                "PRAGMA journal_mode = WAL",
-                                "PRAGMA synchronous = NORMAL",
-                                "PRAGMA busy_timeout = 30000",
-                                "PRAGMA foreign_keys = ON",
-                            ] {
-                                sqlx::query(pragma).execute(&mut *conn).await?;
-                            }
-                        }
-                        Ok(())
-                    })
-                })
-        };
-        let write = pool(if sqlite { 1 } else { 16 })
-            .connect_with(options.clone())
-            .await?;
-        schema::migrate(&write).await?;
-        let (read, sync) = if sqlite {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let path = path.split('?').next().unwrap_or(path);
-            let wal = std::path::PathBuf::from(format!("{path}-wal"));
-            // Each SQLite connection is an OS thread: more readers than cores only adds switches.
-            let readers = std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(2)
-                .clamp(2, 8);
-            (
-                pool(readers).connect_with(options).await?,
-                Some(std::sync::Arc::new(durable::GroupSync::new(wal))),
-            )
-        } else {
-            (write.clone(), None)
-        };
-        Ok(Store {
-            pool: write,
-            read,
-            sync,
-        })
+        let db = db::Db::open(url).await?;
+        schema::migrate(&db).await?;
+        Ok(Store { db })
     }
 
     /// Returns once every commit made before the call is on stable storage.
     pub async fn make_durable(&self) -> Result<()> {
-        match &self.sync {
-            Some(sync) => sync
-                .sync()
-                .await
-                .map_err(|e| StoreError::Corrupt(format!("fsync of the WAL failed: {e}"))),
-            None => Ok(()),
-        }
+        self.db.make_durable().await
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// One integer from a read-only query, for tests that check invariants across tables.
+    #[doc(hidden)]
+    pub async fn scalar(&self, sql: &'static str) -> Result<i64> {
+        query(sql).fetch_one(&self.db).await?.try_get(0)
     }
 
     // ---- accounts -----------------------------------------------------------------------
 
     pub async fn insert_account(&self, a: &AccountRecord) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO accounts (id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -180,9 +107,9 @@ impl Store {
         .bind(&a.eab_kid)
         .bind(a.created_at)
         .bind(&a.created_ip)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("account key already registered".into()) } else { e.into() })?;
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("account key already registered".into()) } else { e })?;
         Ok(())
     }
 
@@ -191,9 +118,9 @@ impl Store {
 
     pub async fn account_by_id(&self, id: &str) -> Result<AccountRecord> {
         let q = format!("SELECT {} FROM accounts WHERE id = $1", Self::ACCOUNT_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+        let row = query(q)
             .bind(id)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.db)
             .await?
             .ok_or(StoreError::NotFound)?;
         AccountRecord::from_row(&row)
@@ -204,19 +131,19 @@ impl Store {
             "SELECT {} FROM accounts WHERE thumbprint = $1",
             Self::ACCOUNT_COLS
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+        let row = query(q)
             .bind(thumbprint)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.db)
             .await?
             .ok_or(StoreError::NotFound)?;
         AccountRecord::from_row(&row)
     }
 
     pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<()> {
-        let n = sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
+        let n = query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
             .bind(serde_json::to_string(contact).expect("json"))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         if n == 1 {
@@ -228,11 +155,11 @@ impl Store {
 
     /// CAS on the account status.
     pub async fn set_account_status(&self, id: &str, from: &str, to: &str) -> Result<()> {
-        let n = sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2 AND status = $3")
+        let n = query("UPDATE accounts SET status = $1 WHERE id = $2 AND status = $3")
             .bind(to)
             .bind(id)
             .bind(from)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         if n == 1 {
@@ -251,16 +178,16 @@ impl Store {
         new_thumbprint: &str,
         new_jwk: &str,
     ) -> Result<()> {
-        let n = sqlx::query(
+        let n = query(
             "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
         )
         .bind(new_thumbprint)
         .bind(new_jwk)
         .bind(id)
         .bind(old_thumbprint)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
-        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("new key already in use".into()) } else { e.into() })?
+        .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("new key already in use".into()) } else { e })?
         .rows_affected();
         if n == 1 {
             Ok(())
@@ -279,10 +206,11 @@ impl Store {
         &self,
         order: &OrderRecord,
         new_authzs: &[AuthzRecord],
+        audit: &AuditEntry<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         for a in new_authzs {
-            sqlx::query(
+            query(
                 "INSERT INTO authzs (id, account_id, identifier_type, identifier_value, status, expires, token, wildcard, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
@@ -295,21 +223,21 @@ impl Store {
             .bind(&a.token)
             .bind(a.wildcard as i64)
             .bind(a.created_at)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             for c in &a.challenges {
-                sqlx::query("INSERT INTO challenges (id, authz_id, kind, status, validated, error) VALUES ($1, $2, $3, $4, $5, $6)")
+                query("INSERT INTO challenges (id, authz_id, kind, status, validated, error) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(&c.id)
                     .bind(&a.id)
                     .bind(&c.kind)
                     .bind(&c.status)
                     .bind(c.validated)
                     .bind(c.error.as_ref().map(|p| serde_json::to_string(p).expect("json")))
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
         }
-        sqlx::query(
+        query(
             "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
         )
@@ -324,8 +252,9 @@ impl Store {
         .bind(&order.profile)
         .bind(&order.replaces)
         .bind(order.created_at)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -334,9 +263,9 @@ impl Store {
 
     pub async fn order_by_id(&self, id: &str) -> Result<OrderRecord> {
         let q = format!("SELECT {} FROM orders WHERE id = $1", Self::ORDER_COLS);
-        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+        let row = query(q)
             .bind(id)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.db)
             .await?
             .ok_or(StoreError::NotFound)?;
         OrderRecord::from_row(&row)
@@ -349,18 +278,16 @@ impl Store {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<String>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id FROM orders WHERE account_id = $1 AND status IN ('pending', 'ready', 'processing', 'valid')
              ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
         )
         .bind(account_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.read)
+        .fetch_all(&self.db)
         .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
-            .collect()
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
     }
 
     /// CAS on the order status, optionally recording the error that made it invalid.
@@ -371,12 +298,12 @@ impl Store {
         to: &str,
         error: Option<&sceau_wire::Problem>,
     ) -> Result<()> {
-        let n = sqlx::query("UPDATE orders SET status = $1, error = COALESCE($2, error) WHERE id = $3 AND status = $4")
+        let n = query("UPDATE orders SET status = $1, error = COALESCE($2, error) WHERE id = $3 AND status = $4")
             .bind(to)
             .bind(error.map(|p| serde_json::to_string(p).expect("json")))
             .bind(id)
             .bind(from)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         if n == 1 {
@@ -388,12 +315,12 @@ impl Store {
 
     /// ready → processing, keeping the CSR so that an interrupted issuance can be resumed.
     pub async fn start_processing(&self, id: &str, csr_b64: &str) -> Result<()> {
-        let n = sqlx::query(
+        let n = query(
             "UPDATE orders SET status = 'processing', csr = $1 WHERE id = $2 AND status = 'ready'",
         )
         .bind(csr_b64)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         if n == 1 {
@@ -404,18 +331,18 @@ impl Store {
     }
 
     /// Stores the certificate and moves its order processing → valid in one durable commit.
-    pub async fn finish_order(&self, cert: &CertRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2 AND status = 'processing'")
+    pub async fn finish_order(&self, cert: &CertRecord, audit: &AuditEntry<'_>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let n = query("UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2 AND status = 'processing'")
             .bind(&cert.id)
             .bind(&cert.order_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         if n != 1 {
             return Err(StoreError::Conflict("order is not processing".into()));
         }
-        sqlx::query(
+        query(
             "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
         )
@@ -430,15 +357,16 @@ impl Store {
         .bind(&cert.ari_id)
         .bind(&cert.spki_sha256)
         .bind(cert.created_at)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         if let Some(replaced) = &cert.replaces {
-            sqlx::query("UPDATE certificates SET replaced_by = $1 WHERE ari_id = $2 AND replaced_by IS NULL")
+            query("UPDATE certificates SET replaced_by = $1 WHERE ari_id = $2 AND replaced_by IS NULL")
                 .bind(&cert.order_id)
                 .bind(replaced)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         self.make_durable().await
     }
@@ -449,21 +377,19 @@ impl Store {
             "SELECT {} FROM orders WHERE status = 'processing'",
             Self::ORDER_COLS
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
-            .fetch_all(&self.read)
-            .await?;
+        let rows = query(q).fetch_all(&self.db).await?;
         rows.iter().map(OrderRecord::from_row).collect()
     }
 
     pub async fn authz_by_id(&self, id: &str) -> Result<AuthzRecord> {
         // One round trip: the authorization joined with its challenges.
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT a.id, a.account_id, a.identifier_type, a.identifier_value, a.status, a.expires, a.token, a.wildcard, a.created_at,
                     c.id AS c_id, c.kind AS c_kind, c.status AS c_status, c.validated AS c_validated, c.error AS c_error
              FROM authzs a LEFT JOIN challenges c ON c.authz_id = a.id WHERE a.id = $1 ORDER BY c.kind",
         )
         .bind(id)
-        .fetch_all(&self.read)
+        .fetch_all(&self.db)
         .await?;
         let first = rows.first().ok_or(StoreError::NotFound)?;
         let mut authz = AuthzRecord::from_row(first)?;
@@ -496,7 +422,7 @@ impl Store {
         wildcard: bool,
         min_expires: i64,
     ) -> Result<Option<String>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT id FROM authzs WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3
              AND status = 'valid' AND expires > $4 AND wildcard = $5 ORDER BY expires DESC LIMIT 1",
         )
@@ -505,17 +431,17 @@ impl Store {
         .bind(&identifier.value)
         .bind(min_expires)
         .bind(wildcard as i64)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.db)
         .await?;
-        Ok(row.map(|r| r.try_get::<String, _>(0)).transpose()?)
+        row.map(|r| r.try_get::<String, _>(0)).transpose()
     }
 
     pub async fn challenge_by_id(&self, id: &str) -> Result<ChallengeRecord> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.db)
         .await?
         .ok_or(StoreError::NotFound)?;
         ChallengeRecord::from_row(&row)
@@ -523,13 +449,13 @@ impl Store {
 
     /// pending → processing for a challenge whose authorization is still pending.
     pub async fn start_challenge(&self, challenge_id: &str, authz_id: &str) -> Result<()> {
-        let n = sqlx::query(
+        let n = query(
             "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'
              AND EXISTS (SELECT 1 FROM authzs WHERE authzs.id = $2 AND authzs.status = 'pending')",
         )
         .bind(challenge_id)
         .bind(authz_id)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         if n == 1 {
@@ -547,29 +473,31 @@ impl Store {
         authz_id: &str,
         error: Option<&sceau_wire::Problem>,
         at: i64,
+        audit: &AuditEntry<'_>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (status, validated) = if error.is_none() {
             ("valid", Some(at))
         } else {
             ("invalid", None)
         };
-        let n = sqlx::query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
+        let n = query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
             .bind(status)
             .bind(validated)
             .bind(error.map(|p| serde_json::to_string(p).expect("json")))
             .bind(challenge_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?
             .rows_affected();
         if n != 1 {
             return Err(StoreError::Conflict("challenge is not processing".into()));
         }
-        sqlx::query("UPDATE authzs SET status = $1 WHERE id = $2 AND status = 'pending'")
+        query("UPDATE authzs SET status = $1 WHERE id = $2 AND status = 'pending'")
             .bind(status)
             .bind(authz_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
+        insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -577,11 +505,11 @@ impl Store {
     /// CAS on an authorization's status (deactivation, RFC 8555 §7.5.2).
     pub async fn set_authz_status(&self, id: &str, from: &[&str], to: &str) -> Result<()> {
         for f in from {
-            let n = sqlx::query("UPDATE authzs SET status = $1 WHERE id = $2 AND status = $3")
+            let n = query("UPDATE authzs SET status = $1 WHERE id = $2 AND status = $3")
                 .bind(to)
                 .bind(id)
                 .bind(*f)
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?
                 .rows_affected();
             if n == 1 {
@@ -593,8 +521,8 @@ impl Store {
 
     /// Challenges left in `processing` by a crash, with their authorization ids.
     pub async fn processing_challenges(&self) -> Result<Vec<ChallengeRecord>> {
-        let rows = sqlx::query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE status = 'processing'")
-            .fetch_all(&self.read)
+        let rows = query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE status = 'processing'")
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(ChallengeRecord::from_row).collect()
     }
@@ -606,15 +534,15 @@ impl Store {
         identifier_value: &str,
         since: i64,
     ) -> Result<i64> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT COUNT(*) FROM audit WHERE event = 'validation.failed' AND account_id = $1 AND at >= $2 AND detail LIKE $3",
         )
         .bind(account_id)
         .bind(since)
         .bind(format!("%\"identifier\":\"{}\"%", identifier_value.replace(['%', '_', '"'], "")))
-        .fetch_one(&self.read)
+        .fetch_one(&self.db)
         .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+        row.try_get::<i64, _>(0)
     }
 
     // ---- certificates -------------------------------------------------------------------
@@ -638,9 +566,9 @@ impl Store {
             "SELECT {} FROM certificates WHERE {column} = $1",
             Self::CERT_COLS
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+        let row = query(q)
             .bind(value)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.db)
             .await?
             .ok_or(StoreError::NotFound)?;
         CertRecord::from_row(&row)
@@ -648,20 +576,20 @@ impl Store {
 
     /// Whether this public key (SHA-256 of its SPKI) was ever certified here (R37).
     pub async fn spki_seen(&self, spki_sha256: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT COUNT(*) FROM certificates WHERE spki_sha256 = $1")
+        let row = query("SELECT COUNT(*) FROM certificates WHERE spki_sha256 = $1")
             .bind(spki_sha256)
-            .fetch_one(&self.read)
+            .fetch_one(&self.db)
             .await?;
         Ok(row.try_get::<i64, _>(0)? > 0)
     }
 
     /// CAS: not revoked → revoked with reason.
     pub async fn revoke_cert(&self, id: &str, reason: u8, at: i64) -> Result<()> {
-        let n = sqlx::query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+        let n = query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(at)
             .bind(reason as i64)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         if n != 1 {
@@ -671,13 +599,10 @@ impl Store {
     }
 
     pub async fn count(&self, table: Table) -> Result<i64> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM {}",
-            table.name()
-        )))
-        .fetch_one(&self.read)
-        .await?;
-        Ok(row.try_get::<i64, _>(0)?)
+        let row = query(format!("SELECT COUNT(*) FROM {}", table.name()))
+            .fetch_one(&self.db)
+            .await?;
+        row.try_get::<i64, _>(0)
     }
 
     // ---- audit --------------------------------------------------------------------------
@@ -689,15 +614,14 @@ impl Store {
         client_ip: Option<&str>,
         detail: &serde_json::Value,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(new_id())
-            .bind(now())
-            .bind(event)
-            .bind(account_id)
-            .bind(client_ip)
-            .bind(detail.to_string())
-            .execute(&self.pool)
-            .await?;
+        audit_query(&AuditEntry {
+            event,
+            account_id,
+            client_ip,
+            detail: detail.clone(),
+        })
+        .execute(&self.db)
+        .await?;
         Ok(())
     }
 
@@ -706,15 +630,33 @@ impl Store {
         account_id: Option<&str>,
         since: i64,
     ) -> Result<Vec<AuditRecord>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT at, event, account_id, client_ip, detail FROM audit WHERE at >= $1 AND ($2 IS NULL OR account_id = $2) ORDER BY at, id",
         )
         .bind(since)
         .bind(account_id)
-        .fetch_all(&self.read)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(AuditRecord::from_row).collect()
     }
+}
+
+/// Audit ids start with the time in nanoseconds: the primary-key index then grows at its end
+/// (one hot page, not a random one per event) and ids sort in the order events happened.
+pub(crate) fn audit_query(e: &AuditEntry<'_>) -> db::Query {
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(format!("{nanos:020}-{}", new_id()))
+        .bind(now())
+        .bind(e.event)
+        .bind(e.account_id)
+        .bind(e.client_ip)
+        .bind(e.detail.to_string())
+}
+
+async fn insert_audit(tx: &mut db::Tx, e: &AuditEntry<'_>) -> Result<()> {
+    audit_query(e).execute(tx).await?;
+    Ok(())
 }
 
 /// Tables whose rows tests and reports count.
@@ -755,10 +697,6 @@ pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-pub(crate) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get::<T, _>(col)
-        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+pub(crate) fn get<T: db::FromValue>(row: &Row, col: &str) -> Result<T> {
+    row.try_get(col)
 }

@@ -2,15 +2,15 @@
 //! decoded here so that nothing above this crate sees SQL types.
 
 use sceau_wire::{Identifier, Problem};
-use sqlx::any::AnyRow;
 
+use crate::db::Row;
 use crate::{Result, StoreError, get, hex_decode};
 
 fn json<T: serde::de::DeserializeOwned>(col: &str, text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
-fn opt_problem(row: &AnyRow, col: &str) -> Result<Option<Problem>> {
+fn opt_problem(row: &Row, col: &str) -> Result<Option<Problem>> {
     get::<Option<String>>(row, col)?
         .map(|t| json(col, &t))
         .transpose()
@@ -31,7 +31,7 @@ pub struct AccountRecord {
 }
 
 impl AccountRecord {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &Row) -> Result<Self> {
         Ok(AccountRecord {
             id: get(row, "id")?,
             thumbprint: get(row, "thumbprint")?,
@@ -66,7 +66,7 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &Row) -> Result<Self> {
         Ok(OrderRecord {
             id: get(row, "id")?,
             account_id: get(row, "account_id")?,
@@ -102,7 +102,7 @@ pub struct AuthzRecord {
 }
 
 impl AuthzRecord {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &Row) -> Result<Self> {
         Ok(AuthzRecord {
             id: get(row, "id")?,
             account_id: get(row, "account_id")?,
@@ -131,7 +131,7 @@ pub struct ChallengeRecord {
 }
 
 impl ChallengeRecord {
-    pub(crate) fn from_joined_row(row: &AnyRow, id: String, authz_id: &str) -> Result<Self> {
+    pub(crate) fn from_joined_row(row: &Row, id: String, authz_id: &str) -> Result<Self> {
         Ok(ChallengeRecord {
             id,
             authz_id: authz_id.to_owned(),
@@ -142,7 +142,7 @@ impl ChallengeRecord {
         })
     }
 
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &Row) -> Result<Self> {
         Ok(ChallengeRecord {
             id: get(row, "id")?,
             authz_id: get(row, "authz_id")?,
@@ -176,7 +176,7 @@ pub struct CertRecord {
 }
 
 impl CertRecord {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &Row) -> Result<Self> {
         let der_hex: String = get(row, "der")?;
         Ok(CertRecord {
             id: get(row, "id")?,
@@ -198,6 +198,16 @@ impl CertRecord {
     }
 }
 
+/// An audit event committed in the same transaction as the change it records, so that the
+/// trail never misses a change nor shows one that did not happen.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    pub event: &'a str,
+    pub account_id: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+    pub detail: serde_json::Value,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub at: i64,
@@ -208,7 +218,7 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub(crate) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &Row) -> Result<Self> {
         Ok(AuditRecord {
             at: get(row, "at")?,
             event: get(row, "event")?,

@@ -2,22 +2,23 @@
 //! `schema_migrations`. Every script runs in a transaction with its record, so a crash never
 //! leaves a half-applied version.
 
-use sqlx::{AnyPool, Row};
+use crate::Result;
+use crate::db::{Db, query};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_external_accounts.sql")),
 ];
 
-pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .execute(pool)
+pub(crate) async fn migrate(db: &Db) -> Result<()> {
+    query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .execute(db)
         .await?;
     for (version, script) in MIGRATIONS {
-        let mut tx = pool.begin().await?;
-        let done = sqlx::query("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
+        let mut tx = db.begin().await?;
+        let done = query("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
             .bind(*version)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?
             .try_get::<i64, _>(0)?;
         if done > 0 {
@@ -28,12 +29,12 @@ pub(crate) async fn migrate(pool: &AnyPool) -> Result<(), sqlx::Error> {
             .map(str::trim)
             .filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--")))
         {
-            sqlx::query(statement).execute(&mut *tx).await?;
+            query(statement.to_owned()).execute(&mut tx).await?;
         }
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+        query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(*version)
             .bind(crate::now())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
     }

@@ -43,6 +43,21 @@ both_backends! {
     certificate_and_order_commit_together_and_survive_reopen => certificate_and_order_commit_together_and_survive_reopen;
 }
 
+fn audit(event: &'static str) -> AuditEntry<'static> {
+    AuditEntry {
+        event,
+        account_id: Some("a1"),
+        client_ip: Some("192.0.2.1"),
+        detail: serde_json::json!({"test": event}),
+    }
+}
+
+/// Audit events of account `a1` with this name.
+async fn audited(store: &Store, event: &str) -> usize {
+    let all = store.audit_events(Some("a1"), 0).await.unwrap();
+    all.iter().filter(|e| e.event == event).count()
+}
+
 fn account(id: &str, thumb: &str) -> AccountRecord {
     AccountRecord {
         id: id.into(),
@@ -143,16 +158,32 @@ async fn challenge_and_authz_move_together(dir: Backend) {
     let store = open(&dir).await;
     let (order, authz) = order_with_authz("a1");
     store
-        .create_order(&order, std::slice::from_ref(&authz))
+        .create_order(
+            &order,
+            std::slice::from_ref(&authz),
+            &audit("order.created"),
+        )
         .await
         .unwrap();
     let ch = &authz.challenges[0];
     // finishing a challenge that never started is refused and changes nothing
     assert!(
         store
-            .finish_challenge(&ch.id, &authz.id, None, now())
+            .finish_challenge(
+                &ch.id,
+                &authz.id,
+                None,
+                now(),
+                &audit("validation.succeeded")
+            )
             .await
             .is_err()
+    );
+    assert_eq!(audited(&store, "order.created").await, 1);
+    assert_eq!(
+        audited(&store, "validation.succeeded").await,
+        0,
+        "a refused change left an audit row"
     );
     store.start_challenge(&ch.id, &authz.id).await.unwrap();
     assert!(matches!(
@@ -161,9 +192,16 @@ async fn challenge_and_authz_move_together(dir: Backend) {
     ));
     let problem = Problem::new(ProblemType::IncorrectResponse, "wrong body");
     store
-        .finish_challenge(&ch.id, &authz.id, Some(&problem), now())
+        .finish_challenge(
+            &ch.id,
+            &authz.id,
+            Some(&problem),
+            now(),
+            &audit("validation.failed"),
+        )
         .await
         .unwrap();
+    assert_eq!(audited(&store, "validation.failed").await, 1);
     let got = store.authz_by_id(&authz.id).await.unwrap();
     assert_eq!(got.status, "invalid");
     assert_eq!(got.challenges[0].status, "invalid");
@@ -194,21 +232,38 @@ async fn certificate_and_order_commit_together_and_survive_reopen(dir: Backend) 
     };
     {
         let store = open(&dir).await;
-        store.create_order(&order, &[authz]).await.unwrap();
+        store
+            .create_order(&order, &[authz], &audit("order.created"))
+            .await
+            .unwrap();
         // not processing yet: refused, and no certificate row appears
-        assert!(store.finish_order(&cert).await.is_err());
+        assert!(
+            store
+                .finish_order(&cert, &audit("certificate.issued"))
+                .await
+                .is_err()
+        );
         assert_eq!(store.count(Table::Certificates).await.unwrap(), 0);
+        assert_eq!(
+            audited(&store, "certificate.issued").await,
+            0,
+            "a refused issuance was audited"
+        );
         store
             .set_order_status(&order.id, "pending", "ready", None)
             .await
             .unwrap();
         store.start_processing(&order.id, "csr").await.unwrap();
-        store.finish_order(&cert).await.unwrap();
+        store
+            .finish_order(&cert, &audit("certificate.issued"))
+            .await
+            .unwrap();
     }
     let store = open(&dir).await;
     let got = store.order_by_id(&order.id).await.unwrap();
     assert_eq!(got.status, "valid");
     assert_eq!(got.cert_id.as_deref(), Some(cert.id.as_str()));
+    assert_eq!(audited(&store, "certificate.issued").await, 1);
     let c = store.cert_by_serial("0a0b").await.unwrap();
     assert_eq!(c.der, cert.der);
     assert!(store.spki_seen("ff").await.unwrap());

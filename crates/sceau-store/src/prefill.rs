@@ -1,0 +1,166 @@
+//! Synthetic history for capacity benchmarks (issue: throughput after 1,000,000 certificates).
+//!
+//! Each synthetic certificate comes with the rows one real http-01 issuance leaves behind: an
+//! order (valid), its authorization (valid, already expired so that nothing reuses it), three
+//! challenges, the certificate (random bytes of a real certificate's size, random serial, key
+//! hash and ARI id) and five audit events. Ids are random like real ones, so every index gets
+//! the same random inserts a real history would have given it. Never used by the server.
+
+use crate::db::{Db, query};
+use crate::{Result, Store, hex_encode, new_id, now};
+
+/// Certificates per transaction.
+const BATCH: u64 = 2_000;
+/// Synthetic certificates per synthetic account.
+const PER_ACCOUNT: u64 = 100;
+
+fn random_hex(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
+    hex_encode(&bytes)
+}
+
+fn fake_pem(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
+    let body = sceau_wire::b64::encode(&bytes);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+impl Store {
+    /// Adds `certificates` synthetic issuances; `progress` gets the running total after each
+    /// committed batch.
+    #[doc(hidden)]
+    pub async fn prefill(&self, certificates: u64, mut progress: impl FnMut(u64)) -> Result<()> {
+        let t = now();
+        let mut done = 0;
+        let mut account = String::new();
+        while done < certificates {
+            let mut tx = self.db.begin().await?;
+            if let Db::Sqlite(_) = &self.db {
+                // A bulk load of random keys wants its indexes in memory (the writer only).
+                query("PRAGMA cache_size = -1048576")
+                    .execute(&mut tx)
+                    .await?;
+            }
+            let end = (done + BATCH).min(certificates);
+            for i in done..end {
+                if i % PER_ACCOUNT == 0 {
+                    account = new_id();
+                    query(
+                        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip)
+                         VALUES ($1, $2, $3, 'valid', '[]', 1, NULL, $4, '127.0.0.1')",
+                    )
+                    .bind(&account)
+                    .bind(random_hex(32))
+                    .bind(format!(
+                        "{{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"{}\",\"y\":\"{}\"}}",
+                        random_hex(16),
+                        random_hex(16)
+                    ))
+                    .bind(t)
+                    .execute(&mut tx)
+                    .await?;
+                }
+                let (order, authz, cert) = (new_id(), new_id(), new_id());
+                let name = format!("host-{i}.prefill.test");
+                query(
+                    "INSERT INTO authzs (id, account_id, identifier_type, identifier_value, status, expires, token, wildcard, created_at)
+                     VALUES ($1, $2, 'dns', $3, 'valid', $4, $5, 0, $4)",
+                )
+                .bind(&authz)
+                .bind(&account)
+                .bind(&name)
+                .bind(t - 86_400)
+                .bind(new_id())
+                .execute(&mut tx)
+                .await?;
+                for (kind, status) in [
+                    ("dns-01", "pending"),
+                    ("http-01", "valid"),
+                    ("tls-alpn-01", "pending"),
+                ] {
+                    query("INSERT INTO challenges (id, authz_id, kind, status, validated, error) VALUES ($1, $2, $3, $4, $5, NULL)")
+                        .bind(new_id())
+                        .bind(&authz)
+                        .bind(kind)
+                        .bind(status)
+                        .bind((status == "valid").then_some(t))
+                        .execute(&mut tx)
+                        .await?;
+                }
+                query(
+                    "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at)
+                     VALUES ($1, $2, 'valid', $3, $4, $5, NULL, NULL, NULL, NULL, NULL, NULL, $6, $3)",
+                )
+                .bind(&order)
+                .bind(&account)
+                .bind(t)
+                .bind(format!("[{{\"type\":\"dns\",\"value\":\"{name}\"}}]"))
+                .bind(format!("[\"{authz}\"]"))
+                .bind(&cert)
+                .execute(&mut tx)
+                .await?;
+                query(
+                    "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $7)",
+                )
+                .bind(&cert)
+                .bind(random_hex(16))
+                .bind(&account)
+                .bind(&order)
+                .bind(random_hex(650))
+                .bind(format!("{}{}", fake_pem(650), fake_pem(600)))
+                .bind(t)
+                .bind(t + 90 * 86_400)
+                .bind(format!("{}.{}", new_id(), random_hex(16)))
+                .bind(random_hex(32))
+                .execute(&mut tx)
+                .await?;
+                for (event, detail) in [
+                    ("order.created", format!("{{\"order\":\"{order}\"}}")),
+                    (
+                        "validation.started",
+                        format!("{{\"identifier\":\"{name}\"}}"),
+                    ),
+                    (
+                        "validation.succeeded",
+                        format!("{{\"identifier\":\"{name}\"}}"),
+                    ),
+                    ("order.finalized", format!("{{\"order\":\"{order}\"}}")),
+                    (
+                        "certificate.issued",
+                        format!("{{\"certificate\":\"{cert}\"}}"),
+                    ),
+                ] {
+                    query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, '127.0.0.1', $5)")
+                        .bind(new_id())
+                        .bind(t)
+                        .bind(event)
+                        .bind(&account)
+                        .bind(detail)
+                        .execute(&mut tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            done = end;
+            if let Db::Sqlite(_) = &self.db {
+                // Keep the WAL short: a bulk load would otherwise grow it by gigabytes.
+                query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_all(&self.db)
+                    .await?;
+            }
+            progress(done);
+        }
+        self.make_durable().await
+    }
+}
