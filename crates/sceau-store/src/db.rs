@@ -359,7 +359,7 @@ pub(crate) struct Sqlite {
     readers: Mutex<Vec<rusqlite::Connection>>,
     sync: GroupSync,
     commits: AtomicU64,
-    checkpointing: Arc<AtomicBool>,
+    checkpointing: AtomicBool,
 }
 
 impl Sqlite {
@@ -380,7 +380,7 @@ impl Sqlite {
             readers: Mutex::new(Vec::new()),
             sync: GroupSync::new(PathBuf::from(wal)),
             commits: AtomicU64::new(0),
-            checkpointing: Arc::new(AtomicBool::new(false)),
+            checkpointing: AtomicBool::new(false),
         })
     }
 
