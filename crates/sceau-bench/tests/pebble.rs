@@ -2,7 +2,7 @@
 //! full issuances are counted, failures are counted as errors, and setup mistakes stop the run
 //! with exit status 2. Each test starts its own Pebble on free ports in a temporary directory.
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,22 +12,12 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType}
 const BENCH: &str = env!("CARGO_BIN_EXE_sceau-bench");
 
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    sceau_testkit::free_port()
 }
 
 /// A port free on both UDP and TCP (DNS listens on both).
 fn free_dns_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    sceau_testkit::free_port()
 }
 
 /// A throwaway CA and a certificate for 127.0.0.1 signed by it, as PEM files in `dir`.

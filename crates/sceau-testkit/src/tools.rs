@@ -27,18 +27,52 @@ pub fn require_tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("test needs {name}: install it with the README's test command"))
 }
 
-/// A port on 127.0.0.1 that was free for both UDP and TCP a moment ago.
+/// A port on 127.0.0.1 that was free for both UDP and TCP a moment ago, and that no other test
+/// process on this machine has been handed in the last [`RESERVATION`].
 ///
-/// The port is released before returning, so another process may grab it: callers that start a
-/// server on it must detect a bind failure and retry with a fresh port.
+/// Ports come from 10000–32767, below the kernel's ephemeral range (32768–60999), so that the
+/// outgoing connections of the many tests running at once (each takes an ephemeral local port)
+/// cannot occupy a port between the moment it is chosen here and the moment a server binds it.
+/// Each port handed out is reserved by a marker file created with `O_EXCL` in a directory shared
+/// by every test process (nextest runs each test in its own process). The port is still released
+/// before returning: callers that start a server on it must detect a bind failure.
 pub fn free_port() -> u16 {
-    for _ in 0..64 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind UDP port 0 on 127.0.0.1");
-        let port = udp.local_addr().expect("local addr").port();
+    use std::hash::{BuildHasher, Hasher};
+    let dir = std::env::temp_dir().join("sceau-testkit-ports");
+    std::fs::create_dir_all(&dir).expect("create the port reservation directory");
+    for _ in 0..512 {
+        // RandomState is seeded from the OS: a random start, different in every process.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 10_000 + (h.finish() % 22_768) as u16;
+        let marker = dir.join(port.to_string());
+        if let Ok(meta) = std::fs::metadata(&marker) {
+            let stale = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > RESERVATION);
+            if !stale {
+                continue;
+            }
+            let _ = std::fs::remove_file(&marker);
+        }
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker)
+            .is_err()
+        {
+            continue; // another process reserved it just now
+        }
+        let udp_free = UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
         // DNS servers need the same number for TCP as well.
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if udp_free && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
             return port;
         }
     }
-    panic!("no port free for both UDP and TCP on 127.0.0.1 after 64 attempts");
+    panic!("no port free for both UDP and TCP on 127.0.0.1 after 512 attempts");
 }
+
+/// How long a port handed out by [`free_port`] is kept from other test processes.
+const RESERVATION: std::time::Duration = std::time::Duration::from_secs(600);
