@@ -44,21 +44,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-TAKEN=" "
-free_port() { # VAR
-    local p
-    for _ in $(seq 500); do
-        p=$((20000 + RANDOM % 40000))
-        case "$TAKEN" in *" $p "*) continue ;; esac
-        if [ -z "$(ss -Htuan "sport = :$p" 2>/dev/null)" ]; then
-            TAKEN+="$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    echo "client-time.sh: no free port" >&2
-    exit 2
-}
+. "$ROOT/bench/ports.sh"
 wait_url() { # URL CA
     for _ in $(seq 150); do
         [ -s "$2" ] && curl -fsS --max-time 2 --cacert "$2" -o /dev/null "$1" 2>/dev/null && return 0

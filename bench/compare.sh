@@ -109,20 +109,7 @@ fail_start() { # NAME LOG
 }
 
 # --- free ports: nothing bound to them on TCP or UDP, and not handed out twice ---------------
-TAKEN=" "
-free_port() { # VAR
-    local p
-    for _ in $(seq 500); do
-        p=$((20000 + RANDOM % 40000))
-        case "$TAKEN" in *" $p "*) continue ;; esac
-        if [ -z "$(ss -Htuan "sport = :$p" 2>/dev/null)" ]; then
-            TAKEN+="$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
+. "$ROOT/bench/ports.sh"
 
 wait_directory() { # NAME URL CA PID LOG
     local deadline=$((SECONDS + START_TIMEOUT))

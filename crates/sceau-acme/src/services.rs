@@ -111,14 +111,7 @@ fn normalise_identifier(
                 return refuse(ProblemType::RejectedIdentifier, "not a valid DNS name");
             }
             for label in name.split('.') {
-                let ok = !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-');
-                if !ok {
+                if !sceau_wire::is_ldh_label(label) {
                     return refuse(
                         ProblemType::RejectedIdentifier,
                         &format!("DNS label {label:?} is not a valid LDH label"),

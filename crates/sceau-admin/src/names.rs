@@ -30,14 +30,7 @@ pub fn normalise_entry(text: &str) -> Result<String, String> {
         return Err(format!("{text:?} is not a DNS name"));
     }
     for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
+        if !sceau_wire::is_ldh_label(label) {
             return Err(format!(
                 "{text:?}: label {label:?} is not a valid DNS label"
             ));

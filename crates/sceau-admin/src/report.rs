@@ -136,7 +136,9 @@ impl Registry {
     }
 }
 
-fn when(t: i64) -> String {
+/// Unix seconds as RFC 3339 UTC text (the number itself if out of range), for reports and the
+/// admin CLI.
+pub fn when(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| {

@@ -11,15 +11,6 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType}
 
 const BENCH: &str = env!("CARGO_BIN_EXE_sceau-bench");
 
-fn free_tcp_port() -> u16 {
-    sceau_testkit::free_port()
-}
-
-/// A port free on both UDP and TCP (DNS listens on both).
-fn free_dns_port() -> u16 {
-    sceau_testkit::free_port()
-}
-
 /// A throwaway CA and a certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
 /// Returns the CA file.
 fn api_certificate(dir: &Path, name: &str) -> PathBuf {
@@ -83,8 +74,12 @@ impl Pebble {
     fn start(http01_port: u16, eab: Option<(&str, &str)>) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let ca = api_certificate(dir.path(), "api");
-        let (dns, dns_management) = (free_dns_port(), free_tcp_port());
-        let (api, management, tls) = (free_tcp_port(), free_tcp_port(), free_tcp_port());
+        let (dns, dns_management) = (sceau_testkit::free_port(), sceau_testkit::free_port());
+        let (api, management, tls) = (
+            sceau_testkit::free_port(),
+            sceau_testkit::free_port(),
+            sceau_testkit::free_port(),
+        );
 
         let log = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
         let cts_log = dir.path().join("challtestsrv.log");
@@ -195,7 +190,7 @@ fn run(args: &[&str]) -> Run {
 
 #[test]
 fn issues_every_order_and_reports_the_server_memory() {
-    let http = free_tcp_port();
+    let http = sceau_testkit::free_port();
     let pebble = Pebble::start(http, None);
     let (http, pid) = (http.to_string(), pebble.pid.to_string());
     let r = run(&[
@@ -264,8 +259,8 @@ fn issues_every_order_and_reports_the_server_memory() {
 #[test]
 fn failed_validations_are_counted_not_fatal() {
     // Pebble validates on one port while the bench answers on another: every order fails.
-    let pebble = Pebble::start(free_tcp_port(), None);
-    let http = free_tcp_port().to_string();
+    let pebble = Pebble::start(sceau_testkit::free_port(), None);
+    let http = sceau_testkit::free_port().to_string();
     let r = run(&[
         "--directory",
         &pebble.directory,
@@ -293,7 +288,7 @@ fn failed_validations_are_counted_not_fatal() {
 
 #[test]
 fn external_account_binding_is_sent_and_checked() {
-    let http = free_tcp_port();
+    let http = sceau_testkit::free_port();
     let key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
     let pebble = Pebble::start(http, Some(("kid-bench", key)));
     let dir = tempfile::tempdir().unwrap();
@@ -348,10 +343,10 @@ fn external_account_binding_is_sent_and_checked() {
 
 #[test]
 fn an_untrusted_ca_stops_the_run_before_any_load() {
-    let pebble = Pebble::start(free_tcp_port(), None);
+    let pebble = Pebble::start(sceau_testkit::free_port(), None);
     let dir = tempfile::tempdir().unwrap();
     let other_ca = api_certificate(dir.path(), "other");
-    let http = free_tcp_port().to_string();
+    let http = sceau_testkit::free_port().to_string();
     let r = run(&[
         "--directory",
         &pebble.directory,
@@ -384,7 +379,7 @@ fn bad_setup_is_refused_with_status_2() {
     std::fs::write(&not_pem, "hello").unwrap();
     let not_b64 = dir.path().join("eab");
     std::fs::write(&not_b64, "not base64 !!").unwrap();
-    let http = free_tcp_port().to_string();
+    let http = sceau_testkit::free_port().to_string();
     let dir_url = "https://127.0.0.1:1/dir";
     let base = ["--directory", dir_url, "--http-port", http.as_str()];
 

@@ -9,7 +9,7 @@
 //!   the log or the audit trail, and is never taken from argv.
 //! - Every command, read-only ones included, is recorded with its actor in the audit trail.
 
-use std::os::unix::fs::DirBuilderExt;
+use sceau_admin::report::when;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
@@ -176,16 +176,6 @@ fn os_user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn when(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
-}
-
 fn names_text(aa: &ExternalAccountRecord) -> String {
     aa.names
         .iter()
@@ -207,16 +197,7 @@ fn print_json(value: &serde_json::Value) {
 pub fn run(args: AdminArgs) -> Result<(), String> {
     let config = crate::serve::resolve_config(&args.common, &ServeArgs::default())?;
     let actor = args.actor.clone().unwrap_or_else(os_user);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.data_dir)
-        .map_err(|e| {
-            format!(
-                "cannot create data directory {}: {e}",
-                config.data_dir.display()
-            )
-        })?;
+    crate::serve::create_data_dir(&config.data_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -112,16 +112,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             "--cert-validity-days must be between 1 and 90 (agency guide R39); a longer validity needs --allow-long-validity".into()
         });
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&config.data_dir)
-        .map_err(|e| {
-            format!(
-                "cannot create data directory {}: {e}",
-                config.data_dir.display()
-            )
-        })?;
+    create_data_dir(&config.data_dir)?;
 
     let mut tls_names = vec![config.listen.ip().to_string(), "localhost".to_owned()];
     // The base URL's host, if any, must be in the listener's certificate too.
@@ -355,4 +346,14 @@ async fn shutdown_signal() {
             .expect("signal handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
+}
+
+/// Creates the data directory (and its parents) 0700 if it is missing; `serve` and the admin
+/// commands share it.
+pub(crate) fn create_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))
 }

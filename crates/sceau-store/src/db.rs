@@ -178,6 +178,15 @@ impl Done {
     pub(crate) fn rows_affected(&self) -> u64 {
         self.0
     }
+
+    /// `Ok` when exactly one row changed; otherwise the compare-and-swap lost: `Conflict(why)`.
+    pub(crate) fn one_or(&self, why: impl Into<String>) -> Result<()> {
+        if self.0 == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(why.into()))
+        }
+    }
 }
 
 /// Where a query runs: on the database (its own implicit transaction) or inside a [`Tx`].
@@ -192,13 +201,6 @@ impl<'a> From<&'a Db> for Target<'a> {
 }
 impl<'a> From<&'a mut Tx> for Target<'a> {
     fn from(t: &'a mut Tx) -> Self {
-        Target::Tx(t)
-    }
-}
-
-/// Lets helpers that take `tx: &mut Tx` pass `&mut tx` like everyone else.
-impl<'a, 'b: 'a> From<&'a mut &'b mut Tx> for Target<'a> {
-    fn from(t: &'a mut &'b mut Tx) -> Self {
         Target::Tx(t)
     }
 }

@@ -10,13 +10,24 @@
 //! frames into the database file only after syncing the WAL and syncs the database after
 //! (SQLite's NORMAL mode), so a frame is durable once either file holding it was synced.
 
+use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(crate) struct GroupSync {
     wal: PathBuf,
     requested: AtomicU64,
-    synced: tokio::sync::Mutex<u64>,
+    state: tokio::sync::Mutex<Flushed>,
+}
+
+struct Flushed {
+    /// The newest announcement known to be on stable storage.
+    synced: u64,
+    /// The WAL, opened at the first flush that finds it. Keeping it open is sound because the
+    /// store's own writer connection stays open as long as this value lives, and SQLite only
+    /// deletes (and later recreates) the WAL when the last connection closes.
+    file: Option<Arc<File>>,
 }
 
 impl GroupSync {
@@ -24,30 +35,35 @@ impl GroupSync {
         GroupSync {
             wal,
             requested: AtomicU64::new(0),
-            synced: tokio::sync::Mutex::new(0),
+            state: tokio::sync::Mutex::new(Flushed {
+                synced: 0,
+                file: None,
+            }),
         }
     }
 
     pub(crate) async fn sync(&self) -> std::io::Result<()> {
         let mine = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut synced = self.synced.lock().await;
-        if *synced >= mine {
+        let mut state = self.state.lock().await;
+        if state.synced >= mine {
             return Ok(());
         }
         let target = self.requested.load(Ordering::SeqCst);
-        let wal = self.wal.clone();
-        // Opened per flush: the WAL file is recreated if every connection ever closes.
-        tokio::task::spawn_blocking(move || {
-            match std::fs::OpenOptions::new().write(true).open(&wal) {
-                Ok(f) => f.sync_data(),
+        let file = match &state.file {
+            Some(f) => Some(f.clone()),
+            None => match std::fs::OpenOptions::new().write(true).open(&self.wal) {
+                Ok(f) => Some(state.file.insert(Arc::new(f)).clone()),
                 // No WAL file: everything was checkpointed into the (synced) database file.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        *synced = target;
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some(file) = file {
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(std::io::Error::other)??;
+        }
+        state.synced = target;
         Ok(())
     }
 }

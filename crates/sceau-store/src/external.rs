@@ -97,7 +97,7 @@ fn external_from_row(row: &Row) -> Result<ExternalAccountRecord> {
 const EXTERNAL_COLS: &str = "kid, owner, status, mac_key, key_regenerations, key_updated_at, profiles, wildcards, not_after, created_at, created_by";
 
 async fn record(
-    mut tx: &mut Tx,
+    tx: &mut Tx,
     kid: Option<&str>,
     account_id: Option<&str>,
     change: &Change<'_>,
@@ -121,7 +121,7 @@ async fn record(
             .bind(change.actor)
             .bind(change.action)
             .bind(change.detail.to_string())
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?;
     }
     let event = format!("admin.{}", change.action);
@@ -131,12 +131,12 @@ async fn record(
         client_ip: None,
         detail,
     })
-    .execute(&mut tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-async fn insert_names(mut tx: &mut Tx, kid: &str, names: &[AllowedName]) -> Result<usize> {
+async fn insert_names(tx: &mut Tx, kid: &str, names: &[AllowedName]) -> Result<usize> {
     let mut added = 0;
     for n in names {
         // An entry already present keeps its history; asking again for subdomains widens it.
@@ -144,7 +144,7 @@ async fn insert_names(mut tx: &mut Tx, kid: &str, names: &[AllowedName]) -> Resu
             query("SELECT subdomains FROM external_account_names WHERE kid = $1 AND name = $2")
                 .bind(kid)
                 .bind(&n.name)
-                .fetch_optional(&mut tx)
+                .fetch_optional(&mut *tx)
                 .await?;
         match existing {
             None => {
@@ -154,7 +154,7 @@ async fn insert_names(mut tx: &mut Tx, kid: &str, names: &[AllowedName]) -> Resu
                     .bind(n.subdomains as i64)
                     .bind(n.added_at)
                     .bind(&n.added_by)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
                 added += 1;
             }
@@ -165,7 +165,7 @@ async fn insert_names(mut tx: &mut Tx, kid: &str, names: &[AllowedName]) -> Resu
                     .bind(&n.added_by)
                     .bind(kid)
                     .bind(&n.name)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
                 added += 1;
             }
@@ -274,15 +274,12 @@ impl Store {
         let mut tx = self.db.begin().await?;
         Self::require_live(&mut tx, kid).await?;
         for name in names {
-            let n = query("DELETE FROM external_account_names WHERE kid = $1 AND name = $2")
+            query("DELETE FROM external_account_names WHERE kid = $1 AND name = $2")
                 .bind(kid)
                 .bind(name)
                 .execute(&mut tx)
                 .await?
-                .rows_affected();
-            if n != 1 {
-                return Err(StoreError::Conflict(format!("{name} is not on the list")));
-            }
+                .one_or(format!("{name} is not on the list"))?;
         }
         record(&mut tx, Some(kid), None, change).await?;
         tx.commit().await?;
@@ -299,7 +296,7 @@ impl Store {
         change: &Change<'_>,
     ) -> Result<i64> {
         let mut tx = self.db.begin().await?;
-        let n = query(
+        query(
             "UPDATE external_accounts SET mac_key = $1, key_regenerations = key_regenerations + 1, key_updated_at = $2
              WHERE kid = $3 AND key_regenerations = $4 AND status <> 'deactivated'",
         )
@@ -309,12 +306,7 @@ impl Store {
         .bind(seen_regenerations)
         .execute(&mut tx)
         .await?
-        .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Conflict(
-                "the external account is deactivated or its key changed meanwhile".into(),
-            ));
-        }
+            .one_or("the external account is deactivated or its key changed meanwhile")?;
         record(&mut tx, Some(kid), None, change).await?;
         tx.commit().await?;
         Ok(seen_regenerations + 1)
@@ -358,10 +350,10 @@ impl Store {
         Ok(())
     }
 
-    async fn require_live(mut tx: &mut Tx, kid: &str) -> Result<()> {
+    async fn require_live(tx: &mut Tx, kid: &str) -> Result<()> {
         let row = query("SELECT status FROM external_accounts WHERE kid = $1")
             .bind(kid)
-            .fetch_optional(&mut tx)
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
         if row.try_get::<String, _>(0)? == "deactivated" {
@@ -394,18 +386,13 @@ impl Store {
                 "the external account is {current}"
             )));
         }
-        let n = query("UPDATE external_accounts SET status = $1 WHERE kid = $2 AND status = $3")
+        query("UPDATE external_accounts SET status = $1 WHERE kid = $2 AND status = $3")
             .bind(to)
             .bind(kid)
             .bind(&current)
             .execute(&mut tx)
             .await?
-            .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Conflict(
-                "the external account changed meanwhile".into(),
-            ));
-        }
+            .one_or("the external account changed meanwhile")?;
         let t = now();
         match to {
             "suspended" => {
@@ -511,16 +498,11 @@ impl Store {
     ) -> Result<AccountStatusChange> {
         let mut tx = self.db.begin().await?;
         let (_, kid) = Self::account_status(&mut tx, account_id).await?;
-        let n = query("DELETE FROM account_holds WHERE account_id = $1 AND cause = 'admin'")
+        query("DELETE FROM account_holds WHERE account_id = $1 AND cause = 'admin'")
             .bind(account_id)
             .execute(&mut tx)
             .await?
-            .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Conflict(
-                "the account is not suspended by an administrator".into(),
-            ));
-        }
+            .one_or("the account is not suspended by an administrator")?;
         query(
             "UPDATE accounts SET status = 'valid' WHERE id = $1 AND status = 'suspended'
              AND NOT EXISTS (SELECT 1 FROM account_holds h WHERE h.account_id = accounts.id)",
@@ -545,16 +527,11 @@ impl Store {
     ) -> Result<AccountStatusChange> {
         let mut tx = self.db.begin().await?;
         let (_, kid) = Self::account_status(&mut tx, account_id).await?;
-        let n = query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status IN ('valid', 'suspended')")
+        query("UPDATE accounts SET status = 'deactivated' WHERE id = $1 AND status IN ('valid', 'suspended')")
             .bind(account_id)
             .execute(&mut tx)
             .await?
-            .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Conflict(
-                "the account is already deactivated".into(),
-            ));
-        }
+            .one_or("the account is already deactivated")?;
         query("DELETE FROM account_holds WHERE account_id = $1")
             .bind(account_id)
             .execute(&mut tx)
@@ -567,10 +544,10 @@ impl Store {
         })
     }
 
-    async fn account_status(mut tx: &mut Tx, account_id: &str) -> Result<(String, Option<String>)> {
+    async fn account_status(tx: &mut Tx, account_id: &str) -> Result<(String, Option<String>)> {
         let row = query("SELECT status, eab_kid FROM accounts WHERE id = $1")
             .bind(account_id)
-            .fetch_optional(&mut tx)
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
         Ok((get(&row, "status")?, get(&row, "eab_kid")?))

@@ -140,33 +140,23 @@ impl Store {
     }
 
     pub async fn update_account_contact(&self, id: &str, contact: &[String]) -> Result<()> {
-        let n = query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
+        query("UPDATE accounts SET contact = $1 WHERE id = $2 AND status = 'valid'")
             .bind(serde_json::to_string(contact).expect("json"))
             .bind(id)
             .execute(&self.db)
             .await?
-            .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict("account is not valid".into()))
-        }
+            .one_or("account is not valid")
     }
 
     /// CAS on the account status.
     pub async fn set_account_status(&self, id: &str, from: &str, to: &str) -> Result<()> {
-        let n = query("UPDATE accounts SET status = $1 WHERE id = $2 AND status = $3")
+        query("UPDATE accounts SET status = $1 WHERE id = $2 AND status = $3")
             .bind(to)
             .bind(id)
             .bind(from)
             .execute(&self.db)
             .await?
-            .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("account is not {from}")))
-        }
+            .one_or(format!("account is not {from}"))
     }
 
     /// Key rollover (RFC 8555 §7.3.5): CAS on the old thumbprint; the unique index refuses a
@@ -178,7 +168,7 @@ impl Store {
         new_thumbprint: &str,
         new_jwk: &str,
     ) -> Result<()> {
-        let n = query(
+        query(
             "UPDATE accounts SET thumbprint = $1, jwk = $2 WHERE id = $3 AND thumbprint = $4 AND status = 'valid'",
         )
         .bind(new_thumbprint)
@@ -188,14 +178,7 @@ impl Store {
         .execute(&self.db)
         .await
         .map_err(|e| if is_unique_violation(&e) { StoreError::Conflict("new key already in use".into()) } else { e })?
-        .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(
-                "account key changed concurrently".into(),
-            ))
-        }
+            .one_or("account key changed concurrently")
     }
 
     // ---- orders and authorizations ------------------------------------------------------
@@ -298,50 +281,37 @@ impl Store {
         to: &str,
         error: Option<&sceau_wire::Problem>,
     ) -> Result<()> {
-        let n = query("UPDATE orders SET status = $1, error = COALESCE($2, error) WHERE id = $3 AND status = $4")
+        query("UPDATE orders SET status = $1, error = COALESCE($2, error) WHERE id = $3 AND status = $4")
             .bind(to)
             .bind(error.map(|p| serde_json::to_string(p).expect("json")))
             .bind(id)
             .bind(from)
             .execute(&self.db)
             .await?
-            .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!("order is not {from}")))
-        }
+            .one_or(format!("order is not {from}"))
     }
 
     /// ready → processing, keeping the CSR so that an interrupted issuance can be resumed.
     pub async fn start_processing(&self, id: &str, csr_b64: &str) -> Result<()> {
-        let n = query(
+        query(
             "UPDATE orders SET status = 'processing', csr = $1 WHERE id = $2 AND status = 'ready'",
         )
         .bind(csr_b64)
         .bind(id)
         .execute(&self.db)
         .await?
-        .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict("order is not ready".into()))
-        }
+        .one_or("order is not ready")
     }
 
     /// Stores the certificate and moves its order processing → valid in one durable commit.
     pub async fn finish_order(&self, cert: &CertRecord, audit: &AuditEntry<'_>) -> Result<()> {
         let mut tx = self.db.begin().await?;
-        let n = query("UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2 AND status = 'processing'")
+        query("UPDATE orders SET status = 'valid', cert_id = $1 WHERE id = $2 AND status = 'processing'")
             .bind(&cert.id)
             .bind(&cert.order_id)
             .execute(&mut tx)
             .await?
-            .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Conflict("order is not processing".into()));
-        }
+            .one_or("order is not processing")?;
         query(
             "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
@@ -449,7 +419,7 @@ impl Store {
 
     /// pending → processing for a challenge whose authorization is still pending.
     pub async fn start_challenge(&self, challenge_id: &str, authz_id: &str) -> Result<()> {
-        let n = query(
+        query(
             "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'
              AND EXISTS (SELECT 1 FROM authzs WHERE authzs.id = $2 AND authzs.status = 'pending')",
         )
@@ -457,12 +427,7 @@ impl Store {
         .bind(authz_id)
         .execute(&self.db)
         .await?
-        .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict("challenge is not pending".into()))
-        }
+        .one_or("challenge is not pending")
     }
 
     /// Records a validation outcome: the challenge processing → valid/invalid and its
@@ -481,17 +446,14 @@ impl Store {
         } else {
             ("invalid", None)
         };
-        let n = query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
+        query("UPDATE challenges SET status = $1, validated = $2, error = $3 WHERE id = $4 AND status = 'processing'")
             .bind(status)
             .bind(validated)
             .bind(error.map(|p| serde_json::to_string(p).expect("json")))
             .bind(challenge_id)
             .execute(&mut tx)
             .await?
-            .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Conflict("challenge is not processing".into()));
-        }
+            .one_or("challenge is not processing")?;
         query("UPDATE authzs SET status = $1 WHERE id = $2 AND status = 'pending'")
             .bind(status)
             .bind(authz_id)
@@ -585,16 +547,13 @@ impl Store {
 
     /// CAS: not revoked → revoked with reason.
     pub async fn revoke_cert(&self, id: &str, reason: u8, at: i64) -> Result<()> {
-        let n = query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+        query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(at)
             .bind(reason as i64)
             .bind(id)
             .execute(&self.db)
             .await?
-            .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Conflict("already revoked".into()));
-        }
+            .one_or("already revoked")?;
         self.make_durable().await
     }
 

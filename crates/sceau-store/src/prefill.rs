@@ -14,16 +14,18 @@ const BATCH: u64 = 2_000;
 /// Synthetic certificates per synthetic account.
 const PER_ACCOUNT: u64 = 100;
 
-fn random_hex(len: usize) -> String {
+fn random_bytes(len: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
     aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
-    hex_encode(&bytes)
+    bytes
+}
+
+fn random_hex(len: usize) -> String {
+    hex_encode(&random_bytes(len))
 }
 
 fn fake_pem(len: usize) -> String {
-    let mut bytes = vec![0u8; len];
-    aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
-    let body = sceau_wire::b64::encode(&bytes);
+    let body = sceau_wire::b64::encode(random_bytes(len));
     let lines: Vec<&str> = body
         .as_bytes()
         .chunks(64)

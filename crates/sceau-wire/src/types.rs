@@ -338,6 +338,18 @@ pub struct SuggestedWindow {
 
 /// The ARI certificate identifier (RFC 9773 §4.1): base64url of the Authority Key Identifier's
 /// keyIdentifier, a dot, base64url of the DER serial number's content octets.
+/// Whether `label` is one LDH label of a DNS name (RFC 1035 §2.3.1, RFC 5890 A-labels): 1 to 63
+/// letters, digits and hyphens, neither first nor last a hyphen.
+pub fn is_ldh_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
 pub fn ari_cert_id(authority_key_id: &[u8], serial_der_content: &[u8]) -> String {
     format!(
         "{}.{}",
