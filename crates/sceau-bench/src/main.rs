@@ -12,6 +12,7 @@
 //!   start (bad arguments, unreachable directory, port taken).
 
 mod acme;
+mod cpu;
 mod error;
 mod guard;
 mod http01;
@@ -189,6 +190,7 @@ async fn run(args: Args) -> Result<u64, BenchError> {
 
     start.wait().await;
     let sampler = args.server_pid.map(rss::Sampler::start);
+    let cpu = cpu::Window::open(args.server_pid);
     let began = Instant::now();
     for client in clients {
         client.await.expect("client task does not panic");
@@ -210,7 +212,14 @@ async fn run(args: Args) -> Result<u64, BenchError> {
     };
 
     let summary = stats.summary(elapsed);
+    let spent = cpu.close(summary.issued);
     let mut line = format!("{} concurrency={}", summary.line(), args.concurrency);
+    if let Some(ms) = spent.server_ms {
+        line.push_str(&format!(" server_cpu_ms_per_cert={ms:.2}"));
+    }
+    if let Some(ms) = spent.own_ms {
+        line.push_str(&format!(" bench_cpu_ms_per_cert={ms:.2}"));
+    }
     if let Some(m) = memory {
         line.push_str(&format!(
             " rss_peak_mib={:.1} rss_hwm_mib={:.1} rss_procs={}",

@@ -6,10 +6,11 @@
 //!
 //! Invariants:
 //! - SQLite runs inline on the calling task through `rusqlite`: a statement on this schema takes
-//!   microseconds, far less than a hop to a database thread and back. Writes go through one
-//!   connection behind an async mutex (writers queue without blocking a runtime thread); reads
-//!   use the writer when it is idle (its page cache survives its own commits) and otherwise
-//!   one of several reader connections, which WAL lets run beside the writer.
+//!   microseconds, far less than a hop to a database thread and back. Reads and writes go
+//!   through one connection behind an async mutex (callers queue without blocking a runtime
+//!   thread): its page cache survives its own commits, while any other connection's cache is
+//!   dropped at every commit. Reader connections, which WAL lets run beside the writer, only
+//!   serve reads while a checkpoint holds the writer.
 //! - A [`Tx`] on SQLite holds the writer from `BEGIN IMMEDIATE` to `COMMIT`; dropping it
 //!   without [`Tx::commit`] rolls back, so an early return never leaves half a change.
 //! - No commit checkpoints inline (`wal_autocheckpoint=0`): every [`CHECKPOINT_EVERY`] commits
@@ -232,7 +233,7 @@ impl Query {
 
     pub(crate) async fn fetch_all<'a>(self, on: impl Into<Target<'a>>) -> Result<Vec<Row>> {
         match on.into() {
-            Target::Db(Db::Sqlite(s)) => s.read(|c| sqlite_fetch(c, &self)),
+            Target::Db(Db::Sqlite(s)) => s.read(|c| sqlite_fetch(c, &self)).await,
             Target::Db(Db::Postgres(pool)) => pg_rows(pg_query(&self).fetch_all(pool).await?),
             Target::Tx(Tx::Sqlite(t)) => sqlite_fetch(&t.conn, &self),
             Target::Tx(Tx::Postgres(t)) => pg_rows(pg_query(&self).fetch_all(&mut **t).await?),
@@ -386,14 +387,17 @@ impl Sqlite {
         })
     }
 
-    /// Runs `f` on the writer when it is free, else on a reader connection.
+    /// Runs `f` on the writer, or on a reader connection while a checkpoint holds the writer.
     ///
-    /// SQLite drops a connection's page cache whenever another connection has written, so a
-    /// reader re-reads its pages after every commit; the writer's cache stays warm. A read takes
-    /// microseconds, so borrowing an idle writer delays no one; a writer held by a transaction
-    /// or a checkpoint sends the read to a reader instead of waiting.
-    fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
-        if let Ok(writer) = self.writer.try_lock() {
+    /// SQLite drops a connection's whole page cache whenever another connection has written,
+    /// so a reader re-reads (and re-allocates) every page it touches after each commit, while
+    /// the writer's cache survives its own commits. Statements take microseconds and no
+    /// transaction holds the writer across anything but its own statements, so waiting for
+    /// the writer costs less than a cold reader; only a checkpoint (milliseconds of copying
+    /// and fsync) sends reads to the readers, which WAL lets run beside it.
+    async fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        if !self.checkpointing.load(Ordering::Acquire) {
+            let writer = self.writer.lock().await;
             return f(&writer);
         }
         let conn = self.readers.lock().expect("reader list").pop();

@@ -8,6 +8,7 @@ use crate::db::{Db, query};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_external_accounts.sql")),
+    (3, include_str!("../migrations/0003_processing_indexes.sql")),
 ];
 
 pub(crate) async fn migrate(db: &Db) -> Result<()> {
