@@ -6,8 +6,10 @@
 # Starts pebble-challtestsrv (DNS answering 127.0.0.1 for every name), then Pebble
 # (memory only, PEBBLE_VA_NOSLEEP=1) and sceau-server (default SQLite storage, fresh data dir),
 # one after the other so they never share the CPU, and runs sceau-bench against each at every
-# concurrency in $CONCURRENCIES. Prints one bench line per run, the sceau/Pebble throughput
-# ratio per concurrency and sceau-server's peak resident memory at the highest concurrency.
+# concurrency in $CONCURRENCIES. Prints one bench line per run (throughput, latency, CPU per
+# certificate of server and bench, memory), the sceau/Pebble throughput ratio per concurrency,
+# sceau-server's peak resident memory at the highest concurrency, and whether the targets of
+# issue 5 are met (3x Pebble at 8 clients, 5x and a lower p99 at 64, >= 0.80 after --prefill).
 #
 # --prefill N: afterwards, stop sceau-server, add N synthetic issuances to its database with
 # sceau-prefill (each with its order, authorization, challenges and audit events; 1,000,000
