@@ -620,12 +620,9 @@ impl Acme {
         let mut authz_ids = Vec::with_capacity(identifiers.len());
         let mut new_authzs = Vec::new();
         for ordered in &identifiers {
-            // RFC 8555 §7.1.3: a wildcard's authorization is for its base name, marked
-            // `wildcard`, and only dns-01 can prove it (§8.3, RFC 8737 §3 exclude wildcards).
-            let (id, wildcard) = match ordered.value.strip_prefix("*.") {
-                Some(base) => (&Identifier::dns(base), true),
-                None => (ordered, false),
-            };
+            // Only dns-01 can prove a wildcard (RFC 8555 §8.3, RFC 8737 §3 exclude them).
+            let (id, wildcard) = ordered.authorization_target();
+            let id = &id;
             // Reuse a valid authorization that outlives the order (RFC 8555 §7.4 allows it).
             if let Some(existing) = self
                 .store
@@ -1402,14 +1399,10 @@ impl Acme {
             return Ok(false);
         }
         for id in &info.identifiers {
+            let (target, wildcard) = id.authorization_target();
             if self
                 .store
-                .reusable_authz(
-                    &account.id,
-                    &Identifier::dns(id.value.strip_prefix("*.").unwrap_or(&id.value)),
-                    id.value.starts_with("*."),
-                    now(),
-                )
+                .reusable_authz(&account.id, &target, wildcard, now())
                 .await?
                 .is_none()
             {

@@ -490,6 +490,28 @@ async fn revocation_rights_and_reasons() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_account_that_validated_an_ip_address_may_revoke_its_certificate() {
+    // RFC 8555 §7.6: an account holding authorizations for every identifier may revoke.
+    let s = Server::start(&["--eab", "off"]);
+    let (issuer, responder) = ready_client(&s).await;
+    let (_, chain) = issue(&issuer, &responder, &["127.0.0.1"]).await;
+    let der = rustls_pki_types_first_der(&chain);
+    let revoke = issuer.dir.revoke_cert.clone();
+    let body = json!({"certificate": b64::encode(&der), "reason": 4});
+
+    let mut holder = Raw::new(&s).await;
+    holder.register().await;
+    let r = holder.post(&revoke, Some(&body)).await;
+    assert_eq!((r.status, r.problem_type().as_str()), (403, "unauthorized"));
+    issue(&holder, &responder, &["127.0.0.1"]).await;
+    let r = holder.post(&revoke, Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let serial = sceau_ca::inspect::cert_info(&der).unwrap().serial_hex;
+    let rec = s.store().await.cert_by_serial(&serial).await.unwrap();
+    assert_eq!(rec.revocation_reason, Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn revocation_signed_by_the_certificate_key() {
     let s = Server::start(&["--eab", "off"]);
     s.add_host("k.test");

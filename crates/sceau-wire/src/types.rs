@@ -149,6 +149,16 @@ impl Identifier {
     pub fn is_ip(&self) -> bool {
         self.kind == Self::IP
     }
+
+    /// What an authorization for this ordered identifier covers, and whether it is a
+    /// wildcard's: RFC 8555 §7.1.3 authorizes `*.example.com` through `example.com` marked
+    /// `wildcard`. Anything else (other names, IP addresses) stands for itself.
+    pub fn authorization_target(&self) -> (Identifier, bool) {
+        match self.value.strip_prefix("*.") {
+            Some(base) if self.is_dns() => (Identifier::dns(base), true),
+            _ => (self.clone(), false),
+        }
+    }
 }
 
 impl std::fmt::Display for Identifier {
@@ -336,8 +346,6 @@ pub struct SuggestedWindow {
     pub end: OffsetDateTime,
 }
 
-/// The ARI certificate identifier (RFC 9773 §4.1): base64url of the Authority Key Identifier's
-/// keyIdentifier, a dot, base64url of the DER serial number's content octets.
 /// Whether `label` is one LDH label of a DNS name (RFC 1035 §2.3.1, RFC 5890 A-labels): 1 to 63
 /// letters, digits and hyphens, neither first nor last a hyphen.
 pub fn is_ldh_label(label: &str) -> bool {
@@ -350,6 +358,8 @@ pub fn is_ldh_label(label: &str) -> bool {
         && !label.ends_with('-')
 }
 
+/// The ARI certificate identifier (RFC 9773 §4.1): base64url of the Authority Key Identifier's
+/// keyIdentifier, a dot, base64url of the DER serial number's content octets.
 pub fn ari_cert_id(authority_key_id: &[u8], serial_der_content: &[u8]) -> String {
     format!(
         "{}.{}",
@@ -422,6 +432,23 @@ mod tests {
         assert_eq!(v["identifiers"][0]["type"], "dns");
         assert!(v.get("notAfter").is_none());
         assert_eq!(v["notBefore"], "2026-01-01T00:00:00.123456789Z");
+    }
+
+    #[test]
+    fn a_wildcard_is_authorized_through_its_base_name_and_nothing_else_is_changed() {
+        assert_eq!(
+            Identifier::dns("*.example.test").authorization_target(),
+            (Identifier::dns("example.test"), true)
+        );
+        assert_eq!(
+            Identifier::dns("www.example.test").authorization_target(),
+            (Identifier::dns("www.example.test"), false)
+        );
+        // An IP address keeps its type (revocation by an authorization holder looks it up).
+        assert_eq!(
+            Identifier::ip("192.0.2.7").authorization_target(),
+            (Identifier::ip("192.0.2.7"), false)
+        );
     }
 
     #[test]
