@@ -44,7 +44,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-. "$ROOT/bench/ports.sh"
+. "$ROOT/bench/lib.sh"
 wait_url() { # URL CA
     for _ in $(seq 150); do
         [ -s "$2" ] && curl -fsS --max-time 2 --cacert "$2" -o /dev/null "$1" 2>/dev/null && return 0
@@ -65,21 +65,10 @@ setsid "$SERVER" serve --data-dir "$WORK/sceau-data" --listen "127.0.0.1:$SCEAU_
     --dns-server "127.0.0.1:$DNS" --http01-port "$HTTP01" --eab off >"$WORK/sceau-server.log" 2>&1 &
 PIDS+=($!)
 
-(
-    cd "$WORK"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-        -subj /CN=client-time-ca -keyout api-ca.key -out api-ca.pem
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
-        -keyout api.key -out api.csr
-    printf 'subjectAltName=IP:127.0.0.1\n' >api.ext
-    openssl x509 -req -in api.csr -CA api-ca.pem -CAkey api-ca.key -CAcreateserial -days 2 \
-        -extfile api.ext -out api.pem
-) >"$WORK/openssl.log" 2>&1
-cat >"$WORK/pebble.json" <<EOF
-{"pebble": {"listenAddress": "127.0.0.1:$PEBBLE_PORT", "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT",
-  "certificate": "$WORK/api.pem", "privateKey": "$WORK/api.key", "httpPort": $HTTP01,
-  "tlsPort": $PEBBLE_TLS, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
-EOF
+pebble_files "$WORK" "$PEBBLE_PORT" "$PEBBLE_MGMT" "$HTTP01" "$PEBBLE_TLS" || {
+    echo "client-time.sh: openssl failed: $(tail -n 3 "$WORK/openssl.log")" >&2
+    exit 2
+}
 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 setsid pebble -config "$WORK/pebble.json" \
     -dnsserver "127.0.0.1:$DNS" >"$WORK/pebble.log" 2>&1 &
 PIDS+=($!)

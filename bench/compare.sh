@@ -111,7 +111,7 @@ fail_start() { # NAME LOG
 }
 
 # --- free ports: nothing bound to them on TCP or UDP, and not handed out twice ---------------
-. "$ROOT/bench/ports.sh"
+. "$ROOT/bench/lib.sh"
 
 wait_directory() { # NAME URL CA PID LOG
     local deadline=$((SECONDS + START_TIMEOUT))
@@ -179,29 +179,8 @@ run_bench() { # NAME CONCURRENCY DIRECTORY CA SERVER_PID [EXTRA...]
 
 # --- Pebble ----------------------------------------------------------------------------------
 if [ "$ONLY" != sceau ]; then
-    # Pebble serves its API over HTTPS only: a throwaway CA and a 127.0.0.1 certificate.
-    (
-        cd "$WORK"
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-            -subj /CN=sceau-compare-ca -keyout api-ca.key -out api-ca.pem
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
-            -keyout api.key -out api.csr
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >api.ext
-        openssl x509 -req -in api.csr -CA api-ca.pem -CAkey api-ca.key -CAcreateserial -days 2 \
-            -extfile api.ext -out api.pem
-    ) >"$WORK/openssl.log" 2>&1 || { die "openssl failed: $(tail -n 3 "$WORK/openssl.log")"; }
-    cat >"$WORK/pebble.json" <<EOF
-{"pebble": {
-  "listenAddress": "127.0.0.1:$PEBBLE_PORT",
-  "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT_PORT",
-  "certificate": "$WORK/api.pem",
-  "privateKey": "$WORK/api.key",
-  "httpPort": $HTTP01_PORT,
-  "tlsPort": $PEBBLE_TLS_PORT,
-  "ocspResponderURL": "",
-  "externalAccountBindingRequired": false
-}}
-EOF
+    pebble_files "$WORK" "$PEBBLE_PORT" "$PEBBLE_MGMT_PORT" "$HTTP01_PORT" "$PEBBLE_TLS_PORT" ||
+        die "openssl failed: $(tail -n 3 "$WORK/openssl.log")"
     PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
         setsid "$PEBBLE" -config "$WORK/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" >"$WORK/pebble.log" 2>&1 &
     PIDS+=($!)

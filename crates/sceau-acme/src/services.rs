@@ -80,11 +80,11 @@ fn spki_sha256(spki: &[u8]) -> String {
         .collect()
 }
 
-/// Checks and normalises one identifier; the error is the subproblem to report.
-/// Why wildcards are refused for an order, or `None` when they are allowed.
+/// Why an order's wildcard names are refused (see `normalise_identifier`).
 const NO_WILDCARDS: &str = "wildcard names are not issued (agency guide R42)";
 const WILDCARDS_NEED_BINDING: &str = "wildcard names are only issued to accounts bound to an external account that allows them (R42)";
 
+/// Checks and normalises one identifier; the error is the subproblem to report.
 /// `wildcard_refusal`: `None` if a leading `*.` label is allowed, else why it is not.
 fn normalise_identifier(
     id: &Identifier,
@@ -290,13 +290,14 @@ impl Acme {
         ip: Option<&str>,
         detail: serde_json::Value,
     ) {
-        log_audit(&AuditEntry {
+        let entry = AuditEntry {
             event,
             account_id: account,
             client_ip: ip,
-            detail: detail.clone(),
-        });
-        if let Err(e) = self.store.audit(event, account, ip, &detail).await {
+            detail,
+        };
+        entry.log();
+        if let Err(e) = self.store.audit(&entry).await {
             tracing::error!(event, error = %e, "could not write the audit trail");
         }
     }
@@ -692,7 +693,7 @@ impl Acme {
             detail: json!({"order": order.id, "identifiers": order.identifiers, "profile": order.profile, "replaces": order.replaces}),
         };
         self.store.create_order(&order, &new_authzs, &audit).await?;
-        log_audit(&audit);
+        audit.log();
         if new_authzs.is_empty() {
             // Every authorization was reused: the order is ready at once.
             order = self.refresh_order(order).await?;
@@ -1083,7 +1084,7 @@ impl Acme {
             .await
         {
             Ok(()) => {
-                log_audit(&audit);
+                audit.log();
                 let valid = problem.is_none();
                 Some(ChallengeRecord {
                     status: if valid { "valid" } else { "invalid" }.to_owned(),
@@ -1277,7 +1278,7 @@ impl Acme {
             detail: json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile}),
         };
         self.store.finish_order(&cert, &audit).await?;
-        log_audit(&audit);
+        audit.log();
         order.status = "valid".into();
         order.cert_id = Some(cert.id.clone());
         Ok(order)
@@ -1487,11 +1488,6 @@ impl Acme {
         }
         Ok((challenges.len(), orders.len()))
     }
-}
-
-/// The structured log line of an audit event (the database row is written by the store).
-fn log_audit(e: &AuditEntry<'_>) {
-    tracing::info!(target: "sceau::audit", event = e.event, account = e.account_id, client_ip = e.client_ip, detail = %e.detail);
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //!   before the switch); under `optional` or `off` it is not restricted by this policy.
 
 use sceau_acme::{AcmeError, AcmeResult, BoxFuture, EabMode, Policy};
-use sceau_store::{AccountRecord, now};
+use sceau_store::{AccountRecord, AuditEntry, now};
 use sceau_wire::{Identifier, ProblemType, Subproblem};
 use serde_json::json;
 
@@ -32,13 +32,14 @@ impl AdminPolicy {
     }
 
     async fn refuse(&self, account: Option<&str>, what: &str, detail: serde_json::Value) {
-        tracing::info!(target: "sceau::audit", event = what, account, detail = %detail);
-        if let Err(e) = self
-            .registry
-            .store()
-            .audit(what, account, None, &detail)
-            .await
-        {
+        let entry = AuditEntry {
+            event: what,
+            account_id: account,
+            client_ip: None,
+            detail,
+        };
+        entry.log();
+        if let Err(e) = self.registry.store().audit(&entry).await {
             tracing::error!(error = %e, "could not write the audit trail");
         }
     }

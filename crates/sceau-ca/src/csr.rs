@@ -196,12 +196,7 @@ fn text_name(text: &str, allow_wildcards: bool) -> Result<Identifier, CsrError> 
 }
 
 fn dns_identifier(name: &str, allow_wildcards: bool) -> Result<Identifier, CsrError> {
-    let checked = if allow_wildcards {
-        names::dns_name_allowing_wildcard(name)
-    } else {
-        names::dns_name(name)
-    };
-    match checked {
+    match names::dns_name_or_wildcard(name, allow_wildcards) {
         Ok(n) => Ok(Identifier::dns(n)),
         Err(NameProblem::Wildcard) => Err(CsrError::Wildcard(name.to_owned())),
         Err(p) => Err(CsrError::BadName {

@@ -70,12 +70,15 @@ pub(crate) fn dns_name(name: &str) -> Result<String, NameProblem> {
     Ok(name)
 }
 
-/// Like [`dns_name`], but also accepts one leading wildcard label (`*.example.org`, RFC 6125
-/// §6.4.3) for CAs configured to issue wildcards.
-pub(crate) fn dns_name_allowing_wildcard(name: &str) -> Result<String, NameProblem> {
+/// [`dns_name`], which refuses wildcards, unless `allow_wildcard`: then one leading wildcard
+/// label (`*.example.org`, RFC 6125 §6.4.3) is accepted, for CAs configured to issue them.
+pub(crate) fn dns_name_or_wildcard(
+    name: &str,
+    allow_wildcard: bool,
+) -> Result<String, NameProblem> {
     match name.strip_prefix("*.") {
-        Some(base) => dns_name(base).map(|b| format!("*.{b}")),
-        None => dns_name(name),
+        Some(base) if allow_wildcard => dns_name(base).map(|b| format!("*.{b}")),
+        _ => dns_name(name),
     }
 }
 
@@ -112,12 +115,7 @@ impl SanName {
 /// canonical text form, so the certificate matches what the order says byte for byte.
 pub(crate) fn san_name(id: &Identifier, allow_wildcards: bool) -> Result<SanName, String> {
     if id.is_dns() {
-        let check = if allow_wildcards {
-            dns_name_allowing_wildcard
-        } else {
-            dns_name
-        };
-        return check(&id.value)
+        return dns_name_or_wildcard(&id.value, allow_wildcards)
             .map(SanName::Dns)
             .map_err(|p| format!("{}: {p}", id.value));
     }

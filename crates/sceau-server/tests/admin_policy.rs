@@ -285,23 +285,7 @@ async fn wildcards_only_where_server_and_external_account_allow_them() {
         .collect();
     assert_eq!(kinds, ["dns-01"]);
     let ch = &authz["challenges"][0];
-    let key_authz = c2.key_authz(ch["token"].as_str().unwrap());
-    let digest = {
-        use std::io::Write;
-        let mut child = std::process::Command::new("openssl")
-            .args(["dgst", "-sha256", "-binary"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(key_authz.as_bytes())
-            .unwrap();
-        sceau_wire::b64::encode(child.wait_with_output().unwrap().stdout)
-    };
+    let digest = c2.dns01_txt(ch["token"].as_str().unwrap());
     server.dns.add_txt("_acme-challenge.w2.test", &digest);
     c2.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     assert_eq!(c2.poll(authz_url, &["pending"]).await["status"], "valid");

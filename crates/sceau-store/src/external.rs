@@ -15,7 +15,7 @@ use crate::db::{Row, Tx, query};
 
 use crate::{
     AccountRecord, AuditEntry, AuditRecord, CertRecord, Result, Store, StoreError, audit_query,
-    get, hex_decode, hex_encode, new_id, now,
+    get, hex_decode, hex_encode, log_id, now,
 };
 
 /// One entry of an AA's allowed-name list (R26, R27).
@@ -111,11 +111,8 @@ async fn record(
         }
     }
     if let Some(kid) = kid {
-        // The id starts with the time in nanoseconds, so that `ORDER BY at, id` lists changes
-        // made within one second in the order they were made.
-        let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
         query("INSERT INTO external_account_changes (id, kid, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(format!("{nanos:020}-{}", new_id()))
+            .bind(log_id())
             .bind(kid)
             .bind(at)
             .bind(change.actor)
@@ -208,11 +205,7 @@ impl Store {
 
     pub async fn external_account(&self, kid: &str) -> Result<ExternalAccountRecord> {
         let q = format!("SELECT {EXTERNAL_COLS} FROM external_accounts WHERE kid = $1");
-        let row = query(q)
-            .bind(kid)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = query(q).bind(kid).fetch_one(&self.db).await?;
         let mut aa = external_from_row(&row)?;
         aa.names = self.external_names(kid).await?;
         Ok(aa)
@@ -353,9 +346,8 @@ impl Store {
     async fn require_live(tx: &mut Tx, kid: &str) -> Result<()> {
         let row = query("SELECT status FROM external_accounts WHERE kid = $1")
             .bind(kid)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+            .fetch_one(&mut *tx)
+            .await?;
         if row.try_get::<String, _>(0)? == "deactivated" {
             return Err(StoreError::Conflict(
                 "the external account is deactivated".into(),
@@ -377,9 +369,8 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let row = query("SELECT status FROM external_accounts WHERE kid = $1")
             .bind(kid)
-            .fetch_optional(&mut tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+            .fetch_one(&mut tx)
+            .await?;
         let current: String = row.try_get(0)?;
         if !from.contains(&current.as_str()) {
             return Err(StoreError::Conflict(format!(
@@ -547,9 +538,8 @@ impl Store {
     async fn account_status(tx: &mut Tx, account_id: &str) -> Result<(String, Option<String>)> {
         let row = query("SELECT status, eab_kid FROM accounts WHERE id = $1")
             .bind(account_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+            .fetch_one(&mut *tx)
+            .await?;
         Ok((get(&row, "status")?, get(&row, "eab_kid")?))
     }
 

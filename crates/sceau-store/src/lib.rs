@@ -121,11 +121,7 @@ impl Store {
 
     pub async fn account_by_id(&self, id: &str) -> Result<AccountRecord> {
         let q = format!("SELECT {} FROM accounts WHERE id = $1", Self::ACCOUNT_COLS);
-        let row = query(q)
-            .bind(id)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = query(q).bind(id).fetch_one(&self.db).await?;
         AccountRecord::from_row(&row)
     }
 
@@ -134,11 +130,7 @@ impl Store {
             "SELECT {} FROM accounts WHERE thumbprint = $1",
             Self::ACCOUNT_COLS
         );
-        let row = query(q)
-            .bind(thumbprint)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = query(q).bind(thumbprint).fetch_one(&self.db).await?;
         AccountRecord::from_row(&row)
     }
 
@@ -249,11 +241,7 @@ impl Store {
 
     pub async fn order_by_id(&self, id: &str) -> Result<OrderRecord> {
         let q = format!("SELECT {} FROM orders WHERE id = $1", Self::ORDER_COLS);
-        let row = query(q)
-            .bind(id)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = query(q).bind(id).fetch_one(&self.db).await?;
         OrderRecord::from_row(&row)
     }
 
@@ -414,9 +402,8 @@ impl Store {
             "SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.db)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        .fetch_one(&self.db)
+        .await?;
         ChallengeRecord::from_row(&row)
     }
 
@@ -531,11 +518,7 @@ impl Store {
             "SELECT {} FROM certificates WHERE {column} = $1",
             Self::CERT_COLS
         );
-        let row = query(q)
-            .bind(value)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = query(q).bind(value).fetch_one(&self.db).await?;
         CertRecord::from_row(&row)
     }
 
@@ -569,21 +552,9 @@ impl Store {
 
     // ---- audit --------------------------------------------------------------------------
 
-    pub async fn audit(
-        &self,
-        event: &str,
-        account_id: Option<&str>,
-        client_ip: Option<&str>,
-        detail: &serde_json::Value,
-    ) -> Result<()> {
-        audit_query(&AuditEntry {
-            event,
-            account_id,
-            client_ip,
-            detail: detail.clone(),
-        })
-        .execute(&self.db)
-        .await?;
+    /// An audit event that records no change of its own (a refusal, a deactivation).
+    pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<()> {
+        audit_query(e).execute(&self.db).await?;
         Ok(())
     }
 
@@ -603,12 +574,17 @@ impl Store {
     }
 }
 
-/// Audit ids start with the time in nanoseconds: the primary-key index then grows at its end
-/// (one hot page, not a random one per event) and ids sort in the order events happened.
-pub(crate) fn audit_query(e: &AuditEntry<'_>) -> db::Query {
+/// The id of a log row (audit event, change of an external account): the time in nanoseconds
+/// first, so the primary-key index grows at its end and `ORDER BY at, id` lists the events of
+/// one second in the order they happened; then a [`new_id`] to keep ids unique.
+pub(crate) fn log_id() -> String {
     let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    format!("{nanos:020}-{}", new_id())
+}
+
+pub(crate) fn audit_query(e: &AuditEntry<'_>) -> db::Query {
     query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(format!("{nanos:020}-{}", new_id()))
+        .bind(log_id())
         .bind(now())
         .bind(e.event)
         .bind(e.account_id)

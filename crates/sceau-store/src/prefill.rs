@@ -3,11 +3,11 @@
 //! Each synthetic certificate comes with the rows one real http-01 issuance leaves behind: an
 //! order (valid), its authorization (valid, already expired so that nothing reuses it), three
 //! challenges, the certificate (random bytes of a real certificate's size, random serial, key
-//! hash and ARI id) and five audit events. Ids are random like real ones, so every index gets
-//! the same random inserts a real history would have given it. Never used by the server.
+//! hash and ARI id) and five audit events. Ids come from the server's own id makers, so every
+//! index holds what a real history would have left in it. Never used by the server.
 
 use crate::db::{Db, query};
-use crate::{Result, Store, hex_encode, new_id, now};
+use crate::{Result, Store, hex_encode, log_id, new_id, now};
 
 /// Certificates per transaction.
 const BATCH: u64 = 2_000;
@@ -45,14 +45,15 @@ impl Store {
         let t = now();
         let mut done = 0;
         let mut account = String::new();
+        if let Db::Sqlite(_) = &self.db {
+            // A bulk load wants the indexes keyed by serial, ARI id and key hash (random by
+            // nature) in memory; this process is the only user of its writer connection.
+            query("PRAGMA cache_size = -1048576")
+                .execute(&self.db)
+                .await?;
+        }
         while done < certificates {
             let mut tx = self.db.begin().await?;
-            if let Db::Sqlite(_) = &self.db {
-                // A bulk load of random keys wants its indexes in memory (the writer only).
-                query("PRAGMA cache_size = -1048576")
-                    .execute(&mut tx)
-                    .await?;
-            }
             let end = (done + BATCH).min(certificates);
             for i in done..end {
                 if i % PER_ACCOUNT == 0 {
@@ -144,7 +145,7 @@ impl Store {
                     ),
                 ] {
                     query("INSERT INTO audit (id, at, event, account_id, client_ip, detail) VALUES ($1, $2, $3, $4, '127.0.0.1', $5)")
-                        .bind(new_id())
+                        .bind(log_id())
                         .bind(t)
                         .bind(event)
                         .bind(&account)

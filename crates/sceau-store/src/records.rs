@@ -208,6 +208,14 @@ pub struct AuditEntry<'a> {
     pub detail: serde_json::Value,
 }
 
+impl AuditEntry<'_> {
+    /// The event as a structured log line under the `sceau::audit` target, beside its row.
+    pub fn log(&self) {
+        tracing::info!(target: "sceau::audit", event = self.event, account = self.account_id,
+            client_ip = self.client_ip, detail = %self.detail);
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub at: i64,

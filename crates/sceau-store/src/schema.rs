@@ -25,12 +25,8 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
         if done > 0 {
             continue;
         }
-        for statement in script
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--")))
-        {
-            query(statement.to_owned()).execute(&mut tx).await?;
+        for statement in statements(script) {
+            query(statement).execute(&mut tx).await?;
         }
         query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(*version)
@@ -40,4 +36,46 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// The statements of a migration script: `--` comments removed first (so that a comment may
+/// hold a `;`), then split on `;`. The scripts hold no string literal with `--` or `;`.
+fn statements(script: &str) -> Vec<String> {
+    let code: String = script
+        .lines()
+        .map(|l| l.split_once("--").map_or(l, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_may_hold_semicolons_and_every_script_splits_cleanly() {
+        let script = "-- why; and how\nCREATE TABLE t (a INT, -- note; more\n b INT);\n-- end;\nDROP INDEX i";
+        assert_eq!(
+            statements(script),
+            ["CREATE TABLE t (a INT, \n b INT)", "DROP INDEX i"]
+        );
+        for (version, script) in MIGRATIONS {
+            for statement in statements(script) {
+                assert!(
+                    !statement.contains("--"),
+                    "migration {version}: {statement}"
+                );
+                let head = statement.split_whitespace().next().unwrap_or("");
+                assert!(
+                    ["CREATE", "DROP", "ALTER"].contains(&head),
+                    "migration {version} starts a statement with {head:?}"
+                );
+            }
+        }
+    }
 }

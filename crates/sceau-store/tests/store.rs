@@ -283,13 +283,15 @@ async fn sqlite_wal_stays_bounded_under_continuous_writes() {
         .await
         .unwrap();
     let wal = dir.path().join("t.db-wal");
-    let detail = serde_json::json!({"padding": "x".repeat(2000)});
+    let entry = AuditEntry {
+        event: "load.test",
+        account_id: Some("a1"),
+        client_ip: None,
+        detail: serde_json::json!({"padding": "x".repeat(2000)}),
+    };
     let mut largest = 0;
     for i in 0..6000 {
-        store
-            .audit("load.test", Some("a1"), None, &detail)
-            .await
-            .unwrap();
+        store.audit(&entry).await.unwrap();
         if i % 100 == 0 {
             // Let the background checkpoint take its turn, as request handling would.
             tokio::task::yield_now().await;

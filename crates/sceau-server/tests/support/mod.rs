@@ -379,6 +379,25 @@ impl Raw {
         format!("{token}.{}", self.key.jwk().thumbprint())
     }
 
+    /// The dns-01 TXT value for `token` (RFC 8555 §8.4), computed by a second implementation
+    /// of SHA-256: openssl.
+    pub fn dns01_txt(&self, token: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("openssl")
+            .args(["dgst", "-sha256", "-binary"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(self.key_authz(token).as_bytes())
+            .unwrap();
+        b64::encode(child.wait_with_output().unwrap().stdout)
+    }
+
     /// Answers every authorization of `order` with http-01 through `responder`, then polls
     /// the order until it leaves `pending`.
     pub async fn solve_http01(&self, order: &Value, responder: &Http01) -> Value {
