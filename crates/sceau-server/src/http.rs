@@ -41,6 +41,15 @@ fn index_link(acme: &Acme) -> HeaderValue {
         .expect("URL is ASCII")
 }
 
+/// A response sent without reading the whole request body: the connection cannot carry another
+/// request, so the client is told (RFC 9112 §9.6) instead of finding a closed connection when it
+/// reuses it for its next request.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 fn problem_response(acme: &Acme, err: &AcmeError) -> Response {
     let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = serde_json::to_vec(&err.problem()).expect("problem serialises");
@@ -198,7 +207,7 @@ async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
             media::JOSE_JSON
         ))
         .with_status(415);
-        return problem_response(&acme, &err);
+        return closing(problem_response(&acme, &err));
     }
     let client = req
         .extensions()
@@ -210,7 +219,7 @@ async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
         Err(_) => {
             let err = AcmeError::malformed(format!("request body larger than {limit} bytes"))
                 .with_status(413);
-            return problem_response(&acme, &err);
+            return closing(problem_response(&acme, &err));
         }
     };
     let url = acme.urls.path(&path_and_query);

@@ -149,6 +149,8 @@ async fn refused_requests_get_their_problem_type_and_change_nothing() {
     // oversized body
     let r = c.send_body(&new_order, vec![b' '; 200_000]).await;
     assert_eq!((r.status, r.problem_type().as_str()), (413, "malformed"));
+    // The unread body ends the connection: the client is told not to reuse it.
+    assert_eq!(r.headers["connection"], "close");
     // wrong content type
     let jws = c.sign(&new_order, Some(&payload)).await;
     let r = c
