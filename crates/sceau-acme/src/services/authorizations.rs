@@ -1,0 +1,254 @@
+//! Authorizations and challenges (RFC 8555 §7.5, §8): reading, deactivation, starting and
+//! recording validations, the R29 limit on failed validations.
+
+use std::sync::Arc;
+
+use sceau_store::{AccountRecord, AuditEntry, AuthzRecord, ChallengeRecord, StoreError, now};
+use sceau_wire::types::challenge_type;
+use sceau_wire::{
+    AuthorizationStatus, AuthorizationUpdate, Identifier, Jwk, Problem, ProblemType, b64,
+};
+use serde_json::json;
+
+use crate::render;
+use crate::request::Verified;
+use crate::{Acme, AcmeError, AcmeResult, Reply};
+
+pub(super) fn key_authorization(token: &str, jwk: &Jwk) -> String {
+    // RFC 8555 §8.1
+    format!("{token}.{}", jwk.thumbprint())
+}
+
+pub(super) fn random_token() -> String {
+    // RFC 8555 §8.3: at least 128 bits of entropy.
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
+    b64::encode(bytes)
+}
+
+impl Acme {
+    pub(super) async fn owned_authz(
+        &self,
+        account: &AccountRecord,
+        id: &str,
+    ) -> AcmeResult<AuthzRecord> {
+        match self.store.authz_by_id(id).await {
+            Ok(a) if a.account_id == account.id => Ok(a),
+            Ok(_) | Err(StoreError::NotFound) => Err(AcmeError::not_found("authorization")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn authz(
+        &self,
+        req: &Verified,
+        id: &str,
+        ip: Option<&str>,
+    ) -> AcmeResult<Reply> {
+        let account = req.account()?;
+        let authz = self.owned_authz(account, id).await?;
+        if !req.jws.is_post_as_get() {
+            let update: AuthorizationUpdate = req.payload()?;
+            if update.status != AuthorizationStatus::Deactivated {
+                return Err(AcmeError::malformed(
+                    "an authorization's status can only be set to \"deactivated\"",
+                ));
+            }
+            // §7.5.2: only pending or valid authorizations can be deactivated.
+            self.store
+                .set_authz_status(&authz.id, &["pending", "valid"], "deactivated")
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => AcmeError::malformed(
+                        "only a pending or valid authorization can be deactivated",
+                    ),
+                    e => e.into(),
+                })?;
+            self.audit(
+                "authz.deactivated",
+                Some(&account.id),
+                ip,
+                json!({"authz": authz.id, "identifier": authz.identifier.value}),
+            )
+            .await;
+        }
+        let authz = self.store.authz_by_id(id).await?;
+        let mut reply = Reply::json(200, render::authorization(&self.urls, &authz, now()));
+        if authz.status == "pending" && authz.challenges.iter().any(|c| c.status == "processing") {
+            reply = reply.retry_after(1);
+        }
+        Ok(reply)
+    }
+
+    pub(super) async fn challenge(
+        self: &Arc<Self>,
+        req: &Verified,
+        id: &str,
+        ip: Option<&str>,
+    ) -> AcmeResult<Reply> {
+        let account = req.account()?;
+        let challenge = match self.store.challenge_by_id(id).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound) => return Err(AcmeError::not_found("challenge")),
+            Err(e) => return Err(e.into()),
+        };
+        let authz = self.owned_authz(account, &challenge.authz_id).await?;
+        // §7.5.1: a POST with a JSON object (normally `{}`) asks for validation; POST-as-GET reads.
+        let respond = !req.jws.is_post_as_get();
+        if respond {
+            let _: serde_json::Map<String, serde_json::Value> = req.payload()?;
+        }
+        let mut finished = None;
+        if respond
+            && challenge.status == "pending"
+            && authz.status == "pending"
+            && authz.expires > now()
+        {
+            finished = self
+                .start_validation(account, &authz, &challenge, ip)
+                .await?;
+        }
+        let challenge = match finished {
+            Some(c) => c,
+            None => self.store.challenge_by_id(id).await?,
+        };
+        let mut reply = Reply::json(200, render::challenge(&self.urls, &authz.token, &challenge))
+            .link(self.urls.authz(&authz.id), "up");
+        if challenge.status == "processing" {
+            reply = reply.retry_after(1);
+        }
+        Ok(reply)
+    }
+
+    /// Starts a validation and waits for it up to `validation_wait`; returns the finished
+    /// challenge if it finished in time.
+    pub(super) async fn start_validation(
+        self: &Arc<Self>,
+        account: &AccountRecord,
+        authz: &AuthzRecord,
+        challenge: &ChallengeRecord,
+        ip: Option<&str>,
+    ) -> AcmeResult<Option<ChallengeRecord>> {
+        if let Some(limit) = self.config.max_failed_validations_per_hour {
+            let failed = self
+                .store
+                .failed_validations_since(&account.id, &authz.identifier.value, now() - 3600)
+                .await?;
+            if failed >= i64::from(limit) {
+                self.audit(
+                    "validation.rate_limited",
+                    Some(&account.id),
+                    ip,
+                    json!({"identifier": authz.identifier.value, "failed": failed}),
+                )
+                .await;
+                let mut err = AcmeError::new(
+                    ProblemType::RateLimited,
+                    format!(
+                        "{failed} failed validations for {} in the last hour (limit {limit}, agency guide R29); fix the challenge response and retry later",
+                        authz.identifier.value
+                    ),
+                );
+                err.retry_after = Some(3600);
+                return Err(err);
+            }
+        }
+        match self.store.start_challenge(&challenge.id, &authz.id).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Ok(None), // another request started it
+            Err(e) => return Err(e.into()),
+        }
+        // The outcome is audited in the database; the start only in the log.
+        tracing::info!(target: "sceau::audit", event = "validation.started", account = %account.id, client_ip = ip, challenge = %challenge.id, kind = %challenge.kind, identifier = %authz.identifier.value);
+        let task = tokio::spawn(Arc::clone(self).validate(
+            account.clone(),
+            authz.clone(),
+            challenge.clone(),
+        ));
+        Ok(
+            match tokio::time::timeout(self.config.validation_wait, task).await {
+                Ok(Ok(done)) => done,
+                _ => None,
+            },
+        )
+    }
+
+    /// Runs one validation and records its outcome; never fails, errors become the outcome.
+    /// Returns the challenge as recorded, or `None` if the outcome could not be recorded.
+    pub(super) async fn validate(
+        self: Arc<Self>,
+        account: AccountRecord,
+        authz: AuthzRecord,
+        challenge: ChallengeRecord,
+    ) -> Option<ChallengeRecord> {
+        let jwk: Jwk = match serde_json::from_str(&account.jwk) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::error!(error = %e, "stored account key is unreadable");
+                return None;
+            }
+        };
+        let key_authz = key_authorization(&authz.token, &jwk);
+        let id = &authz.identifier;
+        let v = &self.validator;
+        let result = match challenge.kind.as_str() {
+            challenge_type::HTTP_01 => v.http01(id, &authz.token, &key_authz).await,
+            challenge_type::DNS_01 => v.dns01(id, &key_authz).await,
+            challenge_type::TLS_ALPN_01 => v.tls_alpn01(id, &key_authz).await,
+            other => Err(sceau_validate::ValidationError {
+                kind: ProblemType::Malformed,
+                detail: format!("unknown challenge type {other}"),
+            }),
+        };
+        // RFC 8659 §3 / RFC 8657: CAA is checked once control is shown, before issuance.
+        let result = match result {
+            Ok(()) if id.is_dns() => {
+                // RFC 8659 §4.3: a wildcard is checked against issuewild.
+                let caa_id = if authz.wildcard {
+                    Identifier::dns(format!("*.{}", id.value))
+                } else {
+                    id.clone()
+                };
+                v.caa(&caa_id, &self.urls.account(&account.id), &challenge.kind)
+                    .await
+            }
+            other => other,
+        };
+        let problem = result.err().map(|e| Problem::new(e.kind, e.detail));
+        let outcome = if problem.is_none() {
+            "validation.succeeded"
+        } else {
+            "validation.failed"
+        };
+        let at = now();
+        let audit = AuditEntry {
+            event: outcome,
+            account_id: Some(&account.id),
+            client_ip: None,
+            detail: json!({
+                "challenge": challenge.id, "type": challenge.kind, "identifier": id.value,
+                "error": problem.as_ref().map(|p| p.to_string()),
+            }),
+        };
+        match self
+            .store
+            .finish_challenge(&challenge.id, &authz.id, problem.as_ref(), at, &audit)
+            .await
+        {
+            Ok(()) => {
+                audit.log();
+                let valid = problem.is_none();
+                Some(ChallengeRecord {
+                    status: if valid { "valid" } else { "invalid" }.to_owned(),
+                    validated: valid.then_some(at),
+                    error: problem,
+                    ..challenge
+                })
+            }
+            Err(e) => {
+                tracing::warn!(challenge = %challenge.id, error = %e, "validation outcome not recorded");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The ACME endpoints as services (RFC 8555 §7; RFC 8738; RFC 9773; draft-ietf-acme-profiles),
+//! one module per part of the protocol.
+//!
+//! Invariants:
+//! - Validation runs in a spawned task that outlives the request that started it; the request
+//!   waits for it at most `validation_wait`, then answers with the challenge as stored.
+//! - An order's certificate URL is returned only after the certificate and the order's `valid`
+//!   status were committed together.
+//! - At start-up [`Acme::recover`] finishes what a crash interrupted: challenges left in
+//!   `processing` are validated again, orders left in `processing` are issued from their CSR.
+
+mod accounts;
+mod ari;
+mod authorizations;
+mod finalize;
+mod identifiers;
+mod orders;
+mod recovery;
+mod revocation;
+
+use std::sync::Arc;
+
+use sceau_store::{AuditEntry, CertRecord, StoreError};
+use sceau_wire::{Directory, Meta};
+
+use crate::request::KeyRule;
+use crate::{Acme, AcmeError, AcmeResult, Body, EabMode, Reply};
+
+/// The POST endpoints, each with the id from its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    NewAccount,
+    Account(String),
+    Orders(String),
+    KeyChange,
+    NewOrder,
+    Order(String),
+    Finalize(String),
+    Authz(String),
+    Challenge(String),
+    Cert(String),
+    Revoke,
+}
+
+impl Endpoint {
+    fn key_rule(&self) -> KeyRule {
+        match self {
+            Endpoint::NewAccount => KeyRule::Jwk,
+            Endpoint::Revoke => KeyRule::Either,
+            _ => KeyRule::Kid,
+        }
+    }
+}
+
+pub const PROFILE_SERVER: &str = "tls-server";
+pub const PROFILE_SERVER_CLIENT: &str = "tls-server-client";
+const ORDERS_PAGE: i64 = 100;
+
+fn spki_sha256(spki: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Acme {
+    pub fn directory(&self) -> Directory {
+        let u = &self.urls;
+        Directory {
+            new_nonce: u.new_nonce(),
+            new_account: u.new_account(),
+            new_order: u.new_order(),
+            new_authz: None,
+            revoke_cert: u.revoke_cert(),
+            key_change: u.key_change(),
+            renewal_info: Some(u.renewal_info()),
+            meta: Some(Meta {
+                terms_of_service: self.config.terms_of_service.clone(),
+                website: self.config.website.clone(),
+                caa_identities: self.config.caa_identities.clone(),
+                external_account_required: self.config.eab == EabMode::Required,
+                profiles: [
+                    (
+                        PROFILE_SERVER.to_owned(),
+                        "TLS server certificate: serverAuth, at most 90 days (default)".to_owned(),
+                    ),
+                    (
+                        PROFILE_SERVER_CLIENT.to_owned(),
+                        "TLS server and client certificate: serverAuth and clientAuth, for mTLS"
+                            .to_owned(),
+                    ),
+                ]
+                .into(),
+            }),
+        }
+    }
+
+    /// Dispatches a POST after verifying it; `url` is the full request URL.
+    pub async fn post(
+        self: &Arc<Self>,
+        endpoint: Endpoint,
+        url: &str,
+        body: &[u8],
+        client_ip: Option<&str>,
+    ) -> AcmeResult<Reply> {
+        let req = self.verify(url, body, endpoint.key_rule()).await?;
+        match endpoint {
+            Endpoint::NewAccount => self.new_account(&req, client_ip).await,
+            Endpoint::Account(id) => self.account(&req, &id, client_ip).await,
+            Endpoint::Orders(id) => self.orders(&req, &id, url).await,
+            Endpoint::KeyChange => self.key_change(&req, client_ip).await,
+            Endpoint::NewOrder => self.new_order(&req, client_ip).await,
+            Endpoint::Order(id) => self.get_order(&req, &id).await,
+            Endpoint::Finalize(id) => self.finalize(&req, &id, client_ip).await,
+            Endpoint::Authz(id) => self.authz(&req, &id, client_ip).await,
+            Endpoint::Challenge(id) => self.challenge(&req, &id, client_ip).await,
+            Endpoint::Cert(id) => {
+                if !req.jws.is_post_as_get() {
+                    return Err(AcmeError::malformed(
+                        "certificate download is a POST-as-GET (empty payload)",
+                    ));
+                }
+                let cert = self.owned_cert(req.account()?, &id).await?;
+                Ok(self.cert_reply(cert))
+            }
+            Endpoint::Revoke => self.revoke(&req, client_ip).await,
+        }
+    }
+
+    /// Certificates are public: unauthenticated GET is also served (as Boulder and Pebble do).
+    pub async fn get_certificate(&self, id: &str) -> AcmeResult<Reply> {
+        let cert = self.store.cert_by_id(id).await.map_err(|e| match e {
+            StoreError::NotFound => AcmeError::not_found("certificate"),
+            e => e.into(),
+        })?;
+        Ok(self.cert_reply(cert))
+    }
+
+    fn cert_reply(&self, cert: CertRecord) -> Reply {
+        Reply {
+            status: 200,
+            body: Body::PemChain(cert.chain_pem),
+            location: None,
+            links: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    async fn audit(
+        &self,
+        event: &str,
+        account: Option<&str>,
+        ip: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let entry = AuditEntry {
+            event,
+            account_id: account,
+            client_ip: ip,
+            detail,
+        };
+        entry.log();
+        if let Err(e) = self.store.audit(&entry).await {
+            tracing::error!(event, error = %e, "could not write the audit trail");
+        }
+    }
+}
