@@ -39,6 +39,32 @@ pub struct Config {
     pub validation_wait_ms: u64,
     /// R29: failed validations allowed per ACME account, per name, per hour (0: no limit).
     pub max_failed_validations_per_hour: u32,
+    /// A file holding the database URL (for credentials that must stay out of argv).
+    pub database_url_file: Option<PathBuf>,
+
+    /// Networks validation may reach although the default refuses them.
+    pub validation_allow: Vec<String>,
+    /// Networks validation never reaches, on top of the default refusals.
+    pub validation_deny: Vec<String>,
+    pub allow_local_identifiers: bool,
+    pub allow_server_names: bool,
+
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub handshake_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub min_body_rate: u64,
+    pub max_body_bytes: usize,
+
+    /// Rate limits, `COUNT/PERIOD` or `off` (pending authorizations: `COUNT` or `off`).
+    pub limit_accounts_per_address: String,
+    pub limit_orders_per_account: String,
+    pub limit_names_per_account: String,
+    pub limit_pending_authzs_per_account: String,
+    pub limit_eab_failures_per_key: String,
+    pub limit_nonces_per_address: String,
 }
 
 impl Default for Config {
@@ -65,6 +91,25 @@ impl Default for Config {
             tls_names: Vec::new(),
             validation_wait_ms: 2000,
             max_failed_validations_per_hour: 5,
+            database_url_file: None,
+            validation_allow: Vec::new(),
+            validation_deny: Vec::new(),
+            allow_local_identifiers: false,
+            allow_server_names: false,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            body_timeout_secs: 10,
+            min_body_rate: 1024,
+            max_body_bytes: 64 * 1024,
+            limit_accounts_per_address: "50/1h".into(),
+            limit_orders_per_account: "300/1h".into(),
+            limit_names_per_account: "1000/1h".into(),
+            limit_pending_authzs_per_account: "1000".into(),
+            limit_eab_failures_per_key: "10/1h".into(),
+            limit_nonces_per_address: "200/10s".into(),
         }
     }
 }

@@ -76,6 +76,71 @@ pub struct ServeArgs {
     /// Log format: text or json
     #[arg(long)]
     pub log_format: Option<String>,
+    /// File holding the database URL (0600), for a PostgreSQL URL with a password; also
+    /// SCEAU_DATABASE_URL. A password is never accepted on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub database_url_file: Option<PathBuf>,
+
+    // ---- what validation may reach (see docs/security.md) ----
+    /// A network validation may connect to although the default refuses it (loopback,
+    /// link-local, the server's own addresses), e.g. 127.0.0.0/8 in a lab; repeat for more
+    #[arg(long = "validation-allow", value_name = "NET")]
+    pub validation_allow: Vec<String>,
+    /// A network validation never connects to, on top of the default refusals; repeat for more
+    #[arg(long = "validation-deny", value_name = "NET")]
+    pub validation_deny: Vec<String>,
+    /// Accept identifiers for localhost, loopback and link-local addresses (refused by default)
+    #[arg(long)]
+    pub allow_local_identifiers: bool,
+    /// Accept identifiers that are names of the server's own HTTPS certificate (refused by default)
+    #[arg(long)]
+    pub allow_server_names: bool,
+
+    // ---- connection limits and timeouts ----
+    /// Most connections open at once [default: 4096]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds a client has to complete the TLS handshake [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's headers [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds an idle connection stays open between requests [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Slowest accepted request body, in bytes per second after the first second [default: 1024]
+    #[arg(long, value_name = "BYTES")]
+    pub min_body_rate: Option<u64>,
+    /// Largest accepted request body in bytes [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    // ---- rate limits: COUNT/PERIOD (e.g. 50/1h; s, m, h, d), or "off" ----
+    /// New ACME accounts per client address [default: 50/1h]
+    #[arg(long, value_name = "RATE")]
+    pub limit_accounts_per_address: Option<String>,
+    /// New orders per ACME account [default: 300/1h]
+    #[arg(long, value_name = "RATE")]
+    pub limit_orders_per_account: Option<String>,
+    /// New authorizations (names to validate) per ACME account [default: 1000/1h]
+    #[arg(long, value_name = "RATE")]
+    pub limit_names_per_account: Option<String>,
+    /// Pending authorizations one ACME account may hold at once, or "off" [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub limit_pending_authzs_per_account: Option<String>,
+    /// Failed external account bindings per EAB key id [default: 10/1h]
+    #[arg(long, value_name = "RATE")]
+    pub limit_eab_failures_per_key: Option<String>,
+    /// New nonces per client address [default: 200/10s]
+    #[arg(long, value_name = "RATE")]
+    pub limit_nonces_per_address: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

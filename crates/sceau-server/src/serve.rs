@@ -64,6 +64,38 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     if let Some(v) = &args.log_format {
         c.log_format = v.clone();
     }
+    if let Some(v) = &args.database_url_file {
+        c.database_url_file = Some(v.clone());
+    }
+    c.validation_allow
+        .extend(args.validation_allow.iter().cloned());
+    c.validation_deny
+        .extend(args.validation_deny.iter().cloned());
+    c.allow_local_identifiers |= args.allow_local_identifiers;
+    c.allow_server_names |= args.allow_server_names;
+    macro_rules! set {
+        ($($field:ident),* $(,)?) => {$(
+            if let Some(v) = &args.$field {
+                c.$field = v.clone();
+            }
+        )*};
+    }
+    set!(
+        max_connections,
+        max_connections_per_address,
+        handshake_timeout_secs,
+        header_timeout_secs,
+        idle_timeout_secs,
+        body_timeout_secs,
+        min_body_rate,
+        max_body_bytes,
+        limit_accounts_per_address,
+        limit_orders_per_account,
+        limit_names_per_account,
+        limit_pending_authzs_per_account,
+        limit_eab_failures_per_key,
+        limit_nonces_per_address,
+    );
     Ok(c)
 }
 
