@@ -200,7 +200,7 @@ if [ "$ONLY" != pebble ]; then
     start_sceau() { # LOG
         setsid "$SCEAU_SERVER" serve --data-dir "$WORK/sceau" --listen "127.0.0.1:$SCEAU_PORT" \
             --dns-server "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" --eab off \
-            >"$1" 2>&1 &
+            --validation-allow 127.0.0.0/8 >"$1" 2>&1 &
         PIDS+=($!)
         SCEAU_PID=$!
         SCEAU_DIR="https://127.0.0.1:$SCEAU_PORT/directory"

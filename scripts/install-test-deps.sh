@@ -10,8 +10,8 @@ packages=(
   pebble certbot lego dehydrated uacme
   # DNS: authoritative server (knotd, knotc), knsupdate/kdig, nsupdate/dig
   knot knot-dnsutils bind9-dnsutils
-  # certificate checks, HSM tests, database inspection, HTTP probes
-  openssl softhsm2 sqlite3 curl ca-certificates
+  # certificate checks, HSM tests (opensc: pkcs11-tool), database inspection, HTTP probes
+  openssl softhsm2 opensc sqlite3 curl ca-certificates
   # the PostgreSQL storage backend is tested against a real server
   postgresql
   # python3: helper scripts; procps: kill(1) for process-group clean-up;
@@ -58,7 +58,7 @@ fi
 # Fail here, with a clear message, rather than in the middle of the tests.
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for tool in pebble certbot lego dehydrated uacme knotd knotc knsupdate kdig nsupdate \
-            openssl softhsm2-util sqlite3 curl python3 kill unshare; do
+            openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "install-test-deps: $tool still missing after installation" >&2
     exit 1

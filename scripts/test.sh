@@ -24,6 +24,7 @@ stage() {
 stage fmt cargo fmt --all --check
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage doctests cargo test --workspace --doc --quiet
+stage fuzz scripts/fuzz.sh
 stage tests cargo nextest run --workspace --no-fail-fast
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -1,6 +1,9 @@
 //! The services' one error type: an ACME problem type with its detail, plus what the HTTP edge
 //! needs to render it (status override, Retry-After, Location). Internal failures become
 //! `serverInternal` with a generic detail; their cause goes to the log, not to the client.
+//! A storage fault (disk full, read-only, unreachable database) becomes 503 `serverInternal`
+//! with Retry-After and is not logged here: the store logs each such condition once, not once
+//! per request.
 
 use sceau_store::StoreError;
 use sceau_wire::{Problem, ProblemType, Subproblem};
@@ -20,6 +23,10 @@ pub struct AcmeError {
 }
 
 pub type AcmeResult<T> = Result<T, AcmeError>;
+
+/// Seconds a client is told to wait after a storage fault: long enough not to hammer a full
+/// disk, short enough that issuance resumes soon after space returns.
+pub const STORAGE_RETRY_AFTER: u64 = 5;
 
 impl AcmeError {
     pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
@@ -77,6 +84,27 @@ impl AcmeError {
     }
 }
 
+/// Runs `op` until it succeeds or fails for another reason than a storage fault, waiting
+/// between attempts (1 s, doubling up to 30 s). For work that a passing fault must not lose
+/// and that nobody else would redo before a restart: a validation's outcome, a signed
+/// certificate. The store counts each failed attempt; nothing is logged per attempt.
+pub(crate) async fn until_stored<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match op().await {
+            Err(e) if e.storage_fault().is_some() => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            done => return done,
+        }
+    }
+}
+
 impl From<StoreError> for AcmeError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -84,6 +112,16 @@ impl From<StoreError> for AcmeError {
             StoreError::Conflict(what) => {
                 AcmeError::malformed(format!("the object changed meanwhile: {what}"))
                     .with_status(409)
+            }
+            // RFC 9110 §15.6.4: 503 with Retry-After says the condition is temporary.
+            StoreError::Unavailable { .. } => {
+                let mut err = Self::new(
+                    ProblemType::ServerInternal,
+                    "the server's storage is temporarily unavailable; try again in a few seconds",
+                )
+                .with_status(503);
+                err.retry_after = Some(STORAGE_RETRY_AFTER);
+                err
             }
             other => AcmeError::internal("accessing the database", other),
         }

@@ -10,9 +10,13 @@
 //!   object URLs leak nothing.
 
 pub mod error;
+pub mod identifier_policy;
+pub mod limits;
 pub mod nonce;
+pub mod queue;
 pub mod render;
 pub mod request;
+pub mod scheduler;
 mod services;
 pub mod urls;
 
@@ -57,6 +61,16 @@ pub struct AcmeConfig {
     /// R42's explicit exception: wildcard names may be ordered (validated with dns-01 only);
     /// with EAB, only by accounts whose external account allows them.
     pub allow_wildcards: bool,
+    /// Rate limits (see [`limits`]); R29's limit stays `max_failed_validations_per_hour`.
+    pub limits: limits::RateLimits,
+    /// Which names and addresses may be certified at all (see [`identifier_policy`]).
+    pub identifiers: identifier_policy::IdentifierPolicy,
+    /// How long finalize waits for its certificate before answering `processing`.
+    pub issuance_wait: Duration,
+    /// How long after finalize an order may take to be signed, retries included.
+    pub issuance_deadline: Duration,
+    /// How long an instance holds a job without renewing its lease.
+    pub issuance_lease: Duration,
 }
 
 impl AcmeConfig {
@@ -77,6 +91,11 @@ impl AcmeConfig {
             refuse_key_reuse: false,
             max_failed_validations_per_hour: Some(5),
             allow_wildcards: false,
+            limits: limits::RateLimits::default(),
+            identifiers: identifier_policy::IdentifierPolicy::default(),
+            issuance_wait: Duration::from_secs(5),
+            issuance_deadline: Duration::from_secs(600),
+            issuance_lease: Duration::from_secs(15),
         }
     }
 }
@@ -144,6 +163,8 @@ pub struct Acme {
     pub signer: Arc<dyn Signer>,
     pub validator: Validator,
     pub nonces: nonce::NoncePool,
+    pub limits: limits::Limiter,
+    pub queue: queue::Queue,
     pub urls: urls::Urls,
     pub policy: Arc<dyn Policy>,
 }
@@ -157,12 +178,15 @@ impl Acme {
         policy: Arc<dyn Policy>,
     ) -> Arc<Acme> {
         let urls = urls::Urls::new(&config.base_url);
+        let limits = limits::Limiter::new(config.limits.clone());
         Arc::new(Acme {
             config,
             store,
             signer,
             validator,
             nonces: nonce::NoncePool::new(100_000, ""),
+            limits,
+            queue: queue::Queue::new(),
             urls,
             policy,
         })

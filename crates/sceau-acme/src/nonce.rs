@@ -1,56 +1,139 @@
-//! Anti-replay nonces (RFC 8555 §6.5): 128 random bits, each accepted once.
+//! Anti-replay nonces (RFC 8555 §6.5).
 //!
-//! Invariant: a nonce is in `live` from the moment it is handed out until it is consumed or
-//! evicted; consumption removes it, so a replay finds nothing. Capacity is bounded: the oldest
-//! nonces are evicted first, and a client holding one gets `badNonce` and retries, as it must.
-//! Nonces are held in memory by the instance that issued them; several instances behind one
-//! name need sticky routing or a shared nonce service (the prefix leaves room for routing).
+//! A nonce is `prefix || base64url(counter ‖ issued_at ‖ tag)`: a 64-bit counter that grows with
+//! every nonce issued, the issuing second, and an HMAC-SHA-256 tag (truncated to 128 bits)
+//! over both under a key that never leaves this process. Issuing keeps no state, so no number
+//! of newNonce requests can push out the nonces other clients hold (with a pool of issued
+//! nonces, 100,000 newNonce requests evicted every outstanding nonce).
+//!
+//! Invariants:
+//! - [`NoncePool::consume`] is true at most once per nonce: the tag proves this pool issued
+//!   it; a nonce older than [`MAX_AGE`] or at or below the watermark is refused; otherwise its
+//!   counter goes into the set of redeemed counters, where a replay finds it.
+//! - Only redemptions, which need a verified JWS, ever fill the redeemed set. When it holds
+//!   `capacity` counters, the lowest is dropped and the watermark rises to it, so memory stays
+//!   bounded and a dropped counter still cannot be replayed (it is at or below the watermark).
+//! - Counters increase with time, so the redeemed set is also ordered by age: counters issued
+//!   more than [`MAX_AGE`] ago are dropped first, without lowering what the age check refuses.
+//! - Several instances behind one name: each has its own key, so a nonce is valid only on the
+//!   instance that issued it (the prefix names the instance for routing).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+
+/// How long a nonce may wait between issue and use.
+pub const MAX_AGE: Duration = Duration::from_secs(30 * 60);
+const TAG_LEN: usize = 16;
+const BODY_LEN: usize = 8 + 8;
 
 pub struct NoncePool {
-    inner: Mutex<Inner>,
+    key: hmac::Key,
+    next: AtomicU64,
     capacity: usize,
     prefix: String,
+    redeemed: Mutex<Redeemed>,
 }
 
-struct Inner {
-    live: HashSet<String>,
-    order: VecDeque<String>,
+struct Redeemed {
+    /// Counters redeemed and above the watermark, with the second each was issued.
+    counters: BTreeSet<(u64, u64)>,
+    /// Every counter at or below it is refused.
+    watermark: u64,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl NoncePool {
+    /// A pool that remembers up to `capacity` redeemed nonces; `prefix` starts every nonce.
     pub fn new(capacity: usize, prefix: &str) -> Self {
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).expect("OS random source");
         NoncePool {
-            inner: Mutex::new(Inner {
-                live: HashSet::new(),
-                order: VecDeque::new(),
-            }),
-            capacity,
+            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            next: AtomicU64::new(1),
+            capacity: capacity.max(1),
             prefix: prefix.to_owned(),
+            redeemed: Mutex::new(Redeemed {
+                counters: BTreeSet::new(),
+                watermark: 0,
+            }),
         }
+    }
+
+    fn tag(&self, body: &[u8]) -> [u8; TAG_LEN] {
+        let tag = hmac::sign(&self.key, body);
+        tag.as_ref()[..TAG_LEN]
+            .try_into()
+            .expect("SHA-256 is longer")
     }
 
     pub fn issue(&self) -> String {
-        let mut bytes = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut bytes).expect("OS random source");
-        let nonce = format!("{}{}", self.prefix, sceau_wire::b64::encode(bytes));
-        let mut inner = self.inner.lock().expect("nonce lock");
-        while inner.order.len() >= self.capacity {
-            if let Some(old) = inner.order.pop_front() {
-                inner.live.remove(&old);
-            }
-        }
-        inner.live.insert(nonce.clone());
-        inner.order.push_back(nonce.clone());
-        nonce
+        self.issue_at(now_secs())
     }
 
-    /// True exactly once for a nonce this pool issued and has not evicted.
+    fn issue_at(&self, at: u64) -> String {
+        let counter = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut raw = [0u8; BODY_LEN + TAG_LEN];
+        raw[..8].copy_from_slice(&counter.to_be_bytes());
+        raw[8..BODY_LEN].copy_from_slice(&at.to_be_bytes());
+        let tag = self.tag(&raw[..BODY_LEN]);
+        raw[BODY_LEN..].copy_from_slice(&tag);
+        format!("{}{}", self.prefix, sceau_wire::b64::encode(raw))
+    }
+
+    /// True exactly once for a nonce this pool issued less than [`MAX_AGE`] ago.
     pub fn consume(&self, nonce: &str) -> bool {
-        // The deque entry stays until evicted; `live` is the source of truth.
-        self.inner.lock().expect("nonce lock").live.remove(nonce)
+        self.consume_at(nonce, now_secs())
+    }
+
+    fn consume_at(&self, nonce: &str, now: u64) -> bool {
+        let Some(encoded) = nonce.strip_prefix(self.prefix.as_str()) else {
+            return false;
+        };
+        let Ok(raw) = sceau_wire::b64::decode(encoded) else {
+            return false;
+        };
+        if raw.len() != BODY_LEN + TAG_LEN {
+            return false;
+        }
+        let (body, tag) = raw.split_at(BODY_LEN);
+        // Constant-time comparison: the tag is a MAC.
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&self.tag(body), tag).is_err() {
+            return false;
+        }
+        let counter = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
+        let issued = u64::from_be_bytes(body[8..].try_into().expect("8 bytes"));
+        let max_age = MAX_AGE.as_secs();
+        if issued > now + 60 || issued + max_age < now {
+            return false;
+        }
+        let mut r = self.redeemed.lock().expect("nonce lock");
+        if counter <= r.watermark || !r.counters.insert((counter, issued)) {
+            return false;
+        }
+        // Forget what the age check refuses anyway, then keep within capacity.
+        while let Some(&(c, at)) = r.counters.first() {
+            if at + max_age >= now && r.counters.len() <= self.capacity {
+                break;
+            }
+            r.counters.pop_first();
+            r.watermark = r.watermark.max(c);
+        }
+        true
+    }
+
+    /// Redeemed nonces remembered now (for tests of the memory bound).
+    pub fn redeemed_len(&self) -> usize {
+        self.redeemed.lock().expect("nonce lock").counters.len()
     }
 }
 
@@ -59,16 +142,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_nonce_once_and_bounded() {
+    fn each_nonce_once() {
         let pool = NoncePool::new(3, "");
         let a = pool.issue();
         assert!(pool.consume(&a));
         assert!(!pool.consume(&a), "replay must fail");
         assert!(!pool.consume("never-issued"));
-        let b = pool.issue();
-        for _ in 0..3 {
+        assert!(!pool.consume(""));
+    }
+
+    #[test]
+    fn issuing_never_evicts_outstanding_nonces() {
+        let pool = NoncePool::new(1000, "");
+        let held = pool.issue();
+        for _ in 0..200_000 {
             pool.issue();
         }
-        assert!(!pool.consume(&b), "evicted nonce is refused");
+        assert!(
+            pool.consume(&held),
+            "a held nonce survives any number of issues"
+        );
+    }
+
+    #[test]
+    fn redeemed_set_is_bounded_and_dropped_nonces_stay_refused() {
+        let pool = NoncePool::new(3, "");
+        let nonces: Vec<String> = (0..10).map(|_| pool.issue()).collect();
+        // Redeem the newest first, then the oldest: the oldest is below the watermark.
+        for n in &nonces[5..] {
+            assert!(pool.consume(n));
+        }
+        assert!(pool.redeemed_len() <= 3);
+        for n in &nonces[5..] {
+            assert!(!pool.consume(n), "replay after eviction");
+        }
+        assert!(!pool.consume(&nonces[0]), "below the watermark");
+    }
+
+    #[test]
+    fn forged_other_pool_and_expired_nonces_are_refused() {
+        let pool = NoncePool::new(100, "p-");
+        let other = NoncePool::new(100, "p-");
+        assert!(!pool.consume(&other.issue()), "another pool's key");
+        let good = pool.issue();
+        // Flip one bit of the counter: the tag no longer matches.
+        let mut raw = sceau_wire::b64::decode(good.strip_prefix("p-").unwrap()).unwrap();
+        raw[7] ^= 1;
+        assert!(!pool.consume(&format!("p-{}", sceau_wire::b64::encode(&raw))));
+        assert!(
+            !pool.consume(good.strip_prefix("p-").unwrap()),
+            "prefix missing"
+        );
+        let now = now_secs();
+        let old = pool.issue_at(now - MAX_AGE.as_secs() - 1);
+        assert!(!pool.consume_at(&old, now), "too old");
+        let fresh = pool.issue_at(now - 10);
+        assert!(pool.consume_at(&fresh, now));
+        assert!(pool.consume(&good));
     }
 }

@@ -27,6 +27,23 @@ pub enum CaError {
     BadCertificate(String),
     #[error("certificate construction or signing failed: {0}")]
     Signing(String),
+    /// The data directory has no CA and none may be created here.
+    #[error("{} holds no CA: create one with `sceau-server ca init --data-dir {}`", .0.display(), .0.display())]
+    NotInitialised(PathBuf),
+    /// A delegated CA whose issuing certificate the existing PKI has not signed yet.
+    #[error("the CA in {} waits for its issuing certificate: have the existing PKI sign {}, then run `sceau-server ca import --data-dir {} --cert FILE --chain FILE`", dir.display(), csr.as_ref().map_or_else(|| "its CSR".into(), |c| c.display().to_string()), dir.display())]
+    AwaitingImport { dir: PathBuf, csr: Option<PathBuf> },
+    /// A `ca` command, or the opening of the CA at start-up, refused: the message says why and
+    /// what to do, in one line.
+    #[error("{0}")]
+    Refused(String),
+    /// Signing is unavailable for now (the signing process restarts, the token is absent):
+    /// retrying later may succeed.
+    #[error("signing is unavailable: {0}")]
+    Unavailable(String),
+    /// A token key that cannot be used as named: module, token, PIN or key object.
+    #[error(transparent)]
+    Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
 }
 
 impl From<rcgen::Error> for CaError {

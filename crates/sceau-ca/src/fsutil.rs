@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::CaError;
@@ -31,6 +31,9 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Ca
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
+        // The process umask may have narrowed `mode` (the server runs with 077): public files
+        // (certificates) get exactly the mode asked for.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);

@@ -1,5 +1,7 @@
-//! The signing side of the Sceau ACME server: the [`Signer`] seam, a CA whose keys live in
-//! files ([`FileCa`]), CSR checks ([`csr`]) and certificate inspection ([`inspect`]).
+//! The signing side of the Sceau ACME server: the [`Signer`] seam, the CA the signing process
+//! holds ([`Ca`]) with keys in files or on a PKCS#11 token ([`KeyHandle`]), the CA modes and
+//! their ceremonies ([`ceremony`]), CSR checks ([`csr`]) and certificate inspection
+//! ([`inspect`]).
 //!
 //! Invariants:
 //! - Every leaf certificate follows one profile (R38, RFC 5280 §4.2): SAN with every
@@ -11,22 +13,27 @@
 //! - The root key never signs a leaf; only the intermediate does (R30).
 //! - CA private keys are written 0600, atomically, and never regenerated over partial state.
 
+mod ca;
+mod ca_key;
+pub mod ceremony;
 pub mod csr;
 mod error;
-mod file_ca;
 mod fsutil;
 pub mod inspect;
 mod keys;
+pub mod manifest;
 mod names;
+pub mod pkcs11;
 mod profile;
 pub mod remote;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use ca::{Ca, LoadedIssuer, OpenOptions, fingerprint_sha256};
+pub use ca_key::{CaKey, FileKey, KeyHandle, KeyRef};
 pub use error::CaError;
-pub use file_ca::FileCa;
-pub use profile::{MAX_LEAF_VALIDITY, SERVER_TLS_RENEW_BEFORE, SERVER_TLS_VALIDITY};
+pub use profile::{MAX_LEAF_VALIDITY, SERVER_TLS_RENEW_BEFORE, SERVER_TLS_VALIDITY, TEST_MARK};
 use sceau_wire::Identifier;
 use time::OffsetDateTime;
 
@@ -40,16 +47,23 @@ pub enum CaKeyKind {
     P256,
     P384,
     Rsa3072,
+    Rsa4096,
 }
 
 impl CaKeyKind {
-    pub const ALL: [CaKeyKind; 3] = [CaKeyKind::P256, CaKeyKind::P384, CaKeyKind::Rsa3072];
+    pub const ALL: [CaKeyKind; 4] = [
+        CaKeyKind::P256,
+        CaKeyKind::P384,
+        CaKeyKind::Rsa3072,
+        CaKeyKind::Rsa4096,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             CaKeyKind::P256 => "p256",
             CaKeyKind::P384 => "p384",
             CaKeyKind::Rsa3072 => "rsa3072",
+            CaKeyKind::Rsa4096 => "rsa4096",
         }
     }
 }
@@ -69,8 +83,8 @@ impl std::str::FromStr for CaKeyKind {
             .into_iter()
             .find(|k| k.name() == n)
             .ok_or_else(|| {
-                CaError::InvalidRequest(format!(
-                    "unknown CA key kind {s:?} (expected p256, p384 or rsa3072)"
+                CaError::Refused(format!(
+                    "unknown CA key kind {s:?} (expected p256, p384, rsa3072 or rsa4096)"
                 ))
             })
     }
@@ -128,6 +142,9 @@ pub struct IssueRequest {
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub profile: Profile,
+    /// The serial the issuance queue reserved (DER INTEGER content octets, positive); `None`
+    /// draws a random one.
+    pub serial: Option<Vec<u8>>,
 }
 
 /// A freshly signed leaf certificate.
@@ -135,8 +152,12 @@ pub struct IssueRequest {
 pub struct Issued {
     /// Leaf certificate DER.
     pub der: Vec<u8>,
-    /// Leaf PEM followed by the issuing intermediate PEM (RFC 8555 §7.4.2); no root.
+    /// Leaf PEM followed by the issuing intermediate and any certificate above it but the root
+    /// (RFC 8555 §7.4.2).
     pub chain_pem: String,
+    /// The same leaf followed by each alternate chain (a cross-signed issuer, RFC 8555 §7.4.2
+    /// `Link: rel="alternate"`).
+    pub alternate_chains: Vec<String>,
     /// Lowercase hex of the serial number's DER content octets.
     pub serial_hex: String,
     /// The validity as written in the certificate (whole seconds).
@@ -144,15 +165,76 @@ pub struct Issued {
     pub not_after: OffsetDateTime,
     /// RFC 9773 §4.1 certificate identifier.
     pub ari_id: String,
+    /// Which issuer signed it (hex of its subjectKeyIdentifier).
+    pub issuer_id: String,
 }
 
-/// The boxed future returned by [`Signer::issue`].
-pub type IssueFuture<'a> = Pin<Box<dyn Future<Output = Result<Issued, CaError>> + Send + 'a>>;
+/// The boxed future every [`Signer`] operation returns.
+pub type SignFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CaError>> + Send + 'a>>;
+/// The future of [`Signer::issue`].
+pub type IssueFuture<'a> = SignFuture<'a, Issued>;
 
-/// The signing seam: a file key now; PKCS#11 (SoftHSM2) and an upstream PKI later.
+/// A certificate on a CRL (RFC 5280 §5.1.2.6, §5.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    /// DER INTEGER content octets of the serial.
+    pub serial: Vec<u8>,
+    pub revoked_at: OffsetDateTime,
+    /// RFC 5280 §5.3.1 reason code; `None` (unspecified) is left out of the entry.
+    pub reason: Option<u8>,
+}
+
+/// A CRL to sign (RFC 5280 §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlRequest {
+    /// The issuer whose certificates it lists.
+    pub issuer_id: String,
+    pub this_update: OffsetDateTime,
+    pub next_update: OffsetDateTime,
+    /// The cRLNumber (RFC 5280 §5.2.3), big-endian octets, increasing per scope.
+    pub number: Vec<u8>,
+    /// The URL of the critical issuingDistributionPoint (onlyContainsUserCerts), when the
+    /// CRL is one shard of several (RFC 5280 §5.2.5).
+    pub distribution_point: Option<String>,
+    pub revoked: Vec<RevokedEntry>,
+}
+
+/// An issuer as the front end knows it: enough to build chains, CRL and OCSP identities.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IssuerInfo {
+    pub id: String,
+    pub active: bool,
+    pub cert_der: Vec<u8>,
+    pub chain_pem: String,
+    /// Other chains for the same issuing key (a cross-signed issuer): each the PEM
+    /// certificates that follow a leaf, offered with `Link: rel="alternate"` (RFC 8555 §7.4.2).
+    #[serde(default)]
+    pub alternate_chains: Vec<String>,
+    pub not_after: i64,
+}
+
+/// The signing seam: every signature the CA makes goes through it, whatever holds the key (a
+/// file, a PKCS#11 token) and wherever it runs (the signing process, reached over its pipes).
 pub trait Signer: Send + Sync {
+    /// Signs a leaf certificate with the active issuer.
     fn issue<'a>(&'a self, req: IssueRequest) -> IssueFuture<'a>;
-    /// The issuing intermediate's certificate as PEM (nothing else).
+    /// Signs a CRL with the key of `req.issuer_id` (active or retired).
+    fn sign_crl<'a>(&'a self, req: CrlRequest) -> SignFuture<'a, Vec<u8>>;
+    /// The delegated OCSP responder certificate of an issuer (RFC 6960 §4.2.2.2:
+    /// id-kp-OCSPSigning, id-pkix-ocsp-nocheck), made or renewed by the signer as needed;
+    /// its key never leaves the signer.
+    fn ocsp_responder<'a>(&'a self, issuer_id: &'a str) -> SignFuture<'a, Vec<u8>>;
+    /// Signs an OCSP `ResponseData` (DER) with the issuer's responder key; returns the
+    /// signature (RFC 6960 §4.2.1) made with the algorithm of the responder certificate.
+    fn sign_ocsp<'a>(&'a self, issuer_id: &'a str, tbs_der: Vec<u8>) -> SignFuture<'a, Vec<u8>>;
+    /// The issuers: the active one and the retired ones still in use.
+    fn issuers(&self) -> Vec<IssuerInfo>;
+    /// Whether signing is possible now (readiness); a signer in another process may be
+    /// restarting.
+    fn available(&self) -> bool {
+        true
+    }
+    /// The active issuer's chain (what follows a leaf), PEM.
     fn issuer_chain_pem(&self) -> String;
     fn root_pem(&self) -> String;
 }

@@ -1,73 +1,34 @@
 //! Identifier syntax as the signer accepts it: DNS names in lowercase A-label form (RFC 1035
-//! §2.3.1 preferred syntax, RFC 5280 §4.2.1.6), IP addresses in their canonical text form
-//! (RFC 8738 §3: IPv6 as RFC 5952 text), no wildcards (R42).
+//! §2.3.1 preferred syntax, RFC 5280 §4.2.1.6, valid IDNA A-labels: the rules of
+//! [`sceau_wire::dns::check_dns_name`], shared with the order front end), IP addresses in
+//! their canonical text form (RFC 8738 §3: IPv6 as RFC 5952 text), no wildcards (R42).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use sceau_wire::Identifier;
+use sceau_wire::dns::{NameError, check_dns_name};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NameProblem {
     Wildcard,
-    Invalid(&'static str),
+    IpAddress,
+    Invalid(NameError),
 }
 
 impl std::fmt::Display for NameProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             NameProblem::Wildcard => f.write_str("wildcard names are not issued"),
-            NameProblem::Invalid(why) => f.write_str(why),
+            NameProblem::IpAddress => f.write_str("an IP address is not a DNS name"),
+            NameProblem::Invalid(why) => write!(f, "{why}"),
         }
     }
 }
 
-/// Checks a DNS name and returns it lowercased.
+/// Checks a DNS name and returns it lowercased: [`check_dns_name`], the one check the order
+/// front end applies too, with no wildcard.
 pub(crate) fn dns_name(name: &str) -> Result<String, NameProblem> {
-    if name.is_empty() {
-        return Err(NameProblem::Invalid("empty name"));
-    }
-    if !name.is_ascii() {
-        return Err(NameProblem::Invalid(
-            "non-ASCII characters (use the xn-- A-label form)",
-        ));
-    }
-    let name = name.to_ascii_lowercase();
-    if name.len() > 253 {
-        return Err(NameProblem::Invalid("longer than 253 characters"));
-    }
-    if name.ends_with('.') {
-        return Err(NameProblem::Invalid("trailing dot"));
-    }
-    if name.parse::<IpAddr>().is_ok() {
-        return Err(NameProblem::Invalid("an IP address is not a DNS name"));
-    }
-    for (i, label) in name.split('.').enumerate() {
-        if label == "*" {
-            return Err(if i == 0 {
-                NameProblem::Wildcard
-            } else {
-                NameProblem::Invalid("misplaced '*'")
-            });
-        }
-        if label.is_empty() {
-            return Err(NameProblem::Invalid("empty label"));
-        }
-        if label.len() > 63 {
-            return Err(NameProblem::Invalid("label longer than 63 characters"));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return Err(NameProblem::Invalid(
-                "characters other than letters, digits, '-' and '.'",
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(NameProblem::Invalid("label starts or ends with '-'"));
-        }
-    }
-    Ok(name)
+    dns_name_or_wildcard(name, false)
 }
 
 /// [`dns_name`], which refuses wildcards, unless `allow_wildcard`: then one leading wildcard
@@ -76,10 +37,13 @@ pub(crate) fn dns_name_or_wildcard(
     name: &str,
     allow_wildcard: bool,
 ) -> Result<String, NameProblem> {
-    match name.strip_prefix("*.") {
-        Some(base) if allow_wildcard => dns_name(base).map(|b| format!("*.{b}")),
-        _ => dns_name(name),
+    if name.parse::<IpAddr>().is_ok() {
+        return Err(NameProblem::IpAddress);
     }
+    check_dns_name(name, allow_wildcard).map_err(|e| match e {
+        NameError::Wildcard => NameProblem::Wildcard,
+        other => NameProblem::Invalid(other),
+    })
 }
 
 /// An iPAddress GeneralName's octets (RFC 5280 §4.2.1.6: 4 or 16 octets).
@@ -167,6 +131,15 @@ mod tests {
             assert!(dns_name(bad).is_err(), "{bad:?}");
         }
         assert!(dns_name(&format!("{}.example", "a".repeat(64))).is_err());
+        // IDNA rules (RFC 5891): the same as for orders.
+        for bad in ["xn--zz.example", "ab--cd.example", "xn--caf-pia.example"] {
+            let e = dns_name(bad).unwrap_err().to_string();
+            assert!(e.contains("label") && !e.contains('\n'), "{bad}: {e}");
+        }
+        assert_eq!(
+            dns_name("XN--CAF-DMA.example"),
+            Ok("xn--caf-dma.example".into())
+        );
     }
 
     #[test]

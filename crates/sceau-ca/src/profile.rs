@@ -46,6 +46,29 @@ pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
     Ok(SerialNumber::from_slice(&serial))
 }
 
+/// A serial number chosen by the issuance queue: 1 to 20 octets (RFC 5280 §4.1.2.2), positive
+/// (top bit of the first octet clear), minimally encoded (first octet non-zero).
+pub(crate) fn check_serial(octets: &[u8]) -> Result<SerialNumber, CaError> {
+    if octets.is_empty() || octets.len() > 20 || octets[0] == 0 || octets[0] & 0x80 != 0 {
+        return Err(CaError::InvalidRequest(format!(
+            "serial number of {} octets is not a positive, minimally encoded INTEGER of at most 20 octets",
+            octets.len()
+        )));
+    }
+    Ok(SerialNumber::from_slice(octets))
+}
+
+/// What a staging CA's names and leaves carry (agency guide R53, R54), so that nobody takes
+/// them for production.
+pub const TEST_MARK: &str = "TEST - do not trust";
+
+/// A staging leaf says TEST in its subject.
+pub(crate) fn mark_test(params: &mut CertificateParams) {
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, TEST_MARK);
+}
+
 /// Drops the sub-second part: certificates carry whole seconds.
 pub(crate) fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(0).expect("0 is a valid nanosecond")
@@ -99,6 +122,7 @@ fn ca_params(
     org: &str,
     now: OffsetDateTime,
     lifetime: Duration,
+    staging: bool,
 ) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     params.not_before = whole_seconds(now - CA_BACKDATE);
@@ -110,6 +134,11 @@ fn ca_params(
             .distinguished_name
             .push(DnType::OrganizationName, org);
     }
+    if staging {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, TEST_MARK);
+    }
     params.distinguished_name.push(DnType::CommonName, cn);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params.key_identifier_method = KeyIdMethod::Sha256;
@@ -117,12 +146,22 @@ fn ca_params(
 }
 
 /// Self-signed root: CA without a path length limit, keyCertSign + cRLSign (RFC 5280 §4.2.1.3).
-pub(crate) fn root_params(org: &str, now: OffsetDateTime) -> Result<CertificateParams, CaError> {
+pub(crate) fn root_params(
+    org: &str,
+    now: OffsetDateTime,
+    staging: bool,
+) -> Result<CertificateParams, CaError> {
+    let name = if staging {
+        "Sceau TEST Root CA"
+    } else {
+        "Sceau Root CA"
+    };
     let mut params = ca_params(
-        format!("{org} Sceau Root CA").trim().to_owned(),
+        format!("{org} {name}").trim().to_owned(),
         org,
         now,
         ROOT_VALIDITY,
+        staging,
     )?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     Ok(params)
@@ -130,15 +169,29 @@ pub(crate) fn root_params(org: &str, now: OffsetDateTime) -> Result<CertificateP
 
 /// Issuing intermediate (R30): pathLenConstraint 0 so it can only sign leaves; EKU limited to
 /// TLS server and client so that a leaf for anything else fails chain validation.
+/// `generation` counts the issuers of a CA (`ca rotate` makes the next): from the second on, it
+/// ends the common name, so that two issuers of one CA are told apart by their names too.
 pub(crate) fn intermediate_params(
     org: &str,
     now: OffsetDateTime,
+    staging: bool,
+    generation: usize,
 ) -> Result<CertificateParams, CaError> {
+    let name = if staging {
+        "Sceau TEST Issuing CA"
+    } else {
+        "Sceau Issuing CA"
+    };
+    let cn = match generation {
+        0 | 1 => format!("{org} {name}"),
+        n => format!("{org} {name} {n}"),
+    };
     let mut params = ca_params(
-        format!("{org} Sceau Issuing CA").trim().to_owned(),
+        cn.trim().to_owned(),
         org,
         now,
         INTERMEDIATE_VALIDITY,
+        staging,
     )?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages.push(KeyUsagePurpose::DigitalSignature);
@@ -147,5 +200,21 @@ pub(crate) fn intermediate_params(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// The request a delegated CA sends the existing PKI: its subject, and the extensions an
+/// issuing CA for leaves needs (the PKI decides what it signs; `ca import` checks what it did).
+pub(crate) fn delegated_request_params(
+    dn: DistinguishedName,
+) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(params)
 }

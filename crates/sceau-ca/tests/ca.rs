@@ -8,8 +8,8 @@ use rcgen::{
     KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
 };
 use sceau_ca::csr::parse_and_check;
-use sceau_ca::inspect::{cert_info, spki_matches_jwk};
-use sceau_ca::{CaError, CaKeyKind, FileCa, IssueRequest, Issued, Profile, Signer};
+use sceau_ca::inspect::{cert_info, jwk_of_spki, spki_der_candidates, spki_matches_jwk};
+use sceau_ca::{Ca, CaError, CaKeyKind, IssueRequest, Issued, Profile, Signer};
 use sceau_wire::{AccountKey, Identifier, KeyKind};
 use time::{Duration, OffsetDateTime};
 
@@ -28,10 +28,11 @@ fn request(spki: Vec<u8>, identifiers: Vec<Identifier>, profile: Profile) -> Iss
         not_before: now - Duration::minutes(1),
         not_after: now + Duration::days(90) - Duration::minutes(1),
         profile,
+        serial: None,
     }
 }
 
-async fn issue_for_csr(ca: &FileCa, csr_der: &[u8], profile: Profile) -> Issued {
+async fn issue_for_csr(ca: &Ca, csr_der: &[u8], profile: Profile) -> Issued {
     let parsed = parse_and_check(csr_der).unwrap();
     let req = request(
         parsed.public_key_spki_der,
@@ -57,11 +58,11 @@ fn section<'a>(text: &'a str, header: &str) -> &'a str {
 fn creates_a_ca_with_private_keys_and_reuses_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");
-    let ca = FileCa::open_or_create(&dir, CaKeyKind::P256, "Example Org").unwrap();
+    let ca = Ca::open_or_create(&dir, CaKeyKind::P256, "Example Org").unwrap();
     assert_eq!(mode(&dir.join("root.key")), 0o600);
     assert_eq!(mode(&dir.join("intermediate.key")), 0o600);
     assert_eq!(mode(&dir.join("root.pem")), 0o644);
-    // Nothing but the four files (no leftover temp files).
+    // Nothing but the four files and the manifest (no leftover temp files).
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -70,6 +71,7 @@ fn creates_a_ca_with_private_keys_and_reuses_it() {
     assert_eq!(
         names,
         [
+            "ca.json",
             "intermediate.key",
             "intermediate.pem",
             "root.key",
@@ -94,7 +96,7 @@ fn creates_a_ca_with_private_keys_and_reuses_it() {
         ca.root_fingerprint_sha256()
     );
 
-    let again = FileCa::open_or_create(&dir, CaKeyKind::P256, "Other Org").unwrap();
+    let again = Ca::open_or_create(&dir, CaKeyKind::P256, "Other Org").unwrap();
     assert_eq!(
         again.root_fingerprint_sha256(),
         ca.root_fingerprint_sha256()
@@ -162,8 +164,8 @@ async fn every_ca_key_kind_issues_verifiable_certificates() {
         (CaKeyKind::Rsa3072, "sha256WithRSAEncryption"),
     ] {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FileCa::open_or_create(tmp.path(), kind, "Kinds").unwrap();
-        assert_eq!(ca.key_kind(), kind);
+        let ca = Ca::open_or_create(tmp.path(), kind, "Kinds").unwrap();
+        assert_eq!(ca.key_kind(), Some(kind));
         let key = KeyPair::generate().unwrap();
         let issued = issue_for_csr(&ca, &csr(&key, &["kind.example"], None), Profile::Server).await;
         let text = x509_text(&issued.der);
@@ -174,8 +176,8 @@ async fn every_ca_key_kind_issues_verifiable_certificates() {
         let out = openssl_verify(tmp.path(), &issued.chain_pem, &["-purpose", "sslserver"]);
         assert!(out.ok, "{kind}: {} {}", out.stdout, out.stderr);
         // Reopened with another configured kind: the files win.
-        let reopened = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Kinds").unwrap();
-        assert_eq!(reopened.key_kind(), kind);
+        let reopened = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Kinds").unwrap();
+        assert_eq!(reopened.key_kind(), Some(kind));
     }
 }
 
@@ -183,9 +185,9 @@ async fn every_ca_key_kind_issues_verifiable_certificates() {
 fn partial_state_is_an_error_naming_the_missing_file() {
     for missing in FILES {
         let tmp = tempfile::tempdir().unwrap();
-        let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Partial").unwrap();
+        let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Partial").unwrap();
         std::fs::remove_file(tmp.path().join(missing)).unwrap();
-        let err = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Partial").unwrap_err();
+        let err = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Partial").unwrap_err();
         match &err {
             CaError::Incomplete { missing: m, .. } => assert_eq!(m, &vec![missing.to_string()]),
             other => panic!("{other:?}"),
@@ -205,12 +207,12 @@ fn partial_state_is_an_error_naming_the_missing_file() {
 #[test]
 fn inconsistent_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed").unwrap();
+    Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed").unwrap();
     let root_key = std::fs::read(tmp.path().join("root.key")).unwrap();
     let int_key = std::fs::read(tmp.path().join("intermediate.key")).unwrap();
 
     std::fs::write(tmp.path().join("intermediate.key"), &root_key).unwrap();
-    let err = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed").unwrap_err();
+    let err = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed").unwrap_err();
     assert!(
         matches!(&err, CaError::Corrupt { path, .. } if path.ends_with("intermediate.key")),
         "{err:?}"
@@ -219,11 +221,11 @@ fn inconsistent_files_are_refused() {
 
     // An intermediate from another CA under this root.
     let other = tempfile::tempdir().unwrap();
-    FileCa::open_or_create(other.path(), CaKeyKind::P256, "Other").unwrap();
+    Ca::open_or_create(other.path(), CaKeyKind::P256, "Other").unwrap();
     for f in ["intermediate.pem", "intermediate.key"] {
         std::fs::copy(other.path().join(f), tmp.path().join(f)).unwrap();
     }
-    let err = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed").unwrap_err();
+    let err = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed").unwrap_err();
     assert!(
         matches!(&err, CaError::Corrupt { path, .. } if path.ends_with("intermediate.pem")),
         "{err:?}"
@@ -231,7 +233,7 @@ fn inconsistent_files_are_refused() {
 
     std::fs::write(tmp.path().join("root.pem"), "garbage").unwrap();
     assert!(matches!(
-        FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed"),
+        Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Mixed"),
         Err(CaError::Corrupt { .. })
     ));
 }
@@ -239,7 +241,7 @@ fn inconsistent_files_are_refused() {
 #[tokio::test]
 async fn issues_the_r38_profile_for_every_subject_key_type() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Profile").unwrap();
+    let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Profile").unwrap();
     let keys = [
         (
             "p256",
@@ -400,11 +402,11 @@ fn sceau_ca_hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn ip_only_certificates_have_an_empty_subject_and_a_critical_san() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P384, "IP").unwrap();
+    let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P384, "IP").unwrap();
     let key = KeyPair::generate().unwrap();
     let issued = issue_for_csr(
         &ca,
-        &csr(&key, &["127.0.0.1", "::1"], None),
+        &csr(&key, &["192.0.2.10", "2001:db8::1"], None),
         Profile::Server,
     )
     .await;
@@ -417,22 +419,59 @@ async fn ip_only_certificates_have_an_empty_subject_and_a_critical_san() {
     let san = section(&text, "X509v3 Subject Alternative Name");
     assert!(
         san.contains("critical")
-            && san.contains("IP Address:127.0.0.1")
-            && san.contains("IP Address:0:0:0:0:0:0:0:1"),
+            && san.contains("IP Address:192.0.2.10")
+            && san.contains("IP Address:2001:DB8:0:0:0:0:0:1"),
         "{san}"
     );
     let out = openssl_verify(
         tmp.path(),
         &issued.chain_pem,
-        &["-purpose", "sslserver", "-verify_ip", "127.0.0.1"],
+        &["-purpose", "sslserver", "-verify_ip", "192.0.2.10"],
     );
     assert!(out.ok, "{} {}", out.stdout, out.stderr);
+}
+
+/// The signer refuses what the front end's identifier policy refuses (defence in depth):
+/// local names and addresses unless allowed for a lab, and never addresses that name no host.
+#[tokio::test]
+async fn local_and_special_names_are_signed_only_when_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Local").unwrap();
+    let key = KeyPair::generate().unwrap();
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let req = |names: &[&str]| {
+        request(
+            spki.clone(),
+            names.iter().map(|n| Identifier::guess(n)).collect(),
+            Profile::Server,
+        )
+    };
+    for local in [
+        "localhost",
+        "app.localhost",
+        "127.0.0.1",
+        "::1",
+        "169.254.169.254",
+    ] {
+        let err = ca.issue(req(&["web.example", local])).await.unwrap_err();
+        assert!(
+            matches!(&err, CaError::InvalidRequest(m) if m.contains(local)),
+            "{local}: {err}"
+        );
+    }
+    ca.set_allow_local_names(true);
+    for local in ["localhost", "127.0.0.1", "::1"] {
+        ca.issue(req(&[local])).await.unwrap();
+    }
+    for never in ["0.0.0.0", "224.0.0.1", "x.invalid"] {
+        assert!(ca.issue(req(&[never])).await.is_err(), "{never}");
+    }
 }
 
 #[tokio::test]
 async fn server_client_profile_adds_client_auth() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Both").unwrap();
+    let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Both").unwrap();
     let key = KeyPair::generate().unwrap();
     let issued = issue_for_csr(
         &ca,
@@ -460,7 +499,7 @@ async fn server_client_profile_adds_client_auth() {
 #[tokio::test]
 async fn the_signer_refuses_requests_outside_the_profile() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Strict").unwrap();
+    let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Strict").unwrap();
     let key = KeyPair::generate().unwrap();
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
     let good = request(
@@ -540,7 +579,7 @@ async fn the_signer_refuses_requests_outside_the_profile() {
 #[tokio::test]
 async fn serials_are_unique() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Serials").unwrap();
+    let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Serials").unwrap();
     let key = KeyPair::generate().unwrap();
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
     let mut seen = std::collections::BTreeSet::new();
@@ -561,7 +600,7 @@ async fn serials_are_unique() {
 #[tokio::test]
 async fn revocation_key_check_matches_only_the_certificate_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P256, "Revoke").unwrap();
+    let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Revoke").unwrap();
     for kind in [
         KeyKind::P256,
         KeyKind::P384,
@@ -585,6 +624,51 @@ async fn revocation_key_check_matches_only_the_certificate_key() {
     ));
     assert!(!spki_matches_jwk(b"garbage", &ec.jwk()));
     assert!(cert_info(b"garbage").is_err());
+}
+
+/// RFC 8555 §11.1 checks compare certified keys with account keys: the JWK read from a
+/// certificate's SPKI has the account key's thumbprint, and the SPKI encodings rebuilt from the
+/// account's JWK include the one the certificate carries (SPKIs written by rcgen and by openssl).
+#[tokio::test]
+async fn certified_keys_and_account_keys_compare_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::open_or_create(dir.path(), CaKeyKind::P256, "Test").unwrap();
+    for kind in [
+        KeyKind::P256,
+        KeyKind::P384,
+        KeyKind::Rsa2048,
+        KeyKind::Ed25519,
+    ] {
+        let account = AccountKey::generate(kind).unwrap();
+        let key = KeyPair::try_from(account.to_pkcs8_der()).unwrap();
+        let issued = issue_for_csr(
+            &ca,
+            &csr(&key, &["same-key.example"], None),
+            Profile::Server,
+        )
+        .await;
+        let spki = cert_info(&issued.der).unwrap().spki_der;
+        let jwk = jwk_of_spki(&spki).unwrap_or_else(|| panic!("{kind}: no JWK"));
+        assert_eq!(jwk.thumbprint(), account.jwk().thumbprint(), "{kind}");
+        assert!(
+            spki_der_candidates(&account.jwk()).contains(&spki),
+            "{kind}"
+        );
+        let other = AccountKey::generate(kind).unwrap();
+        assert!(!spki_der_candidates(&other.jwk()).contains(&spki), "{kind}");
+
+        // The same key's SPKI as openssl writes it.
+        let pem = sceau_wire::key::pem_encode("PRIVATE KEY", &account.to_pkcs8_der());
+        let out = openssl(&["pkey", "-pubout"], Some(pem.as_bytes()));
+        assert!(out.ok, "{kind}: {}", out.stderr);
+        let der = sceau_wire::key::pem_decode(&out.stdout, "PUBLIC KEY").unwrap();
+        assert!(
+            spki_der_candidates(&account.jwk()).contains(&der),
+            "{kind} openssl"
+        );
+        assert_eq!(jwk_of_spki(&der).unwrap(), jwk, "{kind} openssl");
+    }
+    assert!(jwk_of_spki(b"garbage").is_none());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::*;
 use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use sceau_ca::{CaKeyKind, FileCa, IssueRequest, Profile};
+use sceau_ca::{Ca, CaKeyKind, IssueRequest, Profile};
 use sceau_wire::Identifier;
 use time::{Duration, OffsetDateTime};
 
@@ -74,7 +74,7 @@ fn handshake(
 #[test]
 fn rustls_accepts_the_server_certificate_for_its_names_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(&tmp.path().join("ca"), CaKeyKind::P256, "TLS").unwrap();
+    let ca = Ca::open_or_create(&tmp.path().join("ca"), CaKeyKind::P256, "TLS").unwrap();
     let state = tmp.path().join("tls");
     let names = vec!["sceau.internal".to_string(), "127.0.0.1".to_string()];
     let (chain, key) = ca.server_tls(&state, &names).unwrap();
@@ -101,7 +101,7 @@ fn rustls_accepts_the_server_certificate_for_its_names_only() {
     );
     // Another CA's root does not trust it.
     let stranger =
-        FileCa::open_or_create(&tmp.path().join("other-ca"), CaKeyKind::P256, "Other").unwrap();
+        Ca::open_or_create(&tmp.path().join("other-ca"), CaKeyKind::P256, "Other").unwrap();
     assert!(handshake(stranger.root_der(), &chain, &key, "sceau.internal").is_err());
 
     // And openssl agrees, with the purpose a TLS server needs.
@@ -122,14 +122,14 @@ fn rustls_accepts_the_server_certificate_for_its_names_only() {
 #[test]
 fn the_server_certificate_is_reused_then_replaced() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = FileCa::open_or_create(tmp.path(), CaKeyKind::P384, "Reuse").unwrap();
+    let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P384, "Reuse").unwrap();
     let names = vec!["a.internal".to_string(), "::1".to_string()];
     let first = ca.server_tls(tmp.path(), &names).unwrap();
     // Same names, any order or spelling: reused.
     let reordered = vec!["0:0:0:0:0:0:0:1".to_string(), "A.internal".to_string()];
     assert_eq!(ca.server_tls(tmp.path(), &reordered).unwrap(), first);
     // Reopening the CA does not change that.
-    let reopened = FileCa::open_or_create(tmp.path(), CaKeyKind::P384, "Reuse").unwrap();
+    let reopened = Ca::open_or_create(tmp.path(), CaKeyKind::P384, "Reuse").unwrap();
     assert_eq!(reopened.server_tls(tmp.path(), &names).unwrap(), first);
 
     // New names: new key and certificate.
@@ -151,6 +151,7 @@ fn the_server_certificate_is_reused_then_replaced() {
                 not_before: now - Duration::days(30),
                 not_after: now + Duration::days(days_left),
                 profile: Profile::Server,
+                serial: None,
             })
             .unwrap();
         std::fs::write(tmp.path().join("server.pem"), &issued.chain_pem).unwrap();

@@ -47,6 +47,8 @@ impl Eab {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--dns-server", &dns.addr.to_string()])
             .args(["--http01-port", &http01_port.to_string()])
+            // The clients answer http-01 on loopback, refused by default.
+            .args(["--validation-allow", "127.0.0.0/8"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

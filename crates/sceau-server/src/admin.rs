@@ -158,7 +158,7 @@ pub async fn server_policy(
     Ok(Arc::new(AdminPolicy::new(registry, eab)))
 }
 
-fn os_user() -> String {
+pub(crate) fn os_user() -> String {
     for var in ["SUDO_USER", "USER", "LOGNAME"] {
         if let Ok(v) = std::env::var(var)
             && !v.is_empty()
@@ -203,7 +203,7 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store = Store::open(&config.database_url())
+        let store = Store::open(&config.database_url()?)
             .await
             .map_err(|e| format!("database: {e}"))?;
         let wrap = WrapKey::load_or_create(&config.data_dir).map_err(|e| e.to_string())?;

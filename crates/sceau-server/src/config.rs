@@ -33,10 +33,16 @@ pub struct Config {
     /// `sqlite` (default: `<data_dir>/sceau.db`) or a `postgres://` URL.
     pub database: Option<String>,
     pub log_format: String,
+    /// A staging CA (R53, R54): names and leaves say TEST; a data directory of its own.
+    pub staging: bool,
     pub refuse_key_reuse: bool,
     /// Extra names for the server's own HTTPS certificate.
     pub tls_names: Vec<String>,
     pub validation_wait_ms: u64,
+    /// How long finalize waits for its certificate before answering `processing`.
+    pub issuance_wait_ms: u64,
+    /// How long an order may take to be signed, retries included, before it is invalid.
+    pub issuance_deadline_secs: u64,
     /// R29: failed validations allowed per ACME account, per name, per hour (0: no limit).
     pub max_failed_validations_per_hour: u32,
     /// A file holding the database URL (for credentials that must stay out of argv).
@@ -87,9 +93,12 @@ impl Default for Config {
             caa_identities: Vec::new(),
             database: None,
             log_format: "text".into(),
+            staging: false,
             refuse_key_reuse: true,
             tls_names: Vec::new(),
             validation_wait_ms: 2000,
+            issuance_wait_ms: 5000,
+            issuance_deadline_secs: 600,
             max_failed_validations_per_hour: 5,
             database_url_file: None,
             validation_allow: Vec::new(),
@@ -131,10 +140,94 @@ impl Config {
             .unwrap_or_else(|| format!("https://{}", self.listen))
     }
 
-    pub fn database_url(&self) -> String {
+    /// The database URL, from (first found) `SCEAU_DATABASE_URL`, `database_url_file`, the
+    /// `database` setting, or SQLite in the data directory. A password may only come from the
+    /// environment or from a file that only its owner can read: on the command line every
+    /// local user sees it (`ps`), and it must never be printed (see [`redact_url`]).
+    pub fn database_url(&self) -> Result<String, String> {
+        if let Ok(url) = std::env::var("SCEAU_DATABASE_URL")
+            && !url.trim().is_empty()
+        {
+            return Ok(url.trim().to_owned());
+        }
+        if let Some(path) = &self.database_url_file {
+            return read_secret_file(path).map_err(|e| format!("database_url_file: {e}"));
+        }
         match &self.database {
-            Some(url) if url != "sqlite" => url.clone(),
-            _ => format!("sqlite://{}", self.data_dir.join("sceau.db").display()),
+            Some(url) if url != "sqlite" => {
+                if url_password(url).is_some() {
+                    return Err(format!(
+                        "the database URL {} carries a password: put it in SCEAU_DATABASE_URL or in a file given with --database-url-file (mode 0600), never on the command line or in the configuration file",
+                        redact_url(url)
+                    ));
+                }
+                Ok(url.clone())
+            }
+            _ => Ok(format!(
+                "sqlite://{}",
+                self.data_dir.join("sceau.db").display()
+            )),
+        }
+    }
+}
+
+/// The password of a `scheme://user:password@host…` URL, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+/// The URL with its password, if any, replaced by `***`: what may be printed or logged.
+pub fn redact_url(url: &str) -> String {
+    match url_password(url) {
+        Some(p) => url.replacen(&format!(":{p}@"), ":***@", 1),
+        None => url.to_owned(),
+    }
+}
+
+/// A secret's file: trimmed contents; refused when group or others may read or write it.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {:04o}); make it 0600 (chmod 600)",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_found_and_redacted() {
+        let u = "postgres://sceau:s3cr%40t@db.internal:5432/sceau?sslmode=verify-full";
+        assert_eq!(url_password(u), Some("s3cr%40t"));
+        assert_eq!(
+            redact_url(u),
+            "postgres://sceau:***@db.internal:5432/sceau?sslmode=verify-full"
+        );
+        for no_password in [
+            "postgres://sceau@db.internal/sceau",
+            "postgres://db.internal/sceau",
+            "postgres://db/x?user=a@b",
+            "sqlite:///var/lib/sceau/sceau.db",
+        ] {
+            assert_eq!(url_password(no_password), None, "{no_password}");
+            assert_eq!(redact_url(no_password), no_password);
         }
     }
 }

@@ -2,15 +2,23 @@
 //! RFC 7807 problems with the headers every ACME response carries (RFC 8555 §6.5 Replay-Nonce,
 //! §7.1 Link rel="index", §6.6 Retry-After).
 //!
-//! Invariant: this module makes no protocol decision; every POST goes to `Acme::post`, which
-//! verifies it before anything else.
+//! Invariants:
+//! - This module makes no protocol decision; every POST goes to `Acme::post`, which verifies it
+//!   before anything else.
+//! - A request body is read only within its limits: a `Content-Length` above
+//!   `AcmeConfig::max_body_bytes` is refused (413) before any of it is read, and the body must
+//!   arrive within [`BodyLimits::timeout`] and, after its first second, at no less than
+//!   [`BodyLimits::min_rate`] bytes per second, or the request ends with a 408. Every answer
+//!   given before the whole body was read closes the connection.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body as AxumBody;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderValue, Method, StatusCode, header};
@@ -21,14 +29,69 @@ use sceau_wire::media;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-pub fn router(acme: Arc<Acme>) -> Router {
+/// How request bodies must arrive (issue 10: a slow or stalled body must not hold a
+/// connection); the size limit is `AcmeConfig::max_body_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// The whole body, from the end of the headers.
+    pub timeout: Duration,
+    /// Bytes per second, counted from the end of the headers once the first second is over;
+    /// 0 for no minimum.
+    pub min_rate: u64,
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyLimitError {
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl BodyLimits {
+    /// Grace before the minimum rate applies: a client's first bytes may wait for a round trip
+    /// (`Expect: 100-continue`) or a slow start.
+    pub const GRACE: Duration = Duration::from_secs(1);
+
+    pub fn from_config(c: &crate::config::Config) -> Result<BodyLimits, BodyLimitError> {
+        if c.body_timeout_secs == 0 {
+            return Err(BodyLimitError::Zero("body-timeout-secs"));
+        }
+        if c.max_body_bytes == 0 {
+            return Err(BodyLimitError::Zero("max-body-bytes"));
+        }
+        Ok(BodyLimits {
+            timeout: Duration::from_secs(c.body_timeout_secs),
+            min_rate: c.min_body_rate,
+        })
+    }
+
+    /// When the next body byte must have arrived, `received` bytes after `start`.
+    fn deadline(&self, start: tokio::time::Instant, received: usize) -> tokio::time::Instant {
+        let whole = start + self.timeout;
+        if self.min_rate == 0 {
+            return whole;
+        }
+        // received >= min_rate * (elapsed - GRACE) holds until this moment.
+        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        whole.min(start + Self::GRACE + earned)
+    }
+}
+
+pub fn router(acme: Arc<Acme>, body_limits: BodyLimits) -> Router {
     Router::new()
         .route("/directory", get(directory))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
         .route("/acme/new-nonce", get(new_nonce).head(new_nonce))
         .route("/acme/cert/{id}", get(get_cert).post(acme_post))
+        .route(
+            "/acme/cert/{id}/alt/{n}",
+            get(get_cert_alternate).post(acme_post),
+        )
         .route("/acme/renewal-info/{id}", get(renewal_info))
         .route("/acme/{*rest}", post(acme_post).get(use_post))
         .fallback(not_found)
+        .layer(Extension(body_limits))
         .with_state(acme)
 }
 
@@ -116,6 +179,34 @@ fn reply_response(acme: &Acme, reply: Reply, with_nonce: bool) -> Response {
     resp
 }
 
+/// Liveness: the process answers.
+async fn livez() -> Response {
+    (StatusCode::OK, "live\n").into_response()
+}
+
+/// Readiness: certificates can be issued now — the signing service runs and the database
+/// answers. Otherwise 503 with Retry-After and what is missing, one line each.
+async fn readyz(State(acme): State<Arc<Acme>>) -> Response {
+    let mut missing = Vec::new();
+    if !acme.signer.available() {
+        missing.push("signing: the signing service is not running (it is being restarted)");
+    }
+    if acme.store.ping().await.is_err() {
+        missing.push("storage: the database does not answer");
+    }
+    let mut r = if missing.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned()).into_response()
+    } else {
+        let mut r = (StatusCode::SERVICE_UNAVAILABLE, missing.join("\n") + "\n").into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        r
+    };
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 async fn directory(State(acme): State<Arc<Acme>>) -> Response {
     let mut r = axum::Json(acme.directory()).into_response();
     // The directory is static; clients may cache it briefly.
@@ -127,7 +218,17 @@ async fn directory(State(acme): State<Arc<Acme>>) -> Response {
 }
 
 /// RFC 8555 §7.2: HEAD answers 200, GET 204, both with a fresh nonce and no caching.
-async fn new_nonce(State(acme): State<Arc<Acme>>, method: Method) -> Response {
+async fn new_nonce(
+    State(acme): State<Arc<Acme>>,
+    client: Option<axum::Extension<ClientAddr>>,
+    method: Method,
+) -> Response {
+    if let Err(e) = acme.limits.nonce(client.map(|c| c.0.0.ip())) {
+        // Refused: no nonce in this answer either, or the limit would limit nothing.
+        let mut r = problem_response(&acme, &e);
+        r.headers_mut().remove("replay-nonce");
+        return r;
+    }
     let status = if method == Method::HEAD {
         StatusCode::OK
     } else {
@@ -142,10 +243,33 @@ async fn new_nonce(State(acme): State<Arc<Acme>>, method: Method) -> Response {
 }
 
 async fn get_cert(State(acme): State<Arc<Acme>>, Path(id): Path<String>) -> Response {
-    match acme.get_certificate(&id).await {
+    match acme.get_certificate(&id, 0).await {
         Ok(reply) => reply_response(&acme, reply, false),
         Err(e) => problem_response(&acme, &e),
     }
+}
+
+/// An alternate chain of a certificate (RFC 8555 §7.4.2), public like the certificate.
+async fn get_cert_alternate(
+    State(acme): State<Arc<Acme>>,
+    Path((id, n)): Path<(String, String)>,
+) -> Response {
+    let Some(n) = alternate_index(&n) else {
+        return problem_response(&acme, &AcmeError::not_found("certificate chain"));
+    };
+    match acme.get_certificate(&id, n).await {
+        Ok(reply) => reply_response(&acme, reply, false),
+        Err(e) => problem_response(&acme, &e),
+    }
+}
+
+/// The `n` of `/acme/cert/{id}/alt/{n}`: a decimal number from 1, written without a sign or
+/// leading zeros, so that each chain has one URL.
+fn alternate_index(text: &str) -> Option<usize> {
+    if text.starts_with('0') || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|n| *n >= 1)
 }
 
 async fn renewal_info(State(acme): State<Arc<Acme>>, Path(id): Path<String>) -> Response {
@@ -183,11 +307,16 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         ["authz", a] => Endpoint::Authz(id(a)?),
         ["chall", c] => Endpoint::Challenge(id(c)?),
         ["cert", c] => Endpoint::Cert(id(c)?),
+        ["cert", c, "alt", n] => Endpoint::CertAlternate(id(c)?, alternate_index(n)?),
         _ => return None,
     })
 }
 
-async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
+async fn acme_post(
+    State(acme): State<Arc<Acme>>,
+    Extension(body_limits): Extension<BodyLimits>,
+    req: Request,
+) -> Response {
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -201,7 +330,7 @@ async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type.starts_with(media::JOSE_JSON) {
+    if !media::is_jose_json(content_type) {
         let err = AcmeError::malformed(format!(
             "Content-Type must be {} (RFC 8555 §6.2)",
             media::JOSE_JSON
@@ -214,11 +343,29 @@ async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
         .get::<ClientAddr>()
         .map(|c| c.0.ip().to_string());
     let limit = acme.config.max_body_bytes;
-    let body = match axum::body::to_bytes(req.into_body(), limit).await {
+    let too_large = || {
+        let err = AcmeError::malformed(format!("request body larger than {limit} bytes"))
+            .with_status(413);
+        closing(problem_response(&acme, &err))
+    };
+    // Refused on its announced length: waiting for a body that will be refused anyway would
+    // let a client hold the connection with a huge Content-Length and a trickle of bytes.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let body = match read_body(req.into_body(), limit, body_limits).await {
         Ok(b) => b,
-        Err(_) => {
-            let err = AcmeError::malformed(format!("request body larger than {limit} bytes"))
-                .with_status(413);
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(e) => {
+            let err = AcmeError::malformed(e.to_string()).with_status(match e {
+                BodyError::Broken => 400,
+                _ => 408,
+            });
             return closing(problem_response(&acme, &err));
         }
     };
@@ -226,8 +373,56 @@ async fn acme_post(State(acme): State<Arc<Acme>>, req: Request) -> Response {
     match acme.post(endpoint, &url, &body, client.as_deref()).await {
         Ok(reply) => reply_response(&acme, reply, true),
         Err(e) => {
-            tracing::debug!(url, problem = %e, "request refused");
+            // The type only: a detail may quote the request (a JWS, an EAB binding).
+            tracing::debug!(
+                url,
+                problem = e.kind.name(),
+                status = e.http_status(),
+                "request refused"
+            );
             problem_response(&acme, &e)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("request body too large")]
+    TooLarge,
+    #[error("request body not received within {} s", .0.as_secs())]
+    Timeout(Duration),
+    #[error("request body arrived slower than {0} bytes per second")]
+    TooSlow(u64),
+    #[error("request body could not be read")]
+    Broken,
+}
+
+/// Reads a body of at most `max` bytes within `limits`.
+async fn read_body(
+    mut body: AxumBody,
+    max: usize,
+    limits: BodyLimits,
+) -> Result<Vec<u8>, BodyError> {
+    use hyper::body::Body as _;
+    let start = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    loop {
+        let deadline = limits.deadline(start, buf.len());
+        let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let frame = match tokio::time::timeout_at(deadline, next).await {
+            Err(_) if deadline < start + limits.timeout => {
+                return Err(BodyError::TooSlow(limits.min_rate));
+            }
+            Err(_) => return Err(BodyError::Timeout(limits.timeout)),
+            Ok(None) => return Ok(buf),
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > max {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
         }
     }
 }

@@ -4,8 +4,10 @@
 //! SQLite database, a generated root and issuing CA, and an HTTPS listener on 127.0.0.1:14000.
 
 mod admin;
+mod ca_cli;
 mod config;
 mod http;
+mod listener;
 mod serve;
 
 use std::path::PathBuf;
@@ -76,6 +78,10 @@ pub struct ServeArgs {
     /// Log format: text or json
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Run as a staging CA (agency guide R53, R54): its own CA, whose names and certificates
+    /// say TEST; needs a data directory of its own
+    #[arg(long)]
+    pub staging: bool,
     /// File holding the database URL (0600), for a PostgreSQL URL with a password; also
     /// SCEAU_DATABASE_URL. A password is never accepted on the command line.
     #[arg(long, value_name = "FILE")]
@@ -154,6 +160,8 @@ enum Command {
     },
     /// Manage external admin accounts (EAB) and ACME accounts; works while `serve` runs
     Admin(admin::AdminArgs),
+    /// The CA: create it (dedicated or delegated), import its certificate, rotate its key, show it
+    Ca(ca_cli::CaArgs),
     /// The signing service `serve` starts as its child: the only process holding CA keys
     #[command(hide = true)]
     SignService {
@@ -167,6 +175,10 @@ enum Command {
         max_validity_days: u64,
         #[arg(long)]
         allow_wildcards: bool,
+        #[arg(long)]
+        allow_local_identifiers: bool,
+        #[arg(long)]
+        staging: bool,
     },
 }
 
@@ -175,18 +187,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { common, args } => serve::run(common, args),
         Command::Admin(args) => admin::run(args),
+        Command::Ca(args) => ca_cli::run(args),
         Command::SignService {
             data_dir,
             ca_key,
             organization,
             max_validity_days,
             allow_wildcards,
+            allow_local_identifiers,
+            staging,
         } => serve::run_sign_service(
             &data_dir,
             &ca_key,
             &organization,
             max_validity_days,
             allow_wildcards,
+            allow_local_identifiers,
+            staging,
         ),
     };
     match result {

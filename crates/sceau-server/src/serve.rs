@@ -6,16 +6,18 @@ use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use sceau_acme::identifier_policy::IdentifierPolicy;
+use sceau_acme::limits::{Rate, RateLimits, parse_count};
+use sceau_acme::scheduler::{Scheduler, Scope};
 use sceau_acme::{Acme, AcmeConfig, EabMode};
 use sceau_ca::remote::RemoteSigner;
-use sceau_ca::{CaKeyKind, FileCa, Signer};
+use sceau_ca::{Ca, CaKeyKind, OpenOptions, Signer};
 use sceau_validate::{Validator, ValidatorConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
-use crate::{CommonArgs, ServeArgs, http};
+use crate::{CommonArgs, ServeArgs, http, listener};
 
 /// The longest validity `--allow-long-validity` permits.
 const LONG_VALIDITY_DAYS: u64 = 397;
@@ -64,6 +66,7 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     if let Some(v) = &args.log_format {
         c.log_format = v.clone();
     }
+    c.staging |= args.staging;
     if let Some(v) = &args.database_url_file {
         c.database_url_file = Some(v.clone());
     }
@@ -110,6 +113,41 @@ fn eab_mode(text: &str) -> Result<EabMode, String> {
     }
 }
 
+/// What validation may connect to (RFC 8555 §10.4): the default refusals, the operator's
+/// networks, and the addresses this server listens on.
+fn validation_targets(config: &Config) -> Result<sceau_validate::AddressPolicy, String> {
+    let net = |setting: &str, text: &String| {
+        text.parse::<sceau_validate::IpNet>()
+            .map_err(|e| format!("--{setting} {text:?}: {e}"))
+    };
+    let mut policy = sceau_validate::AddressPolicy::default()
+        .listening_on(config.listen.ip())
+        .map_err(|e| format!("validation targets: {e}"))?;
+    for text in &config.validation_allow {
+        policy = policy.allow(net("validation-allow", text)?);
+    }
+    for text in &config.validation_deny {
+        policy = policy.deny(net("validation-deny", text)?);
+    }
+    Ok(policy)
+}
+
+/// The rate limits of the configuration; a bad value is a one-line error naming its setting.
+fn rate_limits(c: &Config) -> Result<RateLimits, String> {
+    let rate = |name: &str, v: &str| {
+        Rate::parse(v).map_err(|e| format!("--{}: {e}", name.replace('_', "-")))
+    };
+    Ok(RateLimits {
+        accounts_per_address: rate("limit_accounts_per_address", &c.limit_accounts_per_address)?,
+        orders_per_account: rate("limit_orders_per_account", &c.limit_orders_per_account)?,
+        names_per_account: rate("limit_names_per_account", &c.limit_names_per_account)?,
+        pending_authzs_per_account: parse_count(&c.limit_pending_authzs_per_account)
+            .map_err(|e| format!("--limit-pending-authzs-per-account: {e}"))?,
+        eab_failures_per_key: rate("limit_eab_failures_per_key", &c.limit_eab_failures_per_key)?,
+        nonces_per_address: rate("limit_nonces_per_address", &c.limit_nonces_per_address)?,
+    })
+}
+
 fn init_logging(format: &str) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
@@ -144,7 +182,16 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             "--cert-validity-days must be between 1 and 90 (agency guide R39); a longer validity needs --allow-long-validity".into()
         });
     }
+    // Checked before anything is written, like the settings above.
+    let address_policy = validation_targets(&config)?;
+    let limits = rate_limits(&config)?;
+    let database_url = config.database_url()?;
+    // Everything this process and its signing child create is private to the service user
+    // (SQLite's database, WAL and shared-memory files, keys); public files set their mode.
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe { libc::umask(0o077) };
     create_data_dir(&config.data_dir)?;
+    tighten_data_dir(&config.data_dir)?;
 
     let mut tls_names = vec![config.listen.ip().to_string(), "localhost".to_owned()];
     // The base URL's host, if any, must be in the listener's certificate too.
@@ -168,27 +215,42 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         // The CA keys live only in the signing service, a child process (see sceau_ca::remote).
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
-        let mut command = tokio::process::Command::new(exe);
-        command
-            .arg("sign-service")
-            .arg("--data-dir")
-            .arg(&config.data_dir)
-            .arg("--ca-key")
-            .arg(ca_kind.name())
-            .arg("--organization")
-            .arg(&config.organization)
-            .arg("--max-validity-days")
-            .arg(max_days.to_string());
-        if config.allow_wildcards {
-            command.arg("--allow-wildcards");
-        }
-        let ca = Arc::new(
-            RemoteSigner::spawn(command)
-                .await
-                .map_err(|e| format!("CA: {e}"))?,
-        );
+        let sign_args = {
+            let mut a: Vec<std::ffi::OsString> = vec![
+                "sign-service".into(),
+                "--data-dir".into(),
+                config.data_dir.clone().into(),
+                "--ca-key".into(),
+                ca_kind.name().into(),
+                "--organization".into(),
+                config.organization.clone().into(),
+                "--max-validity-days".into(),
+                max_days.to_string().into(),
+            ];
+            if config.allow_wildcards {
+                a.push("--allow-wildcards".into());
+            }
+            if config.allow_local_identifiers {
+                a.push("--allow-local-identifiers".into());
+            }
+            if config.staging {
+                a.push("--staging".into());
+            }
+            a
+        };
+        // Called again each time the supervisor restarts the service.
+        let make: sceau_ca::remote::CommandMaker = Box::new(move || {
+            let mut c = tokio::process::Command::new(&exe);
+            c.args(&sign_args);
+            c
+        });
+        let ca = RemoteSigner::spawn(make).await.map_err(|e| match e {
+            // The signing process's own reason, which names the command to run.
+            sceau_ca::CaError::Refused(why) => why,
+            e => format!("CA: {e}"),
+        })?;
         let tls_cert = Arc::new(ReloadingCert::new(certified_key(&ca, &tls_names).await?));
-        let store = sceau_store::Store::open(&config.database_url())
+        let store = sceau_store::Store::open(&database_url)
             .await
             .map_err(|e| format!("database: {e}"))?;
         let validator = Validator::new(ValidatorConfig {
@@ -197,6 +259,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             tlsalpn01_port: config.tlsalpn01_port,
             timeout: Duration::from_secs(10),
             caa_identities: config.caa_identities.clone(),
+            address_policy,
         })
         .map_err(|e| format!("validator: {e}"))?;
         let mut acme_config = AcmeConfig::new(&config.base_url());
@@ -208,13 +271,20 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.refuse_key_reuse = config.refuse_key_reuse;
         acme_config.allow_wildcards = config.allow_wildcards;
         acme_config.validation_wait = Duration::from_millis(config.validation_wait_ms);
+        acme_config.max_body_bytes = config.max_body_bytes;
+        acme_config.limits = limits;
+        acme_config.identifiers = IdentifierPolicy {
+            allow_local: config.allow_local_identifiers,
+            allow_server_names: config.allow_server_names,
+            server_names: tls_names
+                .iter()
+                .map(|n| sceau_wire::Identifier::guess(&n.to_ascii_lowercase()))
+                .collect(),
+        };
+        acme_config.issuance_wait = Duration::from_millis(config.issuance_wait_ms);
+        acme_config.issuance_deadline = Duration::from_secs(config.issuance_deadline_secs);
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
-        tokio::spawn(renew_server_cert(
-            ca.clone(),
-            tls_names.clone(),
-            tls_cert.clone(),
-        ));
         let policy = crate::admin::server_policy(&config, eab, &store, &mut acme_config).await?;
         let acme = Acme::new(acme_config, store, signer, validator, policy);
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
@@ -225,18 +295,47 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
                 "resumed work interrupted by the last stop"
             );
         }
+        // Every periodic job of this instance runs on the one scheduler.
+        let scheduler = Scheduler::new(acme.store.clone(), &acme.queue.owner);
+        acme.start_background(&scheduler);
+        {
+            let (ca, names, cert) = (ca.clone(), tls_names.clone(), tls_cert.clone());
+            scheduler.every(
+                "server-certificate",
+                Duration::from_secs(12 * 3600),
+                Duration::from_secs(12 * 3600),
+                Scope::EveryInstance,
+                move || {
+                    let (ca, names, cert) = (ca.clone(), names.clone(), cert.clone());
+                    async move {
+                        let key = certified_key(&ca, &names).await?;
+                        *cert.current.write().expect("cert lock") = Arc::new(key);
+                        Ok(())
+                    }
+                },
+            );
+        }
+        reload_signer_on_sighup(ca.clone());
 
         let tls = tls_acceptor(tls_cert)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let body_limits = http::BodyLimits::from_config(&config).map_err(|e| e.to_string())?;
+        let settings = listener::Settings::from_config(&config).map_err(|e| e.to_string())?;
+        listener::reserve_descriptors(&settings).map_err(|e| e.to_string())?;
         let root = config.data_dir.join("root.pem");
         println!("sceau-server is ready");
         println!("  directory:   {}", acme.urls.directory());
         println!("  root CA:     {}", root.display());
         println!("  fingerprint: SHA-256 {fingerprint}");
-        println!("  database:    {}", config.database_url());
-        serve_https(listener, tls, http::router(acme)).await
+        println!(
+            "  database:    {}",
+            crate::config::redact_url(&database_url)
+        );
+        let router = http::router(acme, body_limits);
+        listener::serve_https(listener, tls, router, settings, shutdown_signal()).await;
+        Ok(())
     })
 }
 
@@ -284,16 +383,18 @@ async fn certified_key(
     Ok(rustls::sign::CertifiedKey::new(certs, signing))
 }
 
-/// Twice a day, renews the listener's certificate when it nears expiry; a failure is logged
-/// and retried, the current certificate stays in use.
-async fn renew_server_cert(ca: Arc<RemoteSigner>, names: Vec<String>, cert: Arc<ReloadingCert>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(12 * 3600)).await;
-        match certified_key(&ca, &names).await {
-            Ok(key) => *cert.current.write().expect("cert lock") = Arc::new(key),
-            Err(e) => tracing::error!(error = %e, "could not renew the server's TLS certificate"),
+/// SIGHUP restarts the signing process, which reads the CA again (after `ca rotate` or
+/// `ca import`); requests meanwhile wait in the issuance queue.
+fn reload_signer_on_sighup(ca: Arc<RemoteSigner>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: restarting the signing service to read the CA again");
+            ca.restart();
         }
-    }
+    });
 }
 
 /// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
@@ -303,6 +404,8 @@ pub fn run_sign_service(
     organization: &str,
     max_validity_days: u64,
     allow_wildcards: bool,
+    allow_local_identifiers: bool,
+    staging: bool,
 ) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
@@ -311,9 +414,23 @@ pub fn run_sign_service(
         .with_writer(std::io::stderr)
         .init();
     let kind: CaKeyKind = ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
-    let mut ca =
-        FileCa::open_or_create(data_dir, kind, organization).map_err(|e| format!("CA: {e}"))?;
+    let opened = Ca::open(
+        data_dir,
+        &OpenOptions {
+            create: Some((kind, organization.to_owned())),
+            staging,
+        },
+    );
+    let mut ca = match opened {
+        Ok(ca) => ca,
+        // Said to the front end on the pipe, which makes it its one-line refusal to start.
+        Err(e) => {
+            sceau_ca::remote::refuse_to_start(&e.to_string());
+            std::process::exit(1);
+        }
+    };
     ca.set_allow_wildcards(allow_wildcards);
+    ca.set_allow_local_names(allow_local_identifiers);
     ca.set_max_leaf_validity(time::Duration::days(
         max_validity_days.min(LONG_VALIDITY_DAYS) as i64,
     ));
@@ -331,45 +448,6 @@ fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-async fn serve_https(
-    listener: TcpListener,
-    tls: TlsAcceptor,
-    router: axum::Router,
-) -> Result<(), String> {
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => {
-                tracing::info!("shutting down");
-                return Ok(());
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let tls = tls.clone();
-        let service = http::with_client_addr(router.clone(), peer);
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
-            {
-                Ok(Ok(s)) => s,
-                _ => return,
-            };
-            let service = hyper_util::service::TowerToHyperService::new(service);
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -378,6 +456,47 @@ async fn shutdown_signal() {
             .expect("signal handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
+}
+
+/// The data directory and what it holds are the service user's alone, whatever existed before:
+/// a directory open to others is made 0700 and its private files (database, keys; everything
+/// but certificates and CSRs) 0600, each change logged; a directory of another user is refused.
+pub(crate) fn tighten_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| format!("cannot read data directory {}: {e}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "data directory {} belongs to uid {}, not to the user running sceau-server (uid {me}); run as its owner or choose another --data-dir",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let set = |path: &std::path::Path, mode: u32, was: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+        tracing::warn!(path = %path.display(), from = format!("{:04o}", was & 0o7777), to = format!("{mode:04o}"), "restricted permissions that were open to other users");
+        Ok::<(), String>(())
+    };
+    if meta.mode() & 0o077 != 0 {
+        set(dir, 0o700, meta.mode())?;
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read data directory {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // Certificates and the CSR of a delegated CA are public by nature.
+        let public = path.extension().is_some_and(|e| e == "pem" || e == "csr");
+        if m.is_file() && !public && m.mode() & 0o077 != 0 {
+            set(&path, 0o600, m.mode())?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the data directory (and its parents) 0700 if it is missing; `serve` and the admin

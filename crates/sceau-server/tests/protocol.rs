@@ -35,7 +35,14 @@ async fn ready_client(s: &Server) -> (Raw, Http01) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn issues_a_certificate_that_openssl_verifies_and_survives_restart() {
-    let mut s = Server::start(&["--eab", "off"]);
+    // The http-01 responder answers for the IP identifier on loopback, the server's own
+    // address: both are refused unless a lab allows them.
+    let mut s = Server::start(&[
+        "--eab",
+        "off",
+        "--allow-local-identifiers",
+        "--allow-server-names",
+    ]);
     s.add_host("web1.test");
     s.add_host("web2.test");
     let (c, responder) = ready_client(&s).await;
@@ -474,7 +481,12 @@ async fn revocation_rights_and_reasons() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_that_validated_an_ip_address_may_revoke_its_certificate() {
     // RFC 8555 §7.6: an account holding authorizations for every identifier may revoke.
-    let s = Server::start(&["--eab", "off"]);
+    let s = Server::start(&[
+        "--eab",
+        "off",
+        "--allow-local-identifiers",
+        "--allow-server-names",
+    ]);
     let (issuer, responder) = ready_client(&s).await;
     let (_, chain) = issue(&issuer, &responder, &["127.0.0.1"]).await;
     let der = rustls_pki_types_first_der(&chain);
@@ -736,6 +748,8 @@ async fn validity_above_90_days_needs_an_explicit_override() {
             "serve",
             "--eab",
             "off",
+            "--validation-allow",
+            "127.0.0.0/8",
             "--cert-validity-days",
             "120",
             "--listen",

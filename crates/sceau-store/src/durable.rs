@@ -9,6 +9,13 @@
 //! Why the WAL file alone suffices: commits append frames to the WAL; a checkpoint moves
 //! frames into the database file only after syncing the WAL and syncs the database after
 //! (SQLite's NORMAL mode), so a frame is durable once either file holding it was synced.
+//!
+//! A failed fsync (ENOSPC on a file system that allocates at write-back, EIO) returns the OS
+//! error to every caller it covered, leaves `synced` where it was and keeps the handle: the
+//! writer connection is never reopened, so the WAL stays the file SQLite writes, and the next
+//! caller fsyncs again. Linux may have dropped the pages that failed to write back, so a later
+//! successful fsync does not prove those earlier frames reached the disk; the caller reports
+//! the failure (`StoreError::Unavailable`) instead of claiming durability.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -25,8 +32,9 @@ struct Flushed {
     /// The newest announcement known to be on stable storage.
     synced: u64,
     /// The WAL, opened at the first flush that finds it. Keeping it open is sound because the
-    /// store's own writer connection stays open as long as this value lives, and SQLite only
-    /// deletes (and later recreates) the WAL when the last connection closes.
+    /// store's own writer connection stays open as long as this value lives (a replaced writer
+    /// closes only after its successor opened, and [`GroupSync::reopen`] drops the handle),
+    /// and SQLite only deletes (and later recreates) the WAL when the last connection closes.
     file: Option<Arc<File>>,
 }
 
@@ -40,6 +48,11 @@ impl GroupSync {
                 file: None,
             }),
         }
+    }
+
+    /// Forgets the WAL handle, reopened at the next flush: the writer connection was replaced.
+    pub(crate) async fn reopen(&self) {
+        self.state.lock().await.file = None;
     }
 
     pub(crate) async fn sync(&self) -> std::io::Result<()> {

@@ -19,13 +19,19 @@
 mod db;
 mod durable;
 mod external;
+mod health;
+mod limits;
 mod prefill;
+mod queue;
 mod records;
 mod schema;
 
 use db::{Row, query};
 
 pub use external::*;
+pub use health::StorageFault;
+pub use limits::*;
+pub use queue::*;
 pub use records::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,24 @@ pub enum StoreError {
     Database(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The storage under the database cannot serve the operation now (see `health`): the
+    /// operation changed nothing, or its commit is not known to be on disk, and it may succeed
+    /// once the condition clears. The store has logged the condition; callers do not.
+    #[error("storage unavailable ({condition}): {detail}")]
+    Unavailable {
+        condition: StorageFault,
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// The storage fault behind this error, if it is one.
+    pub fn storage_fault(&self) -> Option<StorageFault> {
+        match self {
+            StoreError::Unavailable { condition, .. } => Some(*condition),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -304,8 +328,8 @@ impl Store {
             .await?
             .one_or("order is not processing")?;
         query(
-            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
+            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, key_thumbprint, revoked_at, revocation_reason, replaced_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, NULL, NULL, NULL, $11)",
         )
         .bind(&cert.id)
         .bind(&cert.serial)
@@ -318,6 +342,7 @@ impl Store {
         .bind(&cert.ari_id)
         .bind(&cert.spki_sha256)
         .bind(cert.created_at)
+        .bind(&cert.key_thumbprint)
         .execute(&mut tx)
         .await?;
         if let Some(replaced) = &cert.replaces {
@@ -499,7 +524,7 @@ impl Store {
 
     // ---- certificates -------------------------------------------------------------------
 
-    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at";
+    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, key_thumbprint, issuer_id, revoked_at, revocation_reason, replaced_by, created_at";
 
     pub async fn cert_by_id(&self, id: &str) -> Result<CertRecord> {
         self.cert_where("id", id).await

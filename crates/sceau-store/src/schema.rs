@@ -9,6 +9,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_external_accounts.sql")),
     (3, include_str!("../migrations/0003_processing_indexes.sql")),
+    (4, include_str!("../migrations/0004_limits.sql")),
+    (5, include_str!("../migrations/0005_issuance_queue.sql")),
 ];
 
 pub(crate) async fn migrate(db: &Db) -> Result<()> {

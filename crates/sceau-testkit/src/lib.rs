@@ -8,10 +8,14 @@
 
 mod dnsquery;
 mod knot;
+pub mod openssl_ca;
 mod postgres;
+mod tmpfs;
 mod tools;
 
 pub use dnsquery::{QueryError, query};
 pub use knot::{KnotDns, Tsig};
+pub use openssl_ca::{OpenSslCa, Validity};
 pub use postgres::Postgres;
+pub use tmpfs::Tmpfs;
 pub use tools::{find_tool, free_port, require_tool};

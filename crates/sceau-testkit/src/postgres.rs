@@ -56,23 +56,47 @@ fn command(program: PathBuf) -> Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_inner(None)
+    }
+
+    /// A server that requires `password` (SCRAM-SHA-256) for the `postgres` role: a client
+    /// that connects proves it used the password. [`Postgres::url`] has no password;
+    /// [`Postgres::url_with_password`] has it.
+    pub fn start_with_password(password: &str) -> Postgres {
+        Self::start_inner(Some(password))
+    }
+
+    /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/sceau`.
+    pub fn url_with_password(&self, password: &str) -> String {
+        format!(
+            "postgres://postgres:{password}@127.0.0.1:{}/sceau",
+            self.port
+        )
+    }
+
+    fn start_inner(password: Option<&str>) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("sceau-pg-")
             .tempdir()
             .expect("temp dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let data = dir.path().join("data");
-        let out = command(bin("initdb"))
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "-D",
-            ])
+        let mut initdb = command(bin("initdb"));
+        match password {
+            Some(pw) => {
+                let pwfile = dir.path().join("pwfile");
+                std::fs::write(&pwfile, pw).expect("password file");
+                std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+                initdb
+                    .args(["-A", "scram-sha-256"])
+                    .arg(format!("--pwfile={}", pwfile.display()));
+            }
+            None => {
+                initdb.args(["-A", "trust"]);
+            }
+        }
+        let out = initdb
+            .args(["-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
             .arg(&data)
             .output()
             .expect("run initdb");
@@ -110,6 +134,7 @@ impl Postgres {
                     "postgres",
                     "sceau",
                 ])
+                .env("PGPASSWORD", password.unwrap_or(""))
                 .stderr(Stdio::null())
                 .status()
                 .map(|s| s.success())

@@ -6,12 +6,13 @@
 //! - Any one TXT record equal to base64url(SHA-256(key authorization)) validates; others at the
 //!   same name are ignored. A wildcard is validated at its base domain.
 //! - NXDOMAIN → `dns`; the name exists without TXT → `unauthorized`; only wrong values →
-//!   `incorrectResponse`.
+//!   `incorrectResponse`, whose detail counts the records and names the expected value but never
+//!   repeats the values found (they are the zone's text, not ours).
 
 use sceau_wire::Identifier;
 
 use crate::dns::Dns;
-use crate::{ValidationError, dns01_txt_value, error, ident};
+use crate::{ValidationError, dns01_txt_value, ident};
 
 pub(crate) async fn validate(
     dns: &Dns,
@@ -34,9 +35,8 @@ pub(crate) async fn validate(
     Err(ValidationError::new(
         sceau_wire::ProblemType::IncorrectResponse,
         format!(
-            "dns-01 for {domain}: {} TXT record(s) at {name}, none is the expected digest (found {})",
+            "dns-01 for {domain}: {} TXT record(s) at {name}, none is the expected {expected:?}",
             values.len(),
-            error::snippet(&values.join(", "))
         ),
     ))
 }

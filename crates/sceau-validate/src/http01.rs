@@ -2,23 +2,34 @@
 //!
 //! Invariants:
 //! - Host names are resolved only through [`Dns`] (never the system's getaddrinfo), A before AAAA.
-//! - Redirects: at most 10, only to http/https on ports 80, 443 or the configured http-01 port
-//!   (anything else could aim the CA at internal services, RFC 8555 §10.2).
+//! - Every connection goes to an address the [`AddressPolicy`] allows: a literal IP host (an IP
+//!   identifier, or a redirect's URL as the `url` crate normalised it, so `0x7f000001` is
+//!   127.0.0.1) is checked before the request or in the redirect policy; a name is checked in
+//!   the resolver, which hands reqwest only allowed addresses. Those two paths are the only ways
+//!   hyper picks an address, so nothing else reaches a socket (RFC 8555 §10.4).
+//! - Redirects (RFC 8555 §8.3 says to follow them; §10.2 and §10.4 say where they lead): at
+//!   most 10, only to http/https on port 80 (§8.3), 443 (https) or the configured http-01 port.
 //! - At most `MAX_BODY` bytes are read; the body, without trailing whitespace, must equal the key
 //!   authorization exactly.
+//! - Error details quote nothing the target sent: no body, and of a redirect's URL only scheme,
+//!   host and port (the path and query are the target's text).
 //! - No proxy from the environment, no connection reuse between validations.
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect::Policy;
 use sceau_wire::{Identifier, ProblemType};
 
 use crate::dns::Dns;
 use crate::ident::{self, Target};
-use crate::{BuildError, ValidationError, ValidatorConfig, error::snippet, tlsalpn01};
+use crate::{
+    AddressPolicy, AddressRefused, BuildError, ValidationError, ValidatorConfig, error::snippet,
+    tlsalpn01,
+};
 
 /// Largest body we read; a key authorization is about 87 bytes.
 pub(crate) const MAX_BODY: usize = 8 * 1024;
@@ -26,6 +37,8 @@ const MAX_REDIRECTS: usize = 10;
 
 pub(crate) fn client(cfg: &ValidatorConfig, dns: Dns) -> Result<reqwest::Client, BuildError> {
     let http01_port = cfg.http01_port;
+    let addresses = Arc::new(cfg.address_policy.clone());
+    let redirect_addresses = addresses.clone();
     let policy = Policy::custom(move |attempt| {
         // `previous` holds the original URL plus every redirect already followed.
         if attempt.previous().len() > MAX_REDIRECTS {
@@ -33,26 +46,36 @@ pub(crate) fn client(cfg: &ValidatorConfig, dns: Dns) -> Result<reqwest::Client,
             return attempt.error(RedirectRefused(msg));
         }
         let url = attempt.url();
+        let to = shown(url);
         if !matches!(url.scheme(), "http" | "https") {
-            let msg = format!("redirect to {url} refused: only http and https are followed");
+            let msg = format!("redirect to {to} refused: only http and https are followed");
             return attempt.error(RedirectRefused(msg));
         }
+        // RFC 8555 §8.3 names port 80; 443 is https's, and tests use a high http-01 port.
         match url.port_or_known_default() {
-            Some(p) if p == 80 || p == 443 || p == http01_port => attempt.follow(),
+            Some(p) if p == 80 || p == 443 || p == http01_port => {}
             p => {
                 let p = p.map_or_else(|| "none".to_owned(), |p| p.to_string());
                 let msg =
-                    format!("redirect to {url} refused: port {p} is not 80, 443 or {http01_port}");
-                attempt.error(RedirectRefused(msg))
+                    format!("redirect to {to} refused: port {p} is not 80, 443 or {http01_port}");
+                return attempt.error(RedirectRefused(msg));
             }
         }
+        // hyper connects to a literal IP host without asking the resolver: check it here.
+        if let Some(ip) = literal_ip(url)
+            && let Err(refused) = redirect_addresses.check(ip)
+        {
+            let msg = format!("redirect to {to} refused: {refused}");
+            return attempt.error(RedirectRefused(msg));
+        }
+        attempt.follow()
     });
     let mut tls = tlsalpn01::accept_any_cert_config()?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(reqwest::Client::builder()
         .no_proxy()
         .redirect(policy)
-        .dns_resolver(Arc::new(ValidationResolve(dns)))
+        .dns_resolver(Arc::new(ValidationResolve { dns, addresses }))
         .tls_backend_preconfigured(tls)
         .http1_only()
         .pool_max_idle_per_host(0)
@@ -60,6 +83,33 @@ pub(crate) fn client(cfg: &ValidatorConfig, dns: Dns) -> Result<reqwest::Client,
         .timeout(cfg.timeout)
         .user_agent(concat!("sceau-validate/", env!("CARGO_PKG_VERSION")))
         .build()?)
+}
+
+fn literal_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// A URL the target chose, for a detail line: scheme, host and port, without userinfo, path or
+/// query (they are the target's text, and an internal server's redirect may carry secrets).
+fn shown(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", url.scheme()),
+        (Some(host), None) => format!("{}://{host}", url.scheme()),
+        (None, _) => format!("a {}: URL", url.scheme()),
+    }
+}
+
+/// `at` as a detail shows it: in full when it is the URL we built, else as [`shown`].
+fn described(first: &str, at: &Url) -> String {
+    if at.as_str() == first {
+        first.to_owned()
+    } else {
+        format!("{first} (redirected to {})", shown(at))
+    }
 }
 
 pub(crate) async fn validate(
@@ -96,13 +146,18 @@ pub(crate) async fn validate(
         cfg.http01_port
     );
     let what = format!("http-01 for {}", id.value);
+    if let Target::Ip(ip) = &target {
+        cfg.address_policy
+            .check(*ip)
+            .map_err(|r| refused(&what, &url, &r))?;
+    }
 
     let mut resp = http
         .get(&url)
         .send()
         .await
         .map_err(|e| request_error(&what, &url, &e))?;
-    let final_url = resp.url().to_string();
+    let final_url = described(&url, resp.url());
     let status = resp.status();
     if status != reqwest::StatusCode::OK {
         return Err(ValidationError::new(
@@ -116,7 +171,7 @@ pub(crate) async fn validate(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| request_error(&what, &final_url, &e))?
+        .map_err(|e| request_error(&what, &url, &e))?
     {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(ValidationError::new(
@@ -134,21 +189,31 @@ pub(crate) async fn validate(
     Err(ValidationError::new(
         ProblemType::IncorrectResponse,
         format!(
-            "{what}: GET {final_url} returned {:?}, not the key authorization",
-            snippet(text.trim_end())
+            "{what}: GET {final_url} returned a body of {} bytes that is not the key authorization",
+            body.len()
         ),
     ))
 }
 
-/// Resolves names for reqwest through the validation DNS.
-struct ValidationResolve(Dns);
+fn refused(what: &str, url: &str, r: &AddressRefused) -> ValidationError {
+    ValidationError::new(ProblemType::Connection, format!("{what}: GET {url}: {r}"))
+}
+
+/// Resolves names for reqwest through the validation DNS, keeping only the addresses the
+/// policy allows.
+struct ValidationResolve {
+    dns: Dns,
+    addresses: Arc<AddressPolicy>,
+}
 
 impl Resolve for ValidationResolve {
     fn resolve(&self, name: Name) -> Resolving {
-        let dns = self.0.clone();
+        let dns = self.dns.clone();
+        let addresses = self.addresses.clone();
         let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
         Box::pin(async move {
-            match dns.ips(&host).await {
+            let ips = dns.ips(&host).await;
+            match ips.and_then(|ips| addresses.connectable(&host, ips)) {
                 // Port 0 is replaced by the URL's port.
                 Ok(ips) => Ok(Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0))) as Addrs),
                 Err(e) => Err(Box::new(DnsFailure(e)) as Box<dyn StdError + Send + Sync>),
@@ -170,7 +235,10 @@ fn request_error(what: &str, url: &str, e: &reqwest::Error) -> ValidationError {
     let mut src: Option<&dyn StdError> = Some(e);
     while let Some(s) = src {
         if let Some(DnsFailure(v)) = s.downcast_ref::<DnsFailure>() {
-            return ValidationError::new(v.kind, format!("{what}: {}", v.detail));
+            let at = e
+                .url()
+                .map_or_else(|| url.to_owned(), |u| described(url, u));
+            return ValidationError::new(v.kind, format!("{what}: GET {at}: {}", v.detail));
         }
         if let Some(RedirectRefused(msg)) = s.downcast_ref::<RedirectRefused>() {
             return ValidationError::new(
@@ -179,7 +247,10 @@ fn request_error(what: &str, url: &str, e: &reqwest::Error) -> ValidationError {
             );
         }
         if s.downcast_ref::<rustls::Error>().is_some() {
-            return ValidationError::new(ProblemType::Tls, format!("{what}: fetching {url}: {s}"));
+            let at = e
+                .url()
+                .map_or_else(|| url.to_owned(), |u| described(url, u));
+            return ValidationError::new(ProblemType::Tls, format!("{what}: fetching {at}: {s}"));
         }
         root = s;
         src = s.source();
@@ -189,7 +260,9 @@ fn request_error(what: &str, url: &str, e: &reqwest::Error) -> ValidationError {
     } else {
         root.to_string()
     };
-    let at = e.url().map_or(url.to_owned(), |u| u.to_string());
+    let at = e
+        .url()
+        .map_or_else(|| url.to_owned(), |u| described(url, u));
     ValidationError::new(
         ProblemType::Connection,
         format!("{what}: fetching {at}: {why}"),

@@ -14,10 +14,16 @@
 //!   target answered with something wrong (body, TXT
 //!   value, certificate) → `incorrectResponse`; a CAA policy forbids us → `caa`; the identifier
 //!   cannot be validated this way at all (wildcard with http-01, IP with dns-01) → `malformed`.
+//! - Every connection validation makes (http-01's first request and each redirect,
+//!   tls-alpn-01) goes only to addresses `ValidatorConfig::address_policy` allows (see
+//!   [`AddressPolicy`]); a refused address is a `connection` problem naming it and why.
+//! - Details never quote what a target sent (no body, TXT value or certificate names): the
+//!   target may be an internal service the client could not read otherwise (RFC 8555 §10.4).
 //! - Nothing here trusts TLS certificates: tls-alpn-01 certificates are self-signed by design and
 //!   http-01 may redirect to https with any certificate (RFC 8555 §8.3, §10.2). The handshake
 //!   signature is still checked, so the peer holds the certificate's key.
 
+mod addrs;
 mod caa;
 mod dns;
 mod dns01;
@@ -30,6 +36,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use addrs::{
+    AddressPolicy, AddressRefused, InterfacesError, IpNet, NetParseError, RefusalReason,
+};
 pub use caa::{CaaProperty, IssueValue, decide as caa_decide, parse_issue_value};
 pub use error::{BuildError, ValidationError};
 use sceau_wire::Identifier;
@@ -65,6 +74,9 @@ pub struct ValidatorConfig {
     /// Our issuer domain names as they appear in CAA `issue` values (RFC 8659 §4.2); empty turns
     /// CAA checking off.
     pub caa_identities: Vec<String>,
+    /// Which addresses validation may connect to; the default refuses loopback, link-local and
+    /// the like, and the server adds its own listening addresses.
+    pub address_policy: AddressPolicy,
 }
 
 impl Default for ValidatorConfig {
@@ -75,6 +87,7 @@ impl Default for ValidatorConfig {
             tlsalpn01_port: 443,
             timeout: Duration::from_secs(10),
             caa_identities: Vec::new(),
+            address_policy: AddressPolicy::default(),
         }
     }
 }
@@ -114,7 +127,8 @@ impl Validator {
     /// RFC 8555 §8.3 (RFC 8738 §7 for IP identifiers): GET
     /// `http://<host>:<http01_port>/.well-known/acme-challenge/<token>` must answer 200 with the
     /// key authorization (trailing whitespace ignored). Redirects (at most 10) are followed only
-    /// to http/https on ports 80, 443 or the configured http-01 port.
+    /// to http/https on ports 80, 443 or the configured http-01 port, and only to addresses the
+    /// address policy allows.
     pub async fn http01(
         &self,
         id: &Identifier,
@@ -152,14 +166,7 @@ impl Validator {
     ) -> Result<(), ValidationError> {
         let inner = &self.inner;
         with_timeout(inner.cfg.timeout, id, "tls-alpn-01", async {
-            tlsalpn01::validate(
-                &inner.dns,
-                &inner.tls,
-                inner.cfg.tlsalpn01_port,
-                id,
-                key_authorization,
-            )
-            .await
+            tlsalpn01::validate(&inner.dns, &inner.tls, &inner.cfg, id, key_authorization).await
         })
         .await
     }

@@ -8,6 +8,10 @@
 //! - The leaf must name exactly the identifier in subjectAltName and carry the critical
 //!   id-pe-acmeIdentifier extension holding DER OCTET STRING(SHA-256(key authorization)).
 //! - Only TLS 1.2 and 1.3 (RFC 8737 §4).
+//! - Only addresses the [`crate::AddressPolicy`] allows are connected to: an IP identifier is
+//!   checked as is, a name's resolved addresses are filtered (RFC 8555 §10.4).
+//! - Error details do not repeat what the peer's certificate says (its names), only what is
+//!   wrong with it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::dns::Dns;
 use crate::ident::{self, Target};
-use crate::{BuildError, ValidationError, tls_alpn01_digest};
+use crate::{BuildError, ValidationError, ValidatorConfig, tls_alpn01_digest};
 
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// id-pe-acmeIdentifier (RFC 8737 §6.1).
@@ -140,15 +144,28 @@ impl ServerCertVerifier for AnyCertificate {
 pub(crate) async fn validate(
     dns: &Dns,
     tls: &Arc<rustls::ClientConfig>,
-    port: u16,
+    cfg: &ValidatorConfig,
     id: &Identifier,
     key_authorization: &str,
 ) -> Result<(), ValidationError> {
+    let port = cfg.tlsalpn01_port;
     let target = ident::connect_target(id, "tls-alpn-01")?;
     let what = format!("tls-alpn-01 for {}", id.value);
     let (ips, sni) = match &target {
-        Target::Domain(d) => (dns.ips(d).await.map_err(|e| prefixed(&what, e))?, d.clone()),
-        Target::Ip(ip) => (vec![*ip], ident::reverse_name(*ip)),
+        Target::Domain(d) => {
+            let ips = dns.ips(d).await.map_err(|e| prefixed(&what, e))?;
+            let ips = cfg
+                .address_policy
+                .connectable(d, ips)
+                .map_err(|e| prefixed(&what, e))?;
+            (ips, d.clone())
+        }
+        Target::Ip(ip) => {
+            cfg.address_policy.check(*ip).map_err(|r| {
+                ValidationError::new(ProblemType::Connection, format!("{what}: {r}"))
+            })?;
+            (vec![*ip], ident::reverse_name(*ip))
+        }
     };
     let server_name = ServerName::try_from(sni.clone()).map_err(|e| {
         ValidationError::new(ProblemType::Malformed, format!("{what}: SNI {sni:?}: {e}"))
@@ -246,8 +263,8 @@ pub(crate) fn check_certificate(
             Target::Ip(ip) => ip.to_string(),
         };
         return Err(format!(
-            "must name exactly {want} in subjectAltName, names {}",
-            describe_names(names)
+            "does not name exactly {want} in subjectAltName ({} name(s))",
+            names.len()
         ));
     }
 
@@ -271,29 +288,4 @@ pub(crate) fn check_certificate(
         return Err("has an acmeIdentifier that is not SHA-256 of the key authorization".into());
     }
     Ok(())
-}
-
-fn describe_names(names: &[GeneralName<'_>]) -> String {
-    if names.is_empty() {
-        return "nothing".into();
-    }
-    names
-        .iter()
-        .map(|n| match n {
-            GeneralName::DNSName(d) => format!("DNS:{d}"),
-            GeneralName::IPAddress(b) => match b.len() {
-                4 => format!(
-                    "IP:{}",
-                    IpAddr::from(<[u8; 4]>::try_from(*b).expect("len 4"))
-                ),
-                16 => format!(
-                    "IP:{}",
-                    IpAddr::from(<[u8; 16]>::try_from(*b).expect("len 16"))
-                ),
-                _ => "IP:(invalid)".into(),
-            },
-            other => format!("{other}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -12,6 +12,7 @@ async fn defaults_follow_the_rfcs_and_system_resolver_builds() {
     assert_eq!(cfg.tlsalpn01_port, 443); // RFC 8737 §3
     assert_eq!(cfg.timeout, Duration::from_secs(10));
     assert!(cfg.caa_identities.is_empty());
+    assert_eq!(cfg.address_policy, sceau_validate::AddressPolicy::default());
     let v = Validator::new(cfg).expect("system resolver from /etc/resolv.conf");
     // Clones share one client and resolver and keep the configuration.
     let c = v.clone();

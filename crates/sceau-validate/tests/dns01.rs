@@ -50,15 +50,19 @@ async fn right_txt_validates_among_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_txt_is_incorrect_response_and_fixes_are_seen_at_once() {
     let knot = knot();
-    knot.add_txt(
-        "_acme-challenge.www",
-        &dns01_txt_value("another.key-authorization"),
-    );
+    let wrong = dns01_txt_value("another.key-authorization");
+    knot.add_txt("_acme-challenge.www", &wrong);
+    knot.add_txt("_acme-challenge.www", "some other text");
     let v = validator(config(&knot));
     let id = Identifier::dns("www.test");
     let err = v.dns01(&id, KEY_AUTH).await.unwrap_err();
     assert_eq!(err.kind, ProblemType::IncorrectResponse, "{err}");
     assert!(err.detail.contains("_acme-challenge.www.test"), "{err}");
+    // How many records and what was expected; the records' values are not repeated.
+    assert!(err.detail.contains("2 TXT record(s)"), "{err}");
+    assert!(err.detail.contains(&dns01_txt_value(KEY_AUTH)), "{err}");
+    assert!(!err.detail.contains(&wrong), "{err}");
+    assert!(!err.detail.contains("other text"), "{err}");
 
     knot.remove_txt("_acme-challenge.www");
     knot.add_txt("_acme-challenge.www", &dns01_txt_value(KEY_AUTH));

@@ -68,6 +68,10 @@ async fn wrong_body_is_incorrect_response() {
             .route(
                 "/.well-known/acme-challenge/big",
                 get(|| async { "x".repeat(100_000) }),
+            )
+            .route(
+                "/.well-known/acme-challenge/page",
+                get(|| async { "<html>internal secret</html>\n" }),
             ),
     );
     let v = validator(sceau_validate::ValidatorConfig {
@@ -85,6 +89,15 @@ async fn wrong_body_is_incorrect_response() {
     let err = v.http01(&id, "big", KEY_AUTH).await.unwrap_err();
     assert_eq!(err.kind, ProblemType::IncorrectResponse, "{err}");
     assert!(err.detail.contains("more than"), "{err}");
+    // The body is described, never quoted: it may be an internal page (RFC 8555 §10.4).
+    let err = v.http01(&id, "page", KEY_AUTH).await.unwrap_err();
+    assert_eq!(err.kind, ProblemType::IncorrectResponse, "{err}");
+    assert!(
+        err.detail
+            .contains("a body of 29 bytes that is not the key authorization"),
+        "{err}"
+    );
+    assert!(!err.detail.contains("secret"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

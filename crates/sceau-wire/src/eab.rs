@@ -1,14 +1,19 @@
 //! External Account Binding (RFC 8555 §7.3.4): an HS256 JWS over the account's JWK, keyed by
 //! the MAC key the CA handed out with its key identifier.
 //!
-//! Invariant: [`verify`] only returns `Ok` when the MAC matches, the `url` is the newAccount URL
-//! of the outer request, no nonce is present, and the payload is exactly the outer JWK.
+//! Invariants:
+//! - [`verify`] only returns `Ok` when the MAC matches, the `url` is the newAccount URL of the
+//!   outer request, no nonce is present, and the payload is exactly the outer JWK.
+//! - The protected header and the payload are read with [`crate::json::parse_strict`] (UTF-8,
+//!   unique member names), the payload key through [`Jwk::from_value`], so a payload carrying
+//!   a private-key member is refused even when its public part matches.
 
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 
 use crate::b64;
-use crate::jwk::Jwk;
+use crate::json;
+use crate::jwk::{Jwk, JwkError};
 use crate::jws::Flattened;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,6 +37,8 @@ pub enum EabError {
     Nonce,
     #[error("externalAccountBinding payload is not the account key")]
     KeyMismatch,
+    #[error("externalAccountBinding payload is not an acceptable public key: {0}")]
+    BadKey(JwkError),
     #[error("externalAccountBinding MAC does not verify")]
     BadMac,
 }
@@ -63,7 +70,7 @@ pub fn key_id(binding: &Flattened) -> Result<String, EabError> {
 fn header(binding: &Flattened) -> Result<EabHeader, EabError> {
     let bytes = b64::decode(&binding.protected)
         .map_err(|_| EabError::Malformed("protected is not base64url".into()))?;
-    serde_json::from_slice(&bytes).map_err(|e| EabError::Malformed(e.to_string()))
+    json::parse_strict(&bytes).map_err(|e| EabError::Malformed(format!("protected header: {e}")))
 }
 
 /// Verifies a binding against the MAC key of its `kid`, the outer request URL and account key.
@@ -94,7 +101,9 @@ pub fn verify(
     .map_err(|_| EabError::BadMac)?;
     let payload =
         b64::decode(&binding.payload).map_err(|_| EabError::Malformed("payload".into()))?;
-    let inner: Jwk = serde_json::from_slice(&payload).map_err(|_| EabError::KeyMismatch)?;
+    let inner: serde_json::Value =
+        json::parse_strict(&payload).map_err(|e| EabError::Malformed(format!("payload: {e}")))?;
+    let inner = Jwk::from_value(inner).map_err(EabError::BadKey)?;
     if inner.thumbprint() != account_jwk.thumbprint() {
         return Err(EabError::KeyMismatch);
     }
@@ -121,5 +130,48 @@ mod tests {
             Err(EabError::Url)
         );
         assert_eq!(verify(&b, &mac, url, &other), Err(EabError::KeyMismatch));
+    }
+
+    #[test]
+    fn binding_payload_with_a_private_key_is_refused() {
+        let account = AccountKey::generate(KeyKind::P256).unwrap().jwk();
+        let mac = [7u8; 32];
+        let url = "https://ca/new-account";
+        let mut payload = serde_json::to_value(&account).unwrap();
+        payload["d"] = b64::encode([1u8; 32]).into();
+        let header = serde_json::json!({"alg": "HS256", "kid": "kid-1", "url": url});
+        let b = mac_signed(
+            &mac,
+            header.to_string().as_bytes(),
+            payload.to_string().as_bytes(),
+        );
+        assert_eq!(
+            verify(&b, &mac, url, &account),
+            Err(EabError::BadKey(JwkError::PrivateMember("d")))
+        );
+        // A header with a duplicate member is malformed even with a good MAC.
+        let dup = br#"{"alg":"HS256","kid":"kid-1","url":"https://ca/new-account","kid":"kid-2"}"#;
+        let b = mac_signed(
+            &mac,
+            dup,
+            serde_json::to_string(&account).unwrap().as_bytes(),
+        );
+        assert!(matches!(key_id(&b), Err(EabError::Malformed(_))));
+        assert!(matches!(
+            verify(&b, &mac, url, &account),
+            Err(EabError::Malformed(_))
+        ));
+    }
+
+    fn mac_signed(mac: &[u8], header: &[u8], payload: &[u8]) -> Flattened {
+        let protected = b64::encode(header);
+        let payload = b64::encode(payload);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, mac);
+        let tag = hmac::sign(&key, format!("{protected}.{payload}").as_bytes());
+        Flattened {
+            protected,
+            payload,
+            signature: b64::encode(tag.as_ref()),
+        }
     }
 }

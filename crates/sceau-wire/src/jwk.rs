@@ -1,8 +1,13 @@
 //! JSON Web Keys (RFC 7517/7518) for the account key types ACME clients use, their RFC 7638
 //! thumbprints, and signature verification with them.
 //!
-//! Invariant: a [`Jwk`] that passes [`Jwk::validate`] has coordinates of the curve's exact
-//! length and an RSA modulus of at least 2048 bits, so key comparisons by thumbprint are sound.
+//! Invariants:
+//! - A [`Jwk`] is only ever read through [`Jwk::from_value`] (its `Deserialize` goes there too),
+//!   so a JWK with a private-key member (RFC 7517 §4, RFC 7518 §6.2.2, §6.3.2, §6.4.1, RFC 8037
+//!   §2) or without a member its `kty` requires never becomes one: a client that sends its
+//!   private key is told so instead of having it silently dropped.
+//! - A [`Jwk`] that passes [`Jwk::validate`] has coordinates of the curve's exact length and an
+//!   RSA modulus of at least 2048 bits, so key comparisons by thumbprint are sound.
 
 use aws_lc_rs::{digest, signature};
 use serde::{Deserialize, Serialize};
@@ -11,7 +16,7 @@ use crate::b64;
 use crate::jws::Alg;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kty")]
+#[serde(tag = "kty", try_from = "serde_json::Value")]
 pub enum Jwk {
     #[serde(rename = "EC")]
     Ec { crv: String, x: String, y: String },
@@ -27,12 +32,102 @@ pub enum JwkError {
     Unsupported(String),
     #[error("malformed key: {0}")]
     Malformed(String),
+    #[error(
+        "the JWK carries the private-key member {0:?}; send the public key only (RFC 7517 §4, RFC 7518 §6)"
+    )]
+    PrivateMember(&'static str),
+}
+
+/// Members that hold private or symmetric key material: EC and OKP `d` (RFC 7518 §6.2.2,
+/// RFC 8037 §2), RSA `d`, `p`, `q`, `dp`, `dq`, `qi`, `oth` (RFC 7518 §6.3.2), `oct` `k`
+/// (RFC 7518 §6.4.1).
+pub const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+impl TryFrom<serde_json::Value> for Jwk {
+    type Error = JwkError;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, JwkError> {
+        Jwk::from_value(value)
+    }
 }
 
 /// Smallest RSA modulus accepted for account keys (CA/B BR §6.1.5 and R38's key sizes).
 pub const MIN_RSA_BITS: usize = 2048;
 
 impl Jwk {
+    /// Reads a public JWK (RFC 7517 §4): a JSON object with a string `kty`, the members that
+    /// `kty` requires as strings (RFC 7518 §6.2.1, §6.3.1; RFC 8037 §2), and no private-key
+    /// member. Other members (`use`, `alg`, `kid`, ...) are ignored, as RFC 7517 §4 asks.
+    /// Curve names and lengths are [`Jwk::validate`]'s job.
+    pub fn from_value(value: serde_json::Value) -> Result<Jwk, JwkError> {
+        let serde_json::Value::Object(mut members) = value else {
+            return Err(JwkError::Malformed("a JWK must be a JSON object".into()));
+        };
+        if let Some(private) = PRIVATE_MEMBERS
+            .into_iter()
+            .find(|m| members.contains_key(*m))
+        {
+            return Err(JwkError::PrivateMember(private));
+        }
+        let kty = match members.remove("kty") {
+            Some(serde_json::Value::String(kty)) => kty,
+            Some(_) => return Err(JwkError::Malformed("\"kty\" must be a string".into())),
+            None => {
+                return Err(JwkError::Malformed(
+                    "the JWK has no \"kty\" (RFC 7517 §4.1)".into(),
+                ));
+            }
+        };
+        let (required, section): (&[&str], &str) = match kty.as_str() {
+            "EC" => (&["crv", "x", "y"], "RFC 7518 §6.2.1"),
+            "RSA" => (&["n", "e"], "RFC 7518 §6.3.1"),
+            "OKP" => (&["crv", "x"], "RFC 8037 §2"),
+            other => {
+                return Err(JwkError::Unsupported(format!(
+                    "key type {other:?} (EC, RSA or OKP expected)"
+                )));
+            }
+        };
+        let mut values = Vec::with_capacity(required.len());
+        for name in required {
+            match members.remove(*name) {
+                Some(serde_json::Value::String(v)) => values.push(v),
+                Some(_) => {
+                    return Err(JwkError::Malformed(format!(
+                        "{kty} JWK member {name:?} must be a string"
+                    )));
+                }
+                None => {
+                    return Err(JwkError::Malformed(format!(
+                        "{kty} JWK has no {name:?}; it needs {} ({section})",
+                        required
+                            .iter()
+                            .map(|r| format!("{r:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+        let mut values = values.into_iter();
+        let mut next = || values.next().expect("one value per required member");
+        Ok(match kty.as_str() {
+            "EC" => Jwk::Ec {
+                crv: next(),
+                x: next(),
+                y: next(),
+            },
+            "RSA" => Jwk::Rsa {
+                n: next(),
+                e: next(),
+            },
+            _ => Jwk::Okp {
+                crv: next(),
+                x: next(),
+            },
+        })
+    }
+
     /// Checks curve names, coordinate lengths and RSA size; errors name what is wrong.
     pub fn validate(&self) -> Result<(), JwkError> {
         let field = |name: &str, v: &str| {
@@ -201,5 +296,53 @@ mod tests {
             y: b64::encode([1u8; 32]),
         };
         assert!(bad_len.validate().is_err());
+    }
+
+    #[test]
+    fn private_members_and_missing_members_are_refused() {
+        let public = serde_json::to_value(
+            crate::AccountKey::generate(crate::KeyKind::P256)
+                .unwrap()
+                .jwk(),
+        )
+        .unwrap();
+        let jwk = Jwk::from_value(public.clone()).unwrap();
+        assert_eq!(serde_json::from_value::<Jwk>(public.clone()).unwrap(), jwk);
+        // Members RFC 7517 §4 defines for public keys are ignored.
+        let mut with_use = public.clone();
+        with_use["use"] = "sig".into();
+        with_use["kid"] = "k1".into();
+        assert_eq!(Jwk::from_value(with_use).unwrap(), jwk);
+
+        for private in PRIVATE_MEMBERS {
+            let mut v = public.clone();
+            v[private] = "AAAA".into();
+            assert_eq!(
+                Jwk::from_value(v.clone()),
+                Err(JwkError::PrivateMember(private))
+            );
+            // Every path that reads a JWK refuses it, serde included.
+            let e = serde_json::from_value::<Jwk>(v).unwrap_err().to_string();
+            assert!(e.contains("private-key member"), "{e}");
+        }
+        for (kty, missing) in [("EC", "y"), ("EC", "crv"), ("RSA", "e"), ("OKP", "x")] {
+            let mut v = serde_json::json!({"kty": kty, "crv": "P-256", "x": "AA", "y": "AA", "n": "AA", "e": "AQAB"});
+            v.as_object_mut().unwrap().remove(missing);
+            let e = Jwk::from_value(v).unwrap_err();
+            assert!(
+                matches!(e, JwkError::Malformed(_)),
+                "{kty} without {missing}: {e}"
+            );
+            assert!(e.to_string().contains(missing), "{e}");
+        }
+        for bad in [
+            serde_json::json!({"crv": "P-256", "x": "AA", "y": "AA"}),
+            serde_json::json!({"kty": 1, "crv": "P-256", "x": "AA", "y": "AA"}),
+            serde_json::json!({"kty": "EC", "crv": "P-256", "x": 5, "y": "AA"}),
+            serde_json::json!({"kty": "oct", "alg": "HS256"}),
+            serde_json::json!(["EC"]),
+        ] {
+            assert!(Jwk::from_value(bad.clone()).is_err(), "{bad}");
+        }
     }
 }

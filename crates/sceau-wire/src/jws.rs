@@ -5,11 +5,17 @@
 //! - [`ParsedJws::parse`] refuses the general serialization, unprotected headers, padded or
 //!   non-URL-safe base64, `crit` members (no extension is understood, RFC 7515 §4.1.11), and
 //!   both or neither of `jwk`/`kid`; it never returns a header without `alg`.
+//! - The body and the protected header are read with [`crate::json::parse_strict`] (UTF-8 as a
+//!   whole, no duplicate member names, RFC 7515 §4), a non-empty payload is UTF-8 (RFC 8259
+//!   §8.1) and is read the same way by [`ParsedJws::payload_json`].
+//! - A header `jwk` went through [`Jwk::from_value`]: no private-key member, every member its
+//!   `kty` requires; a refusal there is [`JwsError::BadKey`] (ACME `badPublicKey`).
 //! - Signature checks happen only in [`ParsedJws::verify`]; a parsed JWS is not trusted yet.
 
 use serde::{Deserialize, Serialize};
 
 use crate::b64;
+use crate::json::{self, JsonError};
 use crate::jwk::{Jwk, JwkError};
 use crate::key::AccountKey;
 
@@ -98,15 +104,14 @@ pub struct ParsedJws {
 impl ParsedJws {
     pub fn parse(body: &[u8]) -> Result<Self, JwsError> {
         let raw: Flattened =
-            serde_json::from_slice(body).map_err(|e| JwsError::Malformed(e.to_string()))?;
+            json::parse_strict(body).map_err(|e| JwsError::Malformed(e.to_string()))?;
         Self::from_flattened(raw)
     }
 
     pub fn from_flattened(raw: Flattened) -> Result<Self, JwsError> {
         let header_bytes = b64::decode(&raw.protected)
             .map_err(|_| JwsError::Malformed("protected header is not base64url".into()))?;
-        let header: ProtectedHeader = serde_json::from_slice(&header_bytes)
-            .map_err(|e| JwsError::Malformed(format!("protected header: {e}")))?;
+        let header = parse_header(&header_bytes)?;
         if header.crit.is_some() {
             return Err(JwsError::Malformed(
                 "\"crit\" names an extension this server does not understand".into(),
@@ -119,6 +124,12 @@ impl ParsedJws {
             .ok_or_else(|| JwsError::BadAlgorithm(header.alg.clone()))?;
         let payload = b64::decode(&raw.payload)
             .map_err(|_| JwsError::Malformed("payload is not base64url".into()))?;
+        if let Err(e) = std::str::from_utf8(&payload) {
+            return Err(JwsError::Malformed(format!(
+                "payload: {}",
+                JsonError::NotUtf8(e.valid_up_to())
+            )));
+        }
         let signature = b64::decode(&raw.signature)
             .map_err(|_| JwsError::Malformed("signature is not base64url".into()))?;
         let signing_input = format!("{}.{}", raw.protected, raw.payload).into_bytes();
@@ -153,6 +164,7 @@ impl ParsedJws {
         key.verify(self.alg, &self.signing_input, &self.signature)
             .map_err(|e| match e {
                 JwkError::Malformed(m) | JwkError::Unsupported(m) => JwsError::BadSignature(m),
+                private @ JwkError::PrivateMember(_) => JwsError::BadKey(private.to_string()),
             })
     }
 
@@ -165,9 +177,26 @@ impl ParsedJws {
         self.raw.payload.is_empty()
     }
 
-    pub fn payload_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.payload)
+    /// The payload as JSON, read strictly (see the module invariants).
+    pub fn payload_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, JsonError> {
+        json::parse_strict(&self.payload)
     }
+}
+
+/// RFC 7515 §4: the header is a UTF-8 JSON object with unique member names. The `jwk` is read
+/// on its own so that a bad key is reported as a key problem, not as a malformed header.
+fn parse_header(bytes: &[u8]) -> Result<ProtectedHeader, JwsError> {
+    let mut members: serde_json::Map<String, serde_json::Value> = json::parse_strict(bytes)
+        .map_err(|e| JwsError::Malformed(format!("protected header: {e}")))?;
+    let jwk = members
+        .remove("jwk")
+        .map(Jwk::from_value)
+        .transpose()
+        .map_err(|e| JwsError::BadKey(format!("protected header \"jwk\": {e}")))?;
+    let mut header: ProtectedHeader = serde_json::from_value(serde_json::Value::Object(members))
+        .map_err(|e| JwsError::Malformed(format!("protected header: {e}")))?;
+    header.jwk = jwk;
+    Ok(header)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -323,5 +352,85 @@ mod tests {
             ..good.clone()
         };
         assert!(ParsedJws::from_flattened(padded).is_err());
+    }
+
+    #[test]
+    fn header_and_payload_are_read_strictly() {
+        let key = AccountKey::generate(KeyKind::P256).unwrap();
+        let jwk = serde_json::to_value(key.jwk()).unwrap();
+        let with = |protected: Vec<u8>, payload: &[u8]| Flattened {
+            protected: b64::encode(protected),
+            payload: b64::encode(payload),
+            signature: "AA".into(),
+        };
+        let header = |extra: &str| {
+            format!(r#"{{"alg":"ES256","url":"u","nonce":"n","jwk":{jwk}{extra}}}"#).into_bytes()
+        };
+        ParsedJws::from_flattened(with(header(""), b"{}")).unwrap();
+
+        // Invalid UTF-8 inside a member nobody reads.
+        let mut bad = header(r#","x-unknown":"?""#);
+        let at = bad.iter().rposition(|b| *b == b'?').unwrap();
+        bad[at] = 0xff;
+        let e = ParsedJws::from_flattened(with(bad, b"{}")).unwrap_err();
+        assert!(
+            matches!(&e, JwsError::Malformed(m) if m.contains("UTF-8")),
+            "{e}"
+        );
+        // Duplicate member names, unknown or known.
+        for dup in [r#","x":1,"x":2"#, r#","url":"v""#] {
+            let e = ParsedJws::from_flattened(with(header(dup), b"{}")).unwrap_err();
+            assert!(
+                matches!(&e, JwsError::Malformed(m) if m.contains("duplicate")),
+                "{dup}: {e}"
+            );
+        }
+        // A payload that is not UTF-8; a payload with duplicate members.
+        let e = ParsedJws::from_flattened(with(header(""), b"{\"a\":\"\xff\"}")).unwrap_err();
+        assert!(
+            matches!(&e, JwsError::Malformed(m) if m.contains("UTF-8")),
+            "{e}"
+        );
+        let p = ParsedJws::from_flattened(with(header(""), br#"{"a":1,"a":2}"#)).unwrap();
+        assert!(p.payload_json::<serde_json::Value>().is_err());
+        // The body itself: duplicates and bad UTF-8.
+        let good = sign(&key, Signer::Jwk, Some("n"), "u", None).unwrap();
+        let body = format!(
+            r#"{{"protected":"{}","payload":"","payload":"e30","signature":"{}"}}"#,
+            good.protected, good.signature
+        );
+        assert!(ParsedJws::parse(body.as_bytes()).is_err());
+        let mut body = serde_json::to_vec(&good).unwrap();
+        body.extend_from_slice(b" \xff");
+        assert!(ParsedJws::parse(&body).is_err());
+    }
+
+    #[test]
+    fn a_header_jwk_with_private_members_is_a_bad_key() {
+        let key = AccountKey::generate(KeyKind::P256).unwrap();
+        let mut jwk = serde_json::to_value(key.jwk()).unwrap();
+        jwk["d"] = b64::encode([1u8; 32]).into();
+        let header = serde_json::json!({"alg":"ES256","url":"u","nonce":"n","jwk":jwk});
+        let f = Flattened {
+            protected: b64::encode(header.to_string()),
+            payload: String::new(),
+            signature: "AA".into(),
+        };
+        let e = ParsedJws::from_flattened(f).unwrap_err();
+        assert!(
+            matches!(&e, JwsError::BadKey(m) if m.contains("\"d\"")),
+            "{e}"
+        );
+        let missing =
+            serde_json::json!({"alg":"ES256","url":"u","jwk":{"kty":"EC","crv":"P-256","x":"AA"}});
+        let f = Flattened {
+            protected: b64::encode(missing.to_string()),
+            payload: String::new(),
+            signature: "AA".into(),
+        };
+        assert!(matches!(
+            ParsedJws::from_flattened(f),
+            Err(JwsError::BadKey(_))
+        ));
     }
 }

@@ -7,7 +7,7 @@ use sceau_wire::{
 };
 use serde_json::json;
 
-use super::ORDERS_PAGE;
+use super::{ORDERS_PAGE, spki_sha256};
 use crate::render;
 use crate::request::{Verified, jws_error};
 use crate::{Acme, AcmeError, AcmeResult, EabMode, Reply};
@@ -78,7 +78,9 @@ impl Acme {
                 "the terms of service must be agreed to (termsOfServiceAgreed: true)",
             ));
         }
-        let eab_kid = self.check_eab(req, &payload).await?;
+        self.refuse_certified_key(&req.jwk).await?;
+        self.limits.new_account(&self.store, ip).await?;
+        let eab_kid = self.check_eab(req, &payload, ip).await?;
         let record = AccountRecord {
             id: new_id(),
             thumbprint,
@@ -114,11 +116,35 @@ impl Acme {
         Ok(Reply::json(201, body).location(self.urls.account(&record.id)))
     }
 
+    /// RFC 8555 §11.1: "an account public key [must not be] in a certificate". A key this CA
+    /// certified cannot become an account key (newAccount, keyChange); the other direction is
+    /// checked at finalize.
+    pub(super) async fn refuse_certified_key(&self, jwk: &sceau_wire::Jwk) -> AcmeResult<()> {
+        let spki_hashes: Vec<String> = sceau_ca::inspect::spki_der_candidates(jwk)
+            .iter()
+            .map(|der| spki_sha256(der))
+            .collect();
+        if self
+            .store
+            .key_certified(&jwk.thumbprint(), &spki_hashes)
+            .await?
+        {
+            return Err(AcmeError::new(
+                ProblemType::BadPublicKey,
+                "this key is in a certificate issued by this CA; a certified key cannot be an account key (RFC 8555 §11.1): use a separate account key",
+            ));
+        }
+        Ok(())
+    }
+
     /// RFC 8555 §7.3.4: the binding must be present when required and verify when present.
+    /// Failures are counted per key id (and unknown key ids per client address) and audited;
+    /// too many refuse further attempts for a while (see `limits`).
     pub(super) async fn check_eab(
         &self,
         req: &Verified,
         payload: &NewAccount,
+        ip: Option<&str>,
     ) -> AcmeResult<Option<String>> {
         let Some(binding) = &payload.external_account_binding else {
             if self.config.eab == EabMode::Required {
@@ -135,18 +161,23 @@ impl Acme {
             ));
         }
         let kid = eab::key_id(binding).map_err(|e| AcmeError::malformed(e.to_string()))?;
+        self.limits.eab_attempt(&self.store, &kid).await?;
         let Some(key) = self.policy.mac_key(&kid).await? else {
+            self.limits.eab_unknown(&self.store, &kid, ip).await?;
             return Err(AcmeError::unauthorized(format!(
                 "external account {kid:?} is unknown, suspended or expired"
             )));
         };
-        eab::verify(binding, &key, &self.urls.new_account(), &req.jwk).map_err(|e| match e {
-            eab::EabError::BadMac | eab::EabError::KeyMismatch => {
-                AcmeError::unauthorized(e.to_string())
+        match eab::verify(binding, &key, &self.urls.new_account(), &req.jwk) {
+            Ok(()) => Ok(Some(kid)),
+            Err(e @ (eab::EabError::BadMac | eab::EabError::KeyMismatch)) => {
+                self.limits
+                    .eab_failed(&self.store, &kid, ip, &e.to_string())
+                    .await?;
+                Err(AcmeError::unauthorized(e.to_string()))
             }
-            other => AcmeError::malformed(other.to_string()),
-        })?;
-        Ok(Some(kid))
+            Err(other) => Err(AcmeError::malformed(other.to_string())),
+        }
     }
 
     pub(super) fn own_account<'a>(
@@ -293,6 +324,7 @@ impl Acme {
             err.location = Some(self.urls.account(&other.id));
             return Err(err);
         }
+        self.refuse_certified_key(&new_jwk).await?;
         let new_jwk_json = serde_json::to_string(&new_jwk).expect("jwk serialises");
         self.store
             .change_account_key(

@@ -129,30 +129,14 @@ impl Acme {
         challenge: &ChallengeRecord,
         ip: Option<&str>,
     ) -> AcmeResult<Option<ChallengeRecord>> {
-        if let Some(limit) = self.config.max_failed_validations_per_hour {
-            let failed = self
-                .store
-                .failed_validations_since(&account.id, &authz.identifier.value, now() - 3600)
-                .await?;
-            if failed >= i64::from(limit) {
-                self.audit(
-                    "validation.rate_limited",
-                    Some(&account.id),
-                    ip,
-                    json!({"identifier": authz.identifier.value, "failed": failed}),
-                )
-                .await;
-                let mut err = AcmeError::new(
-                    ProblemType::RateLimited,
-                    format!(
-                        "{failed} failed validations for {} in the last hour (limit {limit}, agency guide R29); fix the challenge response and retry later",
-                        authz.identifier.value
-                    ),
-                );
-                err.retry_after = Some(3600);
-                return Err(err);
-            }
-        }
+        self.limits
+            .validation_attempt(
+                &self.store,
+                self.config.max_failed_validations_per_hour,
+                &account.id,
+                &authz.identifier.value,
+            )
+            .await?;
         match self.store.start_challenge(&challenge.id, &authz.id).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Ok(None), // another request started it
@@ -230,11 +214,13 @@ impl Acme {
                 "error": problem.as_ref().map(|p| p.to_string()),
             }),
         };
-        match self
-            .store
-            .finish_challenge(&challenge.id, &authz.id, problem.as_ref(), at, &audit)
-            .await
-        {
+        // Nothing would record this outcome again before a restart: wait out a storage fault.
+        let recorded = crate::error::until_stored(|| {
+            self.store
+                .finish_challenge(&challenge.id, &authz.id, problem.as_ref(), at, &audit)
+        })
+        .await;
+        match recorded {
             Ok(()) => {
                 audit.log();
                 let valid = problem.is_none();

@@ -1,22 +1,20 @@
-//! Finalize (RFC 8555 §7.4) and issuance: CSR checks, signing, the certificate and its order
-//! committed together.
+//! Finalize (RFC 8555 §7.4): the order's state, the CSR's checks (names, key policy, R37,
+//! §11.1), then the job handed to the issuance queue (see `crate::queue`), and certificate
+//! download.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::Arc;
 
-use sceau_ca::{IssueRequest, Profile};
-use sceau_store::{AccountRecord, AuditEntry, CertRecord, OrderRecord, StoreError, new_id, now};
+use sceau_store::{AccountRecord, CertRecord, IssueJob, OrderRecord, StoreError, now};
 use sceau_wire::{Finalize, Identifier, ProblemType, b64};
-use serde_json::json;
 
-use super::{PROFILE_SERVER_CLIENT, spki_sha256};
-use crate::render::ts;
+use super::spki_sha256;
 use crate::request::Verified;
 use crate::{Acme, AcmeError, AcmeResult, Reply};
 
 impl Acme {
     pub(super) async fn finalize(
-        &self,
+        self: &Arc<Self>,
         req: &Verified,
         id: &str,
         ip: Option<&str>,
@@ -49,9 +47,23 @@ impl Acme {
         let payload: Finalize = req.payload()?;
         let der = b64::decode(&payload.csr)
             .map_err(|_| AcmeError::new(ProblemType::BadCsr, "\"csr\" is not base64url DER"))?;
-        let parsed = self.check_csr(&order, &der).await?;
+        self.check_csr(&order, &der).await?;
+        // The job: the order processing with its CSR, leased to this instance, its serial
+        // reserved, in one commit (see `queue`).
+        let serial = crate::queue::new_serial();
+        let now = now();
+        let lease_until = now + self.config.issuance_lease.as_secs() as i64;
+        let deadline = now + self.config.issuance_deadline.as_secs() as i64;
         self.store
-            .start_processing(&order.id, &payload.csr)
+            .enqueue_issuance(
+                &order.id,
+                &payload.csr,
+                &self.queue.owner,
+                lease_until,
+                deadline,
+                &serial,
+                now,
+            )
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(_) => AcmeError::new(
@@ -62,9 +74,24 @@ impl Acme {
             })?;
         let mut processing = order.clone();
         processing.status = "processing".into();
-        let order = self
-            .issue(processing, parsed.public_key_spki_der, Some(account), ip)
-            .await?;
+        processing.csr = Some(payload.csr.clone());
+        let job = IssueJob {
+            order: processing,
+            serial,
+            attempts: 1,
+            deadline,
+        };
+        // The job outlives this request; the request waits for it a little (a quick signer
+        // answers `valid` at once), else answers `processing` with Retry-After (§7.4).
+        let task = tokio::spawn(Arc::clone(self).run_issue(
+            job,
+            Some(account.clone()),
+            ip.map(str::to_owned),
+        ));
+        let order = match tokio::time::timeout(self.config.issuance_wait, task).await {
+            Ok(Ok(Some(done))) => done,
+            _ => self.store.order_by_id(&order.id).await?,
+        };
         Ok(self.order_reply(&order))
     }
 
@@ -107,99 +134,20 @@ impl Acme {
                 "this public key was already certified; generate a new key pair for every certificate (agency guide R37)",
             ));
         }
-        Ok(parsed)
-    }
-
-    /// Signs and stores; the order must be `processing`. On a signing failure the order
-    /// becomes invalid with the error.
-    pub(super) async fn issue(
-        &self,
-        mut order: OrderRecord,
-        spki: Vec<u8>,
-        account: Option<&AccountRecord>,
-        ip: Option<&str>,
-    ) -> AcmeResult<OrderRecord> {
-        let now_t = time::OffsetDateTime::now_utc();
-        let not_before = order
-            .not_before
-            .map(ts)
-            .unwrap_or(now_t - Duration::from_secs(60));
-        let not_after = order
-            .not_after
-            .map(ts)
-            .unwrap_or(not_before + self.config.cert_validity);
-        let profile = match order.profile.as_deref() {
-            Some(PROFILE_SERVER_CLIENT) => Profile::ServerClient,
-            _ => Profile::Server,
-        };
-        let request = IssueRequest {
-            public_key_spki_der: spki.clone(),
-            identifiers: order.identifiers.clone(),
-            not_before,
-            not_after,
-            profile,
-        };
-        // R35: last check at the signing gate, after which nothing can change the names.
-        let account = match account {
-            Some(a) => a.clone(),
-            None => self.store.account_by_id(&order.account_id).await?,
-        };
-        if let Err(e) = self
-            .policy
-            .check_identifiers(&account, &order.identifiers)
-            .await
-        {
-            let _ = self
-                .store
-                .set_order_status(&order.id, "processing", "invalid", Some(&e.problem()))
-                .await;
-            return Err(e);
-        }
-        let issued = match self.signer.issue(request).await {
-            Ok(i) => i,
-            Err(e) => {
-                let err = match e {
-                    // The signer's own re-check of names, key and validity (defence in depth).
-                    sceau_ca::CaError::InvalidRequest(detail) => {
-                        AcmeError::new(ProblemType::BadCsr, detail)
-                    }
-                    other => AcmeError::internal("signing the certificate", other),
-                };
-                let _ = self
-                    .store
-                    .set_order_status(&order.id, "processing", "invalid", Some(&err.problem()))
-                    .await;
-                return Err(err);
+        // RFC 8555 §11.1: an account key must not be certified, whichever account it is of.
+        if let Some(jwk) = sceau_ca::inspect::jwk_of_spki(&parsed.public_key_spki_der) {
+            match self.store.account_by_thumbprint(&jwk.thumbprint()).await {
+                Ok(_) => {
+                    return Err(AcmeError::new(
+                        ProblemType::BadCsr,
+                        "the CSR's public key is an ACME account key; an account key must never be certified (RFC 8555 §11.1): generate a separate key for the certificate",
+                    ));
+                }
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
             }
-        };
-        let cert = CertRecord {
-            id: new_id(),
-            serial: issued.serial_hex.clone(),
-            account_id: order.account_id.clone(),
-            order_id: order.id.clone(),
-            der: issued.der,
-            chain_pem: issued.chain_pem,
-            not_before: issued.not_before.unix_timestamp(),
-            not_after: issued.not_after.unix_timestamp(),
-            ari_id: issued.ari_id,
-            spki_sha256: spki_sha256(&spki),
-            revoked_at: None,
-            revocation_reason: None,
-            replaced_by: None,
-            created_at: now(),
-            replaces: order.replaces.clone(),
-        };
-        let audit = AuditEntry {
-            event: "certificate.issued",
-            account_id: Some(&order.account_id),
-            client_ip: ip,
-            detail: json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile}),
-        };
-        self.store.finish_order(&cert, &audit).await?;
-        audit.log();
-        order.status = "valid".into();
-        order.cert_id = Some(cert.id.clone());
-        Ok(order)
+        }
+        Ok(parsed)
     }
 
     pub(super) async fn owned_cert(

@@ -1,8 +1,12 @@
 //! Identifiers in new orders: syntax, normal form, and how refusals become one problem
 //! (RFC 8555 §7.1.3, §6.7.1; RFC 8738 §3).
+//!
+//! Invariant: the syntax and normal form are [`sceau_wire::dns::normalise_identifier`]'s: a DNS
+//! identifier passed [`sceau_wire::dns::check_dns_name`], the check the signer applies to CSR
+//! names too, so an order never holds a name finalize would refuse for its syntax. This module
+//! only turns a refusal into its ACME problem type.
 
-use std::net::IpAddr;
-
+use sceau_wire::dns::{IdentifierError, NameError, normalise_identifier as normalise};
 use sceau_wire::{Identifier, ProblemType, Subproblem};
 
 use crate::AcmeError;
@@ -17,60 +21,18 @@ pub(super) fn normalise_identifier(
     id: &Identifier,
     wildcard_refusal: Option<&str>,
 ) -> Result<Identifier, Subproblem> {
-    let refuse = |kind, detail: &str| Err(Subproblem::new(kind, detail, id.clone()));
-    match id.kind.as_str() {
-        Identifier::DNS => {
-            let name = id.value.to_ascii_lowercase();
-            if let Some(base) = name.strip_prefix("*.") {
-                if let Some(why) = wildcard_refusal {
-                    return refuse(ProblemType::RejectedIdentifier, why);
-                }
-                // RFC 8555 §7.1.3: the base name must itself be a valid name.
-                return match normalise_identifier(&Identifier::dns(base), Some(NO_WILDCARDS)) {
-                    Ok(b) => Ok(Identifier::dns(format!("*.{}", b.value))),
-                    Err(sub) => Err(Subproblem {
-                        identifier: Some(id.clone()),
-                        ..sub
-                    }),
-                };
-            }
-            if name.is_empty() || name.len() > 253 || name.ends_with('.') {
-                return refuse(ProblemType::RejectedIdentifier, "not a valid DNS name");
-            }
-            for label in name.split('.') {
-                if !sceau_wire::is_ldh_label(label) {
-                    return refuse(
-                        ProblemType::RejectedIdentifier,
-                        &format!("DNS label {label:?} is not a valid LDH label"),
-                    );
-                }
-            }
-            if name.parse::<IpAddr>().is_ok()
-                || name
-                    .split('.')
-                    .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
-            {
-                return refuse(
-                    ProblemType::RejectedIdentifier,
-                    "an IP address must use the \"ip\" identifier type (RFC 8738)",
-                );
-            }
-            Ok(Identifier::dns(name))
-        }
-        Identifier::IP => match id.value.parse::<IpAddr>() {
-            // RFC 8738 §3: the textual form must be canonical (RFC 5952 for IPv6).
-            Ok(ip) if ip.to_string() == id.value => Ok(Identifier::ip(ip.to_string())),
-            Ok(_) => refuse(
-                ProblemType::Malformed,
-                "IP address is not in canonical form (RFC 8738 §3)",
-            ),
-            Err(_) => refuse(ProblemType::Malformed, "not a valid IP address"),
-        },
-        other => refuse(
-            ProblemType::UnsupportedIdentifier,
-            &format!("identifier type {other:?} is not supported"),
-        ),
-    }
+    normalise(id, wildcard_refusal.is_none()).map_err(|e| {
+        let kind = match e {
+            IdentifierError::Name(_) | IdentifierError::IpAsDns => ProblemType::RejectedIdentifier,
+            IdentifierError::NotIp | IdentifierError::NotCanonical => ProblemType::Malformed,
+            IdentifierError::UnsupportedType(_) => ProblemType::UnsupportedIdentifier,
+        };
+        let detail = match (&e, wildcard_refusal) {
+            (IdentifierError::Name(NameError::Wildcard), Some(why)) => why.to_owned(),
+            _ => e.to_string(),
+        };
+        Subproblem::new(kind, detail, id.clone())
+    })
 }
 
 /// One problem from several subproblems (RFC 8555 §6.7.1): their type if they agree, else
@@ -139,5 +101,35 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.kind, ProblemType::UnsupportedIdentifier.urn());
+    }
+
+    #[test]
+    fn idna_rules_apply_to_order_names() {
+        let check = |name: &str| normalise_identifier(&Identifier::dns(name), Some(NO_WILDCARDS));
+        assert_eq!(
+            check("XN--CAF-DMA.test").unwrap(),
+            Identifier::dns("xn--caf-dma.test")
+        );
+        for bad in [
+            "xn--zz.test",
+            "ab--cd.test",
+            "xn--caf-pia.test",
+            "*.xn--zz.test",
+        ] {
+            let sub = check(bad).unwrap_err();
+            assert_eq!(sub.kind, ProblemType::RejectedIdentifier.urn(), "{bad}");
+            assert_eq!(sub.identifier, Some(Identifier::dns(bad)));
+            let detail = sub.detail.unwrap();
+            assert!(
+                detail.starts_with("not a valid DNS name: label") || detail == NO_WILDCARDS,
+                "{bad}: {detail}"
+            );
+            assert_eq!(detail.lines().count(), 1);
+        }
+        let sub = normalise_identifier(&Identifier::dns("*.xn--zz.test"), None).unwrap_err();
+        assert!(sub.detail.unwrap().contains("Punycode"));
+        assert_eq!(sub.identifier, Some(Identifier::dns("*.xn--zz.test")));
+        let sub = check("10.0.0.1").unwrap_err();
+        assert!(sub.detail.unwrap().contains("\"ip\" identifier type"));
     }
 }

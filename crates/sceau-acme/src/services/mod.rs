@@ -39,6 +39,8 @@ pub enum Endpoint {
     Authz(String),
     Challenge(String),
     Cert(String),
+    /// Alternate chain `n` (from 1) of a certificate (RFC 8555 §7.4.2).
+    CertAlternate(String, usize),
     Revoke,
 }
 
@@ -56,7 +58,7 @@ pub const PROFILE_SERVER: &str = "tls-server";
 pub const PROFILE_SERVER_CLIENT: &str = "tls-server-client";
 const ORDERS_PAGE: i64 = 100;
 
-fn spki_sha256(spki: &[u8]) -> String {
+pub(crate) fn spki_sha256(spki: &[u8]) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, spki)
         .as_ref()
         .iter()
@@ -122,29 +124,74 @@ impl Acme {
                     ));
                 }
                 let cert = self.owned_cert(req.account()?, &id).await?;
-                Ok(self.cert_reply(cert))
+                self.cert_reply(cert, 0)
+            }
+            Endpoint::CertAlternate(id, n) => {
+                if !req.jws.is_post_as_get() {
+                    return Err(AcmeError::malformed(
+                        "certificate download is a POST-as-GET (empty payload)",
+                    ));
+                }
+                let cert = self.owned_cert(req.account()?, &id).await?;
+                self.cert_reply(cert, n)
             }
             Endpoint::Revoke => self.revoke(&req, client_ip).await,
         }
     }
 
     /// Certificates are public: unauthenticated GET is also served (as Boulder and Pebble do).
-    pub async fn get_certificate(&self, id: &str) -> AcmeResult<Reply> {
+    /// `chain` 0 is the certificate with its issuer's chain, `n` its alternate chain `n`.
+    pub async fn get_certificate(&self, id: &str, chain: usize) -> AcmeResult<Reply> {
         let cert = self.store.cert_by_id(id).await.map_err(|e| match e {
             StoreError::NotFound => AcmeError::not_found("certificate"),
             e => e.into(),
         })?;
-        Ok(self.cert_reply(cert))
+        self.cert_reply(cert, chain)
     }
 
-    fn cert_reply(&self, cert: CertRecord) -> Reply {
-        Reply {
-            status: 200,
-            body: Body::PemChain(cert.chain_pem),
-            location: None,
-            links: Vec::new(),
-            retry_after: None,
+    /// The URL of chain `n` of certificate `id`: 0 is the certificate URL itself.
+    fn cert_chain_url(&self, id: &str, n: usize) -> String {
+        match n {
+            0 => self.urls.certificate(id),
+            n => format!("{}/alt/{n}", self.urls.certificate(id)),
         }
+    }
+
+    /// The chains a certificate is offered with: its own (as stored when it was issued), then
+    /// the leaf followed by each alternate chain its issuer has now (a cross-signed issuer,
+    /// RFC 8555 §7.4.2). Each answer links to every other one with rel="alternate".
+    fn cert_reply(&self, cert: CertRecord, chain: usize) -> AcmeResult<Reply> {
+        let issuers = self.signer.issuers();
+        // Rows of the first versions have no issuer id: their issuer is the certificate that
+        // follows the leaf in the stored chain.
+        let second = sceau_wire::key::pem_decode_all(&cert.chain_pem, "CERTIFICATE")
+            .into_iter()
+            .nth(1);
+        let issuer = issuers.iter().find(|i| match &cert.issuer_id {
+            Some(id) => &i.id == id,
+            None => second.as_deref() == Some(i.cert_der.as_slice()),
+        });
+        let alternates = issuer.map_or(&[][..], |i| i.alternate_chains.as_slice());
+        let body = match chain {
+            0 => cert.chain_pem,
+            n => {
+                let alt = alternates
+                    .get(n - 1)
+                    .ok_or_else(|| AcmeError::not_found("certificate chain"))?;
+                sceau_wire::key::pem_encode("CERTIFICATE", &cert.der) + alt
+            }
+        };
+        let links = (0..=alternates.len())
+            .filter(|n| *n != chain)
+            .map(|n| (self.cert_chain_url(&cert.id, n), "alternate"))
+            .collect();
+        Ok(Reply {
+            status: 200,
+            body: Body::PemChain(body),
+            location: None,
+            links,
+            retry_after: None,
+        })
     }
 
     async fn audit(
@@ -161,7 +208,10 @@ impl Acme {
             detail,
         };
         entry.log();
-        if let Err(e) = self.store.audit(&entry).await {
+        // A storage fault is logged by the store, once per episode, not once per request.
+        if let Err(e) = self.store.audit(&entry).await
+            && e.storage_fault().is_none()
+        {
             tracing::error!(event, error = %e, "could not write the audit trail");
         }
     }

@@ -47,7 +47,9 @@ impl Acme {
             None
         };
         for id in &payload.identifiers {
-            match normalise_identifier(id, wildcard_refusal) {
+            match normalise_identifier(id, wildcard_refusal)
+                .and_then(|n| self.config.identifiers.check(&n).map(|()| n))
+            {
                 Ok(n) => {
                     identifiers.insert(n);
                 }
@@ -147,6 +149,9 @@ impl Acme {
             cert_id: None,
             created_at: now,
         };
+        self.limits
+            .new_order(&self.store, &account.id, new_authzs.len())
+            .await?;
         let audit = AuditEntry {
             event: "order.created",
             account_id: Some(&account.id),

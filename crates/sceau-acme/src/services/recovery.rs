@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use sceau_wire::{ProblemType, b64};
-
-use crate::{Acme, AcmeError, AcmeResult};
+use crate::{Acme, AcmeResult};
 
 impl Acme {
     /// Finishes the work a crash interrupted (see the module invariants). Returns how many
@@ -24,27 +22,16 @@ impl Acme {
         for t in tasks {
             let _ = t.await;
         }
-        let orders = self.store.processing_orders().await?;
-        for order in &orders {
-            let resumed = async {
-                let csr = order
-                    .csr
-                    .as_deref()
-                    .ok_or_else(|| AcmeError::malformed("no CSR kept"))?;
-                let der = b64::decode(csr).map_err(|_| AcmeError::malformed("stored CSR"))?;
-                let parsed = sceau_ca::csr::parse_and_check_with(&der, self.config.allow_wildcards)
-                    .map_err(|e| AcmeError::new(ProblemType::BadCsr, e.to_string()))?;
-                self.issue(order.clone(), parsed.public_key_spki_der, None, None)
-                    .await
-            };
-            if let Err(e) = resumed.await {
-                tracing::warn!(order = %order.id, error = %e, "could not resume an interrupted issuance; marking the order invalid");
-                let _ = self
-                    .store
-                    .set_order_status(&order.id, "processing", "invalid", Some(&e.problem()))
-                    .await;
-            }
-        }
-        Ok((challenges.len(), orders.len()))
+        // Interrupted issuances are jobs of the queue: the sweeper takes them once their
+        // lease expires. An embedded database has no other server instance, so the leases of
+        // the process that stopped are released now rather than waited for.
+        let orders = if self.store.is_embedded() {
+            self.store
+                .release_issuance_leases(&self.queue.owner)
+                .await?
+        } else {
+            0
+        };
+        Ok((challenges.len(), orders))
     }
 }

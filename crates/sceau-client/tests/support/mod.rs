@@ -444,6 +444,10 @@ pub fn sceau_server(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
         .arg(params.http_port.to_string())
         .arg("--tlsalpn01-port")
         .arg(params.tls_port.to_string())
+        // The clients under test answer challenges on loopback, refused by default, and some
+        // tests certify 127.0.0.1, a local address and the listener's own.
+        .args(["--validation-allow", "127.0.0.0/8"])
+        .args(["--allow-local-identifiers", "--allow-server-names"])
         // Explicit both ways: the default changes over time.
         .arg("--eab")
         .arg(if params.eab_required {

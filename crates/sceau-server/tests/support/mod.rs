@@ -25,6 +25,9 @@ pub struct Server {
     pub args: Vec<String>,
     /// Another instance's data directory to share (several instances on one database).
     pub shared_data_dir: Option<PathBuf>,
+    /// The file the server's stderr (its log) is appended to, and its `SCEAU_LOG` filter;
+    /// `None`: stderr is the test's, at `warn`.
+    pub log: Option<(PathBuf, String)>,
 }
 
 impl Server {
@@ -43,9 +46,47 @@ impl Server {
             dns,
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: None,
+            log: None,
         };
         s.spawn();
         s
+    }
+
+    /// Like [`Server::start`], with the data directory at `data_dir` and the server's log
+    /// (stderr, filtered by `log_filter`) appended to `log_file`, for tests that read it.
+    pub fn start_logged(
+        data_dir: PathBuf,
+        log_file: PathBuf,
+        log_filter: &str,
+        extra: &[&str],
+    ) -> Server {
+        let dns = KnotDns::start("test.")
+            .expect("knot DNS for tests (install with the README's test command)");
+        let mut s = Server {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            http01_port: free_port(),
+            tlsalpn01_port: free_port(),
+            dns,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            shared_data_dir: Some(data_dir),
+            log: Some((log_file, log_filter.to_owned())),
+        };
+        s.spawn();
+        s
+    }
+
+    fn stderr(&self) -> Stdio {
+        match &self.log {
+            Some((file, _)) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .expect("server log file")
+                .into(),
+            None => Stdio::inherit(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -67,6 +108,7 @@ impl Server {
             dns,
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: Some(first.data_dir()),
+            log: None,
         };
         // Validations of either instance must see the same records: use the first's DNS.
         s.args
@@ -111,10 +153,20 @@ impl Server {
             .arg(self.http01_port.to_string())
             .arg("--tlsalpn01-port")
             .arg(self.tlsalpn01_port.to_string())
+            // The responders listen on loopback, which validation refuses by default; tests of
+            // that refusal pass their own --validation-allow.
+            .args(if self.args.iter().any(|a| a == "--validation-allow") {
+                vec![]
+            } else {
+                vec!["--validation-allow", "127.0.0.0/8"]
+            })
             .args(&self.args)
-            .env("SCEAU_LOG", "warn")
+            .env(
+                "SCEAU_LOG",
+                self.log.as_ref().map_or("warn", |(_, f)| f.as_str()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(self.stderr());
         let mut child = cmd.spawn().expect("run sceau-server");
         // Ready means our server said so: a bare TCP connect could reach another test's
         // listener that took the same free port first.
@@ -187,6 +239,12 @@ impl Drop for Server {
 }
 
 pub fn http_client(root_pem: &std::path::Path) -> reqwest::Client {
+    http_client_from(root_pem, None)
+}
+
+/// [`http_client`] whose connections leave from `local` (any of 127.0.0.0/8 is this machine:
+/// a second client address for per-address limits).
+pub fn http_client_from(root_pem: &std::path::Path, local: Option<IpAddr>) -> reqwest::Client {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -202,6 +260,7 @@ pub fn http_client(root_pem: &std::path::Path) -> reqwest::Client {
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(30))
+        .local_address(local)
         .build()
         .unwrap()
 }
@@ -289,9 +348,27 @@ pub struct Raw {
 
 impl Raw {
     pub async fn new(server: &Server) -> Raw {
-        let http = http_client(&server.root_pem());
+        Raw::at(&server.directory_url(), &server.root_pem()).await
+    }
+
+    /// A client of the server whose directory is `directory_url`, trusting `root_pem`.
+    pub async fn at(directory_url: &str, root_pem: &std::path::Path) -> Raw {
+        Raw::at_from(directory_url, root_pem, None).await
+    }
+
+    /// A client of `server` whose requests come from `local` (e.g. 127.0.0.2).
+    pub async fn from_address(server: &Server, local: IpAddr) -> Raw {
+        Raw::at_from(&server.directory_url(), &server.root_pem(), Some(local)).await
+    }
+
+    async fn at_from(
+        directory_url: &str,
+        root_pem: &std::path::Path,
+        local: Option<IpAddr>,
+    ) -> Raw {
+        let http = http_client_from(root_pem, local);
         let dir: Directory = http
-            .get(server.directory_url())
+            .get(directory_url)
             .send()
             .await
             .unwrap()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sceau_testkit::KnotDns;
-use sceau_validate::{Validator, ValidatorConfig};
+use sceau_validate::{AddressPolicy, Validator, ValidatorConfig};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -21,6 +21,8 @@ pub fn knot() -> KnotDns {
     KnotDns::start("test.").expect("knotd starts")
 }
 
+/// Validation through `knot`, allowed to reach the loopback responders (the default refuses
+/// loopback; tests of that refusal set their own policy).
 pub fn config(knot: &KnotDns) -> ValidatorConfig {
     ValidatorConfig {
         dns_server: Some(knot.addr),
@@ -28,7 +30,14 @@ pub fn config(knot: &KnotDns) -> ValidatorConfig {
         tlsalpn01_port: 443,
         timeout: Duration::from_secs(5),
         caa_identities: vec![OUR_CA.to_owned()],
+        address_policy: loopback_allowed(),
     }
+}
+
+pub fn loopback_allowed() -> AddressPolicy {
+    AddressPolicy::default()
+        .allow("127.0.0.0/8".parse().unwrap())
+        .allow("::1".parse().unwrap())
 }
 
 pub fn validator(cfg: ValidatorConfig) -> Validator {

@@ -1,0 +1,445 @@
+//! The durable issuance queue: the one path every certificate takes.
+//!
+//! finalize checks everything, then commits the order `processing` with its CSR, a lease for
+//! this instance and a reserved serial number (`Store::enqueue_issuance`), and runs the job at
+//! once; the request waits for it at most `issuance_wait` (a quick signer answers `valid` in
+//! the same response), then answers `processing` with `Retry-After`. A sweeper on every
+//! instance takes jobs whose lease expired or whose retry is due.
+//!
+//! Invariants:
+//! - A job is signed only under its lease, renewed while the signer works; every change of the
+//!   job is a compare-and-swap on (owner, serial), so a stalled instance can change nothing
+//!   once another took the job over.
+//! - The serial number of an attempt is in the database before the signer sees the request,
+//!   and the signer signs exactly that serial. An attempt ends with its serial `issued`,
+//!   `failed` or `abandoned` (see `sceau-store`'s queue), never unaccounted for.
+//! - The signer refusing (`InvalidRequest`) or the policy refusing at the signing gate (R35)
+//!   makes the order `invalid` at once; any other failure is retried with a growing delay
+//!   (1 s, doubling, at most 30 s) until the order's deadline, after which the order is
+//!   `invalid` with a problem that names the last error.
+//! - A certificate that was signed is never signed again because storage failed: its commit
+//!   is retried (with the lease renewed) until storage is back or the lease is lost.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sceau_ca::{CaError, IssueRequest, Profile};
+use sceau_store::{
+    AccountRecord, AuditEntry, CertRecord, IssueJob, OrderRecord, SerialOutcome, StoreError,
+    new_id, now,
+};
+use sceau_wire::{Problem, ProblemType, b64};
+use serde_json::json;
+
+use crate::render::ts;
+use crate::services::{PROFILE_SERVER_CLIENT, spki_sha256};
+use crate::{Acme, AcmeError};
+
+/// Jobs one instance signs at once.
+const MAX_RUNNING: usize = 64;
+
+/// This instance's part of the queue.
+pub struct Queue {
+    /// This instance's lease owner name: random, new at every start.
+    pub owner: String,
+    running: Mutex<HashSet<String>>,
+    slots: tokio::sync::Semaphore,
+    /// Wakes the sweeper before its next tick (a retry is due sooner).
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl Queue {
+    pub fn new() -> Queue {
+        Queue {
+            owner: format!("instance-{}", new_id()),
+            running: Mutex::new(HashSet::new()),
+            slots: tokio::sync::Semaphore::new(MAX_RUNNING),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Jobs this instance is running now.
+    pub fn running(&self) -> usize {
+        self.running.lock().expect("queue lock").len()
+    }
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// 16 random octets, top bit clear and first octet non-zero (a positive INTEGER of exactly
+/// 16 octets, RFC 5280 §4.1.2.2; at least 64 random bits, CA/B BR §7.1), lowercase hex.
+pub fn new_serial() -> String {
+    let mut serial = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut serial).expect("OS random source");
+    serial[0] &= 0x7f;
+    if serial[0] == 0 {
+        serial[0] = 1;
+    }
+    serial.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// How an attempt ended.
+enum Attempt {
+    Issued(OrderRecord),
+    /// Permanent: the order becomes invalid with this problem.
+    Refused(Problem, SerialOutcome),
+    /// Transient: try again later.
+    Retry(String, SerialOutcome),
+    /// The lease was lost: another instance has the job now.
+    Lost,
+}
+
+fn backoff(attempts: i64) -> i64 {
+    (1i64 << attempts.clamp(1, 6).saturating_sub(1)).min(30)
+}
+
+impl Acme {
+    /// Runs one job to its end under this instance's lease; returns the order once `valid`.
+    pub(crate) async fn run_issue(
+        self: Arc<Self>,
+        job: IssueJob,
+        account: Option<AccountRecord>,
+        ip: Option<String>,
+    ) -> Option<OrderRecord> {
+        let id = job.order.id.clone();
+        if !self
+            .queue
+            .running
+            .lock()
+            .expect("queue lock")
+            .insert(id.clone())
+        {
+            return None;
+        }
+        let _permit = self.queue.slots.acquire().await.ok();
+        let outcome = self.attempt(&job, account, ip.as_deref()).await;
+        let result = self.settle(&job, outcome).await;
+        self.queue.running.lock().expect("queue lock").remove(&id);
+        result
+    }
+
+    async fn attempt(
+        &self,
+        job: &IssueJob,
+        account: Option<AccountRecord>,
+        ip: Option<&str>,
+    ) -> Attempt {
+        let order = &job.order;
+        let spki = match order
+            .csr
+            .as_deref()
+            .and_then(|c| b64::decode(c).ok())
+            .map(|der| sceau_ca::csr::parse_and_check_with(&der, self.config.allow_wildcards))
+        {
+            Some(Ok(parsed)) => parsed.public_key_spki_der,
+            Some(Err(e)) => {
+                return Attempt::Refused(
+                    Problem::new(ProblemType::BadCsr, e.to_string()),
+                    SerialOutcome::Failed,
+                );
+            }
+            None => {
+                return Attempt::Refused(
+                    Problem::new(ProblemType::ServerInternal, "the order's CSR is missing"),
+                    SerialOutcome::Failed,
+                );
+            }
+        };
+        // R35: the last check at the signing gate, after which nothing can change the names.
+        let account = match account {
+            Some(a) => a,
+            None => match self.store.account_by_id(&order.account_id).await {
+                Ok(a) => a,
+                Err(e) => return Attempt::Retry(e.to_string(), SerialOutcome::Failed),
+            },
+        };
+        if let Err(e) = self
+            .policy
+            .check_identifiers(&account, &order.identifiers)
+            .await
+        {
+            if e.kind == ProblemType::ServerInternal {
+                return Attempt::Retry(e.detail, SerialOutcome::Failed);
+            }
+            return Attempt::Refused(e.problem(), SerialOutcome::Failed);
+        }
+        let now_t = time::OffsetDateTime::now_utc();
+        let not_before = order
+            .not_before
+            .map(ts)
+            .unwrap_or(now_t - Duration::from_secs(60));
+        let not_after = order
+            .not_after
+            .map(ts)
+            .unwrap_or(not_before + self.config.cert_validity);
+        let request = IssueRequest {
+            public_key_spki_der: spki.clone(),
+            identifiers: order.identifiers.clone(),
+            not_before,
+            not_after,
+            profile: match order.profile.as_deref() {
+                Some(PROFILE_SERVER_CLIENT) => Profile::ServerClient,
+                _ => Profile::Server,
+            },
+            serial: unhex(&job.serial),
+        };
+        let signed = self.with_lease(job, self.signer.issue(request)).await;
+        let issued = match signed {
+            None => return Attempt::Lost,
+            Some(Ok(i)) => i,
+            // The signer's own re-check of names, key and validity (defence in depth).
+            Some(Err(CaError::InvalidRequest(detail))) => {
+                return Attempt::Refused(
+                    Problem::new(ProblemType::BadCsr, detail),
+                    SerialOutcome::Failed,
+                );
+            }
+            // It may have signed before it stopped: the serial's outcome is unknown.
+            Some(Err(e @ CaError::Unavailable(_))) => {
+                return Attempt::Retry(e.to_string(), SerialOutcome::Abandoned);
+            }
+            Some(Err(e)) => return Attempt::Retry(e.to_string(), SerialOutcome::Failed),
+        };
+        if issued.serial_hex != job.serial {
+            // Never hand out a certificate whose serial the queue did not reserve.
+            return Attempt::Refused(
+                Problem::new(
+                    ProblemType::ServerInternal,
+                    "the signer did not use the reserved serial number",
+                ),
+                SerialOutcome::Abandoned,
+            );
+        }
+        let cert = CertRecord {
+            id: new_id(),
+            serial: issued.serial_hex.clone(),
+            account_id: order.account_id.clone(),
+            order_id: order.id.clone(),
+            der: issued.der,
+            chain_pem: issued.chain_pem,
+            not_before: issued.not_before.unix_timestamp(),
+            not_after: issued.not_after.unix_timestamp(),
+            ari_id: issued.ari_id,
+            spki_sha256: spki_sha256(&spki),
+            key_thumbprint: sceau_ca::inspect::jwk_of_spki(&spki).map(|j| j.thumbprint()),
+            issuer_id: Some(issued.issuer_id),
+            revoked_at: None,
+            revocation_reason: None,
+            replaced_by: None,
+            created_at: now(),
+            replaces: order.replaces.clone(),
+        };
+        let audit = AuditEntry {
+            event: "certificate.issued",
+            account_id: Some(&order.account_id),
+            client_ip: ip,
+            detail: json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile, "issuer": cert.issuer_id, "attempt": job.attempts}),
+        };
+        // Signed: store it, however long storage takes to come back; never sign it again.
+        let stored = self
+            .with_lease(
+                job,
+                crate::error::until_stored(|| {
+                    self.store.finish_issuance(&cert, &self.queue.owner, &audit)
+                }),
+            )
+            .await;
+        match stored {
+            Some(Ok(())) => {
+                audit.log();
+                let mut done = order.clone();
+                done.status = "valid".into();
+                done.cert_id = Some(cert.id.clone());
+                Attempt::Issued(done)
+            }
+            None | Some(Err(StoreError::Conflict(_))) => Attempt::Lost,
+            Some(Err(e)) => {
+                tracing::error!(order = %order.id, serial = %cert.serial, error = %e, "a signed certificate could not be stored; its serial is abandoned");
+                Attempt::Retry(e.to_string(), SerialOutcome::Abandoned)
+            }
+        }
+    }
+
+    /// Runs `work` while renewing the job's lease every third of its length; `None` when the
+    /// lease was lost meanwhile (another instance took the job over).
+    async fn with_lease<T>(&self, job: &IssueJob, work: impl Future<Output = T>) -> Option<T> {
+        let lease = self.config.issuance_lease;
+        let renew = async {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = now() + lease.as_secs() as i64;
+                match self
+                    .store
+                    .renew_issuance_lease(&job.order.id, &self.queue.owner, &job.serial, until)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict(_)) => return,
+                    // Storage is away: keep trying; nobody can take the job while it is.
+                    Err(_) => {}
+                }
+            }
+        };
+        tokio::select! {
+            out = work => Some(out),
+            () = renew => None,
+        }
+    }
+
+    /// Records how an attempt ended.
+    async fn settle(&self, job: &IssueJob, outcome: Attempt) -> Option<OrderRecord> {
+        let order = &job.order;
+        let owner = &self.queue.owner;
+        let now = now();
+        let (problem, serial_outcome) = match outcome {
+            Attempt::Issued(done) => return Some(done),
+            Attempt::Lost => {
+                tracing::warn!(order = %order.id, "another instance took this issuance over");
+                return None;
+            }
+            Attempt::Retry(error, serial_outcome) if now < job.deadline => {
+                let next = now + backoff(job.attempts);
+                tracing::warn!(order = %order.id, attempt = job.attempts, retry_in = next - now, %error, "signing failed; retrying");
+                let r = crate::error::until_stored(|| {
+                    self.store.retry_issuance(
+                        &order.id,
+                        owner,
+                        &job.serial,
+                        serial_outcome,
+                        &error,
+                        next,
+                        now,
+                    )
+                })
+                .await;
+                if let Err(e) = r {
+                    tracing::warn!(order = %order.id, error = %e, "could not schedule the retry");
+                }
+                self.queue.wake.notify_one();
+                return None;
+            }
+            Attempt::Retry(error, serial_outcome) => (
+                Problem::new(
+                    ProblemType::ServerInternal,
+                    format!(
+                        "the certificate could not be signed within {} s of finalize, after {} attempts: {error}",
+                        self.config.issuance_deadline.as_secs(),
+                        job.attempts
+                    ),
+                ),
+                serial_outcome,
+            ),
+            Attempt::Refused(problem, serial_outcome) => (problem, serial_outcome),
+        };
+        let audit = AuditEntry {
+            event: "certificate.refused",
+            account_id: Some(&order.account_id),
+            client_ip: None,
+            detail: json!({"order": order.id, "serial": job.serial, "problem": problem.to_string()}),
+        };
+        match crate::error::until_stored(|| {
+            self.store.fail_issuance(
+                &order.id,
+                owner,
+                &job.serial,
+                serial_outcome,
+                &problem,
+                &audit,
+                now,
+            )
+        })
+        .await
+        {
+            Ok(()) => audit.log(),
+            Err(e) => tracing::warn!(order = %order.id, error = %e, "could not record the refusal"),
+        }
+        None
+    }
+
+    /// One sweep: takes the jobs that are due and runs them; returns how many it took.
+    pub async fn sweep_queue(self: &Arc<Self>) -> Result<usize, AcmeError> {
+        let free = self.queue.slots.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let now = now();
+        let jobs = self
+            .store
+            .claim_issuance(
+                &self.queue.owner,
+                now + self.config.issuance_lease.as_secs() as i64,
+                now + self.config.issuance_deadline.as_secs() as i64,
+                now,
+                free as i64,
+                new_serial,
+            )
+            .await?;
+        let n = jobs.len();
+        for job in jobs {
+            tokio::spawn(Arc::clone(self).run_issue(job, None, None));
+        }
+        Ok(n)
+    }
+
+    /// Starts this instance's background work on `scheduler`: the queue's sweeper, every
+    /// second or sooner when a retry is due.
+    pub fn start_background(self: &Arc<Self>, scheduler: &crate::scheduler::Scheduler) {
+        let me = Arc::clone(self);
+        scheduler.every_or_woken(
+            "issuance-queue",
+            Duration::from_secs(1),
+            Duration::ZERO,
+            crate::scheduler::Scope::EveryInstance,
+            Some(self.queue.wake.clone()),
+            move || {
+                let me = Arc::clone(&me);
+                async move {
+                    match me.sweep_queue().await {
+                        Ok(_) => Ok(()),
+                        // Storage faults are reported once by the store itself.
+                        Err(e) if e.status == Some(503) => Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_positive_16_octets_and_distinct() {
+        let mut seen = HashSet::new();
+        for _ in 0..2000 {
+            let s = new_serial();
+            assert_eq!(s.len(), 32);
+            let b = unhex(&s).unwrap();
+            assert!(b[0] != 0 && b[0] & 0x80 == 0, "{s}");
+            assert!(seen.insert(s));
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_thirty_seconds() {
+        assert_eq!(backoff(1), 1);
+        assert_eq!(backoff(2), 2);
+        assert_eq!(backoff(5), 16);
+        assert_eq!(backoff(6), 30);
+        assert_eq!(backoff(60), 30);
+    }
+}
