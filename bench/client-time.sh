@@ -63,7 +63,7 @@ PIDS+=($!)
 mkdir -m 700 "$WORK/sceau-data"
 setsid "$SERVER" serve --data-dir "$WORK/sceau-data" --listen "127.0.0.1:$SCEAU_PORT" \
     --dns-server "127.0.0.1:$DNS" --http01-port "$HTTP01" --eab off \
-    --validation-allow 127.0.0.0/8 >"$WORK/sceau-server.log" 2>&1 &
+    --validation-allow 127.0.0.0/8 --limit-accounts-per-address off >"$WORK/sceau-server.log" 2>&1 &
 PIDS+=($!)
 
 pebble_files "$WORK" "$PEBBLE_PORT" "$PEBBLE_MGMT" "$HTTP01" "$PEBBLE_TLS" || {

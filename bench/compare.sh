@@ -32,6 +32,9 @@
 #   PEBBLE=pebble CHALLTESTSRV=pebble-challtestsrv   binaries to use
 #   SCEAU_SERVER, SCEAU_BENCH  binaries to use instead of target/release/ (with --no-build)
 #   KEEP=1                   keep the work directory (logs, configs) like --keep
+#   SCEAU_INIT="CMD"         run `CMD DATA_DIR` before sceau-server first starts (e.g. a script
+#                            that runs `sceau-server ca init --issuing-key pkcs11:…` on SoftHSM)
+#   SCEAU_ARGS="…"           extra `sceau-server serve` flags (word-split)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,6 +49,8 @@ SCEAU_GUARD=${SCEAU_GUARD:-0}
 PEBBLE=${PEBBLE:-pebble}
 CHALLTESTSRV=${CHALLTESTSRV:-pebble-challtestsrv}
 KEEP=${KEEP:-0}
+SCEAU_INIT=${SCEAU_INIT:-}
+read -r -a SCEAU_EXTRA <<<"${SCEAU_ARGS:-}"
 ONLY=""
 BUILD=1
 PREFILL=0
@@ -197,10 +202,17 @@ fi
 # --- sceau-server ----------------------------------------------------------------------------
 if [ "$ONLY" != pebble ]; then
     mkdir -m 700 "$WORK/sceau"
+    if [ -n "$SCEAU_INIT" ]; then
+        $SCEAU_INIT "$WORK/sceau" >"$WORK/sceau-init.log" 2>&1 ||
+            die "SCEAU_INIT failed: $(tail -n 3 "$WORK/sceau-init.log")"
+    fi
+    # Every bench client is a new account from 127.0.0.1: the per-address account limit would
+    # stop the second concurrency level.
     start_sceau() { # LOG
         setsid "$SCEAU_SERVER" serve --data-dir "$WORK/sceau" --listen "127.0.0.1:$SCEAU_PORT" \
             --dns-server "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" --eab off \
-            --validation-allow 127.0.0.0/8 >"$1" 2>&1 &
+            --validation-allow 127.0.0.0/8 --limit-accounts-per-address off \
+            ${SCEAU_EXTRA[@]+"${SCEAU_EXTRA[@]}"} >"$1" 2>&1 &
         PIDS+=($!)
         SCEAU_PID=$!
         SCEAU_DIR="https://127.0.0.1:$SCEAU_PORT/directory"

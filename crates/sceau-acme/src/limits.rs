@@ -88,9 +88,9 @@ fn parse_period(text: &str) -> Option<Duration> {
 fn describe_period(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        _ if s % 86400 == 0 => format!("{}d", s / 86400),
-        _ if s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ if s.is_multiple_of(86400) => format!("{}d", s / 86400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
 }
@@ -127,7 +127,7 @@ impl Default for RateLimits {
             names_per_account: rate(1000, 3600),
             pending_authzs_per_account: Some(1000),
             eab_failures_per_key: rate(10, 3600),
-            nonces_per_address: rate(200, 10),
+            nonces_per_address: rate(2000, 10),
         }
     }
 }

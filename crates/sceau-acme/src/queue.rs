@@ -92,7 +92,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// How an attempt ended.
 enum Attempt {
-    Issued(OrderRecord),
+    Issued(Box<OrderRecord>),
     /// Permanent: the order becomes invalid with this problem.
     Refused(Problem, SerialOutcome),
     /// Transient: try again later.
@@ -262,7 +262,7 @@ impl Acme {
                 let mut done = order.clone();
                 done.status = "valid".into();
                 done.cert_id = Some(cert.id.clone());
-                Attempt::Issued(done)
+                Attempt::Issued(Box::new(done))
             }
             None | Some(Err(StoreError::Conflict(_))) => Attempt::Lost,
             Some(Err(e)) => {
@@ -304,7 +304,7 @@ impl Acme {
         let owner = &self.queue.owner;
         let now = now();
         let (problem, serial_outcome) = match outcome {
-            Attempt::Issued(done) => return Some(done),
+            Attempt::Issued(done) => return Some(*done),
             Attempt::Lost => {
                 tracing::warn!(order = %order.id, "another instance took this issuance over");
                 return None;

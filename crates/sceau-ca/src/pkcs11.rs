@@ -5,13 +5,20 @@
 //!   `SCEAU_PKCS11_PIN`; never from argv, and it is never printed ([`redacted_uri`]): every
 //!   error names the URI without its PIN.
 //! - The module comes from the URI's `module-path` or from `SCEAU_PKCS11_MODULE`.
-//! - One PKCS#11 context per module per process, initialised (C_Initialize) on first use and
-//!   never finalised: PKCS#11 allows one C_Initialize per application, and SoftHSM2 crashes
-//!   with two live contexts. A context made before a `fork` is refused in the child (the
-//!   standard requires the child to initialise anew; only an exec'd child may use a token).
+//! - One PKCS#11 context per module per process, initialised (C_Initialize) on first use:
+//!   PKCS#11 allows one C_Initialize per application, and SoftHSM2 crashes with two live
+//!   contexts. A context made before a `fork` is refused in the child (the standard requires
+//!   the child to initialise anew; only an exec'd child may use a token).
 //! - Each opened key holds one logged-in session behind a mutex: signatures on one key are
-//!   serialised. A session lost while running (token removed, module reset) is reopened once
-//!   per signature; if that fails the signature fails with [`CaError::Unavailable`].
+//!   serialised, and block the calling thread (the signing process answers one request at a
+//!   time). A session lost while running (token removed, module reset) is reopened once per
+//!   signature; when the module itself lost its tokens it is finalised and initialised again
+//!   first, under a write lock that no other use of the module holds, and sessions from before
+//!   are never closed again (their handles may name new sessions). If the key cannot be
+//!   reached, the signature fails with [`CaError::Unavailable`], which callers retry.
+//! - A login is per process and token (PKCS#11: all sessions of an application share it):
+//!   once a key on a token is open, another key opened on that token in this process does
+//!   not check its own PIN again.
 //! - Keys generated here are sensitive and not extractable (CKA_SENSITIVE true,
 //!   CKA_EXTRACTABLE false): the private key never leaves the token. A label or id that is
 //!   already on the token is refused, so a CA key is never overwritten or shadowed.
@@ -556,7 +563,7 @@ impl Target {
             }
         }
         for (k, _) in &parsed.query {
-            // RFC 7512 §2.3 leaves vendor query attributes (x-…) to their vendors.
+            // Vendor-specific query attributes (x-…) belong to their vendors: not ours to refuse.
             if !QUERY_ATTRS.contains(&k.as_str()) && !k.starts_with("x-") {
                 return Err(fail(Fault::Uri(format!(
                     "query attribute {k} is not supported (use {})",
@@ -734,8 +741,8 @@ fn der_uint(be: &[u8]) -> Vec<u8> {
     der_tlv(0x02, &content)
 }
 
-/// CKM_ECDSA gives r‖s (PKCS#11 §2.3.1); X.509 wants Ecdsa-Sig-Value ::= SEQUENCE { r, s }
-/// (RFC 3279 §2.2.3).
+/// CKM_ECDSA gives r‖s (PKCS#11 mechanisms, ECDSA); X.509 wants
+/// Ecdsa-Sig-Value ::= SEQUENCE { r, s } (RFC 3279 §2.2.3).
 fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, Fault> {
     if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(Fault::Token {
@@ -749,8 +756,8 @@ fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, Fault> {
     Ok(der_tlv(0x30, &seq))
 }
 
-/// CKA_EC_POINT is a DER OCTET STRING around the point (PKCS#11 §2.3.3; SoftHSM2 does so);
-/// some tokens give the bare point. Either way the result is 04‖X‖Y.
+/// CKA_EC_POINT is a DER OCTET STRING around the point (PKCS#11 EC public key objects;
+/// SoftHSM2 does so); some tokens give the bare point. Either way the result is 04‖X‖Y.
 fn unwrap_ec_point(value: &[u8], point_len: usize) -> Option<Vec<u8>> {
     if value.len() == point_len && value[0] == 0x04 {
         return Some(value.to_vec());
@@ -986,14 +993,14 @@ impl TokenKey {
         }
         let sign = |mech: &Mechanism, data: &[u8]| {
             if live.always_authenticate {
-                // CKA_ALWAYS_AUTHENTICATE: the PIN again before each use (PKCS#11 §4.9).
+                // CKA_ALWAYS_AUTHENTICATE: the PIN again before each use (PKCS#11 private key objects).
                 live.session
                     .login(UserType::ContextSpecific, Some(&self.target.pin))?;
             }
             live.session.sign(mech, live.key, data)
         };
         Some(match self.shape {
-            // CKM_ECDSA signs a digest we compute (PKCS#11 §2.3.6); X9.62 truncation is not
+            // CKM_ECDSA signs a digest we compute (PKCS#11 mechanisms, ECDSA); X9.62 truncation is not
             // needed because the digest size equals the curve size.
             Shape::P256 => sign(
                 &Mechanism::Ecdsa,

@@ -294,6 +294,7 @@ pub struct RemoteSigner {
     link: std::sync::RwLock<Option<Arc<Link>>>,
     up: AtomicBool,
     next: AtomicU64,
+    restart: Arc<tokio::sync::Notify>,
 }
 
 fn io_err(e: std::io::Error) -> CaError {
@@ -356,8 +357,15 @@ impl RemoteSigner {
             link: std::sync::RwLock::new(Some(link.clone())),
             up: AtomicBool::new(true),
             next: AtomicU64::new(1),
+            restart: Arc::new(tokio::sync::Notify::new()),
         });
-        tokio::spawn(Self::supervise(Arc::downgrade(&me), link, child, lines));
+        tokio::spawn(Self::supervise(
+            Arc::downgrade(&me),
+            link,
+            child,
+            lines,
+            me.restart.clone(),
+        ));
         Ok(me)
     }
 
@@ -368,9 +376,22 @@ impl RemoteSigner {
         mut link: Arc<Link>,
         mut child: tokio::process::Child,
         mut lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+        restart: Arc<tokio::sync::Notify>,
     ) {
         loop {
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut requested = false;
+            loop {
+                let line = tokio::select! {
+                    line = lines.next_line() => line,
+                    () = restart.notified() => {
+                        // The answers still in flight are lost with it: their callers see
+                        // `Unavailable`, as for any stop.
+                        let _ = child.start_kill();
+                        requested = true;
+                        continue;
+                    }
+                };
+                let Ok(Some(line)) = line else { break };
                 match serde_json::from_str::<Response>(&line) {
                     Ok(r) => {
                         if let Some(tx) = link.pending.lock().expect("pending lock").remove(&r.id) {
@@ -388,7 +409,11 @@ impl RemoteSigner {
             *signer.link.write().expect("link lock") = None;
             // Whoever waits learns now; their sender is dropped.
             link.pending.lock().expect("pending lock").clear();
-            tracing::error!(status = ?status, "the signing service stopped; restarting it (signing requests wait meanwhile)");
+            if requested {
+                tracing::info!("restarting the signing service, as asked");
+            } else {
+                tracing::error!(status = ?status, "the signing service stopped; restarting it (signing requests wait meanwhile)");
+            }
             drop(signer);
             let mut delay = Duration::from_millis(100);
             loop {
@@ -425,13 +450,7 @@ impl RemoteSigner {
 
     /// Stops the running service; the supervisor starts it again (it reads the CA anew).
     pub fn restart(&self) {
-        if let Some(link) = self.link.write().expect("link lock").take() {
-            // Closing its input makes the service exit (see the module docs).
-            tokio::spawn(async move {
-                let mut input = link.input.lock().await;
-                let _ = input.shutdown().await;
-            });
-        }
+        self.restart.notify_one();
     }
 
     pub fn hello(&self) -> Hello {

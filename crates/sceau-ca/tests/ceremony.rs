@@ -381,7 +381,9 @@ fn a_two_level_pki_gives_a_chain_of_two() {
     assert!(e.to_string().contains("self-signed root"), "{e}");
     assert_eq!(snapshot(&dir), before);
 
-    ceremony::import(&dir, &read(&cert), &policy.chain_pem()).unwrap();
+    // The whole chain, the new certificate first, as some PKIs hand it out.
+    let whole = read(&cert) + &policy.chain_pem();
+    ceremony::import(&dir, &read(&cert), &whole).unwrap();
     let ca = open(&dir).unwrap();
     let issued = leaf(&ca, "www.example.org");
     assert_eq!(
@@ -551,6 +553,33 @@ fn dedicated_rotation_retires_the_old_issuer_which_still_signs_crls() {
         let v = verify_chain(tmp.path(), &dir.join("root.pem"), chain);
         assert!(v.ok, "{}{}", v.stdout, v.stderr);
     }
+    // A third issuer is named after its generation, and a dedicated CA names its own.
+    drop(ca);
+    let e = ceremony::rotate(
+        &dir,
+        &RotateOptions {
+            subject: Some(SUBJECT.into()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("--subject"), "{e}");
+    let third = ceremony::rotate(&dir, &RotateOptions::default()).unwrap();
+    let subject = &third.issuers[2].certificate.as_ref().unwrap().subject;
+    assert!(
+        subject.ends_with("CN=Example Sceau Issuing CA 3"),
+        "{subject}"
+    );
+    let states: Vec<_> = third.issuers.iter().map(|i| i.state).collect();
+    assert_eq!(
+        states,
+        [
+            IssuerState::Retired,
+            IssuerState::Retired,
+            IssuerState::Active
+        ]
+    );
+    let ca = open(&dir).unwrap();
     // The retired issuer still signs the CRL of what it issued.
     let now = OffsetDateTime::now_utc();
     let crl = ca
@@ -784,6 +813,7 @@ fn a_cross_signed_issuer_gives_each_leaf_an_alternate_chain() {
                 .unwrap()
         )
     );
+    drop(ca);
     // Each chain verifies against its own root only.
     for (chain, root, other) in [
         (&issued.chain_pem, &first.cert, &second_root.cert),
@@ -793,6 +823,14 @@ fn a_cross_signed_issuer_gives_each_leaf_an_alternate_chain() {
         assert!(v.ok, "{}{}", v.stdout, v.stderr);
         assert!(!verify_chain(tmp.path(), other, chain).ok);
     }
+    // A chain file that does not fit the issuer makes the CA unusable, naming the file.
+    let alt_file = dir.join("intermediate-alt-1.pem");
+    std::fs::write(&alt_file, partner.chain_pem()).unwrap();
+    let e = open(&dir).unwrap_err();
+    assert!(
+        matches!(&e, CaError::Corrupt { path, .. } if path == &alt_file),
+        "{e}"
+    );
 }
 
 #[test]

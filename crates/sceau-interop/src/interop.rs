@@ -46,7 +46,17 @@ impl Interop {
         Self::build(kind, true)
     }
 
+    /// For clients that listen themselves, against `sceau-server` on a data directory the test
+    /// prepared (e.g. a delegated CA imported from an existing PKI).
+    pub fn start_sceau_on(data_dir: &Path) -> Interop {
+        Self::build_on(ServerKind::Sceau, false, Some(data_dir))
+    }
+
     fn build(kind: ServerKind, with_webroot: bool) -> Interop {
+        Self::build_on(kind, with_webroot, None)
+    }
+
+    fn build_on(kind: ServerKind, with_webroot: bool, data_dir: Option<&Path>) -> Interop {
         let dir = tempfile::Builder::new()
             .prefix("sceau-interop-")
             .tempdir()
@@ -56,15 +66,16 @@ impl Interop {
             .then(|| Webroot::start(&dir.path().join("webroot")).expect("start webroot"));
         let http01_port = webroot.as_ref().map_or_else(free_port, Webroot::port);
         let tlsalpn01_port = free_port();
-        let server = AcmeServer::start(
-            kind,
-            &dir.path().join("server"),
-            ValidationTargets {
-                dns: dns.addr,
-                http01_port,
-                tlsalpn01_port,
-            },
-        );
+        let targets = ValidationTargets {
+            dns: dns.addr,
+            http01_port,
+            tlsalpn01_port,
+        };
+        let server_dir = dir.path().join("server");
+        let server = match data_dir {
+            Some(data) => AcmeServer::start_sceau_on(&server_dir, targets, data),
+            None => AcmeServer::start(kind, &server_dir, targets),
+        };
         Interop {
             server,
             dns,

@@ -2,7 +2,8 @@
 //! reference implementation that keeps the client flows themselves honest.
 //!
 //! Invariants:
-//! - Each instance has its own data dir, its own free ports, and resolves names only through
+//! - Each instance has its own data dir (made at start, or prepared by the test with
+//!   `sceau-server ca` commands), its own free ports, and resolves names only through
 //!   the test's own DNS server; validation connects to the http-01 / tls-alpn-01 ports the
 //!   test chose.
 //! - [`AcmeServer::start`] returns only once `GET <directory>` answers 200 over TLS verified
@@ -66,6 +67,21 @@ pub struct AcmeServer {
 impl AcmeServer {
     /// Starts `kind` with its state in `dir` (created) and waits until it serves its directory.
     pub fn start(kind: ServerKind, dir: &Path, targets: ValidationTargets) -> AcmeServer {
+        Self::start_in(kind, dir, targets, None)
+    }
+
+    /// Starts `sceau-server` on a data directory the test prepared (a CA made with
+    /// `sceau-server ca init` and `ca import`), whose `root.pem` is what clients trust.
+    pub fn start_sceau_on(dir: &Path, targets: ValidationTargets, data_dir: &Path) -> AcmeServer {
+        Self::start_in(ServerKind::Sceau, dir, targets, Some(data_dir))
+    }
+
+    fn start_in(
+        kind: ServerKind,
+        dir: &Path,
+        targets: ValidationTargets,
+        data_dir: Option<&Path>,
+    ) -> AcmeServer {
         fs::create_dir_all(dir).expect("create server dir");
         let mut last = String::new();
         for attempt in 0..START_ATTEMPTS {
@@ -73,7 +89,7 @@ impl AcmeServer {
             fs::create_dir_all(&attempt_dir).expect("create server attempt dir");
             let started = match kind {
                 ServerKind::Pebble => start_pebble(&attempt_dir, targets),
-                ServerKind::Sceau => start_sceau(&attempt_dir, targets),
+                ServerKind::Sceau => start_sceau(&attempt_dir, targets, data_dir),
             };
             match started {
                 Ok(server) => return server,
@@ -151,9 +167,13 @@ pub fn sceau_server_binary() -> PathBuf {
     bin
 }
 
-fn start_sceau(dir: &Path, t: ValidationTargets) -> Result<AcmeServer, Failed> {
+fn start_sceau(
+    dir: &Path,
+    t: ValidationTargets,
+    data_dir: Option<&Path>,
+) -> Result<AcmeServer, Failed> {
     let bin = sceau_server_binary();
-    let data = dir.join("data");
+    let data = data_dir.map_or_else(|| dir.join("data"), Path::to_path_buf);
     let port = free_port();
     let log = dir.join("sceau-server.log");
     let mut cmd = Command::new(bin);

@@ -7,8 +7,9 @@
 //!   material.
 //! - A PKCS#11 PIN comes from the URI's `pin-source` or `SCEAU_PKCS11_PIN`, never from argv;
 //!   a `pin-value` in a URI on the command line is refused.
-//! - The running server picks up a new issuer, or a new alternate chain, when it restarts: the
-//!   signing process reads `ca.json` when it starts.
+//! - The running server picks up a new issuer, or a new alternate chain, when its signing
+//!   process starts again, which reads `ca.json`: at a restart, or at once on SIGHUP (the
+//!   process restarts its signing service; requests meanwhile wait in the issuance queue).
 //! - Files the commands create (keys, `ca.json`, the database) are private to the user that
 //!   runs them, as under `serve`; certificates and CSRs are public.
 
@@ -260,7 +261,9 @@ pub fn run(args: CaArgs) -> Result<(), String> {
                     "Next: have the existing PKI sign the request above, then run `sceau-server ca import`."
                 );
             } else {
-                eprintln!("A running sceau-server uses the change after its next restart.");
+                eprintln!(
+                    "A running sceau-server uses the change once it receives SIGHUP (or after its next restart)."
+                );
             }
         }
         _ => {}

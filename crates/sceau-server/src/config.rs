@@ -43,6 +43,9 @@ pub struct Config {
     pub issuance_wait_ms: u64,
     /// How long an order may take to be signed, retries included, before it is invalid.
     pub issuance_deadline_secs: u64,
+    /// How long an instance holds an issuance without renewing its lease (another instance
+    /// takes the job over once it expires).
+    pub issuance_lease_secs: u64,
     /// R29: failed validations allowed per ACME account, per name, per hour (0: no limit).
     pub max_failed_validations_per_hour: u32,
     /// A file holding the database URL (for credentials that must stay out of argv).
@@ -99,6 +102,7 @@ impl Default for Config {
             validation_wait_ms: 2000,
             issuance_wait_ms: 5000,
             issuance_deadline_secs: 600,
+            issuance_lease_secs: 15,
             max_failed_validations_per_hour: 5,
             database_url_file: None,
             validation_allow: Vec::new(),
@@ -118,7 +122,7 @@ impl Default for Config {
             limit_names_per_account: "1000/1h".into(),
             limit_pending_authzs_per_account: "1000".into(),
             limit_eab_failures_per_key: "10/1h".into(),
-            limit_nonces_per_address: "200/10s".into(),
+            limit_nonces_per_address: "2000/10s".into(),
         }
     }
 }

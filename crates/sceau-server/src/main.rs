@@ -56,7 +56,7 @@ pub struct ServeArgs {
     /// External account binding: off, optional or required [default: required]
     #[arg(long)]
     pub eab: Option<String>,
-    /// CA key type when the CA is first created: p256, p384 or rsa3072 [default: p256]
+    /// CA key type when serve creates the CA itself: p256, p384, rsa3072 or rsa4096 [default: p256]
     #[arg(long)]
     pub ca_key: Option<String>,
     /// Validity of issued certificates in days [default: 90; at most 90 unless --allow-long-validity]
@@ -78,6 +78,15 @@ pub struct ServeArgs {
     /// Log format: text or json
     #[arg(long)]
     pub log_format: Option<String>,
+    /// Milliseconds finalize waits for its certificate before answering "processing" [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub issuance_wait_ms: Option<u64>,
+    /// Seconds an order may take to be signed, retries included, before it is invalid [default: 600]
+    #[arg(long, value_name = "SECS")]
+    pub issuance_deadline_secs: Option<u64>,
+    /// Seconds an instance holds an issuance without renewing its lease [default: 15]
+    #[arg(long, value_name = "SECS")]
+    pub issuance_lease_secs: Option<u64>,
     /// Run as a staging CA (agency guide R53, R54): its own CA, whose names and certificates
     /// say TEST; needs a data directory of its own
     #[arg(long)]
@@ -144,11 +153,13 @@ pub struct ServeArgs {
     /// Failed external account bindings per EAB key id [default: 10/1h]
     #[arg(long, value_name = "RATE")]
     pub limit_eab_failures_per_key: Option<String>,
-    /// New nonces per client address [default: 200/10s]
+    /// New nonces per client address [default: 2000/10s]
     #[arg(long, value_name = "RATE")]
     pub limit_nonces_per_address: Option<String>,
 }
 
+// `serve` carries every setting: the enum is parsed once, its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the ACME server

@@ -84,6 +84,9 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
         )*};
     }
     set!(
+        issuance_wait_ms,
+        issuance_deadline_secs,
+        issuance_lease_secs,
         max_connections,
         max_connections_per_address,
         handshake_timeout_secs,
@@ -283,6 +286,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         };
         acme_config.issuance_wait = Duration::from_millis(config.issuance_wait_ms);
         acme_config.issuance_deadline = Duration::from_secs(config.issuance_deadline_secs);
+        acme_config.issuance_lease = Duration::from_secs(config.issuance_lease_secs.max(3));
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
         let policy = crate::admin::server_policy(&config, eab, &store, &mut acme_config).await?;

@@ -207,6 +207,8 @@ async fn kill_nine_under_load_loses_no_certificate() {
         "valid order without its certificate"
     );
 
+    assert_serials_accounted_for(&server).await;
+
     // New orders still succeed.
     let mut c = Raw::new(&server).await;
     c.register().await;

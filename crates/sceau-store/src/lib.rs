@@ -15,6 +15,9 @@
 //!   survives a killed process; the commits a client must be able to rely on after a power
 //!   loss too (a certificate, a revocation) then wait on [`durable::GroupSync`], where one
 //!   `fdatasync` of the WAL covers every commit made before it (group commit).
+//! - A fault of the storage itself (disk full, read-only, I/O errors, a database that cannot
+//!   be opened or reached) is [`StoreError::Unavailable`], never `Database`; the store logs
+//!   each such condition once (`health`), so callers answer it and do not log it.
 
 mod db;
 mod durable;

@@ -200,6 +200,7 @@ impl Store {
 
     /// A transient failure: the job is released for another attempt at `next_at`, its serial
     /// settled as `outcome`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn retry_issuance(
         &self,
         order_id: &str,

@@ -10,6 +10,7 @@ mod dnsquery;
 mod knot;
 pub mod openssl_ca;
 mod postgres;
+mod softhsm;
 mod tmpfs;
 mod tools;
 
@@ -17,5 +18,6 @@ pub use dnsquery::{QueryError, query};
 pub use knot::{KnotDns, Tsig};
 pub use openssl_ca::{OpenSslCa, Validity};
 pub use postgres::Postgres;
+pub use softhsm::{SOFTHSM_MODULE, SoftHsm};
 pub use tmpfs::Tmpfs;
 pub use tools::{find_tool, free_port, require_tool};

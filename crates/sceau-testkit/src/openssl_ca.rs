@@ -110,6 +110,17 @@ impl OpenSslCa {
         cn: &str,
         extensions: &str,
     ) -> Result<OpenSslCa, OpenSslCaError> {
+        self.subordinate_with(dir, cn, extensions, Validity::Days(3000))
+    }
+
+    /// [`OpenSslCa::subordinate`] with the given validity (e.g. an expired policy CA).
+    pub fn subordinate_with(
+        &mut self,
+        dir: &Path,
+        cn: &str,
+        extensions: &str,
+        validity: Validity,
+    ) -> Result<OpenSslCa, OpenSslCaError> {
         let mut parents = vec![self.cert.clone()];
         parents.extend(self.parents.iter().cloned());
         let sub = Self::layout(dir, parents)?;
@@ -131,7 +142,7 @@ impl OpenSslCa {
             "-config",
             &sub.path_str(&sub.dir.join("openssl.cnf")),
         ])?;
-        self.sign(&csr, &sub.cert, extensions, Validity::Days(3000))?;
+        self.sign(&csr, &sub.cert, extensions, validity)?;
         Ok(sub)
     }
 

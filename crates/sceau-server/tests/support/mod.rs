@@ -25,6 +25,8 @@ pub struct Server {
     pub args: Vec<String>,
     /// Another instance's data directory to share (several instances on one database).
     pub shared_data_dir: Option<PathBuf>,
+    /// Extra environment of the server process (e.g. `SOFTHSM2_CONF`); set before `spawn`.
+    pub env: Vec<(String, String)>,
     /// The file the server's stderr (its log) is appended to, and its `SCEAU_LOG` filter;
     /// `None`: stderr is the test's, at `warn`.
     pub log: Option<(PathBuf, String)>,
@@ -34,10 +36,18 @@ impl Server {
     /// Starts sceau-server on free ports with a fresh data directory and knot DNS for `test.`;
     /// `extra` adds flags (e.g. `--eab off`).
     pub fn start(extra: &[&str]) -> Server {
+        let mut s = Server::unstarted(extra);
+        s.spawn();
+        s
+    }
+
+    /// A server not started yet: set `env`, prepare `data_dir()` (e.g. `ca init`), then call
+    /// [`Server::spawn`].
+    pub fn unstarted(extra: &[&str]) -> Server {
         let dns = KnotDns::start("test.")
             .expect("knot DNS for tests (install with the README's test command)");
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Server {
+        Server {
             child: None,
             dir,
             port: free_port(),
@@ -46,10 +56,9 @@ impl Server {
             dns,
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: None,
+            env: Vec::new(),
             log: None,
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// Like [`Server::start`], with the data directory at `data_dir` and the server's log
@@ -71,6 +80,7 @@ impl Server {
             dns,
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: Some(data_dir),
+            env: Vec::new(),
             log: Some((log_file, log_filter.to_owned())),
         };
         s.spawn();
@@ -108,6 +118,7 @@ impl Server {
             dns,
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: Some(first.data_dir()),
+            env: first.env.clone(),
             log: None,
         };
         // Validations of either instance must see the same records: use the first's DNS.
@@ -161,6 +172,7 @@ impl Server {
                 vec!["--validation-allow", "127.0.0.0/8"]
             })
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "SCEAU_LOG",
                 self.log.as_ref().map_or("warn", |(_, f)| f.as_str()),
@@ -612,4 +624,33 @@ pub fn openssl_verify(server: &Server, chain_pem: &str) {
 
 pub fn socket(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Serial numbers and certificates agree (see `sceau-store`'s queue invariants).
+pub async fn assert_serials_accounted_for(s: &Server) {
+    let store = s.store().await;
+    let q = |sql: &'static str| {
+        let store = store.clone();
+        async move { store.scalar(sql).await.unwrap() }
+    };
+    assert_eq!(
+        q("SELECT COUNT(*) FROM certificates c WHERE NOT EXISTS (SELECT 1 FROM serials s WHERE s.serial = c.serial AND s.state = 'issued' AND s.order_id = c.order_id)").await,
+        0,
+        "a certificate whose serial is not recorded as issued"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM serials s WHERE s.state = 'issued' AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = s.serial)").await,
+        0,
+        "a serial recorded as issued without its certificate"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM serials s JOIN orders o ON o.id = s.order_id WHERE s.state = 'reserved' AND o.status <> 'processing'").await,
+        0,
+        "a serial still reserved for an order that is not processing"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM orders o WHERE o.status = 'valid' AND (SELECT COUNT(*) FROM serials s WHERE s.order_id = o.id AND s.state = 'issued') <> 1").await,
+        0,
+        "a valid order without exactly one issued serial"
+    );
 }
