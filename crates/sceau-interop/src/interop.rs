@@ -49,14 +49,23 @@ impl Interop {
     /// For clients that listen themselves, against `sceau-server` on a data directory the test
     /// prepared (e.g. a delegated CA imported from an existing PKI).
     pub fn start_sceau_on(data_dir: &Path) -> Interop {
-        Self::build_on(ServerKind::Sceau, false, Some(data_dir))
+        Self::build_on(ServerKind::Sceau, false, Some((data_dir, &[])))
+    }
+
+    /// [`Interop::start_sceau_on`] with `env` for the server (e.g. `SOFTHSM2_CONF`).
+    pub fn start_sceau_on_with_env(data_dir: &Path, env: &[(String, String)]) -> Interop {
+        Self::build_on(ServerKind::Sceau, false, Some((data_dir, env)))
     }
 
     fn build(kind: ServerKind, with_webroot: bool) -> Interop {
         Self::build_on(kind, with_webroot, None)
     }
 
-    fn build_on(kind: ServerKind, with_webroot: bool, data_dir: Option<&Path>) -> Interop {
+    fn build_on(
+        kind: ServerKind,
+        with_webroot: bool,
+        data_dir: Option<(&Path, &[(String, String)])>,
+    ) -> Interop {
         let dir = tempfile::Builder::new()
             .prefix("sceau-interop-")
             .tempdir()
@@ -73,7 +82,7 @@ impl Interop {
         };
         let server_dir = dir.path().join("server");
         let server = match data_dir {
-            Some(data) => AcmeServer::start_sceau_on(&server_dir, targets, data),
+            Some((data, env)) => AcmeServer::start_sceau_on(&server_dir, targets, data, env),
             None => AcmeServer::start(kind, &server_dir, targets),
         };
         Interop {

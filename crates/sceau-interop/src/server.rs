@@ -71,16 +71,22 @@ impl AcmeServer {
     }
 
     /// Starts `sceau-server` on a data directory the test prepared (a CA made with
-    /// `sceau-server ca init` and `ca import`), whose `root.pem` is what clients trust.
-    pub fn start_sceau_on(dir: &Path, targets: ValidationTargets, data_dir: &Path) -> AcmeServer {
-        Self::start_in(ServerKind::Sceau, dir, targets, Some(data_dir))
+    /// `sceau-server ca init` and `ca import`), whose `root.pem` is what clients trust; `env`
+    /// goes to the server process (e.g. `SOFTHSM2_CONF` for a CA on a token).
+    pub fn start_sceau_on(
+        dir: &Path,
+        targets: ValidationTargets,
+        data_dir: &Path,
+        env: &[(String, String)],
+    ) -> AcmeServer {
+        Self::start_in(ServerKind::Sceau, dir, targets, Some((data_dir, env)))
     }
 
     fn start_in(
         kind: ServerKind,
         dir: &Path,
         targets: ValidationTargets,
-        data_dir: Option<&Path>,
+        data_dir: Option<(&Path, &[(String, String)])>,
     ) -> AcmeServer {
         fs::create_dir_all(dir).expect("create server dir");
         let mut last = String::new();
@@ -170,10 +176,11 @@ pub fn sceau_server_binary() -> PathBuf {
 fn start_sceau(
     dir: &Path,
     t: ValidationTargets,
-    data_dir: Option<&Path>,
+    on: Option<(&Path, &[(String, String)])>,
 ) -> Result<AcmeServer, Failed> {
     let bin = sceau_server_binary();
-    let data = data_dir.map_or_else(|| dir.join("data"), Path::to_path_buf);
+    let data = on.map_or_else(|| dir.join("data"), |(d, _)| d.to_path_buf());
+    let env = on.map_or(&[][..], |(_, e)| e);
     let port = free_port();
     let log = dir.join("sceau-server.log");
     let mut cmd = Command::new(bin);
@@ -186,7 +193,8 @@ fn start_sceau(
         .args(["--tlsalpn01-port", &t.tlsalpn01_port.to_string()])
         // The clients under test answer challenges on loopback, refused by default.
         .args(["--validation-allow", "127.0.0.0/8"])
-        .args(["--eab", "off"]);
+        .args(["--eab", "off"])
+        .envs(env.iter().map(|(k, v)| (k, v)));
     let child = spawn_logged(&mut cmd, &log);
     let root = data.join("root.pem");
     let server = AcmeServer {
