@@ -107,10 +107,12 @@ fn backoff(attempts: i64) -> i64 {
 
 impl Acme {
     /// Runs one job to its end under this instance's lease; returns the order once `valid`.
+    /// `checked`: what finalize already verified in this process (the account, the CSR's
+    /// public key), so the fast path does not read or verify them twice.
     pub(crate) async fn run_issue(
         self: Arc<Self>,
         job: IssueJob,
-        account: Option<AccountRecord>,
+        checked: Option<(AccountRecord, Vec<u8>)>,
         ip: Option<String>,
     ) -> Option<OrderRecord> {
         let id = job.order.id.clone();
@@ -124,7 +126,7 @@ impl Acme {
             return None;
         }
         let _permit = self.queue.slots.acquire().await.ok();
-        let outcome = self.attempt(&job, account, ip.as_deref()).await;
+        let outcome = self.attempt(&job, checked, ip.as_deref()).await;
         let result = self.settle(&job, outcome).await;
         self.queue.running.lock().expect("queue lock").remove(&id);
         result
@@ -133,29 +135,32 @@ impl Acme {
     async fn attempt(
         &self,
         job: &IssueJob,
-        account: Option<AccountRecord>,
+        checked: Option<(AccountRecord, Vec<u8>)>,
         ip: Option<&str>,
     ) -> Attempt {
         let order = &job.order;
-        let spki = match order
-            .csr
-            .as_deref()
-            .and_then(|c| b64::decode(c).ok())
-            .map(|der| sceau_ca::csr::parse_and_check_with(&der, self.config.allow_wildcards))
-        {
-            Some(Ok(parsed)) => parsed.public_key_spki_der,
-            Some(Err(e)) => {
-                return Attempt::Refused(
-                    Problem::new(ProblemType::BadCsr, e.to_string()),
-                    SerialOutcome::Failed,
-                );
-            }
-            None => {
-                return Attempt::Refused(
-                    Problem::new(ProblemType::ServerInternal, "the order's CSR is missing"),
-                    SerialOutcome::Failed,
-                );
-            }
+        let (account, spki) = match checked {
+            Some((account, spki)) => (Some(account), spki),
+            None => match order
+                .csr
+                .as_deref()
+                .and_then(|c| b64::decode(c).ok())
+                .map(|der| sceau_ca::csr::parse_and_check_with(&der, self.config.allow_wildcards))
+            {
+                Some(Ok(parsed)) => (None, parsed.public_key_spki_der),
+                Some(Err(e)) => {
+                    return Attempt::Refused(
+                        Problem::new(ProblemType::BadCsr, e.to_string()),
+                        SerialOutcome::Failed,
+                    );
+                }
+                None => {
+                    return Attempt::Refused(
+                        Problem::new(ProblemType::ServerInternal, "the order's CSR is missing"),
+                        SerialOutcome::Failed,
+                    );
+                }
+            },
         };
         // R35: the last check at the signing gate, after which nothing can change the names.
         let account = match account {
@@ -233,7 +238,6 @@ impl Acme {
             not_after: issued.not_after.unix_timestamp(),
             ari_id: issued.ari_id,
             spki_sha256: spki_sha256(&spki),
-            key_thumbprint: sceau_ca::inspect::jwk_of_spki(&spki).map(|j| j.thumbprint()),
             issuer_id: Some(issued.issuer_id),
             revoked_at: None,
             revocation_reason: None,

@@ -505,3 +505,119 @@ async fn read_only_postgresql_answers_503_logs_once_and_resumes_while_running() 
     assert_quiet_log(&log, from, &says);
     assert_consistent(&store).await;
 }
+
+/// The pid of the server's signing service (its child running `sign-service`).
+fn signing_service_of(server: &Server) -> u32 {
+    let parent = server.child.as_ref().unwrap().id().to_string();
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &parent, "-f", "sign-service"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("one signing service")
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Issue 11: the disk fills while the signer holds a request. The signed certificate is kept
+/// and stored once space returns, under the serial reserved before signing; it is never signed
+/// a second time, and the order completes without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_signed_while_the_disk_fills_is_stored_once_space_returns() {
+    let disk = Tmpfs::mount(16);
+    let (_logs, log) = log_file();
+    let mut flags = FLAGS.to_vec();
+    flags.extend(["--issuance-wait-ms", "300"]);
+    let server = Server::start_logged(disk.path().join("data"), log.clone(), "info", &flags);
+    let responder = Http01::start(server.http01_port).await;
+    server.add_host("late-ready.test");
+    server.add_host("late-pending.test");
+    let mut c = Raw::new(&server).await;
+    c.register().await;
+    let p = prepare(&c, &responder, "late").await;
+
+    // The signer stalls; finalize commits the job, then waits.
+    let signer = signing_service_of(&server);
+    signal(signer, "-STOP");
+    let (csr_b64, _) = csr(&["late-ready.test"]);
+    let r = c
+        .post(
+            p.ready["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_b64})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["status"], "processing");
+    let order_id = p.ready["_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let reserved: Vec<String> = {
+        let store = server.store().await;
+        let (_, _, _, attempts, _) = store.issuance_state(&order_id).await.unwrap();
+        assert_eq!(attempts, Some(1));
+        vec![store.serial_counts().await.unwrap().reserved.to_string()]
+    };
+    assert_eq!(reserved, ["1"], "the serial is reserved before signing");
+
+    // The disk fills, then the signer answers: the certificate cannot be stored yet.
+    let from = log_len(&log);
+    disk.fill();
+    signal(signer, "-CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = c.post(p.ready["_url"].as_str().unwrap(), None).await;
+    assert!(
+        still.status == 503 || still.json()["status"] == "processing",
+        "{} {}",
+        still.status,
+        String::from_utf8_lossy(&still.body)
+    );
+
+    wait_for_line(&log, from, "is full");
+    // Space returns: stored without a restart, under the first serial, signed once.
+    disk.free();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let r = c.post(p.ready["_url"].as_str().unwrap(), None).await;
+        if r.status == 200 && r.json()["status"] != "processing" {
+            break r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not stored a minute after space returned"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(done["status"], "valid", "{done}");
+    let store = server.store().await;
+    let counts = store.serial_counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.issued,
+            counts.failed,
+            counts.abandoned,
+            counts.reserved
+        ),
+        (1, 0, 0, 0),
+        "one serial, issued: {counts:?}"
+    );
+    let (_, _, _, attempts, _) = store.issuance_state(&order_id).await.unwrap();
+    assert_eq!(attempts, Some(1), "signed once");
+    let cert = c.post(done["certificate"].as_str().unwrap(), None).await;
+    openssl_verify(&server, &String::from_utf8(cert.body).unwrap());
+    assert_serials_accounted_for(&server).await;
+    assert_consistent(&store).await;
+}

@@ -20,8 +20,8 @@ CREATE TABLE serials (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-CREATE INDEX serials_order ON serials (order_id);
-CREATE INDEX serials_reserved ON serials (serial) WHERE state = 'reserved';
+-- No index beyond the key: the queue reads serials by serial only, and every index is one more
+-- page written per certificate.
 -- Which issuing CA signed each certificate (CRLs and OCSP are per issuer).
 ALTER TABLE certificates ADD COLUMN issuer_id TEXT;
 -- Periodic jobs that one instance at a time runs (sceau-acme's scheduler).

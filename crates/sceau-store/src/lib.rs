@@ -243,8 +243,8 @@ impl Store {
             }
         }
         query(
-            "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
+            "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at, new_authzs)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11, $12)",
         )
         .bind(&order.id)
         .bind(&order.account_id)
@@ -257,6 +257,7 @@ impl Store {
         .bind(&order.profile)
         .bind(&order.replaces)
         .bind(order.created_at)
+        .bind(new_authzs.len() as i64)
         .execute(&mut tx)
         .await?;
         insert_audit(&mut tx, audit).await?;
@@ -331,7 +332,7 @@ impl Store {
             .await?
             .one_or("order is not processing")?;
         query(
-            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, key_thumbprint, revoked_at, revocation_reason, replaced_by, created_at)
+            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, NULL, NULL, NULL, $11)",
         )
         .bind(&cert.id)
@@ -345,7 +346,7 @@ impl Store {
         .bind(&cert.ari_id)
         .bind(&cert.spki_sha256)
         .bind(cert.created_at)
-        .bind(&cert.key_thumbprint)
+        .bind(&cert.issuer_id)
         .execute(&mut tx)
         .await?;
         if let Some(replaced) = &cert.replaces {
@@ -527,7 +528,7 @@ impl Store {
 
     // ---- certificates -------------------------------------------------------------------
 
-    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, key_thumbprint, issuer_id, revoked_at, revocation_reason, replaced_by, created_at";
+    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at";
 
     pub async fn cert_by_id(&self, id: &str) -> Result<CertRecord> {
         self.cert_where("id", id).await

@@ -20,7 +20,7 @@ pub struct WindowCount {
 pub struct OrderLoad {
     /// Orders created since `orders_since`.
     pub orders: WindowCount,
-    /// Authorizations created since `names_since`.
+    /// Authorizations the account's orders created since `names_since`.
     pub names: WindowCount,
     /// Authorizations still pending and unexpired.
     pub pending: i64,
@@ -42,8 +42,8 @@ impl Store {
         })
     }
 
-    /// Orders and new authorizations of `account_id` in their windows, and its pending
-    /// authorizations at `now`, in one round trip.
+    /// Orders of `account_id` since `orders_since`, the authorizations its orders created
+    /// since `names_since`, and its pending authorizations at `now`, in one round trip.
     pub async fn order_load(
         &self,
         account_id: &str,
@@ -55,8 +55,8 @@ impl Store {
             "SELECT
                (SELECT COUNT(*) FROM orders WHERE account_id = $1 AND created_at >= $2),
                (SELECT MIN(created_at) FROM orders WHERE account_id = $1 AND created_at >= $2),
-               (SELECT COUNT(*) FROM authzs WHERE account_id = $1 AND created_at >= $3),
-               (SELECT MIN(created_at) FROM authzs WHERE account_id = $1 AND created_at >= $3),
+               (SELECT CAST(COALESCE(SUM(new_authzs), 0) AS BIGINT) FROM orders WHERE account_id = $1 AND created_at >= $3),
+               (SELECT MIN(created_at) FROM orders WHERE account_id = $1 AND created_at >= $3 AND new_authzs > 0),
                (SELECT COUNT(*) FROM authzs WHERE account_id = $1 AND status = 'pending' AND expires > $4)",
         )
         .bind(account_id)
@@ -130,17 +130,10 @@ impl Store {
         tx.commit().await
     }
 
-    /// RFC 8555 §11.1: whether a public key was ever certified here, by the RFC 7638 thumbprint
-    /// recorded at issuance or, for rows written before thumbprints were, by the SHA-256 of
-    /// one of its SubjectPublicKeyInfo encodings (`spki_sha256s`, lowercase hex).
-    pub async fn key_certified(&self, thumbprint: &str, spki_sha256s: &[String]) -> Result<bool> {
-        let row = query("SELECT COUNT(*) FROM certificates WHERE key_thumbprint = $1")
-            .bind(thumbprint)
-            .fetch_one(&self.db)
-            .await?;
-        if row.try_get::<i64, _>(0)? > 0 {
-            return Ok(true);
-        }
+    /// RFC 8555 §11.1: whether a public key was ever certified here, by the SHA-256 of each
+    /// DER SubjectPublicKeyInfo encoding it can have (`spki_sha256s`, lowercase hex). Finalize
+    /// certifies only DER-encoded keys, so these are all the encodings a certificate can hold.
+    pub async fn key_certified(&self, spki_sha256s: &[String]) -> Result<bool> {
         for hash in spki_sha256s {
             if self.spki_seen(hash).await? {
                 return Ok(true);

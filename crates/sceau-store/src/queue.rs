@@ -280,8 +280,8 @@ impl Store {
         .await?
         .one_or("the issuance lease was lost")?;
         query(
-            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, key_thumbprint, issuer_id, revoked_at, revocation_reason, replaced_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, NULL, $13)",
+            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, $12)",
         )
         .bind(&cert.id)
         .bind(&cert.serial)
@@ -293,7 +293,6 @@ impl Store {
         .bind(cert.not_after)
         .bind(&cert.ari_id)
         .bind(&cert.spki_sha256)
-        .bind(&cert.key_thumbprint)
         .bind(&cert.issuer_id)
         .bind(cert.created_at)
         .execute(&mut tx)

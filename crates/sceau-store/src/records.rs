@@ -166,9 +166,6 @@ pub struct CertRecord {
     pub not_after: i64,
     pub ari_id: String,
     pub spki_sha256: String,
-    /// RFC 7638 thumbprint of the certified public key (RFC 8555 §11.1 checks); `None` in rows
-    /// written before it was recorded.
-    pub key_thumbprint: Option<String>,
     /// The issuing CA that signed it (hex of its key identifier); `None` in rows written
     /// before it was recorded (they are all of the first issuer).
     pub issuer_id: Option<String>,
@@ -195,7 +192,6 @@ impl CertRecord {
             not_after: get(row, "not_after")?,
             ari_id: get(row, "ari_id")?,
             spki_sha256: get(row, "spki_sha256")?,
-            key_thumbprint: get(row, "key_thumbprint")?,
             issuer_id: get(row, "issuer_id")?,
             revoked_at: get(row, "revoked_at")?,
             revocation_reason: get(row, "revocation_reason")?,

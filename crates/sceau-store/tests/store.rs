@@ -224,7 +224,6 @@ async fn certificate_and_order_commit_together_and_survive_reopen(dir: Backend) 
         not_after: now() + 86400,
         ari_id: "AQ.Cg".into(),
         spki_sha256: "ff".into(),
-        key_thumbprint: Some("tp".into()),
         issuer_id: Some("ab".into()),
         revoked_at: None,
         revocation_reason: None,

@@ -124,11 +124,7 @@ impl Acme {
             .iter()
             .map(|der| spki_sha256(der))
             .collect();
-        if self
-            .store
-            .key_certified(&jwk.thumbprint(), &spki_hashes)
-            .await?
-        {
+        if self.store.key_certified(&spki_hashes).await? {
             return Err(AcmeError::new(
                 ProblemType::BadPublicKey,
                 "this key is in a certificate issued by this CA; a certified key cannot be an account key (RFC 8555 §11.1): use a separate account key",

@@ -47,7 +47,7 @@ impl Acme {
         let payload: Finalize = req.payload()?;
         let der = b64::decode(&payload.csr)
             .map_err(|_| AcmeError::new(ProblemType::BadCsr, "\"csr\" is not base64url DER"))?;
-        self.check_csr(&order, &der).await?;
+        let parsed = self.check_csr(&order, &der).await?;
         // The job: the order processing with its CSR, leased to this instance, its serial
         // reserved, in one commit (see `queue`).
         let serial = crate::queue::new_serial();
@@ -85,7 +85,7 @@ impl Acme {
         // answers `valid` at once), else answers `processing` with Retry-After (§7.4).
         let task = tokio::spawn(Arc::clone(self).run_issue(
             job,
-            Some(account.clone()),
+            Some((account.clone(), parsed.public_key_spki_der)),
             ip.map(str::to_owned),
         ));
         let order = match tokio::time::timeout(self.config.issuance_wait, task).await {
@@ -135,7 +135,15 @@ impl Acme {
             ));
         }
         // RFC 8555 §11.1: an account key must not be certified, whichever account it is of.
+        // The key must also be in its DER form (RFC 5280 §4.1: certificates are DER), so that
+        // newAccount and keyChange can find every certified key by the hash of its encodings.
         if let Some(jwk) = sceau_ca::inspect::jwk_of_spki(&parsed.public_key_spki_der) {
+            if !sceau_ca::inspect::spki_der_candidates(&jwk).contains(&parsed.public_key_spki_der) {
+                return Err(AcmeError::new(
+                    ProblemType::BadCsr,
+                    "the CSR's public key is not DER-encoded (RFC 5280 §4.1, RFC 5480, RFC 3279, RFC 8410)",
+                ));
+            }
             match self.store.account_by_thumbprint(&jwk.thumbprint()).await {
                 Ok(_) => {
                     return Err(AcmeError::new(
