@@ -13,6 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$ROOT/bench/lib.sh"
 RUNS=10
 BUILD=1
 while [ $# -gt 0 ]; do
@@ -30,9 +31,9 @@ done
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --quiet -p sceau-server -p sceau)
 fi
-TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-SCEAU=${TARGET:-$ROOT/target}/release/sceau
-SERVER=${TARGET:-$ROOT/target}/release/sceau-server
+release_dir RELEASE
+SCEAU=$RELEASE/sceau
+SERVER=$RELEASE/sceau-server
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-client-time.XXXXXX")
 PIDS=()
@@ -44,7 +45,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-. "$ROOT/bench/lib.sh"
 wait_url() { # URL CA
     for _ in $(seq 150); do
         [ -s "$2" ] && curl -fsS --max-time 2 --cacert "$2" -o /dev/null "$1" 2>/dev/null && return 0

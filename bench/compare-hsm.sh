@@ -10,22 +10,18 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 command -v softhsm2-util >/dev/null || { echo "compare-hsm.sh: softhsm2-util is not installed (Debian softhsm2)" >&2; exit 2; }
 [ -e "$MODULE" ] || { echo "compare-hsm.sh: $MODULE is missing (Debian softhsm2)" >&2; exit 2; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-compare-hsm.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-mkdir "$WORK/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$WORK/tokens" > "$WORK/softhsm2.conf"
-export SOFTHSM2_CONF=$WORK/softhsm2.conf
-PIN=$(od -An -N6 -tu8 /dev/urandom | tr -d ' ')
-( umask 077; printf '%s\n' "$PIN" > "$WORK/pin" )
-softhsm2-util --init-token --free --label sceau-bench --pin "$PIN" --so-pin "$PIN" >/dev/null
+softhsm_token "$WORK" sceau-bench
 
-TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-SERVER=${SCEAU_SERVER:-${TARGET:-$ROOT/target}/release/sceau-server}
+release_dir RELEASE
+SERVER=${SCEAU_SERVER:-$RELEASE/sceau-server}
 cat > "$WORK/init.sh" <<INIT
 #!/bin/sh
 exec "$SERVER" ca init --data-dir "\$1" \

@@ -75,60 +75,11 @@ for tool in "$PEBBLE" "$CHALLTESTSRV" openssl curl ss timeout cargo; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-# --- processes and cleanup -------------------------------------------------------------------
-# Each server runs under setsid as the leader of its own process group (its PID is the group
-# id, and the PID sceau-bench samples), so stopping it stops whatever it started.
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-compare.XXXXXX")
-PIDS=()
-FAILED=0
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "$KEEP" = 1 ] || [ "$FAILED" = 1 ]; then
-        echo "compare.sh: logs and configs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-stop() { # PID: stop one process group started here and forget it
-    local pid=$1 keep=() p
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-fail_start() { # NAME LOG
-    FAILED=1
-    echo "compare.sh: $1 did not start; last lines of $2:" >&2
-    tail -n 20 "$2" >&2 || true
-    exit 2
-}
-
-# --- free ports: nothing bound to them on TCP or UDP, and not handed out twice ---------------
+# --- processes and cleanup (bench/lib.sh): each server leads its own process group -----------
 . "$ROOT/bench/lib.sh"
-
-wait_directory() { # NAME URL CA PID LOG
-    local deadline=$((SECONDS + START_TIMEOUT))
-    while [ $SECONDS -lt "$deadline" ]; do
-        kill -0 "$4" 2>/dev/null || fail_start "$1" "$5"
-        if [ -s "$3" ] && curl -fsS --max-time 2 --cacert "$3" -o /dev/null "$2" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    fail_start "$1 (no answer on $2 within ${START_TIMEOUT}s)" "$5"
-}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-compare.XXXXXX")
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
 
 # --- build -----------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
@@ -138,11 +89,10 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --quiet "${packages[@]}") \
         || die "release build failed"
 fi
-TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
-    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-BENCH=${SCEAU_BENCH:-"${TARGET:-$ROOT/target}/release/sceau-bench"}
-PREFILL_BIN=${SCEAU_PREFILL:-"${TARGET:-$ROOT/target}/release/sceau-prefill"}
-SCEAU_SERVER=${SCEAU_SERVER:-"${TARGET:-$ROOT/target}/release/sceau-server"}
+release_dir RELEASE
+BENCH=${SCEAU_BENCH:-"$RELEASE/sceau-bench"}
+PREFILL_BIN=${SCEAU_PREFILL:-"$RELEASE/sceau-prefill"}
+SCEAU_SERVER=${SCEAU_SERVER:-"$RELEASE/sceau-server"}
 [ -x "$BENCH" ] || die "$BENCH is missing (build it or drop --no-build)"
 if [ "$ONLY" != pebble ]; then [ -x "$SCEAU_SERVER" ] || die "$SCEAU_SERVER is missing"; fi
 if [ "$PREFILL" -gt 0 ]; then [ -x "$PREFILL_BIN" ] || die "$PREFILL_BIN is missing"; fi
@@ -238,9 +188,6 @@ if [ "$ONLY" != pebble ]; then
 fi
 
 # --- summary ---------------------------------------------------------------------------------
-field() { # LINE NAME
-    sed -n "s/.*\<$2=\([^ ]*\).*/\1/p" <<<"$1"
-}
 if [ -z "$ONLY" ]; then
     for c in $CONCURRENCIES; do
         p=$(field "${LINE[pebble-$c]}" certs_per_s)

@@ -60,57 +60,11 @@ done
     die "the descriptor limit ($(ulimit -Hn)) is too low for $CONNECTIONS connections"
 ulimit -n "$(ulimit -Hn)"
 
-# --- processes and cleanup: each server leads its own process group ---------------------------
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-connections.XXXXXX")
-PIDS=()
-FAILED=0
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "$KEEP" = 1 ] || [ "$FAILED" = 1 ]; then
-        echo "connections.sh: logs and configs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-stop() { # PID
-    local pid=$1 keep=() p
-    kill -TERM -- "-$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-fail_start() { # NAME LOG
-    FAILED=1
-    echo "connections.sh: $1 did not start; last lines of $2:" >&2
-    tail -n 20 "$2" >&2 || true
-    exit 2
-}
-
+# --- processes and cleanup (bench/lib.sh): each server leads its own process group -----------
 . "$ROOT/bench/lib.sh"
-
-wait_directory() { # NAME URL CA PID LOG
-    local deadline=$((SECONDS + START_TIMEOUT))
-    while [ $SECONDS -lt "$deadline" ]; do
-        kill -0 "$4" 2>/dev/null || fail_start "$1" "$5"
-        if [ -s "$3" ] && curl -fsS --max-time 2 --cacert "$3" -o /dev/null "$2" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    fail_start "$1 (no answer on $2 within ${START_TIMEOUT}s)" "$5"
-}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-connections.XXXXXX")
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
 
 # --- build -----------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
@@ -118,10 +72,9 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && timeout "$BUILD_TIMEOUT" cargo build --release --quiet -p sceau-server -p sceau-bench) \
         || die "release build failed"
 fi
-TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
-    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-SCEAU_SERVER=${SCEAU_SERVER:-"${TARGET:-$ROOT/target}/release/sceau-server"}
-CONNBENCH=${SCEAU_CONNBENCH:-"${TARGET:-$ROOT/target}/release/sceau-connbench"}
+release_dir RELEASE
+SCEAU_SERVER=${SCEAU_SERVER:-"$RELEASE/sceau-server"}
+CONNBENCH=${SCEAU_CONNBENCH:-"$RELEASE/sceau-connbench"}
 [ -x "$SCEAU_SERVER" ] || die "$SCEAU_SERVER is missing (build it or drop --no-build)"
 [ -x "$CONNBENCH" ] || die "$CONNBENCH is missing (build it or drop --no-build)"
 
@@ -171,9 +124,6 @@ run_sceau sceau-raised --max-connections-per-address "$CONNECTIONS" \
     --max-connections $((CONNECTIONS + 100))
 
 # --- summary ---------------------------------------------------------------------------------
-field() { # LINE NAME
-    sed -n "s/.*\<$2=\([^ ]*\).*/\1/p" <<<"$1"
-}
 for name in pebble sceau sceau-raised; do
     line=${LINE[$name]:-}
     printf 'summary %-13s held %s of %s idle TLS connections from one address; %s KiB RSS per held connection; slow-loris open %s s\n' \

@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 BUILD=1
 ARGS=()
@@ -30,22 +32,14 @@ command -v softhsm2-util >/dev/null || { echo "pkcs11-sign.sh: softhsm2-util is 
 if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --release --quiet -p sceau-bench --bin sceau-signbench)
 fi
-TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-BENCH=${TARGET:-$ROOT/target}/release/sceau-signbench
+release_dir RELEASE
+BENCH=$RELEASE/sceau-signbench
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-pkcs11-sign.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-mkdir "$WORK/tokens" "$WORK/data"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$WORK/tokens" > "$WORK/softhsm2.conf"
-export SOFTHSM2_CONF=$WORK/softhsm2.conf
+mkdir "$WORK/data"
 umask 077
-PIN=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ' | cut -c1-12)
-SO_PIN=$(od -An -N8 -tu8 /dev/urandom | tr -d ' ' | cut -c1-12)
-printf '%s\n' "$PIN" > "$WORK/pin"
-# softhsm2-util takes the PINs only as arguments; they are this throwaway token's.
-softhsm2-util --init-token --free --label bench --pin "$PIN" --so-pin "$SO_PIN" >/dev/null
-unset PIN SO_PIN
+softhsm_token "$WORK" bench
 
 echo "# $(softhsm2-util --version | head -1 | sed 's/^/softhsm2 /'), $(nproc) cores, $(uname -m)"
 "$BENCH" --dir "$WORK/data" \

@@ -181,6 +181,29 @@ impl Limiter {
         err
     }
 
+    /// The refusal of a sliding-window limit: `what` happened in the last `rate.period`, and
+    /// the window has room again when the oldest event in `w` leaves it.
+    fn window_full(
+        &self,
+        limit: &'static str,
+        subject: &str,
+        what: String,
+        rate: Rate,
+        w: WindowCount,
+        now: i64,
+    ) -> AcmeError {
+        let err = refusal(
+            limit,
+            format!(
+                "{what} in the last {} (limit {})",
+                describe_period(rate.period),
+                rate.describe()
+            ),
+            retry_after(w, rate.period, now),
+        );
+        self.refuse(limit, subject, err)
+    }
+
     /// newAccount from `ip` (only when an account would be created).
     pub async fn new_account(&self, store: &Store, ip: Option<&str>) -> AcmeResult<()> {
         let (Some(rate), Some(ip)) = (self.settings.accounts_per_address, ip) else {
@@ -191,17 +214,14 @@ impl Limiter {
             .accounts_created_from(ip, now - rate.period.as_secs() as i64)
             .await?;
         if w.count >= i64::from(rate.count) {
-            let err = refusal(
+            return Err(self.window_full(
                 ACCOUNTS,
-                format!(
-                    "{} new accounts from {ip} in the last {} (limit {})",
-                    w.count,
-                    describe_period(rate.period),
-                    rate.describe()
-                ),
-                retry_after(w, rate.period, now),
-            );
-            return Err(self.refuse(ACCOUNTS, ip, err));
+                ip,
+                format!("{} new accounts from {ip}", w.count),
+                rate,
+                w,
+                now,
+            ));
         }
         Ok(())
     }
@@ -234,33 +254,30 @@ impl Limiter {
         if let Some(rate) = s.orders_per_account
             && load.orders.count >= i64::from(rate.count)
         {
-            let err = refusal(
+            return Err(self.window_full(
                 ORDERS,
-                format!(
-                    "{} new orders by this account in the last {} (limit {})",
-                    load.orders.count,
-                    describe_period(rate.period),
-                    rate.describe()
-                ),
-                retry_after(load.orders, rate.period, now),
-            );
-            return Err(self.refuse(ORDERS, account_id, err));
+                account_id,
+                format!("{} new orders by this account", load.orders.count),
+                rate,
+                load.orders,
+                now,
+            ));
         }
         if let Some(rate) = s.names_per_account
             && new_names > 0
             && load.names.count + new_names > i64::from(rate.count)
         {
-            let err = refusal(
+            return Err(self.window_full(
                 NAMES,
+                account_id,
                 format!(
-                    "this order needs {new_names} new authorizations and the account created {} in the last {} (limit {})",
-                    load.names.count,
-                    describe_period(rate.period),
-                    rate.describe()
+                    "this order needs {new_names} new authorizations and the account created {}",
+                    load.names.count
                 ),
-                retry_after(load.names, rate.period, now),
-            );
-            return Err(self.refuse(NAMES, account_id, err));
+                rate,
+                load.names,
+                now,
+            ));
         }
         if let Some(max) = s.pending_authzs_per_account
             && new_names > 0
@@ -291,17 +308,17 @@ impl Limiter {
             .limit_events_since(EVENT_EAB_FAILED, kid, now - rate.period.as_secs() as i64)
             .await?;
         if w.count >= i64::from(rate.count) {
-            let err = refusal(
+            return Err(self.window_full(
                 EAB,
+                kid,
                 format!(
-                    "{} failed external account bindings for this key id in the last {} (limit {})",
-                    w.count,
-                    describe_period(rate.period),
-                    rate.describe()
+                    "{} failed external account bindings for this key id",
+                    w.count
                 ),
-                retry_after(w, rate.period, now),
-            );
-            return Err(self.refuse(EAB, kid, err));
+                rate,
+                w,
+                now,
+            ));
         }
         Ok(())
     }
@@ -350,17 +367,17 @@ impl Limiter {
             .limit_events_since(EVENT_EAB_UNKNOWN, ip, since)
             .await?;
         if w.count >= i64::from(rate.count) {
-            let err = refusal(
+            return Err(self.window_full(
                 EAB,
+                ip,
                 format!(
-                    "{} external account bindings with unknown key ids from {ip} in the last {} (limit {})",
-                    w.count,
-                    describe_period(rate.period),
-                    rate.describe()
+                    "{} external account bindings with unknown key ids from {ip}",
+                    w.count
                 ),
-                retry_after(w, rate.period, now),
-            );
-            return Err(self.refuse(EAB, ip, err));
+                rate,
+                w,
+                now,
+            ));
         }
         let audit = AuditEntry {
             event: "eab.unknown_kid",

@@ -362,18 +362,14 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<CaRecord, CaError> {
                     cert: ROOT_CERT.into(),
                     key: kept.then_some(root_ref),
                 }),
-                issuers: vec![IssuerEntry {
+                issuers: vec![IssuerEntry::active(
                     id,
-                    key: issuing_ref,
-                    key_kind: opts.kind,
+                    issuing_ref,
+                    opts.kind,
                     subject,
-                    state: IssuerState::Active,
-                    cert: Some(INTERMEDIATE_CERT.into()),
-                    chain: None,
-                    csr: None,
-                    alternates: Vec::new(),
-                    created_at: now.unix_timestamp(),
-                }],
+                    INTERMEDIATE_CERT.into(),
+                    now.unix_timestamp(),
+                )],
             }
         }
         CaMode::Delegated => {
@@ -891,18 +887,14 @@ pub fn rotate(dir: &Path, opts: &RotateOptions) -> Result<CaRecord, CaError> {
                     i.state = IssuerState::Retired;
                 }
             }
-            manifest.issuers.push(IssuerEntry {
+            manifest.issuers.push(IssuerEntry::active(
                 id,
-                key: key_ref,
-                key_kind: kind,
+                key_ref,
+                kind,
                 subject,
-                state: IssuerState::Active,
-                cert: Some(cert_name),
-                chain: None,
-                csr: None,
-                alternates: Vec::new(),
-                created_at: now.unix_timestamp(),
-            });
+                cert_name,
+                now.unix_timestamp(),
+            ));
         }
         CaMode::Delegated => {
             let text = match &opts.subject {

@@ -15,6 +15,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use crate::der;
 use crate::{CaError, hex_lower, names};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +126,8 @@ pub fn spki_matches_jwk(spki_der: &[u8], jwk: &Jwk) -> bool {
             let (Some(n), Some(e)) = (decode(n), decode(e)) else {
                 return false;
             };
-            strip(rsa.modulus) == strip(&n) && strip(rsa.exponent) == strip(&e)
+            der::strip_zeros(rsa.modulus) == der::strip_zeros(&n)
+                && der::strip_zeros(rsa.exponent) == der::strip_zeros(&e)
         }
         Jwk::Okp { crv, x } => {
             alg.algorithm == OID_SIG_ED25519
@@ -169,8 +171,8 @@ pub fn jwk_of_spki(spki_der: &[u8]) -> Option<Jwk> {
         };
         // RFC 7518 §6.3.1: unsigned big-endian without leading zero octets.
         return Some(Jwk::Rsa {
-            n: b64(strip(rsa.modulus)),
-            e: b64(strip(rsa.exponent)),
+            n: b64(der::strip_zeros(rsa.modulus)),
+            e: b64(der::strip_zeros(rsa.exponent)),
         });
     }
     if alg.algorithm == OID_SIG_ED25519 && key.len() == 32 {
@@ -191,83 +193,47 @@ pub fn spki_der_candidates(jwk: &Jwk) -> Vec<Vec<u8>> {
     let bit_string = |content: &[u8]| {
         let mut v = vec![0u8];
         v.extend_from_slice(content);
-        der(0x03, &v)
+        der::tlv(0x03, &v)
     };
     match jwk {
         Jwk::Ec { crv, x, y } => {
-            // id-ecPublicKey 1.2.840.10045.2.1; prime256v1 1.2.840.10045.3.1.7; secp384r1 1.3.132.0.34
             let curve: &[u8] = match crv.as_str() {
-                "P-256" => &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
-                "P-384" => &[0x2b, 0x81, 0x04, 0x00, 0x22],
+                "P-256" => &der::P256_OID,
+                "P-384" => &der::P384_OID,
                 _ => return Vec::new(),
             };
-            let alg = der(
+            // id-ecPublicKey 1.2.840.10045.2.1
+            let alg = der::tlv(
                 0x30,
                 &[
-                    der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
-                    der(0x06, curve),
+                    der::tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
+                    curve.to_vec(),
                 ]
                 .concat(),
             );
             let mut point = vec![4u8];
             point.extend(d(x));
             point.extend(d(y));
-            vec![der(0x30, &[alg, bit_string(&point)].concat())]
+            vec![der::tlv(0x30, &[alg, bit_string(&point)].concat())]
         }
         Jwk::Rsa { n, e } => {
-            let key = der(0x30, &[der_uint(&d(n)), der_uint(&d(e))].concat());
+            let key = der::tlv(0x30, &[der::uint(&d(n)), der::uint(&d(e))].concat());
             // rsaEncryption 1.2.840.113549.1.1.1
-            let oid = der(
+            let oid = der::tlv(
                 0x06,
                 &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
             );
-            let with_null = der(0x30, &[oid.clone(), vec![0x05, 0x00]].concat());
-            let without = der(0x30, &oid);
+            let with_null = der::tlv(0x30, &[oid.clone(), vec![0x05, 0x00]].concat());
+            let without = der::tlv(0x30, &oid);
             vec![
-                der(0x30, &[with_null, bit_string(&key)].concat()),
-                der(0x30, &[without, bit_string(&key)].concat()),
+                der::tlv(0x30, &[with_null, bit_string(&key)].concat()),
+                der::tlv(0x30, &[without, bit_string(&key)].concat()),
             ]
         }
         Jwk::Okp { x, .. } => {
             // id-Ed25519 1.3.101.112, parameters absent
-            let alg = der(0x30, &der(0x06, &[0x2b, 0x65, 0x70]));
-            vec![der(0x30, &[alg, bit_string(&d(x))].concat())]
+            let alg = der::tlv(0x30, &der::tlv(0x06, &[0x2b, 0x65, 0x70]));
+            vec![der::tlv(0x30, &[alg, bit_string(&d(x))].concat())]
         }
     }
-}
-
-/// One DER TLV (definite length, X.690 §8.1.3).
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
-
-/// A non-negative INTEGER from unsigned big-endian octets (X.690 §8.3: minimal, with a
-/// leading zero when the high bit is set).
-fn der_uint(be: &[u8]) -> Vec<u8> {
-    let v = strip(be);
-    let mut content = Vec::with_capacity(v.len() + 1);
-    if v.is_empty() || v[0] & 0x80 != 0 {
-        content.push(0);
-    }
-    content.extend_from_slice(v);
-    der(0x02, &content)
-}
-
-fn strip(be: &[u8]) -> &[u8] {
-    let start = be.iter().position(|b| *b != 0).unwrap_or(be.len());
-    &be[start..]
 }

@@ -17,6 +17,7 @@ mod ca;
 mod ca_key;
 pub mod ceremony;
 pub mod csr;
+mod der;
 mod error;
 mod fsutil;
 pub mod inspect;

@@ -90,6 +90,32 @@ pub struct IssuerEntry {
     pub created_at: i64,
 }
 
+impl IssuerEntry {
+    /// An issuer whose certificate `cert` this CA's own root just signed: active, with no
+    /// chain between it and the root, no request and no alternate chain.
+    pub(crate) fn active(
+        id: String,
+        key: KeyRef,
+        key_kind: CaKeyKind,
+        subject: String,
+        cert: PathBuf,
+        created_at: i64,
+    ) -> IssuerEntry {
+        IssuerEntry {
+            id,
+            key,
+            key_kind,
+            subject,
+            state: IssuerState::Active,
+            cert: Some(cert),
+            chain: None,
+            csr: None,
+            alternates: Vec::new(),
+            created_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u32,
@@ -144,18 +170,14 @@ impl Manifest {
                 cert: ROOT_CERT.into(),
                 key: Some(KeyRef::File(ROOT_KEY.into())),
             }),
-            issuers: vec![IssuerEntry {
-                id: issuer_id,
-                key: KeyRef::File(INTERMEDIATE_KEY.into()),
-                key_kind: kind,
+            issuers: vec![IssuerEntry::active(
+                issuer_id,
+                KeyRef::File(INTERMEDIATE_KEY.into()),
+                kind,
                 subject,
-                state: IssuerState::Active,
-                cert: Some(INTERMEDIATE_CERT.into()),
-                chain: None,
-                csr: None,
-                alternates: Vec::new(),
-                created_at: 0,
-            }],
+                INTERMEDIATE_CERT.into(),
+                0,
+            )],
         }
     }
 

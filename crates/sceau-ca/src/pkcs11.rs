@@ -39,6 +39,7 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use rcgen::{PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_RSA_SHA256, SignatureAlgorithm};
 
+use crate::der;
 use crate::{CaError, CaKey, CaKeyKind, KeyHandle, KeyRef};
 
 /// Where the module path comes from when the URI has no `module-path`.
@@ -703,44 +704,6 @@ fn read_pin(uri: &Pkcs11Uri) -> Result<AuthPin, Fault> {
     Ok(AuthPin::new(pin.into()))
 }
 
-const P256_OID: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const P384_OID: [u8; 7] = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-
-fn der_len(len: usize, out: &mut Vec<u8>) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend_from_slice(&bytes);
-    }
-}
-
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    der_len(content.len(), &mut out);
-    out.extend_from_slice(content);
-    out
-}
-
-/// A DER INTEGER of an unsigned big-endian number: minimal, with a 0 byte when the high bit
-/// would make it negative (X.690 §8.3).
-fn der_uint(be: &[u8]) -> Vec<u8> {
-    let first = be.iter().position(|b| *b != 0).unwrap_or(be.len());
-    let mut content = Vec::with_capacity(be.len() - first + 1);
-    match be.get(first) {
-        None => content.push(0),
-        Some(b) if b & 0x80 != 0 => content.push(0),
-        Some(_) => {}
-    }
-    content.extend_from_slice(&be[first..]);
-    der_tlv(0x02, &content)
-}
-
 /// CKM_ECDSA gives r‖s (PKCS#11 mechanisms, ECDSA); X.509 wants
 /// Ecdsa-Sig-Value ::= SEQUENCE { r, s } (RFC 3279 §2.2.3).
 fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, Fault> {
@@ -751,9 +714,9 @@ fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, Fault> {
         });
     }
     let (r, s) = raw.split_at(raw.len() / 2);
-    let mut seq = der_uint(r);
-    seq.extend(der_uint(s));
-    Ok(der_tlv(0x30, &seq))
+    let mut seq = der::uint(r);
+    seq.extend(der::uint(s));
+    Ok(der::tlv(0x30, &seq))
 }
 
 /// CKA_EC_POINT is a DER OCTET STRING around the point (PKCS#11 EC public key objects;
@@ -850,15 +813,15 @@ fn read_public(
                 )));
             }
             // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } (RFC 8017 A.1.1)
-            let mut seq = der_uint(&n);
-            seq.extend(der_uint(&e));
-            Ok((Shape::Rsa, der_tlv(0x30, &seq)))
+            let mut seq = der::uint(&n);
+            seq.extend(der::uint(&e));
+            Ok((Shape::Rsa, der::tlv(0x30, &seq)))
         }
         Some(t) if t == KeyType::EC => {
             let params = params.unwrap_or_default();
-            let (shape, point_len) = if params == P256_OID {
+            let (shape, point_len) = if params == der::P256_OID {
                 (Shape::P256, 65)
-            } else if params == P384_OID {
+            } else if params == der::P384_OID {
                 (Shape::P384, 97)
             } else {
                 return Err(Fault::Unsupported(
@@ -1181,9 +1144,9 @@ fn generate_pair(target: &Target, life: &Life, kind: CaKeyKind) -> Result<Connec
     let mechanism = match kind {
         CaKeyKind::P256 | CaKeyKind::P384 => {
             let oid = if kind == CaKeyKind::P256 {
-                P256_OID.to_vec()
+                der::P256_OID.to_vec()
             } else {
-                P384_OID.to_vec()
+                der::P384_OID.to_vec()
             };
             public.push(Attribute::EcParams(oid));
             private.push(Attribute::Derive(false));
@@ -1297,9 +1260,6 @@ mod tests {
         let mut wrapped = vec![0x04, 0x61];
         wrapped.extend(&p384);
         assert_eq!(unwrap_ec_point(&wrapped, 97), Some(p384));
-        assert_eq!(der_uint(&[0, 0]), vec![0x02, 0x01, 0x00]);
-        let long = der_tlv(0x30, &[0u8; 300]);
-        assert_eq!(&long[..4], &[0x30, 0x82, 0x01, 0x2c]);
         assert_eq!(ckr_name(RvError::PinIncorrect), "CKR_PIN_INCORRECT");
     }
 }

@@ -597,22 +597,30 @@ async fn serials_are_unique() {
     }
 }
 
+/// The key types an ACME account key can have.
+const ACCOUNT_KEY_KINDS: [KeyKind; 4] = [
+    KeyKind::P256,
+    KeyKind::P384,
+    KeyKind::Rsa2048,
+    KeyKind::Ed25519,
+];
+
+/// The SubjectPublicKeyInfo of a certificate `ca` issues for `account`'s own key, from a CSR
+/// for `name` signed with it.
+async fn certified_spki(ca: &Ca, account: &AccountKey, name: &str) -> Vec<u8> {
+    let key = KeyPair::try_from(account.to_pkcs8_der()).unwrap();
+    let issued = issue_for_csr(ca, &csr(&key, &[name], None), Profile::Server).await;
+    cert_info(&issued.der).unwrap().spki_der
+}
+
 #[tokio::test]
 async fn revocation_key_check_matches_only_the_certificate_key() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::open_or_create(tmp.path(), CaKeyKind::P256, "Revoke").unwrap();
-    for kind in [
-        KeyKind::P256,
-        KeyKind::P384,
-        KeyKind::Rsa2048,
-        KeyKind::Ed25519,
-    ] {
+    for kind in ACCOUNT_KEY_KINDS {
         let account = AccountKey::generate(kind).unwrap();
         let other = AccountKey::generate(kind).unwrap();
-        let key = KeyPair::try_from(account.to_pkcs8_der()).unwrap();
-        let issued =
-            issue_for_csr(&ca, &csr(&key, &["revoke.example"], None), Profile::Server).await;
-        let spki = cert_info(&issued.der).unwrap().spki_der;
+        let spki = certified_spki(&ca, &account, "revoke.example").await;
         assert!(spki_matches_jwk(&spki, &account.jwk()), "{kind}");
         assert!(!spki_matches_jwk(&spki, &other.jwk()), "{kind}");
     }
@@ -633,21 +641,9 @@ async fn revocation_key_check_matches_only_the_certificate_key() {
 async fn certified_keys_and_account_keys_compare_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::open_or_create(dir.path(), CaKeyKind::P256, "Test").unwrap();
-    for kind in [
-        KeyKind::P256,
-        KeyKind::P384,
-        KeyKind::Rsa2048,
-        KeyKind::Ed25519,
-    ] {
+    for kind in ACCOUNT_KEY_KINDS {
         let account = AccountKey::generate(kind).unwrap();
-        let key = KeyPair::try_from(account.to_pkcs8_der()).unwrap();
-        let issued = issue_for_csr(
-            &ca,
-            &csr(&key, &["same-key.example"], None),
-            Profile::Server,
-        )
-        .await;
-        let spki = cert_info(&issued.der).unwrap().spki_der;
+        let spki = certified_spki(&ca, &account, "same-key.example").await;
         let jwk = jwk_of_spki(&spki).unwrap_or_else(|| panic!("{kind}: no JWK"));
         assert_eq!(jwk.thumbprint(), account.jwk().thumbprint(), "{kind}");
         assert!(

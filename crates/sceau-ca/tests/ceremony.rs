@@ -14,7 +14,9 @@ use rcgen::KeyPair;
 use sceau_ca::ceremony::{self, InitOptions, RootKey, RotateOptions};
 use sceau_ca::manifest::{CaMode, IssuerState, Manifest};
 use sceau_ca::{Ca, CaError, CaKeyKind, CrlRequest, IssueRequest, Issued, KeyRef, OpenOptions};
-use sceau_testkit::openssl_ca::{ISSUING_CA_EXT, POLICY_CA_EXT};
+use sceau_testkit::openssl_ca::{
+    ISSUING_CA_EXT, POLICY_CA_EXT, sha256_fingerprint, subject_key_id, verify_server_chain,
+};
 use sceau_testkit::{OpenSslCa, Validity};
 use sceau_wire::Identifier;
 use time::{Duration, OffsetDateTime};
@@ -43,34 +45,6 @@ fn leaf(ca: &Ca, name: &str) -> Issued {
         serial: None,
     })
     .unwrap()
-}
-
-/// `openssl verify -CAfile root -untrusted <what follows the leaf>` of a leaf+chain PEM.
-fn verify_chain(scratch: &Path, root: &Path, chain_pem: &str) -> Out {
-    let blocks: Vec<&str> = chain_pem
-        .split_inclusive("-----END CERTIFICATE-----\n")
-        .collect();
-    assert!(blocks.len() >= 2, "a leaf and its chain: {chain_pem}");
-    let n = rand_u64();
-    let (leaf, chain) = (
-        scratch.join(format!("leaf-{n}.pem")),
-        scratch.join(format!("chain-{n}.pem")),
-    );
-    std::fs::write(&leaf, blocks[0]).unwrap();
-    std::fs::write(&chain, blocks[1..].concat()).unwrap();
-    openssl(
-        &[
-            "verify",
-            "-purpose",
-            "sslserver",
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-untrusted",
-            chain.to_str().unwrap(),
-            leaf.to_str().unwrap(),
-        ],
-        None,
-    )
 }
 
 fn x509_field(pem_file: &Path, args: &[&str]) -> String {
@@ -123,13 +97,7 @@ fn dedicated_init_prints_a_record_openssl_agrees_with() {
     let record = ceremony::init(&dir, &InitOptions::dedicated(CaKeyKind::P384, "Example")).unwrap();
     assert_eq!(record.mode, CaMode::Dedicated);
     let root = record.root.as_ref().unwrap();
-    let fp = |f: &str| {
-        x509_field(&dir.join(f), &["-fingerprint", "-sha256"])
-            .trim()
-            .strip_prefix("sha256 Fingerprint=")
-            .unwrap()
-            .to_owned()
-    };
+    let fp = |f: &str| sha256_fingerprint(&dir.join(f));
     assert_eq!(root.sha256_fingerprint, fp("root.pem"));
     assert_eq!(record.root_key, "file root.key");
     let [issuer] = record.issuers.as_slice() else {
@@ -141,15 +109,7 @@ fn dedicated_init_prints_a_record_openssl_agrees_with() {
     assert_eq!(issuer.key, "file intermediate.key");
     assert_eq!(issuer.key_kind, CaKeyKind::P384);
     // Key ids are the subjectKeyIdentifiers openssl reads.
-    let ski = |f: &str| {
-        x509_field(&dir.join(f), &["-ext", "subjectKeyIdentifier"])
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .replace(':', "")
-            .to_ascii_lowercase()
-    };
+    let ski = |f: &str| subject_key_id(&dir.join(f));
     assert_eq!(root.key_id, ski("root.pem"));
     assert_eq!(cert.key_id, ski("intermediate.pem"));
     assert_eq!(issuer.id, cert.key_id);
@@ -242,8 +202,7 @@ fn an_offline_root_key_is_written_once_outside_the_data_directory() {
     // The signing process needs no root key to sign.
     let ca = open(&dir).unwrap();
     let issued = leaf(&ca, "www.example.org");
-    let v = verify_chain(tmp.path(), &dir.join("root.pem"), &issued.chain_pem);
-    assert!(v.ok, "{}{}", v.stdout, v.stderr);
+    verify_server_chain(&dir.join("root.pem"), &issued.chain_pem).unwrap();
 
     // The key is never overwritten, nor written into a data directory, nor anywhere odd.
     let fresh = tmp.path().join("fresh");
@@ -337,10 +296,7 @@ fn a_delegated_ca_waits_for_import_then_issues_under_the_existing_pki() {
     assert_eq!(issuer.state, IssuerState::Active);
     assert_eq!(
         record.root.as_ref().unwrap().sha256_fingerprint,
-        x509_field(&pki.cert, &["-fingerprint", "-sha256"])
-            .trim()
-            .strip_prefix("sha256 Fingerprint=")
-            .unwrap()
+        sha256_fingerprint(&pki.cert)
     );
     assert_eq!(record.root_key, "held by the existing PKI");
     assert_eq!(read(&dir.join("root.pem")), read(&pki.cert));
@@ -348,8 +304,7 @@ fn a_delegated_ca_waits_for_import_then_issues_under_the_existing_pki() {
     let ca = open(&dir).unwrap();
     let issued = leaf(&ca, "www.example.org");
     assert_eq!(issued.issuer_id, issuer.id);
-    let v = verify_chain(tmp.path(), &pki.cert, &issued.chain_pem);
-    assert!(v.ok, "{}{}", v.stdout, v.stderr);
+    verify_server_chain(&pki.cert, &issued.chain_pem).unwrap();
     // A second import has nothing to import.
     let before = snapshot(&dir);
     let e = ceremony::import(&dir, &read(&cert), &pki.chain_pem()).unwrap_err();
@@ -391,8 +346,7 @@ fn a_two_level_pki_gives_a_chain_of_two() {
         3,
         "leaf, issuing CA, policy CA"
     );
-    let v = verify_chain(tmp.path(), &root.cert, &issued.chain_pem);
-    assert!(v.ok, "{}{}", v.stdout, v.stderr);
+    verify_server_chain(&root.cert, &issued.chain_pem).unwrap();
     assert_eq!(read(&dir.join("root.pem")), read(&root.cert));
 }
 
@@ -550,8 +504,7 @@ fn dedicated_rotation_retires_the_old_issuer_which_still_signs_crls() {
     assert_eq!(new.issuer_id, second.id);
     assert_eq!(old.issuer_id, first.id);
     for chain in [&old.chain_pem, &new.chain_pem] {
-        let v = verify_chain(tmp.path(), &dir.join("root.pem"), chain);
-        assert!(v.ok, "{}{}", v.stdout, v.stderr);
+        verify_server_chain(&dir.join("root.pem"), chain).unwrap();
     }
     // A third issuer is named after its generation, and a dedicated CA names its own.
     drop(ca);
@@ -667,12 +620,11 @@ fn rotation_with_an_offline_root_needs_that_root_key() {
         None
     );
     let ca = open(&dir).unwrap();
-    let v = verify_chain(
-        tmp.path(),
+    verify_server_chain(
         &dir.join("root.pem"),
         &leaf(&ca, "www.example.org").chain_pem,
-    );
-    assert!(v.ok, "{}{}", v.stdout, v.stderr);
+    )
+    .unwrap();
 }
 
 #[test]
@@ -723,8 +675,7 @@ fn delegated_rotation_keeps_the_old_issuer_until_import() {
     let ca = open(&dir).unwrap();
     let issued = leaf(&ca, "b.example.org");
     assert_ne!(issued.issuer_id, first_id);
-    let v = verify_chain(tmp.path(), &pki.cert, &issued.chain_pem);
-    assert!(v.ok, "{}{}", v.stdout, v.stderr);
+    verify_server_chain(&pki.cert, &issued.chain_pem).unwrap();
 }
 
 #[test]
@@ -819,9 +770,8 @@ fn a_cross_signed_issuer_gives_each_leaf_an_alternate_chain() {
         (&issued.chain_pem, &first.cert, &second_root.cert),
         (alternate, &second_root.cert, &first.cert),
     ] {
-        let v = verify_chain(tmp.path(), root, chain);
-        assert!(v.ok, "{}{}", v.stdout, v.stderr);
-        assert!(!verify_chain(tmp.path(), other, chain).ok);
+        verify_server_chain(root, chain).unwrap();
+        assert!(verify_server_chain(other, chain).is_err());
     }
     // A chain file that does not fit the issuer makes the CA unusable, naming the file.
     let alt_file = dir.join("intermediate-alt-1.pem");

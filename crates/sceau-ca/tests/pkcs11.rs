@@ -24,20 +24,20 @@ use common::{openssl, openssl_verify};
 use sceau_ca::ceremony::{InitOptions, RootKey};
 use sceau_ca::manifest::CaMode;
 use sceau_ca::{Ca, CaError, CaKeyKind, IssueRequest, KeyRef, OpenOptions, Profile};
+use sceau_testkit::{SOFTHSM_MODULE as MODULE, SoftHsm};
 use sceau_wire::Identifier;
 use time::{Duration, OffsetDateTime};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// Distinctive, so that finding it in any output means it leaked.
 const PIN: &str = "58203917";
 const WRONG_PIN: &str = "66600066";
 const SO_PIN: &str = "77441100";
 const SCENARIO: &str = "SCEAU_TEST_SCENARIO";
 
-/// One test's own SoftHSM2: a configuration file, a token directory and one token.
+/// One test's own SoftHSM2 (a configuration file, a token directory and one token), and the
+/// child processes that use it.
 struct Lab {
-    dir: tempfile::TempDir,
-    token: String,
+    hsm: SoftHsm,
 }
 
 struct Run {
@@ -79,58 +79,26 @@ impl Run {
 
 impl Lab {
     fn new(token: &str) -> Lab {
-        assert!(
-            Path::new(MODULE).exists(),
-            "{MODULE} is missing: install Debian softhsm2 (scripts/install-test-deps.sh)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("pin"), format!("{PIN}\n")).unwrap();
-        let lab = Lab {
-            dir,
-            token: token.to_owned(),
-        };
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", lab.conf())
-            .args(["--init-token", "--free", "--label", token])
-            .args(["--pin", PIN, "--so-pin", SO_PIN])
-            .output()
-            .expect("softhsm2-util must be installed (Debian softhsm2)");
-        assert!(
-            out.status.success(),
-            "softhsm2-util --init-token failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lab
+        Lab {
+            hsm: SoftHsm::with_so_pin(token, PIN, SO_PIN),
+        }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.hsm.path()
     }
 
     fn conf(&self) -> PathBuf {
-        self.path().join("softhsm2.conf")
+        self.hsm.conf()
     }
 
     fn pin_file(&self) -> PathBuf {
-        self.path().join("pin")
+        self.hsm.pin_file()
     }
 
     /// A key URI on this lab's token, module and PIN file named in the URI.
     fn uri(&self, path_attrs: &str) -> String {
-        format!(
-            "pkcs11:token={};{path_attrs}?module-path={MODULE}&pin-source=file:{}",
-            self.token,
-            self.pin_file().display()
-        )
+        self.hsm.key_uri(path_attrs)
     }
 
     /// Runs `scenario` in a child process with this lab's SoftHSM2 and `env`; no
@@ -173,7 +141,7 @@ impl Lab {
     fn pkcs11_tool(&self, args: &[&str]) -> std::process::Output {
         Command::new("pkcs11-tool")
             .env("SOFTHSM2_CONF", self.conf())
-            .args(["--module", MODULE, "--token-label", &self.token])
+            .args(["--module", MODULE, "--token-label", &self.hsm.token])
             .args(["--login", "--pin", PIN])
             .args(args)
             .output()

@@ -11,6 +11,9 @@
 //! - Every test owns its ports (kernel-chosen) and temp dir, so nextest may run them in
 //!   parallel.
 
+use std::path::Path;
+use std::process::Command;
+
 pub mod certcheck;
 pub mod hooks;
 pub mod interop;
@@ -21,7 +24,7 @@ pub mod webroot;
 
 pub use certcheck::CertInfo;
 pub use interop::Interop;
-pub use process::{Run, run, run_ok};
+pub use process::{Run, assert_revoked_again_refused, run, run_ok};
 pub use server::{AcmeServer, ServerKind};
 pub use webroot::Webroot;
 
@@ -39,6 +42,23 @@ pub fn reports_validation_problem(output: &str) -> bool {
         output.contains(&format!("urn:ietf:params:acme:error:{t}"))
             || output.contains(&format!("Type:   {t}\n"))
     })
+}
+
+/// `certbot <sub>` with its configuration, work files and logs under `dir` (the log in
+/// `dir/logs/letsencrypt.log`), never prompting, and trusting `tls_root` for the ACME server's
+/// own HTTPS certificate.
+pub fn certbot(sub: &str, dir: &Path, tls_root: &Path) -> Command {
+    let mut c = Command::new(sceau_testkit::require_tool("certbot"));
+    c.arg(sub)
+        .arg("--config-dir")
+        .arg(dir.join("config"))
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .arg("--logs-dir")
+        .arg(dir.join("logs"))
+        .arg("--non-interactive")
+        .env("REQUESTS_CA_BUNDLE", tls_root);
+    c
 }
 
 /// Declares, for each flow `fn name(kind: ServerKind)` in scope, the tests `sceau::name` and

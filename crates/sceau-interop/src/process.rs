@@ -123,6 +123,20 @@ pub fn run_ok(label: &str, cmd: &mut Command) -> Run {
     run(label, cmd, CLIENT_TIMEOUT).expect_success()
 }
 
+/// Runs `cmd`, a second revocation of a certificate the client revoked already: it must fail,
+/// and what the client printed must carry the server's `alreadyRevoked` problem (RFC 8555
+/// §7.6).
+#[track_caller]
+pub fn assert_revoked_again_refused(label: &str, cmd: &mut Command) {
+    let again = run(label, cmd, CLIENT_TIMEOUT).expect_failure();
+    assert!(
+        again
+            .output()
+            .contains("urn:ietf:params:acme:error:alreadyRevoked"),
+        "second revocation not refused with alreadyRevoked\n{again}"
+    );
+}
+
 /// Sends SIGKILL to the process group `pgid` (one we created with `process_group(0)`).
 pub(crate) fn kill_group(pgid: u32) {
     let _ = Command::new("kill")

@@ -10,7 +10,6 @@ use sceau_interop::hooks::{self, DnsHookMode};
 use sceau_interop::{
     Interop, Run, ServerKind, against_both_servers, reports_validation_problem, run, run_ok,
 };
-use sceau_testkit::require_tool;
 
 /// certbot with all its state in the test's temp dir.
 struct Certbot<'a> {
@@ -28,17 +27,7 @@ impl<'a> Certbot<'a> {
 
     /// `certbot <sub>` with private dirs, no prompts, and the server's TLS root trusted.
     fn cmd(&self, sub: &str) -> Command {
-        let mut c = Command::new(require_tool("certbot"));
-        c.arg(sub)
-            .arg("--config-dir")
-            .arg(self.dir.join("config"))
-            .arg("--work-dir")
-            .arg(self.dir.join("work"))
-            .arg("--logs-dir")
-            .arg(self.dir.join("logs"))
-            .arg("--non-interactive")
-            .env("REQUESTS_CA_BUNDLE", &self.env.server.tls_ca);
-        c
+        sceau_interop::certbot(sub, &self.dir, &self.env.server.tls_ca)
     }
 
     /// `certbot certonly` for `host` with the given authenticator flags, a new account.

@@ -6,8 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sceau_interop::process::CLIENT_TIMEOUT;
-use sceau_interop::{Interop, ServerKind, against_both_servers, run, run_ok};
+use sceau_interop::{
+    Interop, ServerKind, against_both_servers, assert_revoked_again_refused, run_ok,
+};
 use sceau_testkit::require_tool;
 
 struct Dehydrated<'a> {
@@ -109,18 +110,7 @@ fn http01_webroot(kind: ServerKind) {
         assert!(revoked, "server does not list {second} as revoked");
     }
     let renamed_arg = renamed.to_string_lossy().into_owned();
-    let again = run(
-        "dehydrated -r again",
-        &mut dh.cmd(&["-r", &renamed_arg]),
-        CLIENT_TIMEOUT,
-    )
-    .expect_failure();
-    assert!(
-        again
-            .output()
-            .contains("urn:ietf:params:acme:error:alreadyRevoked"),
-        "second revocation not refused with alreadyRevoked\n{again}"
-    );
+    assert_revoked_again_refused("dehydrated -r again", &mut dh.cmd(&["-r", &renamed_arg]));
 }
 
 against_both_servers!(http01_webroot);

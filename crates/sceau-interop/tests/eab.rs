@@ -142,23 +142,15 @@ fn check_certificate(env: &Eab, cert: &Path, chain: &Path) {
 
 fn certbot(env: &Eab, config: &str, host: &str, eab: bool) -> Command {
     let d = env.path(config);
-    let mut c = Command::new(require_tool("certbot"));
-    c.arg("certonly")
-        .arg("--config-dir")
-        .arg(d.join("config"))
-        .arg("--work-dir")
-        .arg(d.join("work"))
-        .arg("--logs-dir")
-        .arg(d.join("logs"))
-        .args(["--non-interactive", "--server", &env.directory()])
+    let mut c = sceau_interop::certbot("certonly", &d, &env.root());
+    c.args(["--server", &env.directory()])
         .args(["--agree-tos", "--register-unsafely-without-email"])
         .args([
             "--standalone",
             "--http-01-port",
             &env.http01_port.to_string(),
         ])
-        .args(["-d", host])
-        .env("REQUESTS_CA_BUNDLE", env.root());
+        .args(["-d", host]);
     if eab {
         c.args(["--eab-kid", &env.kid, "--eab-hmac-key", &env.hmac]);
     }

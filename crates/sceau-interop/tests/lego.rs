@@ -7,7 +7,8 @@ use std::process::Command;
 
 use sceau_interop::process::CLIENT_TIMEOUT;
 use sceau_interop::{
-    Interop, ServerKind, against_both_servers, reports_validation_problem, run, run_ok,
+    Interop, ServerKind, against_both_servers, assert_revoked_again_refused,
+    reports_validation_problem, run, run_ok,
 };
 use sceau_testkit::require_tool;
 
@@ -88,17 +89,9 @@ impl<'a> Lego<'a> {
                 "revoking the renewal revoked the first certificate too"
             );
         }
-        let again = run(
+        assert_revoked_again_refused(
             "lego revoke again",
             &mut self.cmd(host, &[], "revoke", &revoke),
-            CLIENT_TIMEOUT,
-        )
-        .expect_failure();
-        assert!(
-            again
-                .output()
-                .contains("urn:ietf:params:acme:error:alreadyRevoked"),
-            "second revocation not refused with alreadyRevoked\n{again}"
         );
     }
 }

@@ -14,7 +14,9 @@ use std::process::Command;
 
 use sceau_interop::hooks;
 use sceau_interop::process::CLIENT_TIMEOUT;
-use sceau_interop::{Interop, ServerKind, against_both_servers, run, run_ok};
+use sceau_interop::{
+    Interop, ServerKind, against_both_servers, assert_revoked_again_refused, run, run_ok,
+};
 use sceau_testkit::require_tool;
 
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -132,17 +134,9 @@ fn http01_hook(kind: ServerKind) {
     if let Some(revoked) = env.server.revoked_per_server(&second) {
         assert!(revoked, "server does not list {second} as revoked");
     }
-    let again = run(
+    assert_revoked_again_refused(
         "uacme revoke again",
         &mut uacme.cmd(&["revoke", &revoked_file.to_string_lossy()]),
-        CLIENT_TIMEOUT,
-    )
-    .expect_failure();
-    assert!(
-        again
-            .output()
-            .contains("urn:ietf:params:acme:error:alreadyRevoked"),
-        "second revocation not refused with alreadyRevoked\n{again}"
     );
 
     // Revocation signed by the first certificate's own key (RFC 8555 §7.6), reason

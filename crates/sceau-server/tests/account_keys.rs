@@ -21,18 +21,9 @@ fn shared_key() -> (rcgen::KeyPair, AccountKey) {
     (key, account)
 }
 
-/// A ready order for `name`, validated with http-01.
-async fn ready_order(c: &Raw, responder: &Http01, name: &str) -> serde_json::Value {
-    let o = order(c, &[name]).await;
-    let ready = c.solve_http01(&o, responder).await;
-    assert_eq!(ready["status"], "ready", "{ready}");
-    o
-}
-
 async fn finalize_with(c: &Raw, o: &serde_json::Value, name: &str, key: &rcgen::KeyPair) -> Resp {
     let (csr, _) = csr_with_key(&[name], key);
-    c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr})))
-        .await
+    c.finalize(o, &csr).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,7 +38,7 @@ async fn a_csr_with_an_account_key_is_refused() {
     c.register().await;
 
     // The account's own key.
-    let o = ready_order(&c, &responder, "own.test").await;
+    let o = ready_order(&c, &responder, &["own.test"]).await;
     let r = finalize_with(&c, &o, "own.test", &key).await;
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.problem_type(), "badCSR");
@@ -58,7 +49,7 @@ async fn a_csr_with_an_account_key_is_refused() {
     let mut other = Raw::new(&s).await;
     other.key = other_account;
     other.register().await;
-    let o2 = ready_order(&c, &responder, "other.test").await;
+    let o2 = ready_order(&c, &responder, &["other.test"]).await;
     let r = finalize_with(&c, &o2, "other.test", &other_key).await;
     assert_eq!(
         r.problem_type(),
@@ -83,7 +74,7 @@ async fn a_certified_key_cannot_become_an_account_key() {
     let mut c = Raw::new(&s).await;
     c.register().await;
     let (key, as_account) = shared_key();
-    let o = ready_order(&c, &responder, "cert.test").await;
+    let o = ready_order(&c, &responder, &["cert.test"]).await;
     assert_eq!(finalize_with(&c, &o, "cert.test", &key).await.status, 200);
     c.poll(o["_url"].as_str().unwrap(), &["processing"]).await;
     let accounts = s.store().await.count(Table::Accounts).await.unwrap();
@@ -139,7 +130,7 @@ async fn every_account_key_kind_is_compared() {
         let mut c = Raw::new(&s).await;
         c.key = account;
         c.register().await;
-        let o = ready_order(&c, &responder, "rsa.test").await;
+        let o = ready_order(&c, &responder, &["rsa.test"]).await;
         let r = finalize_with(&c, &o, "rsa.test", &key).await;
         assert_eq!(
             r.problem_type(),

@@ -9,7 +9,7 @@ mod support;
 use admin_support::*;
 use sceau_store::Table;
 use serde_json::json;
-use support::{Http01, Raw, Server, csr, csr_with_key, openssl_verify, order};
+use support::{Http01, Raw, Server, csr, csr_with_key, openssl_verify, order, ready_order};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_listed_names_exactly_or_explicit_subdomains() {
@@ -78,18 +78,11 @@ async fn a_name_removed_before_finalize_is_refused_there() {
     server.add_host("www.a.test");
     let (kid, key) = create_aa(&server, &["www.a.test"], &[]);
     let c = bound_client(&server, &kid, &key).await;
-    let o = order(&c, &["www.a.test"]).await;
-    let ready = c.solve_http01(&o, &responder).await;
-    assert_eq!(ready["status"], "ready");
+    let o = ready_order(&c, &responder, &["www.a.test"]).await;
 
     admin_ok(&server, &["account", "remove-domain", &kid, "www.a.test"]);
     let (csr_b64, _) = csr(&["www.a.test"]);
-    let r = c
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await;
+    let r = c.finalize(&o, &csr_b64).await;
     assert_eq!(r.problem_type(), "rejectedIdentifier", "{}", body(&r));
     assert_eq!(
         server
@@ -103,12 +96,7 @@ async fn a_name_removed_before_finalize_is_refused_there() {
 
     // Listed again, the same order finalizes.
     admin_ok(&server, &["account", "add-domain", &kid, "www.a.test"]);
-    let r = c
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await;
+    let r = c.finalize(&o, &csr_b64).await;
     assert_eq!(r.status, 200, "{}", body(&r));
     assert_eq!(
         server
@@ -134,8 +122,7 @@ async fn a_name_removed_before_signing_is_refused_at_the_signing_gate() {
     let store = server.store().await;
     let mut urls = Vec::new();
     for name in ["keep.a.test", "drop.a.test"] {
-        let o = order(&c, &[name]).await;
-        assert_eq!(c.solve_http01(&o, &responder).await["status"], "ready");
+        let o = ready_order(&c, &responder, &[name]).await;
         let url = o["_url"].as_str().unwrap().to_owned();
         let id = url.rsplit('/').next().unwrap().to_owned();
         store.start_processing(&id, &csr(&[name]).0).await.unwrap();
@@ -157,15 +144,7 @@ async fn a_name_removed_before_signing_is_refused_at_the_signing_gate() {
 
 async fn fail_validation(c: &support::Raw, name: &str) -> support::Resp {
     let o = order(c, &[name]).await;
-    let authz_url = o["authorizations"][0].as_str().unwrap().to_owned();
-    let authz = c.post(&authz_url, None).await.json();
-    let ch = authz["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["type"] == "http-01")
-        .unwrap()
-        .clone();
+    let (authz_url, ch) = c.first_challenge(&o, "http-01").await;
     let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     if r.status == 200 {
         let done = c.poll(&authz_url, &["pending"]).await;
@@ -221,15 +200,9 @@ async fn a_key_certified_once_is_refused_again() {
     let c = bound_client(&server, &kid, &key).await;
     let reused = rcgen::KeyPair::generate().unwrap();
     for attempt in 0..2 {
-        let o = order(&c, &["www.a.test"]).await;
-        assert_eq!(c.solve_http01(&o, &responder).await["status"], "ready");
+        let o = ready_order(&c, &responder, &["www.a.test"]).await;
         let (csr_b64, _) = csr_with_key(&["www.a.test"], &reused);
-        let r = c
-            .post(
-                o["finalize"].as_str().unwrap(),
-                Some(&json!({"csr": csr_b64})),
-            )
-            .await;
+        let r = c.finalize(&o, &csr_b64).await;
         if attempt == 0 {
             assert_eq!(r.status, 200, "{}", body(&r));
         } else {
@@ -237,12 +210,7 @@ async fn a_key_certified_once_is_refused_again() {
             assert!(r.json()["detail"].as_str().unwrap().contains("R37"));
             // A fresh key is accepted on the same order.
             let (fresh, _) = csr(&["www.a.test"]);
-            let r = c
-                .post(
-                    o["finalize"].as_str().unwrap(),
-                    Some(&json!({"csr": fresh})),
-                )
-                .await;
+            let r = c.finalize(&o, &fresh).await;
             assert_eq!(r.status, 200, "{}", body(&r));
         }
     }
@@ -290,13 +258,7 @@ async fn wildcards_only_where_server_and_external_account_allow_them() {
     c2.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     assert_eq!(c2.poll(authz_url, &["pending"]).await["status"], "valid");
     let (csr_b64, _) = csr(&["*.w2.test"]);
-    let done = c2
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await
-        .json();
+    let done = c2.finalize(&o, &csr_b64).await.json();
     assert_eq!(done["status"], "valid", "{done}");
     let chain = String::from_utf8(
         c2.post(done["certificate"].as_str().unwrap(), None)

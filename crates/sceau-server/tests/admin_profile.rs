@@ -78,9 +78,7 @@ async fn issue_with(
     o["_url"] = json!(r.location());
     assert_eq!(c.solve_http01(&o, responder).await["status"], "ready");
     let (csr, _) = csr_with_key(names, key);
-    let r = c
-        .post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr})))
-        .await;
+    let r = c.finalize(&o, &csr).await;
     assert_eq!(r.status, 200, "{}", body(&r));
     let done = c.poll(o["_url"].as_str().unwrap(), &["processing"]).await;
     let cert = c.post(done["certificate"].as_str().unwrap(), None).await;

@@ -76,16 +76,10 @@ async fn the_certificate_key_may_revoke() {
     server.add_host("www.a.test");
     let (kid, key) = create_aa(&server, &["www.a.test"], &[]);
     let c = bound_client(&server, &kid, &key).await;
-    let o = support::order(&c, &["www.a.test"]).await;
-    assert_eq!(c.solve_http01(&o, &responder).await["status"], "ready");
+    let o = support::ready_order(&c, &responder, &["www.a.test"]).await;
     let cert_key = rcgen::KeyPair::generate().unwrap();
     let (csr, _) = support::csr_with_key(&["www.a.test"], &cert_key);
-    assert_eq!(
-        c.post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr})))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.finalize(&o, &csr).await.status, 200);
     let done = c.poll(o["_url"].as_str().unwrap(), &["processing"]).await;
     let chain = String::from_utf8(
         c.post(done["certificate"].as_str().unwrap(), None)
@@ -147,15 +141,7 @@ async fn report_counts_certificates_failures_and_changes() {
     assert_eq!(revoke(&c, &der_of(&first), 1).await.status, 200);
     // One failed validation: an address but nobody answering for this name's token.
     let o = support::order(&c, &["fail.a.test"]).await;
-    let authz_url = o["authorizations"][0].as_str().unwrap().to_owned();
-    let authz = c.post(&authz_url, None).await.json();
-    let ch = authz["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["type"] == "http-01")
-        .unwrap()
-        .clone();
+    let (authz_url, ch) = c.first_challenge(&o, "http-01").await;
     c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     assert_eq!(c.poll(&authz_url, &["pending"]).await["status"], "invalid");
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
-use sceau_testkit::openssl_ca::{ISSUING_CA_EXT, POLICY_CA_EXT};
+use sceau_testkit::openssl_ca::{
+    ISSUING_CA_EXT, POLICY_CA_EXT, sha256_fingerprint, subject_key_id, verify_server_chain,
+};
 use sceau_testkit::{KnotDns, OpenSslCa, Validity, free_port, require_tool};
 use serde_json::Value;
 use support::*;
@@ -152,38 +154,6 @@ fn openssl_out(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn fingerprint(pem: &Path) -> String {
-    openssl_out(&[
-        "x509",
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-        "-in",
-        pem.to_str().unwrap(),
-    ])
-    .trim()
-    .strip_prefix("sha256 Fingerprint=")
-    .unwrap()
-    .to_owned()
-}
-
-fn ski(pem: &Path) -> String {
-    openssl_out(&[
-        "x509",
-        "-noout",
-        "-ext",
-        "subjectKeyIdentifier",
-        "-in",
-        pem.to_str().unwrap(),
-    ])
-    .lines()
-    .nth(1)
-    .unwrap()
-    .trim()
-    .replace(':', "")
-    .to_ascii_lowercase()
-}
-
 fn subject_of_pem(pem: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("c.pem");
@@ -197,35 +167,6 @@ fn blocks(chain: &str) -> Vec<String> {
         .filter(|b| b.contains("BEGIN CERTIFICATE"))
         .map(|b| b.trim_start().to_owned())
         .collect()
-}
-
-/// `openssl verify -purpose sslserver -CAfile root -untrusted <the rest>` of a leaf+chain.
-fn verify_against(root: &Path, chain: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let b = blocks(chain);
-    assert!(b.len() >= 2, "leaf and chain: {chain}");
-    let (leaf, rest) = (dir.path().join("leaf.pem"), dir.path().join("chain.pem"));
-    std::fs::write(&leaf, &b[0]).unwrap();
-    std::fs::write(&rest, b[1..].concat()).unwrap();
-    let o = openssl(&[
-        "verify",
-        "-purpose",
-        "sslserver",
-        "-CAfile",
-        root.to_str().unwrap(),
-        "-untrusted",
-        rest.to_str().unwrap(),
-        leaf.to_str().unwrap(),
-    ]);
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ))
-    }
 }
 
 /// Every file of the data directory but the database (the audit trail records refusals).
@@ -263,6 +204,18 @@ fn mode(p: &Path) -> u32 {
 
 fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86400)
+}
+
+/// `ca import` of `cert` (PEM) with `chain`, the PEM certificates above it up to the root.
+fn import_args<'a>(cert: &'a Path, chain: &'a Path) -> [&'a str; 5] {
+    let (cert, chain) = (cert.to_str().unwrap(), chain.to_str().unwrap());
+    ["import", "--cert", cert, "--chain", chain]
+}
+
+/// `ca import --alternate`: a cross-signed certificate of the active issuer, with its chain.
+fn import_alternate_args<'a>(cert: &'a Path, chain: &'a Path) -> [&'a str; 6] {
+    let (cert, chain) = (cert.to_str().unwrap(), chain.to_str().unwrap());
+    ["import", "--alternate", "--cert", cert, "--chain", chain]
 }
 
 /// A delegated CA made with `ca init --delegated`; returns its CSR.
@@ -309,10 +262,10 @@ async fn dedicated_with_an_offline_root_issues_without_the_root_key() {
     // the keys are.
     let (root, int) = (data.join("root.pem"), data.join("intermediate.pem"));
     for needle in [
-        fingerprint(&root),
-        fingerprint(&int),
-        ski(&root),
-        ski(&int),
+        sha256_fingerprint(&root),
+        sha256_fingerprint(&int),
+        subject_key_id(&root),
+        subject_key_id(&int),
         "Sceau Root CA".to_owned(),
         "Sceau Issuing CA".to_owned(),
         "file intermediate.key".to_owned(),
@@ -332,14 +285,20 @@ async fn dedicated_with_an_offline_root_issues_without_the_root_key() {
         shown["root_key"].as_str().unwrap().starts_with("offline"),
         "{shown}"
     );
-    assert_eq!(shown["root"]["sha256_fingerprint"], fingerprint(&root));
-    assert_eq!(shown["issuers"][0]["certificate"]["key_id"], ski(&int));
+    assert_eq!(
+        shown["root"]["sha256_fingerprint"],
+        sha256_fingerprint(&root)
+    );
+    assert_eq!(
+        shown["issuers"][0]["certificate"]["key_id"],
+        subject_key_id(&int)
+    );
     assert_eq!(shown["issuers"][0]["state"], "active");
 
     let server = serve(&data, &[]);
     let http01 = responder(&server).await;
     let (_, chain) = issue_one(&server, &http01, "web").await;
-    verify_against(&root, &chain).unwrap();
+    verify_server_chain(&root, &chain).unwrap();
     drop(server);
     assert!(!data.join("root.key").exists());
     let events = audit_events(&data).await;
@@ -361,7 +320,7 @@ async fn serve_without_ca_init_still_makes_a_dedicated_ca() {
     assert_eq!(shown["root_key"], "file root.key");
     assert_eq!(shown["staging"], false);
     let (_, chain) = issue_one(&server, &http01, "web").await;
-    verify_against(&data.join("root.pem"), &chain).unwrap();
+    verify_server_chain(&data.join("root.pem"), &chain).unwrap();
     assert!(!subject_of_pem(&blocks(&chain)[0]).contains("TEST"));
 }
 
@@ -397,19 +356,9 @@ async fn delegated_flow(levels: usize) {
         .unwrap();
     let chain_file = tmp.path().join("pki-chain.pem");
     std::fs::write(&chain_file, signer.chain_pem()).unwrap();
-    let record = ca_ok(
-        tmp.path(),
-        &data,
-        &[
-            "import",
-            "--cert",
-            cert.to_str().unwrap(),
-            "--chain",
-            chain_file.to_str().unwrap(),
-        ],
-    );
-    assert!(record.contains(&fingerprint(&root.cert)), "{record}");
-    assert!(record.contains(&fingerprint(&cert)), "{record}");
+    let record = ca_ok(tmp.path(), &data, &import_args(&cert, &chain_file));
+    assert!(record.contains(&sha256_fingerprint(&root.cert)), "{record}");
+    assert!(record.contains(&sha256_fingerprint(&cert)), "{record}");
     assert_eq!(show_json(&data)["issuers"][0]["state"], "active");
 
     let server = serve(&data, &[]);
@@ -422,7 +371,7 @@ async fn delegated_flow(levels: usize) {
         "leaf, issuing CA and the PKI's CAs but its root"
     );
     assert_eq!(b[1], std::fs::read_to_string(&cert).unwrap());
-    verify_against(&root.cert, &chain).unwrap();
+    verify_server_chain(&root.cert, &chain).unwrap();
     // Sceau's own root is not involved: the PKI's root is what clients trust.
     assert_eq!(
         std::fs::read_to_string(server.root_pem()).unwrap(),
@@ -624,17 +573,7 @@ async fn refused_imports_say_why_in_one_line_and_change_nothing() {
     ];
     let before = snapshot(&data);
     for (why, cert, chain) in &cases {
-        let line = ca_refused(
-            tmp.path(),
-            &data,
-            &[
-                "import",
-                "--cert",
-                cert.to_str().unwrap(),
-                "--chain",
-                chain.to_str().unwrap(),
-            ],
-        );
+        let line = ca_refused(tmp.path(), &data, &import_args(cert, chain));
         assert!(
             line.starts_with("sceau-server: ") && line.contains(why) && clean(&line),
             "{why}: {line}"
@@ -647,17 +586,7 @@ async fn refused_imports_say_why_in_one_line_and_change_nothing() {
     assert_eq!(refused, cases.len(), "{events:?}");
     // serve still refuses, and the right certificate is then accepted.
     assert!(serve_refused(&data, &[]).contains("ca import"));
-    ca_ok(
-        tmp.path(),
-        &data,
-        &[
-            "import",
-            "--cert",
-            good.to_str().unwrap(),
-            "--chain",
-            chain.to_str().unwrap(),
-        ],
-    );
+    ca_ok(tmp.path(), &data, &import_args(&good, &chain));
     assert_eq!(show_json(&data)["issuers"][0]["state"], "active");
 }
 
@@ -701,16 +630,16 @@ async fn dedicated_rotation_issues_from_the_new_issuer_and_keeps_old_certificate
     assert_ne!(new_issuer, old_issuer);
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), &new_issuer).unwrap();
-    assert_eq!(ski(f.path()), new_id);
+    assert_eq!(subject_key_id(f.path()), new_id);
     let root = data.join("root.pem");
-    verify_against(&root, &new_chain).unwrap();
+    verify_server_chain(&root, &new_chain).unwrap();
     // A certificate of the retired issuer still downloads, as issued, and verifies.
     let c = Raw::new(&server).await;
     let r = c.http.get(&old_url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let again = r.text().await.unwrap();
     assert_eq!(again, old_chain);
-    verify_against(&root, &again).unwrap();
+    verify_server_chain(&root, &again).unwrap();
     // And after a full restart too.
     server.restart();
     let (_, after) = issue_one(&server, &http01, "after").await;
@@ -755,8 +684,11 @@ async fn rotation_with_an_offline_root_takes_the_root_key_for_the_ceremony() {
     let (_, chain) = issue_one(&server, &http01, "web").await;
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), &blocks(&chain)[1]).unwrap();
-    assert_eq!(ski(f.path()), shown["issuers"][1]["id"].as_str().unwrap());
-    verify_against(&data.join("root.pem"), &chain).unwrap();
+    assert_eq!(
+        subject_key_id(f.path()),
+        shown["issuers"][1]["id"].as_str().unwrap()
+    );
+    verify_server_chain(&data.join("root.pem"), &chain).unwrap();
 }
 
 #[tokio::test]
@@ -770,19 +702,7 @@ async fn delegated_rotation_issues_from_the_old_issuer_until_import() {
     let first = tmp.path().join("first.pem");
     pki.sign(&csr, &first, ISSUING_CA_EXT, Validity::Days(365))
         .unwrap();
-    let import = |cert: &Path| {
-        ca_ok(
-            tmp.path(),
-            &data,
-            &[
-                "import",
-                "--cert",
-                cert.to_str().unwrap(),
-                "--chain",
-                chain.to_str().unwrap(),
-            ],
-        )
-    };
+    let import = |cert: &Path| ca_ok(tmp.path(), &data, &import_args(cert, &chain));
     import(&first);
     let mut server = serve(&data, &[]);
     let http01 = responder(&server).await;
@@ -815,7 +735,7 @@ async fn delegated_rotation_issues_from_the_old_issuer_until_import() {
         blocks(&chain_b)[1],
         std::fs::read_to_string(&second).unwrap()
     );
-    verify_against(&pki.cert, &chain_b).unwrap();
+    verify_server_chain(&pki.cert, &chain_b).unwrap();
     let c = Raw::new(&server).await;
     let again = c
         .http
@@ -827,7 +747,7 @@ async fn delegated_rotation_issues_from_the_old_issuer_until_import() {
         .await
         .unwrap();
     assert_eq!(again, old_chain);
-    verify_against(&pki.cert, &again).unwrap();
+    verify_server_chain(&pki.cert, &again).unwrap();
 }
 
 fn alternate_links(headers: &reqwest::header::HeaderMap) -> Vec<String> {
@@ -880,38 +800,14 @@ async fn a_cross_signed_issuer_offers_its_other_chain_as_alternate() {
     let line = ca_refused(
         tmp.path(),
         &data,
-        &[
-            "import",
-            "--alternate",
-            "--cert",
-            cross.to_str().unwrap(),
-            "--chain",
-            cross_chain.to_str().unwrap(),
-        ],
+        &import_alternate_args(&cross, &cross_chain),
     );
     assert!(line.contains("ca import"), "{line}");
+    ca_ok(tmp.path(), &data, &import_args(&cert, &chain));
     ca_ok(
         tmp.path(),
         &data,
-        &[
-            "import",
-            "--cert",
-            cert.to_str().unwrap(),
-            "--chain",
-            chain.to_str().unwrap(),
-        ],
-    );
-    ca_ok(
-        tmp.path(),
-        &data,
-        &[
-            "import",
-            "--alternate",
-            "--cert",
-            cross.to_str().unwrap(),
-            "--chain",
-            cross_chain.to_str().unwrap(),
-        ],
+        &import_alternate_args(&cross, &cross_chain),
     );
     assert_eq!(show_json(&data)["issuers"][0]["alternate_chains"], 1);
 
@@ -953,10 +849,10 @@ async fn a_cross_signed_issuer_offers_its_other_chain_as_alternate() {
         "leaf, cross-signed issuer, partner policy CA"
     );
     // Each chain verifies against its own root, and not against the other.
-    verify_against(&first.cert, &main).unwrap();
-    verify_against(&partner_root.cert, &alt_pem).unwrap();
-    assert!(verify_against(&partner_root.cert, &main).is_err());
-    assert!(verify_against(&first.cert, &alt_pem).is_err());
+    verify_server_chain(&first.cert, &main).unwrap();
+    verify_server_chain(&partner_root.cert, &alt_pem).unwrap();
+    assert!(verify_server_chain(&partner_root.cert, &main).is_err());
+    assert!(verify_server_chain(&first.cert, &alt_pem).is_err());
     // No chain beyond the ones there are.
     for bad in ["2", "0", "01", "x"] {
         let r = c.http.get(format!("{url}/alt/{bad}")).send().await.unwrap();
@@ -981,7 +877,7 @@ async fn staging_says_test_and_keeps_to_its_own_data_directory() {
     let (_, chain) = issue_one(&staging, &http01, "web").await;
     let subject = subject_of_pem(&blocks(&chain)[0]);
     assert!(subject.contains(sceau_ca::TEST_MARK), "{subject}");
-    verify_against(&data.join("root.pem"), &chain).unwrap();
+    verify_server_chain(&data.join("root.pem"), &chain).unwrap();
     assert_eq!(show_json(&data)["staging"], true);
     staging.kill();
 

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls_pki_types::ServerName;
-use rustls_pki_types::pem::PemObject;
 use sceau_store::Table;
 use serde_json::Value;
 use support::*;
@@ -28,35 +27,15 @@ use tokio_rustls::client::TlsStream;
 const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const BYSTANDER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-const TABLES: [Table; 6] = [
-    Table::Accounts,
-    Table::Orders,
-    Table::Authzs,
-    Table::Challenges,
-    Table::Certificates,
-    Table::Audit,
-];
-
-async fn counts(s: &Server) -> Vec<i64> {
-    let store = s.store().await;
-    let mut out = Vec::new();
-    for t in TABLES {
-        out.push(store.count(t).await.unwrap());
-    }
-    out
+/// Rows in every table, audit included: an attack leaves nothing in the database.
+async fn all_rows(s: &Server) -> Vec<i64> {
+    let mut tables = TABLES.to_vec();
+    tables.push(Table::Audit);
+    rows(&s.store().await, &tables).await
 }
 
 fn tls_connector(root_pem: &Path) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(root_pem).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut cfg = tls_config(root_pem);
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     TlsConnector::from(Arc::new(cfg))
 }
@@ -246,18 +225,8 @@ async fn trickle<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A reqwest client whose connections leave from `from`.
 fn client_from(s: &Server, from: Ipv4Addr) -> reqwest::Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(s.root_pem()).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(tls_config(&s.root_pem()))
         .local_address(IpAddr::V4(from))
         .timeout(Duration::from_secs(10))
         .build()
@@ -283,6 +252,20 @@ async fn assert_served(s: &Server, from: Ipv4Addr) {
         r.headers().contains_key("replay-nonce"),
         "newNonce without a nonce"
     );
+}
+
+/// Within 5 s, a new connection from `from` gets its directory again (`still` says what a
+/// refusal meanwhile means).
+async fn served_again(s: &Server, tls: &TlsConnector, from: Ipv4Addr, still: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = tls_from(from, s.port, tls).await.unwrap();
+        match get(&mut c, "/directory").await {
+            Some(r) if r.status == 200 => return,
+            other => assert!(Instant::now() < deadline, "{still}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The shed answer: 503, Retry-After, a rateLimited problem naming `limit`, and the connection
@@ -316,7 +299,7 @@ async fn one_address_holding_its_maximum_does_not_keep_others_out() {
         "--max-connections-per-address",
         &PER_ADDRESS.to_string(),
     ]);
-    let before = counts(&s).await;
+    let before = all_rows(&s).await;
     let tls = tls_connector(&s.root_pem());
 
     let mut held = hold(ATTACKER, s.port, &tls, PER_ADDRESS).await;
@@ -378,19 +361,14 @@ async fn one_address_holding_its_maximum_does_not_keep_others_out() {
 
     // Released connections are counted down: the attacker's address is served again.
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut c = tls_from(ATTACKER, s.port, &tls).await.unwrap();
-        match get(&mut c, "/directory").await {
-            Some(r) if r.status == 200 => break,
-            other => assert!(
-                Instant::now() < deadline,
-                "still refused after its connections closed: {other:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(counts(&s).await, before, "the database changed");
+    served_again(
+        &s,
+        &tls,
+        ATTACKER,
+        "still refused after its connections closed",
+    )
+    .await;
+    assert_eq!(all_rows(&s).await, before, "the database changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,7 +381,7 @@ async fn the_server_wide_limit_sheds_new_connections_until_some_close() {
         "--max-connections-per-address",
         "400",
     ]);
-    let before = counts(&s).await;
+    let before = all_rows(&s).await;
     let tls = tls_connector(&s.root_pem());
     let _first = hold(ATTACKER, s.port, &tls, 400).await;
     let second = hold(Ipv4Addr::new(127, 0, 0, 3), s.port, &tls, 200).await;
@@ -416,25 +394,20 @@ async fn the_server_wide_limit_sheds_new_connections_until_some_close() {
     assert_shed(&r, "server");
 
     drop(second);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut c = tls_from(newcomer, s.port, &tls).await.unwrap();
-        match get(&mut c, "/directory").await {
-            Some(r) if r.status == 200 => break,
-            other => assert!(
-                Instant::now() < deadline,
-                "still shed after 200 connections closed: {other:?}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(counts(&s).await, before, "the database changed");
+    served_again(
+        &s,
+        &tls,
+        newcomer,
+        "still shed after 200 connections closed",
+    )
+    .await;
+    assert_eq!(all_rows(&s).await, before, "the database changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_completes_its_handshake_is_closed() {
     let s = Server::start(&["--eab", "off", "--handshake-timeout-secs", "1"]);
-    let before = counts(&s).await;
+    let before = all_rows(&s).await;
 
     let opened = Instant::now();
     // No ClientHello at all.
@@ -460,7 +433,7 @@ async fn a_connection_that_never_completes_its_handshake_is_closed() {
         );
     }
     assert_served(&s, BYSTANDER).await;
-    assert_eq!(counts(&s).await, before, "the database changed");
+    assert_eq!(all_rows(&s).await, before, "the database changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,7 +531,7 @@ async fn request_bodies_are_bounded_in_size_time_and_rate() {
         "--max-body-bytes",
         "10000",
     ]);
-    let before = counts(&s).await;
+    let before = all_rows(&s).await;
     let tls = tls_connector(&s.root_pem());
     let port = s.port;
     let connect = || {
@@ -644,7 +617,7 @@ async fn request_bodies_are_bounded_in_size_time_and_rate() {
         }
     }
     assert_served(&s, BYSTANDER).await;
-    assert_eq!(counts(&s).await, before, "the database changed");
+    assert_eq!(all_rows(&s).await, before, "the database changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,36 +176,32 @@ async fn kill_nine_under_load_loses_no_certificate() {
         assert_eq!(r.status().as_u16(), 200, "{url} lost after a crash");
         assert_eq!(&r.text().await.unwrap(), chain);
     }
-    let store = server.store().await;
-    let q = |sql: &'static str| {
-        let store = store.clone();
-        async move { store.scalar(sql).await.unwrap() }
-    };
-    assert_eq!(
-        q("SELECT COUNT(*) FROM orders WHERE status = 'processing'").await,
-        0,
-        "orders left processing"
-    );
-    assert_eq!(
-        q("SELECT COUNT(*) FROM challenges WHERE status = 'processing'").await,
-        0,
-        "challenges left processing"
-    );
-    assert_eq!(
-        q("SELECT COUNT(*) FROM challenges c JOIN authzs a ON a.id = c.authz_id WHERE c.status IN ('valid', 'invalid') AND a.status = 'pending'").await,
-        0,
-        "challenge finished but its authorization not"
-    );
-    assert_eq!(
-        q("SELECT COUNT(*) FROM authzs a WHERE a.status = 'valid' AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.authz_id = a.id AND c.status = 'valid')").await,
-        0,
-        "valid authorization without a valid challenge"
-    );
-    assert_eq!(
-        q("SELECT COUNT(*) FROM orders o WHERE o.status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.id = o.cert_id)").await,
-        0,
-        "valid order without its certificate"
-    );
+    assert_none(
+        &server.store().await,
+        &[
+            (
+                "orders left processing",
+                "SELECT COUNT(*) FROM orders WHERE status = 'processing'",
+            ),
+            (
+                "challenges left processing",
+                "SELECT COUNT(*) FROM challenges WHERE status = 'processing'",
+            ),
+            (
+                "challenge finished but its authorization not",
+                "SELECT COUNT(*) FROM challenges c JOIN authzs a ON a.id = c.authz_id WHERE c.status IN ('valid', 'invalid') AND a.status = 'pending'",
+            ),
+            (
+                "valid authorization without a valid challenge",
+                "SELECT COUNT(*) FROM authzs a WHERE a.status = 'valid' AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.authz_id = a.id AND c.status = 'valid')",
+            ),
+            (
+                "valid order without its certificate",
+                "SELECT COUNT(*) FROM orders o WHERE o.status = 'valid' AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.id = o.cert_id)",
+            ),
+        ],
+    )
+    .await;
 
     assert_serials_accounted_for(&server).await;
 

@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sceau_testkit::SoftHsm;
-use serde_json::json;
 use support::*;
 
 const PIN: &str = "73190462";
@@ -182,20 +181,13 @@ async fn orders_wait_while_the_token_is_away_and_complete_when_it_is_back() {
     let responder = Http01::start(s.http01_port).await;
     let mut c = Raw::new(&s).await;
     c.register().await;
-    let o = order(&c, &["away.test"]).await;
-    let ready = c.solve_http01(&o, &responder).await;
-    assert_eq!(ready["status"], "ready");
+    let o = ready_order(&c, &responder, &["away.test"]).await;
 
     // The token disappears (its files move away), then the client finalizes.
     let away = hsm.path().join("tokens-away");
     std::fs::rename(hsm.token_dir(), &away).unwrap();
     let (csr_b64, _) = csr(&["away.test"]);
-    let r = c
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await;
+    let r = c.finalize(&o, &csr_b64).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["status"], "processing");
     assert!(r.headers.get("retry-after").is_some());

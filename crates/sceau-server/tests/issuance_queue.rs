@@ -75,10 +75,8 @@ fn signer_of(s: &Server) -> u32 {
 }
 
 /// An order for `name` made ready with http-01; returns (order URL, finalize URL).
-async fn ready_order(c: &Raw, responder: &Http01, name: &str) -> (String, String) {
-    let o = order(c, &[name]).await;
-    let ready = c.solve_http01(&o, responder).await;
-    assert_eq!(ready["status"], "ready", "{ready}");
+async fn ready_urls(c: &Raw, responder: &Http01, name: &str) -> (String, String) {
+    let o = ready_order(c, responder, &[name]).await;
     (
         o["_url"].as_str().unwrap().to_owned(),
         o["finalize"].as_str().unwrap().to_owned(),
@@ -107,7 +105,7 @@ async fn a_killed_signing_service_is_restarted_and_no_order_is_lost() {
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
                 let name = format!("c{i}-{n}.load.test");
-                let (order_url, fin) = ready_order(&c, &responder, &name).await;
+                let (order_url, fin) = ready_urls(&c, &responder, &name).await;
                 let r = finalize(&c, &fin, &name).await;
                 assert_eq!(
                     r.status,
@@ -227,7 +225,7 @@ async fn a_signer_that_stays_away_makes_orders_wait_then_fail_at_their_deadline(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let (order_url, fin) = ready_order(&c, &responder, "late.test").await;
+    let (order_url, fin) = ready_urls(&c, &responder, "late.test").await;
     let r = finalize(&c, &fin, "late.test").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["status"], "processing");
@@ -254,7 +252,7 @@ async fn a_signer_that_stays_away_makes_orders_wait_then_fail_at_their_deadline(
         assert!(Instant::now() < deadline, "readiness did not come back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (order_url, fin) = ready_order(&c, &responder, "back.test").await;
+    let (order_url, fin) = ready_urls(&c, &responder, "back.test").await;
     finalize(&c, &fin, "back.test").await;
     let v = c.poll(&order_url, &["processing"]).await;
     assert_eq!(v["status"], "valid", "{v}");
@@ -287,7 +285,7 @@ async fn a_stalled_instance_loses_its_job_to_another_and_its_late_certificate_is
     let responder = Http01::start(first.http01_port).await;
     let mut c = Raw::new(&first).await;
     c.register().await;
-    let (order_url, fin) = ready_order(&c, &responder, "stall.test").await;
+    let (order_url, fin) = ready_urls(&c, &responder, "stall.test").await;
 
     // The first instance takes the job, and stalls: its signer first, then itself.
     let first_pid = first.child.as_ref().unwrap().id();

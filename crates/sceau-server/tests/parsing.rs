@@ -5,47 +5,10 @@
 
 mod support;
 
-use sceau_store::Table;
 use sceau_wire::jws::Flattened;
 use sceau_wire::{AccountKey, KeyKind, b64};
 use serde_json::{Value, json};
 use support::*;
-
-const TABLES: [Table; 5] = [
-    Table::Accounts,
-    Table::Orders,
-    Table::Authzs,
-    Table::Challenges,
-    Table::Certificates,
-];
-
-async fn counts(s: &Server) -> Vec<i64> {
-    let store = s.store().await;
-    let mut out = Vec::new();
-    for t in TABLES {
-        out.push(store.count(t).await.unwrap());
-    }
-    out
-}
-
-/// A JWS over exactly these header and payload bytes, which need not be valid UTF-8.
-fn signed_bytes(key: &AccountKey, header: &[u8], payload: &[u8]) -> Flattened {
-    let protected = b64::encode(header);
-    let payload = b64::encode(payload);
-    let signature = b64::encode(
-        key.sign(format!("{protected}.{payload}").as_bytes())
-            .unwrap(),
-    );
-    Flattened {
-        protected,
-        payload,
-        signature,
-    }
-}
-
-fn text(r: &Resp) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
-}
 
 async fn post_with_type(c: &Raw, url: &str, content_type: &str, jws: &Flattened) -> Resp {
     let r = c
@@ -86,14 +49,14 @@ async fn content_type_is_exactly_jose_json_in_any_case() {
             (r.status, r.problem_type().as_str()),
             (415, "malformed"),
             "{wrong}: {}",
-            text(&r)
+            r.text()
         );
         // The body was not read: the connection must not be reused.
         assert_eq!(r.headers["connection"], "close", "{wrong}");
         assert_eq!(counts(&s).await[0], i as i64, "{wrong} created an account");
         // Refused before the JWS was looked at: its nonce is still good.
         let r = post_with_type(&c, &url, "application/jose+json", &jws).await;
-        assert_eq!(r.status, 201, "{wrong}, then the same JWS: {}", text(&r));
+        assert_eq!(r.status, 201, "{wrong}, then the same JWS: {}", r.text());
     }
 }
 
@@ -114,7 +77,7 @@ async fn media_type_case_and_parameters_are_accepted() {
             .sign(&url, Some(&serde_json::from_str(NEW_ACCOUNT).unwrap()))
             .await;
         let r = post_with_type(&c, &url, right, &jws).await;
-        assert_eq!(r.status, 201, "{right}: {}", text(&r));
+        assert_eq!(r.status, 201, "{right}: {}", r.text());
         assert_eq!(counts(&s).await[0], i as i64 + 1);
     }
 }
@@ -150,11 +113,11 @@ async fn a_jwk_must_be_public_and_complete() {
             (r.status, r.problem_type().as_str()),
             (400, "badPublicKey"),
             "{what}: {}",
-            text(&r)
+            r.text()
         );
         let detail = r.json()["detail"].as_str().unwrap_or("").to_owned();
         assert!(detail.contains(needle), "{what}: {detail}");
-        assert!(!text(&r).contains(&d), "the private value is not echoed");
+        assert!(!r.text().contains(&d), "the private value is not echoed");
     }
     assert_eq!(counts(&s).await, vec![0; 5]);
 
@@ -183,7 +146,7 @@ async fn a_jwk_must_be_public_and_complete() {
         (r.status, r.problem_type().as_str()),
         (400, "badPublicKey"),
         "keyChange: {}",
-        text(&r)
+        r.text()
     );
     // And `oldKey` may not carry one either.
     let mut old_jwk = serde_json::to_value(c.key.jwk()).unwrap();
@@ -207,9 +170,9 @@ async fn a_jwk_must_be_public_and_complete() {
         (r.status, r.problem_type().as_str()),
         (400, "malformed"),
         "keyChange oldKey: {}",
-        text(&r)
+        r.text()
     );
-    assert!(text(&r).contains("private-key member"), "{}", text(&r));
+    assert!(r.text().contains("private-key member"), "{}", r.text());
     let r = c.post(&kid, None).await;
     assert_eq!(r.status, 200, "the old key still signs for the account");
     assert_eq!(counts(&s).await, before);
@@ -264,7 +227,7 @@ async fn header_and_payload_must_be_utf8_without_duplicate_members() {
             (r.status, r.problem_type().as_str()),
             (400, "malformed"),
             "{what}: {}",
-            text(&r)
+            r.text()
         );
         assert_eq!(counts(&s).await, vec![0; 5], "{what} created something");
     }
@@ -276,7 +239,7 @@ async fn header_and_payload_must_be_utf8_without_duplicate_members() {
         NEW_ACCOUNT.as_bytes(),
     );
     let r = c.send(&url, &jws).await;
-    assert_eq!(r.status, 201, "{}", text(&r));
+    assert_eq!(r.status, 201, "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -298,10 +261,10 @@ async fn order_names_follow_idna_rules() {
             (r.status, r.problem_type().as_str()),
             (400, "rejectedIdentifier"),
             "{bad}: {}",
-            text(&r)
+            r.text()
         );
         let sub = &r.json()["subproblems"][0];
-        assert_eq!(sub["identifier"]["value"], bad, "{}", text(&r));
+        assert_eq!(sub["identifier"]["value"], bad, "{}", r.text());
         let detail = sub["detail"].as_str().unwrap();
         assert!(
             detail.contains("RFC 5891")
@@ -321,6 +284,6 @@ async fn order_names_follow_idna_rules() {
 
     // A valid A-label, in upper case, is accepted and stored in lowercase.
     let r = c.new_order(&["XN--CAF-DMA.test"]).await;
-    assert_eq!(r.status, 201, "{}", text(&r));
+    assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["identifiers"][0]["value"], "xn--caf-dma.test");
 }

@@ -22,9 +22,7 @@ async fn two_instances_share_one_postgresql_database() {
     // Register and order on the first instance.
     let mut c = Raw::new(&first).await;
     c.register().await;
-    let o = order(&c, &["pg.test"]).await;
-    let ready = c.solve_http01(&o, &responder).await;
-    assert_eq!(ready["status"], "ready");
+    let o = ready_order(&c, &responder, &["pg.test"]).await;
 
     // Finalize on the second: same URLs (one base URL), the nonce comes from the second.
     let finalize_url = o["finalize"].as_str().unwrap();

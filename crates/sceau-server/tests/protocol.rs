@@ -3,28 +3,10 @@
 
 mod support;
 
-use sceau_store::Table;
 use sceau_wire::jws::{Flattened, Signer};
 use sceau_wire::{AccountKey, KeyKind, b64};
 use serde_json::{Value, json};
 use support::*;
-
-const TABLES: [Table; 5] = [
-    Table::Accounts,
-    Table::Orders,
-    Table::Authzs,
-    Table::Challenges,
-    Table::Certificates,
-];
-
-async fn counts(s: &Server) -> Vec<i64> {
-    let store = s.store().await;
-    let mut out = Vec::new();
-    for t in TABLES {
-        out.push(store.count(t).await.unwrap());
-    }
-    out
-}
 
 async fn ready_client(s: &Server) -> (Raw, Http01) {
     let responder = Http01::start(s.http01_port).await;
@@ -200,19 +182,8 @@ async fn refused_requests_get_their_problem_type_and_change_nothing() {
 }
 
 fn hand_signed(key: &AccountKey, header: &Value, payload: Option<&Value>) -> Flattened {
-    let protected = b64::encode(header.to_string());
-    let payload = payload
-        .map(|p| b64::encode(p.to_string()))
-        .unwrap_or_default();
-    let signature = b64::encode(
-        key.sign(format!("{protected}.{payload}").as_bytes())
-            .unwrap(),
-    );
-    Flattened {
-        protected,
-        payload,
-        signature,
-    }
+    let payload = payload.map(Value::to_string).unwrap_or_default();
+    signed_bytes(key, header.to_string().as_bytes(), payload.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,12 +249,7 @@ async fn finalize_rules_bad_csrs_and_not_ready() {
     let o = order(&c, &["f.test"]).await;
     let (csr_ok, _) = csr(&["f.test"]);
     // not ready yet
-    let r = c
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_ok})),
-        )
-        .await;
+    let r = c.finalize(&o, &csr_ok).await;
     assert_eq!(
         (r.status, r.problem_type().as_str()),
         (403, "orderNotReady")
@@ -294,12 +260,7 @@ async fn finalize_rules_bad_csrs_and_not_ready() {
     let before = counts(&s).await;
     // a name not in the order
     let (csr_extra, _) = csr(&["f.test", "other.test"]);
-    let r = c
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_extra})),
-        )
-        .await;
+    let r = c.finalize(&o, &csr_extra).await;
     assert_eq!(r.problem_type(), "badCSR");
     assert!(r.json()["detail"].as_str().unwrap().contains("other.test"));
     // a weak key, made by a second implementation (openssl)
@@ -328,9 +289,7 @@ async fn finalize_rules_bad_csrs_and_not_ready() {
         String::from_utf8_lossy(&out.stderr)
     );
     let weak = b64::encode(std::fs::read(dir.path().join("r.der")).unwrap());
-    let r = c
-        .post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": weak})))
-        .await;
+    let r = c.finalize(&o, &weak).await;
     assert_eq!(r.problem_type(), "badCSR");
     // garbage
     let r = c
@@ -347,12 +306,7 @@ async fn finalize_rules_bad_csrs_and_not_ready() {
         "a refused CSR leaves the order ready"
     );
     // and the right CSR still works
-    let r = c
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_ok})),
-        )
-        .await;
+    let r = c.finalize(&o, &csr_ok).await;
     assert_eq!(r.json()["status"], "valid");
 }
 
@@ -362,25 +316,12 @@ async fn wrong_challenge_answer_invalidates_with_reason() {
     s.add_host("w.test");
     let (c, responder) = ready_client(&s).await;
     let o = order(&c, &["w.test"]).await;
-    let authz_url = o["authorizations"][0].as_str().unwrap();
-    let authz = c.post(authz_url, None).await.json();
-    let ch = authz["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "http-01")
-        .unwrap()
-        .clone();
+    let (authz_url, ch) = c.first_challenge(&o, "http-01").await;
     responder.set(ch["token"].as_str().unwrap(), "not-the-key-authorization");
     c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let authz = c.poll(authz_url, &["pending"]).await;
+    let authz = c.poll(&authz_url, &["pending"]).await;
     assert_eq!(authz["status"], "invalid");
-    let failed = authz["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "http-01")
-        .unwrap();
+    let failed = challenge(&authz, "http-01");
     assert_eq!(failed["status"], "invalid");
     let err = &failed["error"];
     assert!(
@@ -404,19 +345,11 @@ async fn dns01_through_a_real_dns_server() {
     let s = Server::start(&["--eab", "off"]);
     let (c, _r) = ready_client(&s).await;
     let o = order(&c, &["d.test"]).await;
-    let authz_url = o["authorizations"][0].as_str().unwrap();
-    let authz = c.post(authz_url, None).await.json();
-    let ch = authz["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "dns-01")
-        .unwrap()
-        .clone();
+    let (authz_url, ch) = c.first_challenge(&o, "dns-01").await;
     let digest = c.dns01_txt(ch["token"].as_str().unwrap());
     s.dns.add_txt("_acme-challenge.d.test", &digest);
     c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let authz = c.poll(authz_url, &["pending"]).await;
+    let authz = c.poll(&authz_url, &["pending"]).await;
     assert_eq!(authz["status"], "valid", "{authz}");
 }
 
@@ -516,13 +449,7 @@ async fn revocation_signed_by_the_certificate_key() {
     let cert_key = AccountKey::generate(KeyKind::P256).unwrap();
     let rc_key = rcgen::KeyPair::try_from(cert_key.to_pkcs8_der().as_slice()).unwrap();
     let (csr_b64, _) = csr_with_key(&["k.test"], &rc_key);
-    let done = c
-        .post(
-            o["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await
-        .json();
+    let done = c.finalize(&o, &csr_b64).await.json();
     let chain = String::from_utf8(
         c.post(done["certificate"].as_str().unwrap(), None)
             .await
@@ -631,11 +558,7 @@ async fn renewal_info_and_replaces() {
     let o = r.json();
     assert_eq!(o["status"], "ready", "valid authorization reused");
     let (csr_b64, _) = csr(&["ari.test"]);
-    c.post(
-        o["finalize"].as_str().unwrap(),
-        Some(&json!({"csr": csr_b64})),
-    )
-    .await;
+    c.finalize(&o, &csr_b64).await;
     assert_eq!(c.post(&url, None).await.json()["status"], "valid");
     let r = c.post(&c.dir.new_order.clone(), Some(&ids)).await;
     assert_eq!(

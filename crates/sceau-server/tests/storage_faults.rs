@@ -112,22 +112,23 @@ struct Prepared {
     challenge_url: String,
 }
 
+/// A registered client of `server`, its http-01 responder, and what [`prepare`] makes, for
+/// names `PREFIX-ready.test`, `PREFIX-pending.test` and `PREFIX-after.test` (in its DNS).
+async fn set_up(server: &Server, prefix: &str) -> (Raw, Http01, Prepared) {
+    let responder = Http01::start(server.http01_port).await;
+    for name in ["ready", "pending", "after"] {
+        server.add_host(&format!("{prefix}-{name}.test"));
+    }
+    let mut c = Raw::new(server).await;
+    c.register().await;
+    let p = prepare(&c, &responder, prefix).await;
+    (c, responder, p)
+}
+
 async fn prepare(c: &Raw, responder: &Http01, prefix: &str) -> Prepared {
-    let ready = order(c, &[&format!("{prefix}-ready.test")]).await;
-    let solved = c.solve_http01(&ready, responder).await;
-    assert_eq!(solved["status"], "ready");
+    let ready = ready_order(c, responder, &[&format!("{prefix}-ready.test")]).await;
     let pending = order(c, &[&format!("{prefix}-pending.test")]).await;
-    let authz = c
-        .post(pending["authorizations"][0].as_str().unwrap(), None)
-        .await
-        .json();
-    let ch = authz["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "http-01")
-        .unwrap()
-        .clone();
+    let (_, ch) = c.first_challenge(&pending, "http-01").await;
     let token = ch["token"].as_str().unwrap();
     responder.set(token, &c.key_authz(token));
     Prepared {
@@ -154,12 +155,7 @@ async fn refused_while_down(server: &Server, c: &Raw, p: &Prepared, prefix: &str
         assert_unavailable(&r, "newOrder");
         let r = c.post(&p.challenge_url, Some(&json!({}))).await;
         assert_unavailable(&r, "challenge answer");
-        let r = c
-            .post(
-                p.ready["finalize"].as_str().unwrap(),
-                Some(&json!({"csr": csr_b64})),
-            )
-            .await;
+        let r = c.finalize(&p.ready, &csr_b64).await;
         assert_unavailable(&r, "finalize");
 
         // Reads are served.
@@ -179,12 +175,7 @@ async fn refused_while_down(server: &Server, c: &Raw, p: &Prepared, prefix: &str
 async fn resumed(server: &Server, c: &Raw, responder: &Http01, p: &Prepared, prefix: &str) {
     // The refused finalize, again.
     let (csr_b64, _) = csr(&[&format!("{prefix}-ready.test")]);
-    let r = c
-        .post(
-            p.ready["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await;
+    let r = c.finalize(&p.ready, &csr_b64).await;
     assert_eq!(
         r.status,
         200,
@@ -211,12 +202,7 @@ async fn resumed(server: &Server, c: &Raw, responder: &Http01, p: &Prepared, pre
     let ready = c.poll(url, &["pending"]).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     let (csr_b64, _) = csr(&[&format!("{prefix}-pending.test")]);
-    let r = c
-        .post(
-            p.pending["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await;
+    let r = c.finalize(&p.pending, &csr_b64).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(c.poll(url, &["processing"]).await["status"], "valid");
 
@@ -226,20 +212,13 @@ async fn resumed(server: &Server, c: &Raw, responder: &Http01, p: &Prepared, pre
     issue(&newcomer, responder, &[&format!("{prefix}-after.test")]).await;
 }
 
-/// Rows per table.
-async fn counts(store: &sceau_store::Store) -> Vec<i64> {
-    use sceau_store::Table;
-    let mut out = Vec::new();
-    for t in [
-        Table::Accounts,
-        Table::Orders,
-        Table::Authzs,
-        Table::Challenges,
-        Table::Certificates,
-    ] {
-        out.push(store.count(t).await.unwrap());
-    }
-    out
+/// Rows of [`TABLES`] as they were `before` the fault: every refused request changed nothing.
+async fn assert_no_rows_added(store: &sceau_store::Store, before: &[i64]) {
+    assert_eq!(
+        rows(store, &TABLES).await,
+        before,
+        "a refused request wrote rows"
+    );
 }
 
 /// No half-written order or certificate, and nothing left in flight.
@@ -277,9 +256,7 @@ async fn assert_consistent(store: &sceau_store::Store) {
             "SELECT COUNT(*) FROM challenges WHERE status = 'processing'",
         ),
     ];
-    for (what, sql) in checks {
-        assert_eq!(store.scalar(sql).await.unwrap(), 0, "{what}");
-    }
+    assert_none(store, checks).await;
 }
 
 /// The log of a fault episode: a handful of lines, exactly one ERROR about the storage that
@@ -354,14 +331,8 @@ async fn disk_full_answers_503_logs_once_and_resumes_when_space_returns() {
     let disk = Tmpfs::mount(16);
     let (_logs, log) = log_file();
     let server = Server::start_logged(disk.path().join("data"), log.clone(), "info", FLAGS);
-    let responder = Http01::start(server.http01_port).await;
-    for name in ["full-ready", "full-pending", "full-after"] {
-        server.add_host(&format!("{name}.test"));
-    }
-    let mut c = Raw::new(&server).await;
-    c.register().await;
-    let p = prepare(&c, &responder, "full").await;
-    let before = counts(&server.store().await).await;
+    let (c, responder, p) = set_up(&server, "full").await;
+    let before = rows(&server.store().await, &TABLES).await;
 
     let from = log_len(&log);
     let filled = disk.fill();
@@ -378,7 +349,7 @@ async fn disk_full_answers_503_logs_once_and_resumes_when_space_returns() {
     // A client waits as Retry-After says before trying again.
     tokio::time::sleep(Duration::from_secs(retry)).await;
     let store = server.store().await;
-    assert_eq!(counts(&store).await, before, "a refused request wrote rows");
+    assert_no_rows_added(&store, &before).await;
     resumed(&server, &c, &responder, &p, "full").await;
     wait_for_line(&log, from, "succeed again");
     assert_quiet_log(
@@ -395,14 +366,8 @@ async fn read_only_storage_answers_503_logs_once_and_resumes_when_writable() {
     let disk = Tmpfs::mount(16);
     let (_logs, log) = log_file();
     let mut server = Server::start_logged(disk.path().join("data"), log.clone(), "info", FLAGS);
-    let responder = Http01::start(server.http01_port).await;
-    for name in ["ro-ready", "ro-pending", "ro-after"] {
-        server.add_host(&format!("{name}.test"));
-    }
-    let mut c = Raw::new(&server).await;
-    c.register().await;
-    let p = prepare(&c, &responder, "ro").await;
-    let before = counts(&server.store().await).await;
+    let (c, responder, p) = set_up(&server, "ro").await;
+    let before = rows(&server.store().await, &TABLES).await;
 
     // The kernel refuses a read-only remount while a file on it is open for writing, which a
     // running SQLite always has: read-only storage meets a server that (re)starts on it, as
@@ -426,7 +391,7 @@ async fn read_only_storage_answers_503_logs_once_and_resumes_when_writable() {
     disk.remount(false).unwrap();
     tokio::time::sleep(Duration::from_secs(retry)).await;
     let store = server.store().await;
-    assert_eq!(counts(&store).await, before, "a refused request wrote rows");
+    assert_no_rows_added(&store, &before).await;
     resumed(&server, &c, &responder, &p, "ro").await;
     wait_for_line(&log, from, "succeed again");
     assert_quiet_log(&log, from, &format!("{} is read-only", db.display()));
@@ -462,15 +427,9 @@ async fn read_only_postgresql_answers_503_logs_once_and_resumes_while_running() 
     let mut flags = FLAGS.to_vec();
     flags.extend(["--database", &pg.url]);
     let server = Server::start_logged(data.path().join("data"), log.clone(), "info", &flags);
-    let responder = Http01::start(server.http01_port).await;
-    for name in ["pgro-ready", "pgro-pending", "pgro-after"] {
-        server.add_host(&format!("{name}.test"));
-    }
-    let mut c = Raw::new(&server).await;
-    c.register().await;
-    let p = prepare(&c, &responder, "pgro").await;
+    let (c, responder, p) = set_up(&server, "pgro").await;
     let store = sceau_store::Store::open(&pg.url).await.unwrap();
-    let before = counts(&store).await;
+    let before = rows(&store, &TABLES).await;
 
     // A primary demoted to a standby answers every write with SQLSTATE 25006, as does this.
     let from = log_len(&log);
@@ -499,7 +458,7 @@ async fn read_only_postgresql_answers_503_logs_once_and_resumes_while_running() 
         ],
     );
     tokio::time::sleep(Duration::from_secs(retry)).await;
-    assert_eq!(counts(&store).await, before, "a refused request wrote rows");
+    assert_no_rows_added(&store, &before).await;
     resumed(&server, &c, &responder, &p, "pgro").await;
     wait_for_line(&log, from, "succeed again");
     assert_quiet_log(&log, from, &says);
@@ -539,23 +498,13 @@ async fn a_certificate_signed_while_the_disk_fills_is_stored_once_space_returns(
     let mut flags = FLAGS.to_vec();
     flags.extend(["--issuance-wait-ms", "300"]);
     let server = Server::start_logged(disk.path().join("data"), log.clone(), "info", &flags);
-    let responder = Http01::start(server.http01_port).await;
-    server.add_host("late-ready.test");
-    server.add_host("late-pending.test");
-    let mut c = Raw::new(&server).await;
-    c.register().await;
-    let p = prepare(&c, &responder, "late").await;
+    let (c, _responder, p) = set_up(&server, "late").await;
 
     // The signer stalls; finalize commits the job, then waits.
     let signer = signing_service_of(&server);
     signal(signer, "-STOP");
     let (csr_b64, _) = csr(&["late-ready.test"]);
-    let r = c
-        .post(
-            p.ready["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": csr_b64})),
-        )
-        .await;
+    let r = c.finalize(&p.ready, &csr_b64).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["status"], "processing");
     let order_id = p.ready["_url"]

@@ -76,25 +76,13 @@ async fn challenges_aimed_at_the_ca_host_are_invalid_and_reveal_nothing() {
         let authz_url = authz_url.as_str().unwrap();
         let authz = c.post(authz_url, None).await.json();
         let name = authz["identifier"]["value"].as_str().unwrap().to_owned();
-        let ch = authz["challenges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "http-01")
-            .unwrap()
-            .clone();
+        let ch = challenge(&authz, "http-01");
         let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
 
         let done = c.poll(authz_url, &["pending"]).await;
         assert_eq!(done["status"], "invalid", "{name}: {done}");
-        let ch = done["challenges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "http-01")
-            .unwrap()
-            .clone();
+        let ch = challenge(&done, "http-01");
         assert_eq!(ch["status"], "invalid", "{name}: {ch}");
         let error = &ch["error"];
         assert_eq!(

@@ -338,10 +338,15 @@ mod tests {
 
     const FULL: StorageFault = StorageFault::DiskFull;
 
+    /// Instants `ms` milliseconds after the test's start, so timing is tested without waiting.
+    fn clock() -> impl Fn(u64) -> Instant {
+        let t0 = Instant::now();
+        move |ms| t0 + Duration::from_millis(ms)
+    }
+
     #[test]
     fn an_episode_logs_once_then_once_a_minute_then_once_at_the_end() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let at = clock();
         let mut s = State::default();
         assert_eq!(
             s.failed(FULL, at(0)),
@@ -379,8 +384,7 @@ mod tests {
 
     #[test]
     fn a_flapping_condition_logs_one_error_a_minute_and_a_new_condition_its_own() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let at = clock();
         let mut s = State::default();
         assert_eq!(
             s.failed(FULL, at(0)),
@@ -415,8 +419,7 @@ mod tests {
 
     #[test]
     fn a_read_ends_only_an_unreachable_episode() {
-        let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let at = clock();
         let mut s = State::default();
         s.failed(StorageFault::Unreachable, at(0));
         assert!(matches!(

@@ -331,31 +331,7 @@ impl Store {
             .execute(&mut tx)
             .await?
             .one_or("order is not processing")?;
-        query(
-            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, NULL, NULL, NULL, $11)",
-        )
-        .bind(&cert.id)
-        .bind(&cert.serial)
-        .bind(&cert.account_id)
-        .bind(&cert.order_id)
-        .bind(hex_encode(&cert.der))
-        .bind(&cert.chain_pem)
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(&cert.ari_id)
-        .bind(&cert.spki_sha256)
-        .bind(cert.created_at)
-        .bind(&cert.issuer_id)
-        .execute(&mut tx)
-        .await?;
-        if let Some(replaced) = &cert.replaces {
-            query("UPDATE certificates SET replaced_by = $1 WHERE ari_id = $2 AND replaced_by IS NULL")
-                .bind(&cert.order_id)
-                .bind(replaced)
-                .execute(&mut tx)
-                .await?;
-        }
+        insert_certificate(&mut tx, cert).await?;
         insert_audit(&mut tx, audit).await?;
         tx.commit().await?;
         self.make_durable().await
@@ -609,6 +585,38 @@ impl Store {
 pub(crate) fn log_id() -> String {
     let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
     format!("{nanos:020}-{}", new_id())
+}
+
+/// Inserts an issued certificate and marks the one it replaces (ARI, RFC 9773 §5) inside the
+/// caller's transaction, which also moves its order to `valid`: a certificate is never stored
+/// without its order's change.
+pub(crate) async fn insert_certificate(tx: &mut db::Tx, cert: &CertRecord) -> Result<()> {
+    query(
+        "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, $12)",
+    )
+    .bind(&cert.id)
+    .bind(&cert.serial)
+    .bind(&cert.account_id)
+    .bind(&cert.order_id)
+    .bind(hex_encode(&cert.der))
+    .bind(&cert.chain_pem)
+    .bind(cert.not_before)
+    .bind(cert.not_after)
+    .bind(&cert.ari_id)
+    .bind(&cert.spki_sha256)
+    .bind(&cert.issuer_id)
+    .bind(cert.created_at)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(replaced) = &cert.replaces {
+        query("UPDATE certificates SET replaced_by = $1 WHERE ari_id = $2 AND replaced_by IS NULL")
+            .bind(&cert.order_id)
+            .bind(replaced)
+            .execute(tx)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(crate) fn audit_query(e: &AuditEntry<'_>) -> db::Query {

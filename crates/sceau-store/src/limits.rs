@@ -4,7 +4,7 @@
 //! (failed external account bindings). Counting stored rows makes every limit hold across
 //! restarts and across server instances sharing one PostgreSQL database.
 
-use crate::db::query;
+use crate::db::{Row, query};
 use crate::{AuditEntry, Result, Store, audit_query, log_id};
 
 /// A sliding-window count: how many events since the window's start, and the time of the
@@ -13,6 +13,16 @@ use crate::{AuditEntry, Result, Store, audit_query, log_id};
 pub struct WindowCount {
     pub count: i64,
     pub oldest: Option<i64>,
+}
+
+impl WindowCount {
+    /// The count at column `count` and the oldest event's time at the column after it.
+    fn from_columns(row: &Row, count: usize) -> Result<WindowCount> {
+        Ok(WindowCount {
+            count: row.try_get(count)?,
+            oldest: row.try_get(count + 1)?,
+        })
+    }
 }
 
 /// An account's load, as the newOrder limits see it.
@@ -36,10 +46,7 @@ impl Store {
         .bind(since)
         .fetch_one(&self.db)
         .await?;
-        Ok(WindowCount {
-            count: row.try_get(0)?,
-            oldest: row.try_get(1)?,
-        })
+        WindowCount::from_columns(&row, 0)
     }
 
     /// Orders of `account_id` since `orders_since`, the authorizations its orders created
@@ -66,14 +73,8 @@ impl Store {
         .fetch_one(&self.db)
         .await?;
         Ok(OrderLoad {
-            orders: WindowCount {
-                count: row.try_get(0)?,
-                oldest: row.try_get(1)?,
-            },
-            names: WindowCount {
-                count: row.try_get(2)?,
-                oldest: row.try_get(3)?,
-            },
+            orders: WindowCount::from_columns(&row, 0)?,
+            names: WindowCount::from_columns(&row, 2)?,
             pending: row.try_get(4)?,
         })
     }
@@ -93,10 +94,7 @@ impl Store {
         .bind(since)
         .fetch_one(&self.db)
         .await?;
-        Ok(WindowCount {
-            count: row.try_get(0)?,
-            oldest: row.try_get(1)?,
-        })
+        WindowCount::from_columns(&row, 0)
     }
 
     /// Records one event of `kind` for `subject` at `at`, with its audit row in the same

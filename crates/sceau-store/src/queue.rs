@@ -15,7 +15,7 @@
 
 use crate::db::{Db, query};
 use crate::{
-    AuditEntry, CertRecord, OrderRecord, Result, Store, StoreError, audit_query, hex_encode,
+    AuditEntry, CertRecord, OrderRecord, Result, Store, StoreError, audit_query, insert_certificate,
 };
 
 /// A job handed to an owner: the order, the serial reserved for this attempt.
@@ -279,31 +279,7 @@ impl Store {
         .execute(&mut tx)
         .await?
         .one_or("the issuance lease was lost")?;
-        query(
-            "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, $12)",
-        )
-        .bind(&cert.id)
-        .bind(&cert.serial)
-        .bind(&cert.account_id)
-        .bind(&cert.order_id)
-        .bind(hex_encode(&cert.der))
-        .bind(&cert.chain_pem)
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(&cert.ari_id)
-        .bind(&cert.spki_sha256)
-        .bind(&cert.issuer_id)
-        .bind(cert.created_at)
-        .execute(&mut tx)
-        .await?;
-        if let Some(replaced) = &cert.replaces {
-            query("UPDATE certificates SET replaced_by = $1 WHERE ari_id = $2 AND replaced_by IS NULL")
-                .bind(&cert.order_id)
-                .bind(replaced)
-                .execute(&mut tx)
-                .await?;
-        }
+        insert_certificate(&mut tx, cert).await?;
         query("UPDATE serials SET state = 'issued', updated_at = $1 WHERE serial = $2 AND state = 'reserved'")
             .bind(cert.created_at)
             .bind(&cert.serial)

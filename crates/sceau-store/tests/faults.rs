@@ -3,66 +3,13 @@
 //! as `StoreError::Unavailable` with its condition, change nothing, and go away by itself when
 //! the storage recovers, on the same `Store`.
 
+mod common;
+
 use sceau_store::*;
 use sceau_testkit::{Postgres, Tmpfs};
-use sceau_wire::Identifier;
 
 fn account(id: &str) -> AccountRecord {
-    AccountRecord {
-        id: id.into(),
-        thumbprint: format!("thumb-{id}"),
-        jwk: "{}".into(),
-        status: "valid".into(),
-        contact: vec![],
-        tos_agreed: true,
-        eab_kid: None,
-        created_at: now(),
-        created_ip: Some("192.0.2.1".into()),
-    }
-}
-
-/// An order for `name` with one new authorization and its three challenges.
-fn order(account_id: &str, name: &str) -> (OrderRecord, AuthzRecord) {
-    let authz_id = new_id();
-    let challenges = ["http-01", "dns-01", "tls-alpn-01"]
-        .iter()
-        .map(|kind| ChallengeRecord {
-            id: new_id(),
-            authz_id: authz_id.clone(),
-            kind: (*kind).into(),
-            status: "pending".into(),
-            validated: None,
-            error: None,
-        })
-        .collect();
-    let authz = AuthzRecord {
-        id: authz_id.clone(),
-        account_id: account_id.into(),
-        identifier: Identifier::dns(name),
-        status: "pending".into(),
-        expires: now() + 3600,
-        token: new_id(),
-        wildcard: false,
-        created_at: now(),
-        challenges,
-    };
-    let order = OrderRecord {
-        id: new_id(),
-        account_id: account_id.into(),
-        status: "pending".into(),
-        expires: now() + 3600,
-        identifiers: vec![Identifier::dns(name)],
-        authz_ids: vec![authz_id],
-        not_before: None,
-        not_after: None,
-        profile: None,
-        replaces: None,
-        error: None,
-        csr: None,
-        cert_id: None,
-        created_at: now(),
-    };
-    (order, authz)
+    common::account(id, &format!("thumb-{id}"))
 }
 
 fn created(order_id: &str) -> AuditEntry<'_> {
@@ -75,7 +22,7 @@ fn created(order_id: &str) -> AuditEntry<'_> {
 }
 
 async fn create_order(store: &Store, name: &str) -> Result<OrderRecord> {
-    let (o, a) = order("a1", name);
+    let (o, a) = common::order("a1", name, &["http-01", "dns-01", "tls-alpn-01"]);
     store.create_order(&o, &[a], &created(&o.id)).await?;
     Ok(o)
 }
@@ -88,6 +35,35 @@ fn assert_fault<T: std::fmt::Debug>(r: Result<T>, want: StorageFault, what: &str
         }
         other => panic!("{what}: expected a {want} storage fault, got {other:?}"),
     }
+}
+
+/// A single-row insert and a transaction of many rows, both refused as `want` (`on` says where
+/// the store is).
+async fn assert_writes_refused(store: &Store, want: StorageFault, on: &str) {
+    assert_fault(
+        store.insert_account(&account("a2")).await,
+        want,
+        &format!("insert {on}"),
+    );
+    assert_fault(
+        create_order(store, "b.test").await,
+        want,
+        &format!("transaction {on}"),
+    );
+}
+
+/// After refused writes: reads still work (`first` reads back as created), and no table
+/// gained a row since `before`.
+async fn assert_nothing_written(store: &Store, first: &OrderRecord, before: &[i64]) {
+    assert_eq!(
+        store.order_by_id(&first.id).await.unwrap().status,
+        "pending"
+    );
+    assert_eq!(
+        counts(store).await,
+        before,
+        "a refused write left rows behind"
+    );
 }
 
 /// Rows in every table the writes above touch.
@@ -118,16 +94,7 @@ async fn sqlite_full_disk_fails_writes_as_disk_full_keeps_reads_and_resumes() {
     // A single statement, a transaction of many rows, and the audit trail: all refused as a
     // full disk, none half-done.
     for _ in 0..3 {
-        assert_fault(
-            store.insert_account(&account("a2")).await,
-            StorageFault::DiskFull,
-            "insert on a full disk",
-        );
-        assert_fault(
-            create_order(&store, "b.test").await,
-            StorageFault::DiskFull,
-            "transaction on a full disk",
-        );
+        assert_writes_refused(&store, StorageFault::DiskFull, "on a full disk").await;
         assert_fault(
             store.audit(&created("x")).await,
             StorageFault::DiskFull,
@@ -135,15 +102,7 @@ async fn sqlite_full_disk_fails_writes_as_disk_full_keeps_reads_and_resumes() {
         );
     }
     // Reads still work.
-    assert_eq!(
-        store.order_by_id(&first.id).await.unwrap().status,
-        "pending"
-    );
-    assert_eq!(
-        counts(&store).await,
-        before,
-        "a refused write left rows behind"
-    );
+    assert_nothing_written(&store, &first, &before).await;
 
     disk.free();
     // The same store, without reopening: the writer connection was not left stuck.
@@ -202,16 +161,7 @@ async fn sqlite_on_read_only_storage_reports_read_only_and_writes_once_it_is_wri
         .unwrap();
     assert_eq!(store.account_by_id("a1").await.unwrap().id, "a1");
     for _ in 0..3 {
-        assert_fault(
-            store.insert_account(&account("a2")).await,
-            StorageFault::ReadOnly,
-            "insert on read-only storage",
-        );
-        assert_fault(
-            create_order(&store, "b.test").await,
-            StorageFault::ReadOnly,
-            "transaction on read-only storage",
-        );
+        assert_writes_refused(&store, StorageFault::ReadOnly, "on read-only storage").await;
     }
     assert_eq!(store.count(Table::Accounts).await.unwrap(), 1);
     assert_eq!(store.count(Table::Orders).await.unwrap(), 0);
@@ -260,26 +210,9 @@ async fn postgres_read_only_transactions_report_read_only_and_writes_resume() {
     // Backends apply the reload at their next command; give the signal a moment.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     for _ in 0..3 {
-        assert_fault(
-            store.insert_account(&account("a2")).await,
-            StorageFault::ReadOnly,
-            "insert into a read-only PostgreSQL",
-        );
-        assert_fault(
-            create_order(&store, "b.test").await,
-            StorageFault::ReadOnly,
-            "transaction in a read-only PostgreSQL",
-        );
+        assert_writes_refused(&store, StorageFault::ReadOnly, "in a read-only PostgreSQL").await;
     }
-    assert_eq!(
-        store.order_by_id(&first.id).await.unwrap().status,
-        "pending"
-    );
-    assert_eq!(
-        counts(&store).await,
-        before,
-        "a refused write left rows behind"
-    );
+    assert_nothing_written(&store, &first, &before).await;
 
     pg_admin(
         &pg.url,

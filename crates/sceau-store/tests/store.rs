@@ -1,8 +1,11 @@
 //! The storage seam on SQLite: compare-and-swap transitions, atomic multi-row changes, and
 //! that what was committed is there after reopening.
 
+mod common;
+
+use common::account;
 use sceau_store::*;
-use sceau_wire::{Identifier, Problem, ProblemType};
+use sceau_wire::{Problem, ProblemType};
 
 /// The backend under test: SQLite in a temp dir, or a real PostgreSQL server.
 enum Backend {
@@ -58,57 +61,8 @@ async fn audited(store: &Store, event: &str) -> usize {
     all.iter().filter(|e| e.event == event).count()
 }
 
-fn account(id: &str, thumb: &str) -> AccountRecord {
-    AccountRecord {
-        id: id.into(),
-        thumbprint: thumb.into(),
-        jwk: "{}".into(),
-        status: "valid".into(),
-        contact: vec!["mailto:a@b.test".into()],
-        tos_agreed: true,
-        eab_kid: None,
-        created_at: now(),
-        created_ip: Some("127.0.0.1".into()),
-    }
-}
-
 fn order_with_authz(account_id: &str) -> (OrderRecord, AuthzRecord) {
-    let authz_id = new_id();
-    let authz = AuthzRecord {
-        id: authz_id.clone(),
-        account_id: account_id.into(),
-        identifier: Identifier::dns("a.test"),
-        status: "pending".into(),
-        expires: now() + 3600,
-        token: "tok".into(),
-        wildcard: false,
-        created_at: now(),
-        challenges: vec![ChallengeRecord {
-            id: new_id(),
-            authz_id: authz_id.clone(),
-            kind: "http-01".into(),
-            status: "pending".into(),
-            validated: None,
-            error: None,
-        }],
-    };
-    let order = OrderRecord {
-        id: new_id(),
-        account_id: account_id.into(),
-        status: "pending".into(),
-        expires: now() + 3600,
-        identifiers: vec![Identifier::dns("a.test")],
-        authz_ids: vec![authz_id],
-        not_before: None,
-        not_after: None,
-        profile: None,
-        replaces: None,
-        error: None,
-        csr: None,
-        cert_id: None,
-        created_at: now(),
-    };
-    (order, authz)
+    common::order(account_id, "a.test", &["http-01"])
 }
 
 async fn account_key_is_unique_and_status_is_cas(dir: Backend) {

@@ -9,6 +9,8 @@
 //!   (`copy_extensions = none`): a test that wants a bad certificate writes the bad section.
 //! - A subordinate CA ([`OpenSslCa::subordinate`]) is signed by its parent with `openssl ca`
 //!   too, and [`OpenSslCa::chain_pem`] lists it and its parents up to the root, nearest first.
+//! - [`verify_chain`], [`sha256_fingerprint`] and [`subject_key_id`] ask openssl, a second implementation, what a
+//!   client would conclude about what Sceau issued.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -280,6 +282,83 @@ CN = unused
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// `openssl verify -CAfile <root> -untrusted <the chain> <extra…> <the leaf>` of a PEM leaf
+/// followed by its chain (as an ACME server hands it out): whether a client that trusts `root`
+/// accepts it. `Err` holds what openssl printed.
+pub fn verify_chain(root: &Path, chain_pem: &str, extra: &[&str]) -> Result<(), String> {
+    let blocks: Vec<&str> = chain_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .filter(|b| b.contains("-----BEGIN CERTIFICATE-----"))
+        .map(str::trim_start)
+        .collect();
+    assert!(blocks.len() >= 2, "a leaf and its chain: {chain_pem}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (leaf, rest) = (dir.path().join("leaf.pem"), dir.path().join("chain.pem"));
+    fs::write(&leaf, blocks[0]).expect("write leaf");
+    fs::write(&rest, blocks[1..].concat()).expect("write chain");
+    let out = Command::new(require_tool("openssl"))
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root)
+        .arg("-untrusted")
+        .arg(&rest)
+        .args(extra)
+        .arg(&leaf)
+        .output()
+        .expect("run openssl");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// [`verify_chain`] for a TLS server certificate (`-purpose sslserver`).
+pub fn verify_server_chain(root: &Path, chain_pem: &str) -> Result<(), String> {
+    verify_chain(root, chain_pem, &["-purpose", "sslserver"])
+}
+
+fn x509(pem: &Path, args: &[&str]) -> String {
+    let out = Command::new(require_tool("openssl"))
+        .args(["x509", "-noout", "-in"])
+        .arg(pem)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl x509 {args:?} of {}: {}",
+        pem.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The subjectKeyIdentifier of a PEM certificate file as openssl reads it, in lowercase hex
+/// without separators (the form Sceau's records use).
+pub fn subject_key_id(pem: &Path) -> String {
+    x509(pem, &["-ext", "subjectKeyIdentifier"])
+        .lines()
+        .nth(1)
+        .expect("openssl's subjectKeyIdentifier lines")
+        .trim()
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// The SHA-256 fingerprint of a PEM certificate file as openssl prints it (`AB:CD:…`).
+pub fn sha256_fingerprint(pem: &Path) -> String {
+    x509(pem, &["-fingerprint", "-sha256"])
+        .trim()
+        .strip_prefix("sha256 Fingerprint=")
+        .expect("openssl's fingerprint line")
+        .to_owned()
 }
 
 /// An instant as `openssl ca -startdate` takes it: `YYYYMMDDHHMMSSZ`, UTC.

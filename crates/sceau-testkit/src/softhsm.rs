@@ -13,12 +13,19 @@ pub struct SoftHsm {
     pub token: String,
     /// The user PIN (also in [`SoftHsm::pin_file`]).
     pub pin: String,
+    /// The security officer's PIN, which nothing but the token's initialisation uses.
+    pub so_pin: String,
 }
 
 impl SoftHsm {
     /// Initialises a token labelled `token`. Panics with a clear message when SoftHSM2 is
     /// missing (install it with the README's test command).
     pub fn new(token: &str, pin: &str) -> SoftHsm {
+        SoftHsm::with_so_pin(token, pin, "12344321")
+    }
+
+    /// [`SoftHsm::new`] with this SO PIN (a test that looks for leaked PINs picks its own).
+    pub fn with_so_pin(token: &str, pin: &str, so_pin: &str) -> SoftHsm {
         assert!(
             Path::new(SOFTHSM_MODULE).exists(),
             "{SOFTHSM_MODULE} is missing: install Debian softhsm2 (scripts/install-test-deps.sh)"
@@ -37,12 +44,13 @@ impl SoftHsm {
             dir,
             token: token.to_owned(),
             pin: pin.to_owned(),
+            so_pin: so_pin.to_owned(),
         };
         write_private(&hsm.pin_file(), &format!("{pin}\n"));
         let out = Command::new(crate::require_tool("softhsm2-util"))
             .env("SOFTHSM2_CONF", hsm.conf())
             .args(["--init-token", "--free", "--label", token])
-            .args(["--pin", pin, "--so-pin", "12344321"])
+            .args(["--pin", pin, "--so-pin", so_pin])
             .output()
             .expect("run softhsm2-util");
         assert!(
@@ -73,8 +81,14 @@ impl SoftHsm {
     /// An RFC 7512 URI for the object labelled `object` on this token, with the module and
     /// the PIN file in its query.
     pub fn uri(&self, object: &str) -> String {
+        self.key_uri(&format!("object={object}"))
+    }
+
+    /// An RFC 7512 URI on this token with more path attributes (`path_attrs`, e.g.
+    /// `object=k;id=%01`), with the module and the PIN file in its query.
+    pub fn key_uri(&self, path_attrs: &str) -> String {
         format!(
-            "pkcs11:token={};object={object}?module-path={SOFTHSM_MODULE}&pin-source=file:{}",
+            "pkcs11:token={};{path_attrs}?module-path={SOFTHSM_MODULE}&pin-source=file:{}",
             self.token,
             self.pin_file().display()
         )

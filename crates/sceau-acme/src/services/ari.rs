@@ -1,6 +1,6 @@
 //! Renewal information (RFC 9773 §4).
 
-use sceau_store::{StoreError, now};
+use sceau_store::now;
 use sceau_wire::{RenewalInfo, SuggestedWindow};
 
 use crate::render::ts;
@@ -13,11 +13,7 @@ impl Acme {
                 "not a certificate identifier (RFC 9773 §4.1)",
             ));
         }
-        let cert = match self.store.cert_by_ari_id(cert_id).await {
-            Ok(c) => c,
-            Err(StoreError::NotFound) => return Err(AcmeError::not_found("certificate")),
-            Err(e) => return Err(e.into()),
-        };
+        let cert = super::found(self.store.cert_by_ari_id(cert_id).await, "certificate")?;
         let (start, end) = if cert.revoked_at.is_some() {
             // Revoked: renew now (§4.2, a window in the past).
             let n = now();

@@ -10,6 +10,7 @@ use sceau_wire::{
 };
 use serde_json::json;
 
+use super::{found, owned};
 use crate::render;
 use crate::request::Verified;
 use crate::{Acme, AcmeError, AcmeResult, Reply};
@@ -32,11 +33,7 @@ impl Acme {
         account: &AccountRecord,
         id: &str,
     ) -> AcmeResult<AuthzRecord> {
-        match self.store.authz_by_id(id).await {
-            Ok(a) if a.account_id == account.id => Ok(a),
-            Ok(_) | Err(StoreError::NotFound) => Err(AcmeError::not_found("authorization")),
-            Err(e) => Err(e.into()),
-        }
+        owned(self.store.authz_by_id(id).await, account, "authorization")
     }
 
     pub(super) async fn authz(
@@ -87,11 +84,7 @@ impl Acme {
         ip: Option<&str>,
     ) -> AcmeResult<Reply> {
         let account = req.account()?;
-        let challenge = match self.store.challenge_by_id(id).await {
-            Ok(c) => c,
-            Err(StoreError::NotFound) => return Err(AcmeError::not_found("challenge")),
-            Err(e) => return Err(e.into()),
-        };
+        let challenge = found(self.store.challenge_by_id(id).await, "challenge")?;
         let authz = self.owned_authz(account, &challenge.authz_id).await?;
         // §7.5.1: a POST with a JSON object (normally `{}`) asks for validation; POST-as-GET reads.
         let respond = !req.jws.is_post_as_get();

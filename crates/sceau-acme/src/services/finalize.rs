@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sceau_store::{AccountRecord, CertRecord, IssueJob, OrderRecord, StoreError, now};
 use sceau_wire::{Finalize, Identifier, ProblemType, b64};
 
-use super::spki_sha256;
+use super::{owned, spki_sha256};
 use crate::request::Verified;
 use crate::{Acme, AcmeError, AcmeResult, Reply};
 
@@ -163,10 +163,6 @@ impl Acme {
         account: &AccountRecord,
         id: &str,
     ) -> AcmeResult<CertRecord> {
-        match self.store.cert_by_id(id).await {
-            Ok(c) if c.account_id == account.id => Ok(c),
-            Ok(_) | Err(StoreError::NotFound) => Err(AcmeError::not_found("certificate")),
-            Err(e) => Err(e.into()),
-        }
+        owned(self.store.cert_by_id(id).await, account, "certificate")
     }
 }

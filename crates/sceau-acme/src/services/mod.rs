@@ -20,7 +20,7 @@ mod revocation;
 
 use std::sync::Arc;
 
-use sceau_store::{AuditEntry, CertRecord, StoreError};
+use sceau_store::{AccountRecord, AuditEntry, AuthzRecord, CertRecord, OrderRecord, StoreError};
 use sceau_wire::{Directory, Meta};
 
 use crate::request::KeyRule;
@@ -64,6 +64,52 @@ pub(crate) fn spki_sha256(spki: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// An object looked up by the id in its URL: `no such {what}` (404) when there is none.
+fn found<T>(lookup: Result<T, StoreError>, what: &str) -> AcmeResult<T> {
+    lookup.map_err(|e| match e {
+        StoreError::NotFound => AcmeError::not_found(what),
+        e => e.into(),
+    })
+}
+
+/// Objects that belong to one account.
+trait Owned {
+    fn account_id(&self) -> &str;
+}
+
+impl Owned for OrderRecord {
+    fn account_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Owned for AuthzRecord {
+    fn account_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+impl Owned for CertRecord {
+    fn account_id(&self) -> &str {
+        &self.account_id
+    }
+}
+
+/// An object of `account`'s, looked up by the id in its URL. Another account's object is
+/// answered as missing, so that one account cannot learn which ids exist in another.
+fn owned<T: Owned>(
+    lookup: Result<T, StoreError>,
+    account: &AccountRecord,
+    what: &str,
+) -> AcmeResult<T> {
+    let object = found(lookup, what)?;
+    if object.account_id() == account.id {
+        Ok(object)
+    } else {
+        Err(AcmeError::not_found(what))
+    }
 }
 
 impl Acme {
@@ -142,10 +188,7 @@ impl Acme {
     /// Certificates are public: unauthenticated GET is also served (as Boulder and Pebble do).
     /// `chain` 0 is the certificate with its issuer's chain, `n` its alternate chain `n`.
     pub async fn get_certificate(&self, id: &str, chain: usize) -> AcmeResult<Reply> {
-        let cert = self.store.cert_by_id(id).await.map_err(|e| match e {
-            StoreError::NotFound => AcmeError::not_found("certificate"),
-            e => e.into(),
-        })?;
+        let cert = found(self.store.cert_by_id(id).await, "certificate")?;
         self.cert_reply(cert, chain)
     }
 

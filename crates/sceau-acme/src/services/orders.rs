@@ -14,7 +14,7 @@ use super::authorizations::random_token;
 use super::identifiers::{
     NO_WILDCARDS, WILDCARDS_NEED_BINDING, identifiers_error, normalise_identifier,
 };
-use super::{PROFILE_SERVER, PROFILE_SERVER_CLIENT};
+use super::{PROFILE_SERVER, PROFILE_SERVER_CLIENT, owned};
 use crate::render;
 use crate::request::Verified;
 use crate::{Acme, AcmeError, AcmeResult, EabMode, Reply};
@@ -253,11 +253,7 @@ impl Acme {
         account: &AccountRecord,
         id: &str,
     ) -> AcmeResult<OrderRecord> {
-        match self.store.order_by_id(id).await {
-            Ok(o) if o.account_id == account.id => Ok(o),
-            Ok(_) | Err(StoreError::NotFound) => Err(AcmeError::not_found("order")),
-            Err(e) => Err(e.into()),
-        }
+        owned(self.store.order_by_id(id).await, account, "order")
     }
 
     /// Moves a pending order on from its authorizations' states (RFC 8555 §7.1.6), and any

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use sceau_interop::certcheck::verify_issued;
 use sceau_interop::process::CLIENT_TIMEOUT;
-use sceau_interop::{Interop, run, run_ok};
+use sceau_interop::{Interop, assert_revoked_again_refused, run, run_ok};
 use sceau_testkit::require_tool;
 
 /// The root the clients' users trust, and a scratch directory for the checks.
@@ -46,20 +46,8 @@ impl Trust {
 pub fn certbot_obtains_renews_and_revokes(env: &Interop, pki: &Trust, chain_len: usize) {
     let host = env.host("web1");
     let dir = env.path("certbot");
-    let certbot = |sub: &str| {
-        let mut c = Command::new(require_tool("certbot"));
-        c.arg(sub)
-            .arg("--config-dir")
-            .arg(dir.join("config"))
-            .arg("--work-dir")
-            .arg(dir.join("work"))
-            .arg("--logs-dir")
-            .arg(dir.join("logs"))
-            .arg("--non-interactive")
-            // The server's own TLS certificate is issued under the PKI too.
-            .env("REQUESTS_CA_BUNDLE", &pki.root);
-        c
-    };
+    // The server's own TLS certificate is issued under the PKI too.
+    let certbot = |sub: &str| sceau_interop::certbot(sub, &dir, &pki.root);
     let live = |f: &str| dir.join("config/live").join(&host).join(f);
     let port = env.http01_port.to_string();
     run_ok(
@@ -138,16 +126,5 @@ pub fn lego_obtains_renews_and_revokes(env: &Interop, pki: &Trust) {
 
     let revoke = ["--reason", "1", "--keep"];
     run_ok("lego revoke", &mut lego(false, "revoke", &revoke));
-    let again = run(
-        "lego revoke again",
-        &mut lego(false, "revoke", &revoke),
-        CLIENT_TIMEOUT,
-    )
-    .expect_failure();
-    assert!(
-        again
-            .output()
-            .contains("urn:ietf:params:acme:error:alreadyRevoked"),
-        "second revocation not refused with alreadyRevoked\n{again}"
-    );
+    assert_revoked_again_refused("lego revoke again", &mut lego(false, "revoke", &revoke));
 }

@@ -95,7 +95,7 @@ pub fn account_id(c: &Raw) -> String {
 }
 
 pub fn body(r: &Resp) -> String {
-    String::from_utf8_lossy(&r.body).into_owned()
+    r.text()
 }
 
 /// Names of the refused identifiers in a problem's subproblems.

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sceau_store::Table;
 use sceau_testkit::{KnotDns, free_port};
 use sceau_wire::jws::{Flattened, Signer};
 use sceau_wire::{AccountKey, Directory, Identifier, KeyKind, b64};
@@ -250,13 +251,8 @@ impl Drop for Server {
     }
 }
 
-pub fn http_client(root_pem: &std::path::Path) -> reqwest::Client {
-    http_client_from(root_pem, None)
-}
-
-/// [`http_client`] whose connections leave from `local` (any of 127.0.0.0/8 is this machine:
-/// a second client address for per-address limits).
-pub fn http_client_from(root_pem: &std::path::Path, local: Option<IpAddr>) -> reqwest::Client {
+/// A TLS client configuration that trusts only the certificates in `root_pem`.
+pub fn tls_config(root_pem: &std::path::Path) -> rustls::ClientConfig {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -264,13 +260,22 @@ pub fn http_client_from(root_pem: &std::path::Path, local: Option<IpAddr>) -> re
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth()
+}
+
+pub fn http_client(root_pem: &std::path::Path) -> reqwest::Client {
+    http_client_from(root_pem, None)
+}
+
+/// [`http_client`] whose connections leave from `local` (any of 127.0.0.0/8 is this machine:
+/// a second client address for per-address limits).
+pub fn http_client_from(root_pem: &std::path::Path, local: Option<IpAddr>) -> reqwest::Client {
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(tls_config(root_pem))
         .timeout(Duration::from_secs(30))
         .local_address(local)
         .build()
@@ -334,6 +339,10 @@ pub struct Resp {
 impl Resp {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    /// The body as text, for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn problem_type(&self) -> String {
         self.json()["type"]
@@ -495,13 +504,7 @@ impl Raw {
             if authz["status"] == "valid" {
                 continue;
             }
-            let ch = authz["challenges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["type"] == "http-01")
-                .unwrap()
-                .clone();
+            let ch = challenge(&authz, "http-01");
             responder.set(
                 ch["token"].as_str().unwrap(),
                 &self.key_authz(ch["token"].as_str().unwrap()),
@@ -520,6 +523,23 @@ impl Raw {
             .await
     }
 
+    /// The URL of `order`'s first authorization, and that authorization's challenge of type
+    /// `kind`.
+    pub async fn first_challenge(&self, order: &Value, kind: &str) -> (String, Value) {
+        let authz_url = order["authorizations"][0].as_str().unwrap().to_owned();
+        let authz = self.post(&authz_url, None).await.json();
+        (authz_url, challenge(&authz, kind))
+    }
+
+    /// Finalizes `order` with `csr_b64` (a base64url DER CSR, or anything a test sends instead).
+    pub async fn finalize(&self, order: &Value, csr_b64: &str) -> Resp {
+        self.post(
+            order["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": csr_b64})),
+        )
+        .await
+    }
+
     /// POST-as-GET `url` until its status is not one of `waiting`.
     pub async fn poll(&self, url: &str, waiting: &[&str]) -> Value {
         for _ in 0..200 {
@@ -531,6 +551,32 @@ impl Raw {
         }
         panic!("{url} stayed in {waiting:?}");
     }
+}
+
+/// A JWS over exactly these header and payload bytes, which need not be valid UTF-8.
+pub fn signed_bytes(key: &AccountKey, header: &[u8], payload: &[u8]) -> Flattened {
+    let protected = b64::encode(header);
+    let payload = b64::encode(payload);
+    let signature = b64::encode(
+        key.sign(format!("{protected}.{payload}").as_bytes())
+            .unwrap(),
+    );
+    Flattened {
+        protected,
+        payload,
+        signature,
+    }
+}
+
+/// The challenge of type `kind` in an authorization's JSON.
+pub fn challenge(authz: &Value, kind: &str) -> Value {
+    authz["challenges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} challenge in {authz}"))
+        .clone()
 }
 
 /// The order URL is the Location of newOrder; tests keep it alongside the body as `_url`.
@@ -574,16 +620,21 @@ pub fn csr_with_key(names: &[&str], key: &rcgen::KeyPair) -> (String, rcgen::Key
     )
 }
 
-/// Full issuance for `names` over http-01; returns (order JSON after finalize, PEM chain).
-pub async fn issue(c: &Raw, responder: &Http01, names: &[&str]) -> (Value, String) {
+/// newOrder for `names`, made `ready` by answering its authorizations with http-01 through
+/// `responder`; returns the order as newOrder gave it, with `_url`.
+pub async fn ready_order(c: &Raw, responder: &Http01, names: &[&str]) -> Value {
     let o = order(c, names).await;
-    let url = o["_url"].as_str().unwrap().to_owned();
     let ready = c.solve_http01(&o, responder).await;
     assert_eq!(ready["status"], "ready", "order after validation: {ready}");
+    o
+}
+
+/// Full issuance for `names` over http-01; returns (order JSON after finalize, PEM chain).
+pub async fn issue(c: &Raw, responder: &Http01, names: &[&str]) -> (Value, String) {
+    let o = ready_order(c, responder, names).await;
+    let url = o["_url"].as_str().unwrap().to_owned();
     let (csr, _) = csr(names);
-    let r = c
-        .post(o["finalize"].as_str().unwrap(), Some(&json!({"csr": csr})))
-        .await;
+    let r = c.finalize(&o, &csr).await;
     assert_eq!(
         r.status,
         200,
@@ -622,35 +673,63 @@ pub fn openssl_verify(server: &Server, chain_pem: &str) {
     );
 }
 
+/// The tables a request can add rows to, audit aside.
+pub const TABLES: [Table; 5] = [
+    Table::Accounts,
+    Table::Orders,
+    Table::Authzs,
+    Table::Challenges,
+    Table::Certificates,
+];
+
+/// Rows in each of `tables`, in their order.
+pub async fn rows(store: &sceau_store::Store, tables: &[Table]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for t in tables {
+        out.push(store.count(*t).await.unwrap());
+    }
+    out
+}
+
+/// Rows in each of [`TABLES`]: what a refused request must leave as it was.
+pub async fn counts(s: &Server) -> Vec<i64> {
+    rows(&s.store().await, &TABLES).await
+}
+
 pub fn socket(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Serial numbers and certificates agree (see `sceau-store`'s queue invariants).
 pub async fn assert_serials_accounted_for(s: &Server) {
-    let store = s.store().await;
-    let q = |sql: &'static str| {
-        let store = store.clone();
-        async move { store.scalar(sql).await.unwrap() }
-    };
-    assert_eq!(
-        q("SELECT COUNT(*) FROM certificates c WHERE NOT EXISTS (SELECT 1 FROM serials s WHERE s.serial = c.serial AND s.state = 'issued' AND s.order_id = c.order_id)").await,
-        0,
-        "a certificate whose serial is not recorded as issued"
-    );
-    assert_eq!(
-        q("SELECT COUNT(*) FROM serials s WHERE s.state = 'issued' AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = s.serial)").await,
-        0,
-        "a serial recorded as issued without its certificate"
-    );
-    assert_eq!(
-        q("SELECT COUNT(*) FROM serials s JOIN orders o ON o.id = s.order_id WHERE s.state = 'reserved' AND o.status <> 'processing'").await,
-        0,
-        "a serial still reserved for an order that is not processing"
-    );
-    assert_eq!(
-        q("SELECT COUNT(*) FROM orders o WHERE o.status = 'valid' AND (SELECT COUNT(*) FROM serials s WHERE s.order_id = o.id AND s.state = 'issued') <> 1").await,
-        0,
-        "a valid order without exactly one issued serial"
-    );
+    assert_none(
+        &s.store().await,
+        &[
+            (
+                "a certificate whose serial is not recorded as issued",
+                "SELECT COUNT(*) FROM certificates c WHERE NOT EXISTS (SELECT 1 FROM serials s WHERE s.serial = c.serial AND s.state = 'issued' AND s.order_id = c.order_id)",
+            ),
+            (
+                "a serial recorded as issued without its certificate",
+                "SELECT COUNT(*) FROM serials s WHERE s.state = 'issued' AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.serial = s.serial)",
+            ),
+            (
+                "a serial still reserved for an order that is not processing",
+                "SELECT COUNT(*) FROM serials s JOIN orders o ON o.id = s.order_id WHERE s.state = 'reserved' AND o.status <> 'processing'",
+            ),
+            (
+                "a valid order without exactly one issued serial",
+                "SELECT COUNT(*) FROM orders o WHERE o.status = 'valid' AND (SELECT COUNT(*) FROM serials s WHERE s.order_id = o.id AND s.state = 'issued') <> 1",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// Each `(what, sql)`: the `SELECT COUNT(*)` in `sql` counts nothing, else the test fails
+/// saying `what`.
+pub async fn assert_none(store: &sceau_store::Store, checks: &[(&str, &'static str)]) {
+    for (what, sql) in checks {
+        assert_eq!(store.scalar(sql).await.unwrap(), 0, "{what}");
+    }
 }
