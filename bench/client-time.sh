@@ -61,7 +61,7 @@ setsid pebble-challtestsrv -dns01 "127.0.0.1:$DNS" -http01 "" -https01 "" -tlsal
 PIDS+=($!)
 
 mkdir -m 700 "$WORK/sceau-data"
-setsid "$SERVER" serve --data-dir "$WORK/sceau-data" --listen "127.0.0.1:$SCEAU_PORT" \
+setsid "$SERVER" serve --data-dir "$WORK/sceau-data" --listen "127.0.0.1:$SCEAU_PORT" --revocation-listen 127.0.0.1:0 \
     --dns-server "127.0.0.1:$DNS" --http01-port "$HTTP01" --eab off \
     --validation-allow 127.0.0.0/8 --limit-accounts-per-address off >"$WORK/sceau-server.log" 2>&1 &
 PIDS+=($!)

@@ -159,7 +159,7 @@ if [ "$ONLY" != pebble ]; then
     # Every bench client is a new account from 127.0.0.1: the per-address account limit would
     # stop the second concurrency level.
     start_sceau() { # LOG
-        setsid "$SCEAU_SERVER" serve --data-dir "$WORK/sceau" --listen "127.0.0.1:$SCEAU_PORT" \
+        setsid "$SCEAU_SERVER" serve --data-dir "$WORK/sceau" --listen "127.0.0.1:$SCEAU_PORT" --revocation-listen 127.0.0.1:0 \
             --dns-server "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" --eab off \
             --validation-allow 127.0.0.0/8 --limit-accounts-per-address off \
             ${SCEAU_EXTRA[@]+"${SCEAU_EXTRA[@]}"} >"$1" 2>&1 &

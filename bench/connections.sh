@@ -111,7 +111,7 @@ run_sceau() { # NAME FLAGS...
     shift
     free_port port
     mkdir -m 700 "$WORK/$name"
-    setsid "$SCEAU_SERVER" serve --data-dir "$WORK/$name" --listen "127.0.0.1:$port" --eab off \
+    setsid "$SCEAU_SERVER" serve --data-dir "$WORK/$name" --listen "127.0.0.1:$port" --revocation-listen 127.0.0.1:0 --eab off \
         "$@" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     local pid=$!

@@ -61,6 +61,10 @@ help=$("$SERVER" serve --help 2>/dev/null || true)
 if grep -q -- --validation-allow <<<"$help"; then
     extra+=(--validation-allow 127.0.0.0/8)
 fi
+# CRLs and OCSP on a port of the kernel's choosing, where the server has that listener.
+if grep -q -- --revocation-listen <<<"$help"; then
+    extra+=(--revocation-listen 127.0.0.1:0)
+fi
 # The load is one address with a few accounts: rate limits would answer it before storage does.
 for limit in nonces-per-address accounts-per-address orders-per-account names-per-account \
     pending-authzs-per-account; do

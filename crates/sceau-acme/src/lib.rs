@@ -71,6 +71,8 @@ pub struct AcmeConfig {
     pub issuance_deadline: Duration,
     /// How long an instance holds a job without renewing its lease.
     pub issuance_lease: Duration,
+    /// CRL shards per issuer; each new certificate is assigned one from its serial.
+    pub crl_shards: u32,
 }
 
 impl AcmeConfig {
@@ -96,6 +98,7 @@ impl AcmeConfig {
             issuance_wait: Duration::from_secs(5),
             issuance_deadline: Duration::from_secs(600),
             issuance_lease: Duration::from_secs(15),
+            crl_shards: 16,
         }
     }
 }
@@ -165,6 +168,8 @@ pub struct Acme {
     pub nonces: nonce::NoncePool,
     pub limits: limits::Limiter,
     pub queue: queue::Queue,
+    /// Wake-ups for the revocation-status jobs (CRLs, OCSP) of this instance.
+    pub events: Events,
     pub urls: urls::Urls,
     pub policy: Arc<dyn Policy>,
 }
@@ -187,10 +192,22 @@ impl Acme {
             nonces: nonce::NoncePool::new(100_000, ""),
             limits,
             queue: queue::Queue::new(),
+            events: Events::default(),
             urls,
             policy,
         })
     }
+}
+
+/// Notifications between the services and the periodic jobs of one instance: a job waiting
+/// on one runs early instead of at its next period (other instances see the change in the
+/// database at their next run).
+#[derive(Default)]
+pub struct Events {
+    /// A certificate was revoked (its CRL shard is dirty, its OCSP responses are gone).
+    pub revoked: Arc<tokio::sync::Notify>,
+    /// A certificate was issued (it needs its first OCSP responses).
+    pub issued: Arc<tokio::sync::Notify>,
 }
 
 /// What a service answers; the HTTP edge adds the nonce, `Link: index` and caching headers.

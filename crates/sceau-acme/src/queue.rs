@@ -83,6 +83,17 @@ pub fn new_serial() -> String {
     serial.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The CRL shard of a certificate: its serial's random octets spread certificates evenly
+/// over the shards, and the same serial always gives the same shard.
+pub fn crl_shard(serial_hex: &str, shards: u32) -> u32 {
+    let octets = unhex(serial_hex).unwrap_or_default();
+    let mut head = [0u8; 4];
+    for (i, b) in octets.iter().skip(1).take(4).enumerate() {
+        head[i] = *b;
+    }
+    u32::from_be_bytes(head) % shards.max(1)
+}
+
 fn unhex(s: &str) -> Option<Vec<u8>> {
     (0..s.len())
         .step_by(2)
@@ -199,6 +210,7 @@ impl Acme {
                 _ => Profile::Server,
             },
             serial: unhex(&job.serial),
+            crl_shard: Some(crl_shard(&job.serial, self.config.crl_shards)),
         };
         let signed = self.with_lease(job, self.signer.issue(request)).await;
         let issued = match signed {
@@ -239,6 +251,7 @@ impl Acme {
             ari_id: issued.ari_id,
             spki_sha256: spki_sha256(&spki),
             issuer_id: Some(issued.issuer_id),
+            crl_shard: Some(i64::from(crl_shard(&job.serial, self.config.crl_shards))),
             revoked_at: None,
             revocation_reason: None,
             replaced_by: None,
@@ -263,6 +276,7 @@ impl Acme {
         match stored {
             Some(Ok(())) => {
                 audit.log();
+                self.events.issued.notify_one();
                 let mut done = order.clone();
                 done.status = "valid".into();
                 done.cert_id = Some(cert.id.clone());
@@ -436,6 +450,23 @@ mod tests {
             assert!(b[0] != 0 && b[0] & 0x80 == 0, "{s}");
             assert!(seen.insert(s));
         }
+    }
+
+    #[test]
+    fn serials_spread_evenly_over_the_crl_shards() {
+        let mut per_shard = [0u32; 16];
+        for _ in 0..16_000 {
+            let s = crl_shard(&new_serial(), 16);
+            per_shard[s as usize] += 1;
+        }
+        assert!(
+            per_shard.iter().all(|n| (700..1300).contains(n)),
+            "{per_shard:?}"
+        );
+        let serial = new_serial();
+        assert_eq!(crl_shard(&serial, 16), crl_shard(&serial, 16));
+        assert_eq!(crl_shard(&serial, 1), 0);
+        assert_eq!(crl_shard("", 0), 0);
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct Ca {
     allow_wildcards: bool,
     /// `localhost` names and loopback and link-local addresses only in a lab.
     allow_local_names: bool,
+    /// The base of the revocation URLs (CRL distribution points, OCSP) put in leaves.
+    public_url: Option<String>,
+    /// Whether leaves carry the OCSP responder URL (AIA).
+    ocsp_in_leaves: bool,
 }
 
 impl std::fmt::Debug for Ca {
@@ -311,6 +315,8 @@ impl Ca {
             max_leaf_validity: MAX_LEAF_VALIDITY,
             allow_wildcards: false,
             allow_local_names: false,
+            public_url: None,
+            ocsp_in_leaves: true,
         };
         if ca.active().not_after - OffsetDateTime::now_utc() < MAX_LEAF_VALIDITY {
             tracing::warn!(not_after = %ca.active().not_after, "the issuing intermediate expires within 90 days");
@@ -334,6 +340,17 @@ impl Ca {
     /// and `invalid` names are never signed.
     pub fn set_allow_local_names(&mut self, allow: bool) {
         self.allow_local_names = allow;
+    }
+
+    /// The base of the revocation URLs leaves and CRLs carry (the server's `--public-url`);
+    /// with none, leaves carry no CRL distribution point and no OCSP URL.
+    pub fn set_public_url(&mut self, url: Option<String>) {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+    }
+
+    /// Whether leaves carry the OCSP responder URL (on by default, as the agency guide asks).
+    pub fn set_ocsp_in_leaves(&mut self, on: bool) {
+        self.ocsp_in_leaves = on;
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -444,6 +461,7 @@ impl Ca {
             key,
             &req.public_key_spki_der,
             serial,
+            req.crl_shard,
         )
     }
 
@@ -486,6 +504,7 @@ impl Ca {
         key: KeyType,
         spki_der: &[u8],
         serial: rcgen::SerialNumber,
+        crl_shard: Option<u32>,
     ) -> Result<Issued, CaError> {
         let issuer = self.active();
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
@@ -493,6 +512,19 @@ impl Ca {
         params.serial_number = Some(serial);
         if self.manifest.staging {
             profile::mark_test(&mut params);
+        }
+        if let Some(base) = &self.public_url {
+            if let Some(shard) = crl_shard {
+                // RFC 5280 §4.2.1.13; equal to the shard CRL's issuingDistributionPoint.
+                params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                    uris: vec![crate::crl_url(base, &issuer.id, shard)],
+                }];
+            }
+            if self.ocsp_in_leaves {
+                params
+                    .custom_extensions
+                    .push(profile::ocsp_access(&crate::ocsp_url(base)));
+            }
         }
         let der = params
             .signed_by(&public_key, &issuer.signer)?
@@ -575,6 +607,7 @@ impl Ca {
             KeyType::EcP256,
             &spki,
             profile::random_serial()?,
+            None,
         )?;
         let key_pem = key.serialize_pem();
         // Key first: a crash in between leaves a pair that fails the match check and is replaced.
@@ -668,13 +701,18 @@ impl Ca {
             this_update: profile::whole_seconds(req.this_update),
             next_update: profile::whole_seconds(req.next_update),
             crl_number: SerialNumber::from_slice(&req.number),
-            issuing_distribution_point: req.distribution_point.as_ref().map(|url| {
-                CrlIssuingDistributionPoint {
-                    distribution_point: CrlDistributionPoint {
-                        uris: vec![url.clone()],
-                    },
-                    scope: Some(CrlScope::UserCertsOnly),
+            issuing_distribution_point: match (req.shard, &self.public_url) {
+                (Some(shard), Some(base)) => Some(crate::crl_url(base, &issuer.id, shard)),
+                (Some(_), None) => {
+                    return Err(CaError::InvalidRequest(
+                        "a shard CRL needs the public URL of its distribution point".into(),
+                    ));
                 }
+                (None, _) => None,
+            }
+            .map(|url| CrlIssuingDistributionPoint {
+                distribution_point: CrlDistributionPoint { uris: vec![url] },
+                scope: Some(CrlScope::UserCertsOnly),
             }),
             revoked_certs: req
                 .revoked

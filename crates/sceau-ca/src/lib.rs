@@ -146,6 +146,23 @@ pub struct IssueRequest {
     /// The serial the issuance queue reserved (DER INTEGER content octets, positive); `None`
     /// draws a random one.
     pub serial: Option<Vec<u8>>,
+    /// The CRL shard of the certificate: with a public URL configured, the certificate
+    /// carries that shard's CRL distribution point ([`crl_url`]).
+    pub crl_shard: Option<u32>,
+}
+
+/// The URL of a CRL shard of an issuer under `public_url` (RFC 5280 §4.2.1.13 in the leaf,
+/// §5.2.5 in the CRL): one function for both, so that they are equal.
+pub fn crl_url(public_url: &str, issuer_id: &str, shard: u32) -> String {
+    format!(
+        "{}/crl/{issuer_id}/{shard}.crl",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// The OCSP responder URL under `public_url` (RFC 5280 §4.2.2.1 id-ad-ocsp).
+pub fn ocsp_url(public_url: &str) -> String {
+    format!("{}/ocsp", public_url.trim_end_matches('/'))
 }
 
 /// A freshly signed leaf certificate.
@@ -194,9 +211,10 @@ pub struct CrlRequest {
     pub next_update: OffsetDateTime,
     /// The cRLNumber (RFC 5280 §5.2.3), big-endian octets, increasing per scope.
     pub number: Vec<u8>,
-    /// The URL of the critical issuingDistributionPoint (onlyContainsUserCerts), when the
-    /// CRL is one shard of several (RFC 5280 §5.2.5).
-    pub distribution_point: Option<String>,
+    /// The shard: the CRL then carries a critical issuingDistributionPoint
+    /// (onlyContainsUserCerts, RFC 5280 §5.2.5) whose URL is, by construction, the CRL
+    /// distribution point of the certificates of that shard (see [`crl_url`]).
+    pub shard: Option<u32>,
     pub revoked: Vec<RevokedEntry>,
 }
 

@@ -218,3 +218,18 @@ pub(crate) fn delegated_request_params(
     ];
     Ok(params)
 }
+
+/// The authorityInfoAccess extension naming the OCSP responder (RFC 5280 §4.2.2.1):
+/// `SEQUENCE { SEQUENCE { id-ad-ocsp, [6] IA5String url } }`, not critical.
+pub(crate) fn ocsp_access(url: &str) -> rcgen::CustomExtension {
+    // id-ad-ocsp 1.3.6.1.5.5.7.48.1
+    let method = crate::der::tlv(0x06, &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01]);
+    let location = crate::der::tlv(0x86, url.as_bytes());
+    let description = crate::der::tlv(0x30, &[method, location].concat());
+    let mut ext = rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+        crate::der::tlv(0x30, &description),
+    );
+    ext.set_criticality(false);
+    ext
+}

@@ -83,6 +83,7 @@ enum Op {
         not_after: i64,
         profile: String,
         serial: Option<String>,
+        crl_shard: Option<u32>,
     },
     ServerTls {
         names: Vec<String>,
@@ -92,7 +93,7 @@ enum Op {
         this_update: i64,
         next_update: i64,
         number: String,
-        distribution_point: Option<String>,
+        shard: Option<u32>,
         revoked: Vec<WireRevoked>,
     },
     OcspResponder {
@@ -158,6 +159,7 @@ fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
             not_after,
             profile,
             serial,
+            crl_shard,
         } => (|| {
             let req = IssueRequest {
                 public_key_spki_der: unb64("spki", &spki)?,
@@ -167,6 +169,7 @@ fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
                 profile: Profile::from_name(&profile)
                     .ok_or_else(|| CaError::InvalidRequest(format!("profile {profile}")))?,
                 serial: serial.map(|s| unb64("serial", &s)).transpose()?,
+                crl_shard,
             };
             let i = ca.sign(&req)?;
             Ok(Outcome::Issued {
@@ -188,7 +191,7 @@ fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
             this_update,
             next_update,
             number,
-            distribution_point,
+            shard,
             revoked,
         } => (|| {
             let req = CrlRequest {
@@ -196,7 +199,7 @@ fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
                 this_update: ts(this_update)?,
                 next_update: ts(next_update)?,
                 number: unb64("number", &number)?,
-                distribution_point,
+                shard,
                 revoked: revoked
                     .into_iter()
                     .map(|r| {
@@ -536,6 +539,7 @@ impl Signer for RemoteSigner {
                 not_after: req.not_after.unix_timestamp(),
                 profile: req.profile.name().to_owned(),
                 serial: req.serial.as_deref().map(b64::encode),
+                crl_shard: req.crl_shard,
             };
             match self.call(op).await? {
                 Outcome::Issued {
@@ -571,7 +575,7 @@ impl Signer for RemoteSigner {
                 this_update: req.this_update.unix_timestamp(),
                 next_update: req.next_update.unix_timestamp(),
                 number: b64::encode(&req.number),
-                distribution_point: req.distribution_point,
+                shard: req.shard,
                 revoked: req
                     .revoked
                     .into_iter()

@@ -29,6 +29,7 @@ fn request(spki: Vec<u8>, identifiers: Vec<Identifier>, profile: Profile) -> Iss
         not_after: now + Duration::days(90) - Duration::minutes(1),
         profile,
         serial: None,
+        crl_shard: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn leaf(ca: &Ca, name: &str) -> Issued {
         not_after: now + Duration::days(30),
         profile: Default::default(),
         serial: None,
+        crl_shard: None,
     })
     .unwrap()
 }
@@ -541,7 +542,7 @@ fn dedicated_rotation_retires_the_old_issuer_which_still_signs_crls() {
             this_update: now,
             next_update: now + Duration::days(1),
             number: vec![1],
-            distribution_point: None,
+            shard: None,
             revoked: Vec::new(),
         })
         .unwrap();

@@ -253,6 +253,7 @@ fn child_issue(dir: &Path) {
             not_after: now + Duration::days(30),
             profile: Profile::Server,
             serial: None,
+            crl_shard: None,
         })
         .unwrap();
     std::fs::write(dir.join("leaf-chain.pem"), &issued.chain_pem).unwrap();

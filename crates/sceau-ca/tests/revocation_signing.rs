@@ -28,11 +28,11 @@ async fn crls_are_signed_by_each_issuer_and_read_by_openssl() {
     let first_pem = first.active().cert_pem.clone();
     drop(first);
     ceremony::rotate(&dir, &RotateOptions::default()).unwrap();
-    let ca = Ca::open_or_create(&dir, CaKeyKind::P256, "Crl").unwrap();
+    let mut ca = Ca::open_or_create(&dir, CaKeyKind::P256, "Crl").unwrap();
     assert_ne!(ca.active().id, first_id, "a new issuer is active");
+    ca.set_public_url(Some("http://ca.example/".into()));
 
     let now = OffsetDateTime::now_utc();
-    let url = "http://ca.example/crl/1.crl";
     for (id, issuer_pem) in [
         (first_id.clone(), first_pem.clone()),
         (ca.active().id.clone(), ca.active().cert_pem.clone()),
@@ -44,7 +44,7 @@ async fn crls_are_signed_by_each_issuer_and_read_by_openssl() {
                 this_update: now,
                 next_update: now + Duration::hours(24),
                 number: vec![0x01, 0x02],
-                distribution_point: Some(url.to_owned()),
+                shard: Some(3),
                 revoked: vec![
                     RevokedEntry {
                         serial: vec![0x0a, 0xbc],
@@ -61,6 +61,8 @@ async fn crls_are_signed_by_each_issuer_and_read_by_openssl() {
         )
         .await
         .unwrap();
+        // The distribution point is the shard's URL under the public URL, as in its leaves.
+        let url = format!("http://ca.example/crl/{id}/3.crl");
         let crl_path = write(tmp.path(), "crl.pem", &pem_encode("X509 CRL", &crl));
         let issuer_path = write(tmp.path(), "issuer.pem", &issuer_pem);
         let out = openssl(
@@ -86,7 +88,7 @@ async fn crls_are_signed_by_each_issuer_and_read_by_openssl() {
             text.contains("X509v3 Issuing Distribution Point: critical"),
             "{text}"
         );
-        assert!(text.contains(url), "{text}");
+        assert!(text.contains(&url), "{text}");
         assert!(text.contains("Only User Certificates"), "{text}");
         // Not the other issuer's CRL.
         let other = if id == first_id {
@@ -110,7 +112,7 @@ async fn crls_are_signed_by_each_issuer_and_read_by_openssl() {
         this_update: now,
         next_update: now + Duration::hours(1),
         number,
-        distribution_point: None,
+        shard: None,
         revoked: vec![RevokedEntry {
             serial: vec![1],
             revoked_at: now,
@@ -209,4 +211,97 @@ async fn ocsp_responders_are_delegated_certificates_whose_key_signs_responses() 
         Signer::sign_ocsp(&ca, "00", tbs).await.is_err(),
         "unknown issuer"
     );
+}
+
+/// A leaf's CRL distribution point is, by construction, its shard CRL's issuingDistribution
+/// Point: `openssl verify -crl_check` accepts the CRL's scope (a mismatch is error 44,
+/// "different CRL scope") and says "certificate revoked" (error 23) once the serial is on it.
+#[tokio::test]
+async fn a_leaf_and_its_shard_crl_agree_and_openssl_checks_revocation_with_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = Ca::open_or_create(&tmp.path().join("ca"), CaKeyKind::P256, "Shard").unwrap();
+    ca.set_public_url(Some("http://revocation.example:8080".into()));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let issued = Signer::issue(
+        &ca,
+        sceau_ca::IssueRequest {
+            public_key_spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
+            identifiers: vec![sceau_wire::Identifier::dns("shard.example")],
+            not_before: now - Duration::minutes(1),
+            not_after: now + Duration::days(30),
+            profile: sceau_ca::Profile::Server,
+            serial: None,
+            crl_shard: Some(5),
+        },
+    )
+    .await
+    .unwrap();
+    let id = issued.issuer_id.clone();
+    let leaf = write(
+        tmp.path(),
+        "leaf.pem",
+        &pem_encode("CERTIFICATE", &issued.der),
+    );
+    let text = openssl(&["x509", "-in", &leaf, "-noout", "-text"], None).stdout;
+    let cdp = format!("URI:http://revocation.example:8080/crl/{id}/5.crl");
+    assert!(text.contains("X509v3 CRL Distribution Points"), "{text}");
+    assert!(text.contains(&cdp), "{text}");
+    assert!(
+        text.contains("OCSP - URI:http://revocation.example:8080/ocsp"),
+        "{text}"
+    );
+    let root = write(tmp.path(), "root.pem", &ca.root_pem());
+    let int = write(tmp.path(), "int.pem", &ca.active().cert_pem);
+    let serial = hex::decode(&issued.serial_hex);
+    let crl_with = |revoked: Vec<RevokedEntry>| {
+        ca.sign_crl(&CrlRequest {
+            issuer_id: id.clone(),
+            this_update: now - Duration::minutes(1),
+            next_update: now + Duration::hours(24),
+            number: vec![9],
+            shard: Some(5),
+            revoked,
+        })
+        .unwrap()
+    };
+    let verify = |crl: &[u8]| {
+        let path = write(tmp.path(), "shard.crl.pem", &pem_encode("X509 CRL", crl));
+        openssl(
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                &root,
+                "-untrusted",
+                &int,
+                "-CRLfile",
+                &path,
+                &leaf,
+            ],
+            None,
+        )
+    };
+    let good = verify(&crl_with(Vec::new()));
+    assert!(good.ok, "{} {}", good.stdout, good.stderr);
+    let revoked = verify(&crl_with(vec![RevokedEntry {
+        serial,
+        revoked_at: now,
+        reason: Some(4),
+    }]));
+    assert!(!revoked.ok);
+    let said = revoked.stdout + &revoked.stderr;
+    assert!(
+        said.contains("error 23") && said.contains("revoked"),
+        "{said}"
+    );
+}
+
+mod hex {
+    pub fn decode(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
 }

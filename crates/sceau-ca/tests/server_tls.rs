@@ -152,6 +152,7 @@ fn the_server_certificate_is_reused_then_replaced() {
                 not_after: now + Duration::days(days_left),
                 profile: Profile::Server,
                 serial: None,
+                crl_shard: None,
             })
             .unwrap();
         std::fs::write(tmp.path().join("server.pem"), &issued.chain_pem).unwrap();

@@ -188,6 +188,7 @@ fn start_sceau(
         .arg("--data-dir")
         .arg(&data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--revocation-listen", "127.0.0.1:0"])
         .args(["--dns-server", &t.dns.to_string()])
         .args(["--http01-port", &t.http01_port.to_string()])
         .args(["--tlsalpn01-port", &t.tlsalpn01_port.to_string()])

@@ -45,6 +45,7 @@ impl Eab {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--revocation-listen", "127.0.0.1:0"])
             .args(["--dns-server", &dns.addr.to_string()])
             .args(["--http01-port", &http01_port.to_string()])
             // The clients answer http-01 on loopback, refused by default.

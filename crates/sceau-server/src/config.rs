@@ -35,6 +35,14 @@ pub struct Config {
     pub log_format: String,
     /// A staging CA (R53, R54): names and leaves say TEST; a data directory of its own.
     pub staging: bool,
+    /// Plain-HTTP listener for CRLs and OCSP.
+    pub revocation_listen: SocketAddr,
+    /// Base of the revocation URLs in certificates [default: `http://<revocation_listen>`].
+    pub public_url: Option<String>,
+    /// CRL shards per issuer.
+    pub crl_shards: u32,
+    /// Whether new certificates carry the OCSP responder URL.
+    pub ocsp_in_certificates: bool,
     pub refuse_key_reuse: bool,
     /// Extra names for the server's own HTTPS certificate.
     pub tls_names: Vec<String>,
@@ -97,6 +105,10 @@ impl Default for Config {
             database: None,
             log_format: "text".into(),
             staging: false,
+            revocation_listen: "127.0.0.1:14080".parse().expect("literal address"),
+            public_url: None,
+            crl_shards: 16,
+            ocsp_in_certificates: true,
             refuse_key_reuse: true,
             tls_names: Vec::new(),
             validation_wait_ms: 2000,

@@ -134,22 +134,24 @@ impl Settings {
 
 /// Raises the soft descriptor limit to the hard one and checks that `max_connections` fits in
 /// what is left, so that the connection limit, not `EMFILE`, is what a flood runs into.
-pub fn reserve_descriptors(settings: &Settings) -> Result<(), ListenerError> {
+pub fn reserve_descriptors(settings: &Settings, listeners: usize) -> Result<(), ListenerError> {
     let limit = raise_nofile_limit()?;
     let open = open_descriptors();
     let available = usize::try_from(limit)
         .unwrap_or(usize::MAX)
         .saturating_sub(open);
-    let needed = settings
-        .max_connections
-        .saturating_add(SHED_IN_FLIGHT + FD_RESERVE);
+    // Each listener has its own connection limit and its own shed answers.
+    let needed = (settings.max_connections + SHED_IN_FLIGHT)
+        .saturating_mul(listeners)
+        .saturating_add(FD_RESERVE);
     if needed > available {
         return Err(ListenerError::Descriptors {
             max: settings.max_connections,
             needed,
             available,
             limit,
-            fits: available.saturating_sub(SHED_IN_FLIGHT + FD_RESERVE),
+            fits: (available.saturating_sub(FD_RESERVE) / listeners.max(1))
+                .saturating_sub(SHED_IN_FLIGHT),
         });
     }
     Ok(())
@@ -347,6 +349,28 @@ pub async fn serve_https(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve(listener, Some(tls), router, settings, shutdown).await
+}
+
+/// Serves plain HTTP on `listener` until `shutdown` completes, with the same limits and
+/// timeouts as HTTPS: for what relying parties fetch without TLS (CRLs and OCSP, RFC 5280
+/// §4.2.1.13 and RFC 6960 App. A: fetching them over TLS could need them to check the TLS).
+pub async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve(listener, None, router, settings, shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) {
     let tracker = Arc::new(Tracker {
         max: settings.max_connections,
         per_address: settings.max_connections_per_address,
@@ -430,16 +454,27 @@ async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     slot: Slot,
-    tls: TlsAcceptor,
+    tls: Option<TlsAcceptor>,
     router: axum::Router,
     settings: Arc<Settings>,
 ) {
     let _slot = slot;
     let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return serve_stream(tcp, peer, router, &settings).await;
+    };
     let stream = match tokio::time::timeout(settings.handshake_timeout, tls.accept(tcp)).await {
         Ok(Ok(s)) => s,
         _ => return,
     };
+    serve_stream(stream, peer, router, &settings).await
+}
+
+/// One connection's requests, over TLS or not.
+async fn serve_stream<S>(stream: S, peer: SocketAddr, router: axum::Router, settings: &Settings)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let received = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Counted {
         inner: stream,
@@ -465,11 +500,22 @@ async fn serve_connection(
 }
 
 /// Answers one request on an over-limit connection with a 503, then closes it.
-async fn shed(tcp: TcpStream, tls: TlsAcceptor, over: Over, limit: usize) {
+async fn shed(tcp: TcpStream, tls: Option<TlsAcceptor>, over: Over, limit: usize) {
     let _ = tcp.set_nodelay(true);
-    let Ok(stream) = tls.accept(tcp).await else {
-        return;
-    };
+    match tls {
+        Some(tls) => {
+            if let Ok(stream) = tls.accept(tcp).await {
+                shed_stream(stream, over, limit).await;
+            }
+        }
+        None => shed_stream(tcp, over, limit).await,
+    }
+}
+
+async fn shed_stream<S>(stream: S, over: Over, limit: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |_req| {
         std::future::ready(Ok::<_, Infallible>(shed_response(over, limit)))
     });
@@ -718,9 +764,9 @@ mod tests {
     fn descriptor_budget_refuses_what_cannot_fit() {
         let mut s = settings();
         s.max_connections = usize::MAX / 2;
-        let err = reserve_descriptors(&s).unwrap_err().to_string();
+        let err = reserve_descriptors(&s, 2).unwrap_err().to_string();
         assert!(err.contains("lower --max-connections to at most"), "{err}");
         s.max_connections = 16;
-        reserve_descriptors(&s).unwrap();
+        reserve_descriptors(&s, 2).unwrap();
     }
 }

@@ -8,6 +8,7 @@ mod ca_cli;
 mod config;
 mod http;
 mod listener;
+mod revocation_http;
 mod serve;
 
 use std::path::PathBuf;
@@ -87,6 +88,21 @@ pub struct ServeArgs {
     /// Seconds an instance holds an issuance without renewing its lease [default: 15]
     #[arg(long, value_name = "SECS")]
     pub issuance_lease_secs: Option<u64>,
+
+    // ---- revocation status for relying parties (CRLs, OCSP; see docs/revocation.md) ----
+    /// Plain-HTTP listener for CRLs and OCSP [default: 127.0.0.1:14080]
+    #[arg(long, value_name = "ADDR")]
+    pub revocation_listen: Option<std::net::SocketAddr>,
+    /// Base URL of the CRL distribution points and the OCSP responder put in certificates
+    /// [default: http://<revocation-listen>]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// CRL shards per issuer: each certificate is on one of them [default: 16]
+    #[arg(long, value_name = "N")]
+    pub crl_shards: Option<u32>,
+    /// Leave the OCSP responder URL out of new certificates (in them by default, R43–R45)
+    #[arg(long)]
+    pub no_ocsp_url: bool,
     /// Run as a staging CA (agency guide R53, R54): its own CA, whose names and certificates
     /// say TEST; needs a data directory of its own
     #[arg(long)]
@@ -190,6 +206,10 @@ enum Command {
         allow_local_identifiers: bool,
         #[arg(long)]
         staging: bool,
+        #[arg(long)]
+        public_url: Option<String>,
+        #[arg(long)]
+        no_ocsp_url: bool,
     },
 }
 
@@ -207,15 +227,19 @@ fn main() -> ExitCode {
             allow_wildcards,
             allow_local_identifiers,
             staging,
-        } => serve::run_sign_service(
-            &data_dir,
-            &ca_key,
-            &organization,
+            public_url,
+            no_ocsp_url,
+        } => serve::run_sign_service(serve::SignServiceArgs {
+            data_dir,
+            ca_key,
+            organization,
             max_validity_days,
             allow_wildcards,
             allow_local_identifiers,
             staging,
-        ),
+            public_url,
+            ocsp_in_leaves: !no_ocsp_url,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

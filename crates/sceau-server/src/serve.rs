@@ -67,6 +67,18 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
         c.log_format = v.clone();
     }
     c.staging |= args.staging;
+    if let Some(v) = args.revocation_listen {
+        c.revocation_listen = v;
+    }
+    if let Some(v) = &args.public_url {
+        c.public_url = Some(v.clone());
+    }
+    if let Some(v) = args.crl_shards {
+        c.crl_shards = v;
+    }
+    if args.no_ocsp_url {
+        c.ocsp_in_certificates = false;
+    }
     if let Some(v) = &args.database_url_file {
         c.database_url_file = Some(v.clone());
     }
@@ -210,6 +222,24 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     tls_names.sort();
     tls_names.dedup();
 
+    // The relying parties' listener is bound first: with port 0 (tests) the port it gets is the
+    // one the certificates name.
+    let revocation = std::net::TcpListener::bind(config.revocation_listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (--revocation-listen, for CRLs and OCSP): {e}",
+                config.revocation_listen
+            )
+        })?;
+    let public_url = match &config.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!(
+            "http://{}",
+            revocation.local_addr().map_err(|e| e.to_string())?
+        ),
+    };
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -238,6 +268,11 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             }
             if config.staging {
                 a.push("--staging".into());
+            }
+            a.push("--public-url".into());
+            a.push(public_url.clone().into());
+            if !config.ocsp_in_certificates {
+                a.push("--no-ocsp-url".into());
             }
             a
         };
@@ -286,6 +321,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         };
         acme_config.issuance_wait = Duration::from_millis(config.issuance_wait_ms);
         acme_config.issuance_deadline = Duration::from_secs(config.issuance_deadline_secs);
+        acme_config.crl_shards = config.crl_shards;
         acme_config.issuance_lease = Duration::from_secs(config.issuance_lease_secs.max(3));
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
@@ -327,16 +363,27 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let body_limits = http::BodyLimits::from_config(&config).map_err(|e| e.to_string())?;
         let settings = listener::Settings::from_config(&config).map_err(|e| e.to_string())?;
-        listener::reserve_descriptors(&settings).map_err(|e| e.to_string())?;
+        listener::reserve_descriptors(&settings, 2).map_err(|e| e.to_string())?;
+        let revocation_settings =
+            listener::Settings::from_config(&config).map_err(|e| e.to_string())?;
         let root = config.data_dir.join("root.pem");
         println!("sceau-server is ready");
         println!("  directory:   {}", acme.urls.directory());
         println!("  root CA:     {}", root.display());
         println!("  fingerprint: SHA-256 {fingerprint}");
+        println!("  revocation:  {public_url} (CRLs and OCSP, plain HTTP)");
         println!(
             "  database:    {}",
             crate::config::redact_url(&database_url)
         );
+        let revocation =
+            TcpListener::from_std(revocation).map_err(|e| format!("revocation listener: {e}"))?;
+        tokio::spawn(listener::serve_http(
+            revocation,
+            crate::revocation_http::router(acme.clone()),
+            revocation_settings,
+            std::future::pending(),
+        ));
         let router = http::router(acme, body_limits);
         listener::serve_https(listener, tls, router, settings, shutdown_signal()).await;
         Ok(())
@@ -402,27 +449,32 @@ fn reload_signer_on_sighup(ca: Arc<RemoteSigner>) {
 }
 
 /// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
-pub fn run_sign_service(
-    data_dir: &std::path::Path,
-    ca_key: &str,
-    organization: &str,
-    max_validity_days: u64,
-    allow_wildcards: bool,
-    allow_local_identifiers: bool,
-    staging: bool,
-) -> Result<(), String> {
+/// What `serve` tells its signing process (see `main.rs`'s hidden `sign-service`).
+pub struct SignServiceArgs {
+    pub data_dir: std::path::PathBuf,
+    pub ca_key: String,
+    pub organization: String,
+    pub max_validity_days: u64,
+    pub allow_wildcards: bool,
+    pub allow_local_identifiers: bool,
+    pub staging: bool,
+    pub public_url: Option<String>,
+    pub ocsp_in_leaves: bool,
+}
+
+pub fn run_sign_service(a: SignServiceArgs) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let kind: CaKeyKind = ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
+    let kind: CaKeyKind = a.ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
     let opened = Ca::open(
-        data_dir,
+        &a.data_dir,
         &OpenOptions {
-            create: Some((kind, organization.to_owned())),
-            staging,
+            create: Some((kind, a.organization.clone())),
+            staging: a.staging,
         },
     );
     let mut ca = match opened {
@@ -433,12 +485,14 @@ pub fn run_sign_service(
             std::process::exit(1);
         }
     };
-    ca.set_allow_wildcards(allow_wildcards);
-    ca.set_allow_local_names(allow_local_identifiers);
+    ca.set_allow_wildcards(a.allow_wildcards);
+    ca.set_allow_local_names(a.allow_local_identifiers);
     ca.set_max_leaf_validity(time::Duration::days(
-        max_validity_days.min(LONG_VALIDITY_DAYS) as i64,
+        a.max_validity_days.min(LONG_VALIDITY_DAYS) as i64,
     ));
-    sceau_ca::remote::serve_stdio(&ca, data_dir).map_err(|e| format!("signing service: {e}"))
+    ca.set_public_url(a.public_url);
+    ca.set_ocsp_in_leaves(a.ocsp_in_leaves);
+    sceau_ca::remote::serve_stdio(&ca, &a.data_dir).map_err(|e| format!("signing service: {e}"))
 }
 
 fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {

@@ -83,6 +83,7 @@ fn serve_refused(data: &Path, extra: &[&str]) -> String {
         .arg("--data-dir")
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--revocation-listen", "127.0.0.1:0"])
         .args(["--dns-server", &dns.addr.to_string()])
         .args(["--eab", "off"])
         .args(extra)

@@ -34,6 +34,7 @@ fn serve_refused(s: &Server, env: &[(String, String)]) -> String {
             "--listen",
             &format!("127.0.0.1:{}", sceau_testkit::free_port()),
         ])
+        .args(["--revocation-listen", "127.0.0.1:0"])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();

@@ -43,6 +43,7 @@ fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Started, Str
     let mut child = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
         .arg("serve")
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--revocation-listen", "127.0.0.1:0"])
         .args(if args.contains(&"--eab") {
             &[][..]
         } else {

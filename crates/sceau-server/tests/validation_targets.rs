@@ -124,6 +124,7 @@ fn a_bad_network_setting_is_a_one_line_start_up_error_that_writes_nothing() {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sceau-server"))
             .args(["serve", "--eab", "off", "--listen"])
             .arg(format!("127.0.0.1:{}", sceau_testkit::free_port()))
+            .args(["--revocation-listen", "127.0.0.1:0"])
             .args([flag, value])
             .arg("--data-dir")
             .arg(dir.path().join("d"))

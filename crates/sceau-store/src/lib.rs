@@ -504,7 +504,7 @@ impl Store {
 
     // ---- certificates -------------------------------------------------------------------
 
-    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at";
+    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, crl_shard, revoked_at, revocation_reason, replaced_by, created_at";
 
     pub async fn cert_by_id(&self, id: &str) -> Result<CertRecord> {
         self.cert_where("id", id).await
@@ -537,14 +537,30 @@ impl Store {
     }
 
     /// CAS: not revoked → revoked with reason.
+    /// In the same transaction, the certificate's CRL shard is marked for signing again and
+    /// its pre-signed OCSP responses are deleted, so relying parties learn of the revocation
+    /// at the next CRL and OCSP answer (never a `good` signed before it).
     pub async fn revoke_cert(&self, id: &str, reason: u8, at: i64) -> Result<()> {
+        let mut tx = self.db.begin().await?;
         query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
             .bind(at)
             .bind(reason as i64)
             .bind(id)
-            .execute(&self.db)
+            .execute(&mut tx)
             .await?
             .one_or("already revoked")?;
+        query(
+            "UPDATE crls SET dirty = 1 WHERE EXISTS (SELECT 1 FROM certificates c WHERE c.id = $1
+             AND c.issuer_id = crls.issuer_id AND c.crl_shard = crls.shard)",
+        )
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
+        query("DELETE FROM ocsp_responses WHERE serial = (SELECT serial FROM certificates WHERE id = $1)")
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
         self.make_durable().await
     }
 
@@ -592,8 +608,8 @@ pub(crate) fn log_id() -> String {
 /// without its order's change.
 pub(crate) async fn insert_certificate(tx: &mut db::Tx, cert: &CertRecord) -> Result<()> {
     query(
-        "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, revoked_at, revocation_reason, replaced_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL, NULL, $12)",
+        "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, crl_shard, revoked_at, revocation_reason, replaced_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, NULL, NULL, NULL, $12)",
     )
     .bind(&cert.id)
     .bind(&cert.serial)
@@ -607,6 +623,7 @@ pub(crate) async fn insert_certificate(tx: &mut db::Tx, cert: &CertRecord) -> Re
     .bind(&cert.spki_sha256)
     .bind(&cert.issuer_id)
     .bind(cert.created_at)
+    .bind(cert.crl_shard)
     .execute(&mut *tx)
     .await?;
     if let Some(replaced) = &cert.replaces {

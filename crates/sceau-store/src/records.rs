@@ -169,6 +169,9 @@ pub struct CertRecord {
     /// The issuing CA that signed it (hex of its key identifier); `None` in rows written
     /// before it was recorded (they are all of the first issuer).
     pub issuer_id: Option<String>,
+    /// The CRL shard of its issuer it is on (the one its CRL distribution point names);
+    /// `None` in rows written before certificates carried one.
+    pub crl_shard: Option<i64>,
     pub revoked_at: Option<i64>,
     pub revocation_reason: Option<i64>,
     /// The order that replaced this certificate (RFC 9773 §5).
@@ -193,6 +196,7 @@ impl CertRecord {
             ari_id: get(row, "ari_id")?,
             spki_sha256: get(row, "spki_sha256")?,
             issuer_id: get(row, "issuer_id")?,
+            crl_shard: get(row, "crl_shard")?,
             revoked_at: get(row, "revoked_at")?,
             revocation_reason: get(row, "revocation_reason")?,
             replaced_by: get(row, "replaced_by")?,

@@ -11,6 +11,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_processing_indexes.sql")),
     (4, include_str!("../migrations/0004_limits.sql")),
     (5, include_str!("../migrations/0005_issuance_queue.sql")),
+    (6, include_str!("../migrations/0006_revocation.sql")),
+    (7, include_str!("../migrations/0007_crls.sql")),
+    (8, include_str!("../migrations/0008_ocsp.sql")),
 ];
 
 pub(crate) async fn migrate(db: &Db) -> Result<()> {

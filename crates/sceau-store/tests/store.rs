@@ -179,6 +179,7 @@ async fn certificate_and_order_commit_together_and_survive_reopen(dir: Backend) 
         ari_id: "AQ.Cg".into(),
         spki_sha256: "ff".into(),
         issuer_id: Some("ab".into()),
+        crl_shard: Some(3),
         revoked_at: None,
         revocation_reason: None,
         replaced_by: None,

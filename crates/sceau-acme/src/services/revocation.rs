@@ -72,6 +72,7 @@ impl Acme {
                 ),
                 e => e.into(),
             })?;
+        self.events.revoked.notify_one();
         let account = match &req.key {
             VerifiedKey::Account(a) => Some(a.id.as_str()),
             VerifiedKey::Jwk(_) => None,

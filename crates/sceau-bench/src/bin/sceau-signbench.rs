@@ -115,6 +115,7 @@ fn certificates(
             not_after: now + time::Duration::days(30),
             profile: Profile::Server,
             serial: None,
+            crl_shard: None,
         })
         .map(drop)
     })

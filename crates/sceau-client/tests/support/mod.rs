@@ -438,6 +438,7 @@ pub fn sceau_server(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
         .arg(&data)
         .arg("--listen")
         .arg(listen.to_string())
+        .args(["--revocation-listen", "127.0.0.1:0"])
         .arg("--dns-server")
         .arg(params.dns.to_string())
         .arg("--http01-port")

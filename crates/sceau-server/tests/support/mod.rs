@@ -28,6 +28,8 @@ pub struct Server {
     pub shared_data_dir: Option<PathBuf>,
     /// Extra environment of the server process (e.g. `SOFTHSM2_CONF`); set before `spawn`.
     pub env: Vec<(String, String)>,
+    /// The base URL of its CRLs and OCSP, as its start-up banner says.
+    pub revocation: Arc<Mutex<Option<String>>>,
     /// The file the server's stderr (its log) is appended to, and its `SCEAU_LOG` filter;
     /// `None`: stderr is the test's, at `warn`.
     pub log: Option<(PathBuf, String)>,
@@ -58,6 +60,7 @@ impl Server {
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: None,
             env: Vec::new(),
+            revocation: Arc::default(),
             log: None,
         }
     }
@@ -82,6 +85,7 @@ impl Server {
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: Some(data_dir),
             env: Vec::new(),
+            revocation: Arc::default(),
             log: Some((log_file, log_filter.to_owned())),
         };
         s.spawn();
@@ -120,6 +124,7 @@ impl Server {
             args: extra.iter().map(|s| s.to_string()).collect(),
             shared_data_dir: Some(first.data_dir()),
             env: first.env.clone(),
+            revocation: Arc::default(),
             log: None,
         };
         // Validations of either instance must see the same records: use the first's DNS.
@@ -127,6 +132,15 @@ impl Server {
             .extend(["--dns-server".to_owned(), first.dns.addr.to_string()]);
         s.spawn();
         s
+    }
+
+    /// The base URL of the server's CRLs and OCSP (plain HTTP), from its start-up banner.
+    pub fn revocation_url(&self) -> String {
+        self.revocation
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the server printed its revocation URL")
     }
 
     pub fn base(&self) -> String {
@@ -172,6 +186,12 @@ impl Server {
             } else {
                 vec!["--validation-allow", "127.0.0.0/8"]
             })
+            // CRLs and OCSP on a port of the kernel's choosing (see `revocation_url`).
+            .args(if self.args.iter().any(|a| a == "--revocation-listen") {
+                vec![]
+            } else {
+                vec!["--revocation-listen", "127.0.0.1:0"]
+            })
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
@@ -185,12 +205,18 @@ impl Server {
         // listener that took the same free port first.
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        *self.revocation.lock().unwrap() = None;
+        let revocation = self.revocation.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut lines = std::io::BufReader::new(stdout).lines();
             let mut ready = false;
             while let Some(Ok(line)) = lines.next() {
-                if !ready && line.contains("sceau-server is ready") {
+                if let Some(url) = line.trim_start().strip_prefix("revocation:") {
+                    let url = url.split_whitespace().next().unwrap_or("").to_owned();
+                    *revocation.lock().unwrap() = Some(url);
+                }
+                if !ready && line.contains("database:") {
                     ready = true;
                     let _ = tx.send(true);
                 }

@@ -1,0 +1,5 @@
+-- Revocation status for relying parties (CRLs and OCSP). Each certificate is on one CRL shard
+-- of its issuer, the one its CRL distribution point names.
+ALTER TABLE certificates ADD COLUMN crl_shard BIGINT;
+-- The revoked certificates of a shard, for its CRL: a partial index that holds revoked rows only.
+CREATE INDEX certificates_revoked ON certificates (issuer_id, crl_shard, not_after) WHERE revoked_at IS NOT NULL
