@@ -22,3 +22,14 @@ for kind in p256 rsa2048 ed25519; do
     -addext "keyUsage=critical,digitalSignature" \
     -outform DER -out "$out/cert_info/seed-openssl-$kind"
 done
+# ocsp_request: what `openssl ocsp -reqout` sends (SHA-1 and SHA-256 CertIDs, with and without a
+# nonce, two CertIDs, a signed request), and the GET form of one.
+mkdir -p "$out/ocsp_request"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=Seed CA" -days 30 \
+  -keyout ca.key -out ca.pem 2>/dev/null
+openssl ocsp -issuer ca.pem -serial 0x1234 -reqout "$out/ocsp_request/seed-openssl-sha1-nonce"
+openssl ocsp -issuer ca.pem -serial 0x1234 -no_nonce -reqout "$out/ocsp_request/seed-openssl-sha1"
+openssl ocsp -issuer ca.pem -sha256 -serial 0x00ff -reqout "$out/ocsp_request/seed-openssl-sha256"
+openssl ocsp -issuer ca.pem -serial 0x01 -serial 0x02 -reqout "$out/ocsp_request/seed-openssl-two"
+openssl ocsp -issuer ca.pem -serial 0x01 -signer ca.pem -signkey ca.key -reqout "$out/ocsp_request/seed-openssl-signed"
+base64 -w0 "$out/ocsp_request/seed-openssl-sha1" | sed 's,/,%2F,g' >"$out/ocsp_request/seed-openssl-get"

@@ -14,6 +14,8 @@ packages=(
   openssl softhsm2 opensc sqlite3 curl ca-certificates
   # the PostgreSQL storage backend is tested against a real server
   postgresql
+  # OCSP stapling by a real TLS server (tests/ocsp_stapling.rs); HTTP load for bench/ocsp.sh
+  nginx wrk
   # python3: helper scripts; procps: kill(1) for process-group clean-up;
   # util-linux: unshare(1) for uacme's private trust store
   python3 procps util-linux

@@ -9,10 +9,12 @@
 //! - An object owned by another account is reported as not found, never as forbidden, so
 //!   object URLs leak nothing.
 
+pub mod crl;
 pub mod error;
 pub mod identifier_policy;
 pub mod limits;
 pub mod nonce;
+pub mod ocsp;
 pub mod queue;
 pub mod render;
 pub mod request;
@@ -28,7 +30,7 @@ pub use request::{Verified, VerifiedKey};
 use sceau_ca::Signer;
 use sceau_store::Store;
 use sceau_validate::Validator;
-pub use services::Endpoint;
+pub use services::{Endpoint, RevokeError, Revoker, revoke_certificate};
 
 /// External account binding policy (RFC 8555 §7.3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,10 @@ pub struct AcmeConfig {
     pub issuance_lease: Duration,
     /// CRL shards per issuer; each new certificate is assigned one from its serial.
     pub crl_shards: u32,
+    /// When CRLs are signed and how long they are valid (see [`crl`]).
+    pub crl: crl::CrlSettings,
+    /// OCSP response validity and the on-demand signing budget (see [`ocsp`]).
+    pub ocsp: ocsp::OcspSettings,
 }
 
 impl AcmeConfig {
@@ -99,6 +105,8 @@ impl AcmeConfig {
             issuance_deadline: Duration::from_secs(600),
             issuance_lease: Duration::from_secs(15),
             crl_shards: 16,
+            crl: crl::CrlSettings::default(),
+            ocsp: ocsp::OcspSettings::default(),
         }
     }
 }
@@ -170,6 +178,8 @@ pub struct Acme {
     pub queue: queue::Queue,
     /// Wake-ups for the revocation-status jobs (CRLs, OCSP) of this instance.
     pub events: Events,
+    /// The OCSP responder's issuers and its responses in memory.
+    pub ocsp: ocsp::Responder,
     pub urls: urls::Urls,
     pub policy: Arc<dyn Policy>,
 }
@@ -184,6 +194,7 @@ impl Acme {
     ) -> Arc<Acme> {
         let urls = urls::Urls::new(&config.base_url);
         let limits = limits::Limiter::new(config.limits.clone());
+        let ocsp = ocsp::Responder::new(config.ocsp.clone());
         Arc::new(Acme {
             config,
             store,
@@ -193,6 +204,7 @@ impl Acme {
             limits,
             queue: queue::Queue::new(),
             events: Events::default(),
+            ocsp,
             urls,
             policy,
         })
@@ -206,7 +218,8 @@ impl Acme {
 pub struct Events {
     /// A certificate was revoked (its CRL shard is dirty, its OCSP responses are gone).
     pub revoked: Arc<tokio::sync::Notify>,
-    /// A certificate was issued (it needs its first OCSP responses).
+    /// A certificate was issued or revoked: it needs new OCSP responses (the OCSP job
+    /// waits on this one, the CRL job on `revoked`).
     pub issued: Arc<tokio::sync::Notify>,
 }
 

@@ -9,8 +9,8 @@
 //!   certificate is a CA certificate signed by the next certificate of its chain (the root at
 //!   the end), carries a subjectKeyIdentifier, and the root is self-signed.
 //! - Exactly one issuer signs new leaves (the active one); retired issuers stay loaded to sign
-//!   CRLs and OCSP for what they issued. The root key is never opened here: the running server
-//!   does not need it (R30).
+//!   CRLs and OCSP for what they issued; revoked issuers (`ca revoke-issuer`) are not loaded
+//!   at all. The root key is never opened here: the running server does not need it (R30).
 //! - Every leaf follows one profile (R38, see `profile`) and is read back with a second
 //!   implementation (x509-parser) before it is handed out.
 
@@ -262,7 +262,7 @@ impl Ca {
         for i in manifest
             .issuers
             .iter()
-            .filter(|i| i.state != IssuerState::Pending)
+            .filter(|i| !matches!(i.state, IssuerState::Pending | IssuerState::Revoked))
         {
             for p in [&i.cert, &i.chain].into_iter().flatten() {
                 check(p)?;
@@ -289,7 +289,9 @@ impl Ca {
         }
         let mut issuers = Vec::new();
         for entry in &manifest.issuers {
-            if entry.state == IssuerState::Pending {
+            // A revoked issuer's key signs nothing, not even CRLs: the root's authority CRL
+            // speaks for its certificates.
+            if matches!(entry.state, IssuerState::Pending | IssuerState::Revoked) {
                 continue;
             }
             issuers.push(load_issuer(dir, entry, &root_cert, &root_path)?);

@@ -1,6 +1,7 @@
 //! The `ca` commands' work: creating a CA (`init`, dedicated or delegated), bringing in the
 //! certificate the existing PKI signed (`import`) or a cross-signed one (`import_alternate`),
-//! replacing the issuing key (`rotate`), and describing it all (`show`, the ceremony record).
+//! replacing the issuing key (`rotate`), revoking a retired issuer (`revoke_issuer`; the
+//! authority CRL that says so is `arl`'s), and describing it all (`show`, the ceremony record).
 //!
 //! Invariants:
 //! - A command that refuses changes nothing: every check runs before the first write, and the
@@ -108,6 +109,8 @@ pub struct IssuerRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csr: Option<PathBuf>,
     pub alternate_chains: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<crate::manifest::IssuerRevocation>,
 }
 
 /// What a CA is: printed by `ca init`, `ca import`, `ca rotate` (the ceremony record) and
@@ -168,6 +171,16 @@ impl std::fmt::Display for CaRecord {
             }
             if i.alternate_chains > 0 {
                 writeln!(f, "    alternates:  {}", i.alternate_chains)?;
+            }
+            if let Some(r) = &i.revocation {
+                let at = OffsetDateTime::from_unix_timestamp(r.at)
+                    .map(rfc3339)
+                    .unwrap_or_else(|_| r.at.to_string());
+                writeln!(
+                    f,
+                    "    revoked:     {at}, {}",
+                    crate::arl::reason_name(r.reason)
+                )?;
             }
         }
         Ok(())
@@ -472,6 +485,7 @@ fn pending_issuer(
         csr: Some(csr_name.into()),
         alternates: Vec::new(),
         created_at: now.unix_timestamp(),
+        revocation: None,
     })
 }
 
@@ -911,6 +925,49 @@ pub fn rotate(dir: &Path, opts: &RotateOptions) -> Result<CaRecord, CaError> {
     show(dir)
 }
 
+/// `ca revoke-issuer`: the issuer `id` becomes `revoked` with `reason` (an RFC 5280 code,
+/// see [`crate::arl::issuer_reason`]) at the current time; from the next start of the signing
+/// process its key signs nothing. Refused for the active issuer (another must be active first:
+/// `ca rotate`), a pending one (it has no certificate) and one already revoked. The authority
+/// CRL says so once `ca arl` signs it again.
+pub fn revoke_issuer(dir: &Path, id: &str, reason: u8) -> Result<CaRecord, CaError> {
+    let mut manifest =
+        Manifest::read(dir)?.ok_or_else(|| CaError::NotInitialised(dir.to_path_buf()))?;
+    let issuer = manifest
+        .issuers
+        .iter_mut()
+        .find(|i| i.id == id)
+        .ok_or_else(|| {
+            CaError::Refused(format!(
+                "no issuer {id} in this CA (`sceau-server ca show` lists them)"
+            ))
+        })?;
+    match issuer.state {
+        IssuerState::Active => {
+            return Err(CaError::Refused(format!(
+                "issuer {id} is the active issuer: make another one active first (`sceau-server ca rotate`, then `ca import` for a delegated CA), then revoke this one"
+            )));
+        }
+        IssuerState::Pending => {
+            return Err(CaError::Refused(format!(
+                "issuer {id} is pending: it has no certificate to revoke"
+            )));
+        }
+        IssuerState::Revoked => {
+            return Err(CaError::Refused(format!("issuer {id} is already revoked")));
+        }
+        IssuerState::Retired => {}
+    }
+    crate::arl::issuer_reason(&reason.to_string())?;
+    issuer.state = IssuerState::Revoked;
+    issuer.revocation = Some(crate::manifest::IssuerRevocation {
+        at: now().unix_timestamp(),
+        reason,
+    });
+    manifest.write(dir)?;
+    show(dir)
+}
+
 /// x509-parser prints names in encoding order (`C=FR, O=Example, CN=Issuing`); RFC 4514 text
 /// lists them the other way.
 fn rfc4514_from_display(subject: &str) -> String {
@@ -947,6 +1004,7 @@ pub fn show(dir: &Path) -> Result<CaRecord, CaError> {
             certificate,
             csr: i.csr.as_ref().map(|c| dir.join(c)),
             alternate_chains: i.alternates.len(),
+            revocation: i.revocation,
         });
     }
     Ok(CaRecord {

@@ -1,7 +1,7 @@
 //! The signing side of the Sceau ACME server: the [`Signer`] seam, the CA the signing process
 //! holds ([`Ca`]) with keys in files or on a PKCS#11 token ([`KeyHandle`]), the CA modes and
-//! their ceremonies ([`ceremony`]), CSR checks ([`csr`]) and certificate inspection
-//! ([`inspect`]).
+//! their ceremonies ([`ceremony`]), the root's authority CRL ([`arl`]), CSR checks ([`csr`])
+//! and certificate inspection ([`inspect`]).
 //!
 //! Invariants:
 //! - Every leaf certificate follows one profile (R38, RFC 5280 §4.2): SAN with every
@@ -13,11 +13,12 @@
 //! - The root key never signs a leaf; only the intermediate does (R30).
 //! - CA private keys are written 0600, atomically, and never regenerated over partial state.
 
+pub mod arl;
 mod ca;
 mod ca_key;
 pub mod ceremony;
 pub mod csr;
-mod der;
+pub mod der;
 mod error;
 mod fsutil;
 pub mod inspect;
@@ -258,7 +259,19 @@ pub trait Signer: Send + Sync {
     fn root_pem(&self) -> String;
 }
 
+/// Writes a public file (a CRL to publish, a certificate) atomically, mode 0644.
+pub fn publish_file(path: &std::path::Path, data: &[u8]) -> Result<(), CaError> {
+    fsutil::write_atomic(path, data, fsutil::CERT_MODE)
+}
+
 /// Lowercase hex without separators.
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // CRL read-backs call it once per entry: one allocation, no formatting machinery.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0x0f)] as char);
+    }
+    out
 }

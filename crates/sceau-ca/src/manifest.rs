@@ -6,7 +6,8 @@
 //!   new one.
 //! - Exactly one issuer is `active` once the CA can issue; `pending` issuers wait for their
 //!   certificate (delegated mode); `retired` ones sign nothing new but stay for the CRLs and
-//!   OCSP of the certificates they issued.
+//!   OCSP of the certificates they issued; `revoked` ones (`ca revoke-issuer`, with the time
+//!   and reason the authority CRL carries) sign nothing at all and are not loaded.
 //! - A data directory of the first versions (four files, no manifest) is read as a dedicated CA
 //!   with its root key in the directory, and gets its manifest written on first use.
 
@@ -52,6 +53,18 @@ pub enum IssuerState {
     Pending,
     Active,
     Retired,
+    /// Revoked by the operator (its certificate is on the root's authority CRL): its key
+    /// signs nothing any more.
+    Revoked,
+}
+
+/// When and why an issuer was revoked (what the authority CRL says about its certificate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerRevocation {
+    /// Unix seconds.
+    pub at: i64,
+    /// RFC 5280 §5.3.1 reason code.
+    pub reason: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +101,9 @@ pub struct IssuerEntry {
     #[serde(default)]
     pub alternates: Vec<PathBuf>,
     pub created_at: i64,
+    /// Set with the state `revoked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<IssuerRevocation>,
 }
 
 impl IssuerEntry {
@@ -112,6 +128,7 @@ impl IssuerEntry {
             csr: None,
             alternates: Vec::new(),
             created_at,
+            revocation: None,
         }
     }
 }

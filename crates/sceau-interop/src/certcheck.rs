@@ -159,6 +159,134 @@ pub fn single_file(dir: &Path, pred: impl Fn(&str) -> bool) -> PathBuf {
     }
 }
 
+/// How long a relying party may have to wait after a revocation before both the CRL and the
+/// OCSP responder say so (issue 12's bound).
+pub const REVOCATION_BOUND: Duration = Duration::from_secs(60);
+
+/// What `openssl x509 -noout <flags>` prints about `cert`.
+fn x509_text(cert: &Path, flags: &[&str]) -> String {
+    run(
+        "openssl x509",
+        Command::new(require_tool("openssl"))
+            .args(["x509", "-noout", "-in"])
+            .arg(cert)
+            .args(flags),
+        Duration::from_secs(30),
+    )
+    .expect_success()
+    .stdout
+}
+
+/// A relying party sees `cert` (issued by the first certificate of `chain`, under `root`)
+/// revoked for `reason` (OpenSSL's wording on a CRL, e.g. "Key Compromise"; on OCSP,
+/// "keyCompromise") through both the CRL its distribution point names and the OCSP responder
+/// its AIA names, within [`REVOCATION_BOUND`]. Panics with what OpenSSL last said otherwise.
+#[track_caller]
+pub fn assert_relying_parties_see_revoked(
+    cert: &Path,
+    chain: &Path,
+    root: &Path,
+    crl_reason: &str,
+    ocsp_reason: &str,
+    scratch: &Path,
+) {
+    let serial = cert_serial(cert);
+    let cdp = x509_text(cert, &["-ext", "crlDistributionPoints"]);
+    let cdp = cdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("URI:"))
+        .unwrap_or_else(|| panic!("{} has no CRL distribution point", cert.display()))
+        .to_owned();
+    let ocsp = x509_text(cert, &["-ocsp_uri"]).trim().to_owned();
+    assert!(
+        ocsp.starts_with("http"),
+        "{} has no OCSP URL",
+        cert.display()
+    );
+    let issuer = scratch.join("issuer.pem");
+    let chain_text = fs::read_to_string(chain).unwrap();
+    fs::write(&issuer, &pem_blocks(&chain_text)[0]).unwrap();
+    let crl = scratch.join("shard.crl");
+    let deadline = std::time::Instant::now() + REVOCATION_BOUND;
+    let (mut crl_said, mut ocsp_said) = (String::new(), String::new());
+    let (mut crl_ok, mut ocsp_ok) = (false, false);
+    while !(crl_ok && ocsp_ok) {
+        if !crl_ok {
+            let got = run(
+                "curl CRL",
+                Command::new(require_tool("curl"))
+                    .args(["-sS", "--fail", "-o"])
+                    .arg(&crl)
+                    .arg(&cdp),
+                Duration::from_secs(30),
+            );
+            if got.success() {
+                let text = run(
+                    "openssl crl",
+                    Command::new(require_tool("openssl"))
+                        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+                        .arg(&crl),
+                    Duration::from_secs(30),
+                )
+                .expect_success()
+                .stdout;
+                if let Some(entry) = text
+                    .split("Serial Number: ")
+                    .find(|e| e.starts_with(&serial))
+                {
+                    assert!(
+                        entry.contains(crl_reason),
+                        "{serial} is on the CRL without reason {crl_reason}:\n{entry}"
+                    );
+                    crl_ok = true;
+                }
+                crl_said = text;
+            }
+        }
+        if !ocsp_ok {
+            let out = run(
+                "openssl ocsp",
+                Command::new(require_tool("openssl"))
+                    .args(["ocsp", "-no_nonce", "-resp_text", "-issuer"])
+                    .arg(&issuer)
+                    .arg("-cert")
+                    .arg(cert)
+                    .args(["-url", &ocsp, "-CAfile"])
+                    .arg(root),
+                Duration::from_secs(30),
+            );
+            ocsp_said = format!("{}{}", out.stdout, out.stderr);
+            if ocsp_said.contains(": revoked") {
+                assert!(
+                    ocsp_said.contains("Response verify OK"),
+                    "OCSP response not verified: {ocsp_said}"
+                );
+                assert!(
+                    ocsp_said.contains(&format!("Reason: {ocsp_reason}")),
+                    "OCSP says revoked without reason {ocsp_reason}: {ocsp_said}"
+                );
+                ocsp_ok = true;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "{serial} not seen revoked within {REVOCATION_BOUND:?} (CRL: {crl_ok}, OCSP: {ocsp_ok})\nCRL:\n{crl_said}\nOCSP:\n{ocsp_said}"
+            );
+        }
+        if !(crl_ok && ocsp_ok) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// The serial of a PEM certificate file, upper-case hex as OpenSSL prints it on CRLs.
+fn cert_serial(cert: &Path) -> String {
+    let s = x509_text(cert, &["-serial"]);
+    let hex = s.trim().trim_start_matches("serial=");
+    // A CRL prints the serial without the leading zero octet DER may add.
+    hex.strip_prefix("00").unwrap_or(hex).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,11 +88,25 @@ impl<'a> Certbot<'a> {
         info.serial
     }
 
-    /// The certificate is revoked: the server says so where it can, and a second revocation
-    /// is refused with `alreadyRevoked` (RFC 8555 §7.6).
+    /// The certificate is revoked: the server says so where it can, relying parties see it
+    /// with certbot's reason (keyCompromise) on the CRL and from the OCSP responder (Sceau;
+    /// Pebble runs here without either), and a second revocation is refused with
+    /// `alreadyRevoked` (RFC 8555 §7.6).
     fn assert_revoked(&self, host: &str, serial: &str) {
         if let Some(revoked) = self.env.server.revoked_per_server(serial) {
             assert!(revoked, "server does not list {serial} as revoked");
+        }
+        if self.env.server.kind == ServerKind::Sceau {
+            let scratch = self.env.path(&format!("relying-party-{serial}"));
+            fs::create_dir_all(&scratch).unwrap();
+            sceau_interop::certcheck::assert_relying_parties_see_revoked(
+                &self.live(host, "cert.pem"),
+                &self.live(host, "chain.pem"),
+                &self.env.server.issuer_root,
+                "Key Compromise",
+                "keyCompromise",
+                &scratch,
+            );
         }
         let again = run(
             "certbot revoke again",

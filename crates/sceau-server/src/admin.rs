@@ -42,6 +42,9 @@ pub enum AdminCommand {
     /// ACME accounts (bound to an external account): suspend, resume, deactivate
     #[command(subcommand)]
     AcmeAccount(AcmeAccountCommand),
+    /// Certificates: list, show, revoke (one, or in bulk by the compromise procedures)
+    #[command(subcommand)]
+    Cert(crate::admin_cert::CertCommand),
     /// Report on one external account: certificates, failed validations, parameter changes
     Report {
         /// The external account's EAB key id
@@ -210,7 +213,8 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         let registry = Registry::new(store, Arc::new(wrap));
         let urls = Urls::new(&config.base_url());
         let described = format!("{:?}", args.command);
-        match dispatch(&registry, &urls, &actor, args.command).await {
+        let public_url = config.public_url.as_deref();
+        match dispatch(&registry, &urls, public_url, &actor, args.command).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 // A refused command changed nothing, but the attempt belongs in the trail.
@@ -232,11 +236,13 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
 async fn dispatch(
     r: &Registry,
     urls: &Urls,
+    public_url: Option<&str>,
     actor: &str,
     command: AdminCommand,
 ) -> Result<(), sceau_admin::AdminError> {
     match command {
         AdminCommand::Account(c) => account(r, urls, actor, c).await,
+        AdminCommand::Cert(c) => crate::admin_cert::run(r, urls, public_url, actor, c).await,
         AdminCommand::AcmeAccount(c) => {
             let (id, change) = match &c {
                 AcmeAccountCommand::Suspend { account } => {

@@ -1,5 +1,6 @@
 //! `sceau-server ca`: the PKI operator's ceremonies — create the CA (dedicated or delegated),
-//! import the certificate the existing PKI signed, rotate the issuing key, describe the CA.
+//! import the certificate the existing PKI signed, rotate the issuing key, revoke a retired
+//! issuer and sign the root's authority CRL, describe the CA.
 //!
 //! Invariants:
 //! - Every command, refused ones and `show` included, is recorded in the audit trail with its
@@ -97,6 +98,26 @@ pub enum CaCommand {
     },
     /// Describe the CA: mode, keys, certificates, fingerprints
     Show,
+    /// Revoke a retired issuing CA: it signs nothing any more (after SIGHUP or a restart),
+    /// and the next `ca arl` lists it
+    RevokeIssuer {
+        /// The issuer's id (`ca show` lists them)
+        id: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+        /// superseded, cessationOfOperation, privilegeWithdrawn (or its code)
+        #[arg(long)]
+        reason: String,
+    },
+    /// Sign the authority CRL (the revoked issuers) with the root key into root.crl, which the
+    /// server publishes at /crl/root.crl
+    Arl {
+        /// The root key for this ceremony when it is offline: a file or a pkcs11: URI
+        #[arg(long, value_name = "PATH|pkcs11:URI")]
+        root_key: Option<String>,
+        /// Days until its nextUpdate: sign it again before then
+        #[arg(long, default_value_t = 90)]
+        validity_days: u32,
+    },
 }
 
 fn key_kind(text: &str) -> Result<CaKeyKind, String> {
@@ -132,6 +153,16 @@ fn read_pem_file(p: &PathBuf) -> Result<String, String> {
     })
 }
 
+/// `--root-key` of a ceremony: a token URI, or a file relative to where the operator stands
+/// (not to the data directory, where relative key paths of ca.json point).
+fn ceremony_root_key(k: &str) -> Result<KeyRef, String> {
+    if k.starts_with("pkcs11:") {
+        token_uri("--root-key", k).map(KeyRef::Pkcs11)
+    } else {
+        absolute("--root-key", std::path::Path::new(k)).map(KeyRef::File)
+    }
+}
+
 fn print_record(record: &CaRecord, json: bool) {
     if json {
         println!(
@@ -152,6 +183,44 @@ pub fn run(args: CaArgs) -> Result<(), String> {
     let actor = args.actor.clone().unwrap_or_else(crate::admin::os_user);
     let dir = config.data_dir.clone();
     let described = format!("{:?}", args.command);
+    if let CaCommand::Arl {
+        root_key,
+        validity_days,
+    } = &args.command
+    {
+        let outcome = root_key
+            .as_deref()
+            .map(ceremony_root_key)
+            .transpose()
+            .and_then(|root_key| {
+                let opts = sceau_ca::arl::ArlOptions {
+                    root_key,
+                    validity_days: *validity_days,
+                };
+                sceau_ca::arl::sign_arl(&dir, &opts).map_err(|e| e.to_string())
+            });
+        let (event, detail) = match &outcome {
+            Ok(record) => ("ca.arl", json!({"actor": actor, "record": record})),
+            Err(e) => (
+                "ca.refused",
+                json!({"actor": actor, "command": described, "error": e}),
+            ),
+        };
+        record_audit(&config, event, detail)?;
+        let record = outcome?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&record).expect("record serialises")
+            );
+        } else {
+            print!("{record}");
+        }
+        eprintln!(
+            "A running sceau-server serves it at /crl/root.crl at once; sign it again before its nextUpdate."
+        );
+        return Ok(());
+    }
     let outcome = (|| -> Result<(&'static str, CaRecord), String> {
         match &args.command {
             CaCommand::Init {
@@ -220,24 +289,19 @@ pub fn run(args: CaArgs) -> Result<(), String> {
                         .as_deref()
                         .map(|u| token_uri("--issuing-key", u).map(KeyRef::Pkcs11))
                         .transpose()?,
-                    root_key: root_key
-                        .as_deref()
-                        .map(|k| {
-                            if k.starts_with("pkcs11:") {
-                                token_uri("--root-key", k).map(KeyRef::Pkcs11)
-                            } else {
-                                // Relative to where the operator stands, not to the data
-                                // directory (where relative key paths of ca.json point).
-                                absolute("--root-key", std::path::Path::new(k)).map(KeyRef::File)
-                            }
-                        })
-                        .transpose()?,
+                    root_key: root_key.as_deref().map(ceremony_root_key).transpose()?,
                     subject: subject.clone(),
                 };
                 let record = ceremony::rotate(&dir, &opts).map_err(|e| e.to_string())?;
                 Ok(("ca.rotate", record))
             }
             CaCommand::Show => Ok(("ca.show", ceremony::show(&dir).map_err(|e| e.to_string())?)),
+            CaCommand::RevokeIssuer { id, reason } => {
+                let code = sceau_ca::arl::issuer_reason(reason).map_err(|e| e.to_string())?;
+                let record = ceremony::revoke_issuer(&dir, id, code).map_err(|e| e.to_string())?;
+                Ok(("ca.revoke_issuer", record))
+            }
+            CaCommand::Arl { .. } => unreachable!("handled above"),
         }
     })();
     let (event, detail) = match &outcome {
@@ -266,6 +330,9 @@ pub fn run(args: CaArgs) -> Result<(), String> {
                 );
             }
         }
+        CaCommand::RevokeIssuer { .. } => eprintln!(
+            "Next: sign the authority CRL (`sceau-server ca arl`, with --root-key for an offline root); a running sceau-server stops using the issuer once it receives SIGHUP."
+        ),
         _ => {}
     }
     Ok(())

@@ -43,6 +43,16 @@ pub struct Config {
     pub crl_shards: u32,
     /// Whether new certificates carry the OCSP responder URL.
     pub ocsp_in_certificates: bool,
+    /// thisUpdate to nextUpdate of OCSP responses (signed again at half of it).
+    pub ocsp_validity_secs: u64,
+    /// A shard's CRL is signed again at least this often (and soon after a revocation).
+    pub crl_update_secs: u64,
+    /// thisUpdate to nextUpdate of each CRL.
+    pub crl_validity_secs: u64,
+    /// How long an expired certificate stays on its CRL.
+    pub crl_lookback_secs: u64,
+    /// Also write every CRL under this directory (`<issuer>/<shard>.crl`) for a web server.
+    pub crl_dir: Option<PathBuf>,
     pub refuse_key_reuse: bool,
     /// Extra names for the server's own HTTPS certificate.
     pub tls_names: Vec<String>,
@@ -109,6 +119,11 @@ impl Default for Config {
             public_url: None,
             crl_shards: 16,
             ocsp_in_certificates: true,
+            ocsp_validity_secs: 4 * 86400,
+            crl_update_secs: 3600,
+            crl_validity_secs: 24 * 3600,
+            crl_lookback_secs: 24 * 3600,
+            crl_dir: None,
             refuse_key_reuse: true,
             tls_names: Vec::new(),
             validation_wait_ms: 2000,

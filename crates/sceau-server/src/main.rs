@@ -4,10 +4,12 @@
 //! SQLite database, a generated root and issuing CA, and an HTTPS listener on 127.0.0.1:14000.
 
 mod admin;
+mod admin_cert;
 mod ca_cli;
 mod config;
 mod http;
 mod listener;
+mod ocsp_http;
 mod revocation_http;
 mod serve;
 
@@ -100,9 +102,27 @@ pub struct ServeArgs {
     /// CRL shards per issuer: each certificate is on one of them [default: 16]
     #[arg(long, value_name = "N")]
     pub crl_shards: Option<u32>,
+    /// Seconds between two CRLs of a shard at most (a revocation brings the next one within
+    /// seconds) [default: 3600]
+    #[arg(long, value_name = "SECS")]
+    pub crl_update_secs: Option<u64>,
+    /// Seconds from a CRL's thisUpdate to its nextUpdate, at least twice the update period
+    /// [default: 86400]
+    #[arg(long, value_name = "SECS")]
+    pub crl_validity_secs: Option<u64>,
+    /// Seconds an expired certificate stays on its CRL [default: 86400]
+    #[arg(long, value_name = "SECS")]
+    pub crl_lookback_secs: Option<u64>,
+    /// Also write every CRL to DIR/<issuer>/<shard>.crl, for a web server to publish
+    #[arg(long, value_name = "DIR")]
+    pub crl_dir: Option<PathBuf>,
     /// Leave the OCSP responder URL out of new certificates (in them by default, R43–R45)
     #[arg(long)]
     pub no_ocsp_url: bool,
+    /// Seconds from an OCSP response's thisUpdate to its nextUpdate; responses are signed
+    /// again at half of it [default: 345600, 4 days]
+    #[arg(long, value_name = "SECS")]
+    pub ocsp_validity_secs: Option<u64>,
     /// Run as a staging CA (agency guide R53, R54): its own CA, whose names and certificates
     /// say TEST; needs a data directory of its own
     #[arg(long)]

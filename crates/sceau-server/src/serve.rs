@@ -79,6 +79,9 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     if args.no_ocsp_url {
         c.ocsp_in_certificates = false;
     }
+    if let Some(v) = &args.crl_dir {
+        c.crl_dir = Some(v.clone());
+    }
     if let Some(v) = &args.database_url_file {
         c.database_url_file = Some(v.clone());
     }
@@ -96,6 +99,10 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
         )*};
     }
     set!(
+        ocsp_validity_secs,
+        crl_update_secs,
+        crl_validity_secs,
+        crl_lookback_secs,
         issuance_wait_ms,
         issuance_deadline_secs,
         issuance_lease_secs,
@@ -177,8 +184,20 @@ fn init_logging(format: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn crl_settings(config: &Config) -> sceau_acme::crl::CrlSettings {
+    sceau_acme::crl::CrlSettings {
+        update_every: Duration::from_secs(config.crl_update_secs),
+        validity: Duration::from_secs(config.crl_validity_secs),
+        lookback: Duration::from_secs(config.crl_lookback_secs),
+        publish_dir: config.crl_dir.clone(),
+        authority_crl: Some(config.data_dir.join(sceau_ca::arl::ROOT_CRL)),
+    }
+}
+
 pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     let config = resolve_config(&common, &args)?;
+    // Refused settings change nothing: checked before the data directory is touched.
+    crl_settings(&config).check()?;
     init_logging(&config.log_format)?;
     let eab = eab_mode(&config.eab)?;
     let ca_kind: CaKeyKind = config
@@ -322,6 +341,11 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.issuance_wait = Duration::from_millis(config.issuance_wait_ms);
         acme_config.issuance_deadline = Duration::from_secs(config.issuance_deadline_secs);
         acme_config.crl_shards = config.crl_shards;
+        acme_config.crl = crl_settings(&config);
+        if !(120..=10 * 86400).contains(&config.ocsp_validity_secs) {
+            return Err("--ocsp-validity-secs is between 120 and 864000 (10 days)".into());
+        }
+        acme_config.ocsp.validity = Duration::from_secs(config.ocsp_validity_secs);
         acme_config.issuance_lease = Duration::from_secs(config.issuance_lease_secs.max(3));
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
@@ -338,6 +362,8 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         // Every periodic job of this instance runs on the one scheduler.
         let scheduler = Scheduler::new(acme.store.clone(), &acme.queue.owner);
         acme.start_background(&scheduler);
+        acme.start_crls(&scheduler);
+        sceau_acme::ocsp::job::start(&acme, &scheduler);
         {
             let (ca, names, cert) = (ca.clone(), tls_names.clone(), tls_cert.clone());
             scheduler.every(
@@ -518,7 +544,7 @@ async fn shutdown_signal() {
 
 /// The data directory and what it holds are the service user's alone, whatever existed before:
 /// a directory open to others is made 0700 and its private files (database, keys; everything
-/// but certificates and CSRs) 0600, each change logged; a directory of another user is refused.
+/// but certificates, CSRs and CRLs) 0600, each change logged; a directory of another user is refused.
 pub(crate) fn tighten_data_dir(dir: &std::path::Path) -> Result<(), String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(dir)
@@ -548,8 +574,10 @@ pub(crate) fn tighten_data_dir(dir: &std::path::Path) -> Result<(), String> {
         let Ok(m) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        // Certificates and the CSR of a delegated CA are public by nature.
-        let public = path.extension().is_some_and(|e| e == "pem" || e == "csr");
+        // Certificates, the CSR of a delegated CA and the authority CRL are public by nature.
+        let public = path
+            .extension()
+            .is_some_and(|e| e == "pem" || e == "csr" || e == "crl");
         if m.is_file() && !public && m.mode() & 0o077 != 0 {
             set(&path, 0o600, m.mode())?;
         }

@@ -19,11 +19,14 @@
 //!   be opened or reached) is [`StoreError::Unavailable`], never `Database`; the store logs
 //!   each such condition once (`health`), so callers answer it and do not log it.
 
+mod certs;
+mod crls;
 mod db;
 mod durable;
 mod external;
 mod health;
 mod limits;
+mod ocsp;
 mod prefill;
 mod queue;
 mod records;
@@ -31,9 +34,12 @@ mod schema;
 
 use db::{Row, query};
 
+pub use certs::*;
+pub use crls::*;
 pub use external::*;
 pub use health::StorageFault;
 pub use limits::*;
+pub use ocsp::*;
 pub use queue::*;
 pub use records::*;
 
@@ -541,27 +547,8 @@ impl Store {
     /// its pre-signed OCSP responses are deleted, so relying parties learn of the revocation
     /// at the next CRL and OCSP answer (never a `good` signed before it).
     pub async fn revoke_cert(&self, id: &str, reason: u8, at: i64) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        query("UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
-            .bind(at)
-            .bind(reason as i64)
-            .bind(id)
-            .execute(&mut tx)
-            .await?
-            .one_or("already revoked")?;
-        query(
-            "UPDATE crls SET dirty = 1 WHERE EXISTS (SELECT 1 FROM certificates c WHERE c.id = $1
-             AND c.issuer_id = crls.issuer_id AND c.crl_shard = crls.shard)",
-        )
-        .bind(id)
-        .execute(&mut tx)
-        .await?;
-        query("DELETE FROM ocsp_responses WHERE serial = (SELECT serial FROM certificates WHERE id = $1)")
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-        tx.commit().await?;
-        self.make_durable().await
+        // One statement set for every revocation: see `certs::revoke_cert_audited`.
+        self.revoke_cert_audited(id, reason, at, None).await
     }
 
     pub async fn count(&self, table: Table) -> Result<i64> {

@@ -7,7 +7,7 @@
 //! index holds what a real history would have left in it. Never used by the server.
 
 use crate::db::{Db, query};
-use crate::{Result, Store, hex_encode, log_id, new_id, now};
+use crate::{Result, Store, SyntheticRevoked, hex_encode, log_id, new_id, now};
 
 /// Certificates per transaction.
 const BATCH: u64 = 2_000;
@@ -165,5 +165,48 @@ impl Store {
             progress(done);
         }
         self.make_durable().await
+    }
+
+    /// Adds revoked certificates, as the CRL job reads them (issuer, shard, serial, expiry,
+    /// revocation time and reason), for CRL benchmarks and tests. Their other columns hold
+    /// placeholders (a few bytes of DER, no order), which nothing on the CRL path reads.
+    /// `progress` gets the running total after each committed batch.
+    #[doc(hidden)]
+    pub async fn prefill_revoked(
+        &self,
+        rows: impl IntoIterator<Item = SyntheticRevoked>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64> {
+        let mut rows = rows.into_iter().peekable();
+        let mut done = 0;
+        let account = new_id();
+        while rows.peek().is_some() {
+            let mut tx = self.db.begin().await?;
+            for row in rows.by_ref().take(BATCH as usize) {
+                query(
+                    "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, crl_shard, revoked_at, revocation_reason, replaced_by, created_at)
+                     VALUES ($1, $2, $3, $4, '30', '', $5, $6, $7, $8, $9, $10, $11, $12, NULL, $5)",
+                )
+                .bind(new_id())
+                .bind(&row.serial)
+                .bind(&account)
+                .bind(new_id())
+                .bind(row.revoked_at.min(row.not_after) - 1)
+                .bind(row.not_after)
+                .bind(format!("{}.{}", new_id(), row.serial))
+                .bind(random_hex(32))
+                .bind(&row.issuer_id)
+                .bind(i64::from(row.crl_shard))
+                .bind(row.revoked_at)
+                .bind(row.reason.map(i64::from))
+                .execute(&mut tx)
+                .await?;
+                done += 1;
+            }
+            tx.commit().await?;
+            progress(done);
+        }
+        self.make_durable().await?;
+        Ok(done)
     }
 }

@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_revocation.sql")),
     (7, include_str!("../migrations/0007_crls.sql")),
     (8, include_str!("../migrations/0008_ocsp.sql")),
+    (9, include_str!("../migrations/0009_ocsp_upkeep.sql")),
 ];
 
 pub(crate) async fn migrate(db: &Db) -> Result<()> {

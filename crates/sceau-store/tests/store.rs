@@ -3,24 +3,11 @@
 
 mod common;
 
+use common::Backend;
+
 use common::account;
 use sceau_store::*;
 use sceau_wire::{Problem, ProblemType};
-
-/// The backend under test: SQLite in a temp dir, or a real PostgreSQL server.
-enum Backend {
-    Sqlite(tempfile::TempDir),
-    Postgres(sceau_testkit::Postgres),
-}
-
-impl Backend {
-    fn url(&self) -> String {
-        match self {
-            Backend::Sqlite(dir) => format!("sqlite://{}", dir.path().join("t.db").display()),
-            Backend::Postgres(pg) => pg.url.clone(),
-        }
-    }
-}
 
 async fn open(b: &Backend) -> Store {
     Store::open(&b.url()).await.unwrap()

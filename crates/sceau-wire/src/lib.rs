@@ -12,6 +12,7 @@
 //!   for an account signature (RFC 8555 §6.2).
 
 pub mod b64;
+pub mod der;
 pub mod dns;
 pub mod eab;
 pub mod json;

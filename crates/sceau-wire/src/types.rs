@@ -379,7 +379,14 @@ pub fn parse_ari_cert_id(id: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((aki, serial))
 }
 
-/// Revocation reason codes (RFC 5280 §5.3.1) that an ACME client may ask for.
+/// Revocation reason codes (RFC 5280 §5.3.1): their names, and the one check of which reasons
+/// an end-entity certificate may be revoked for. ACME revocation (RFC 8555 §7.6
+/// `badRevocationReason`) and `sceau-server admin cert revoke` both call [`reason::end_entity`].
+///
+/// Invariant: an accepted reason is one of [`reason::END_ENTITY`]. certificateHold is refused
+/// because Sceau does not implement taking a certificate off hold (removeFromCRL in a delta CRL,
+/// RFC 5280 §5.2.4, §5.3.1): a hold would be a permanent revocation under a misleading reason.
+/// cACompromise, aACompromise and removeFromCRL do not describe a leaf.
 pub mod reason {
     pub const UNSPECIFIED: u8 = 0;
     pub const KEY_COMPROMISE: u8 = 1;
@@ -392,26 +399,93 @@ pub mod reason {
     pub const PRIVILEGE_WITHDRAWN: u8 = 9;
     pub const AA_COMPROMISE: u8 = 10;
 
-    /// Parses a reason given by name (as certbot and lego spell them) or number.
+    /// Every CRLReason of RFC 5280 §5.3.1 (7 is unused) with its ASN.1 name.
+    pub const NAMES: [(u8, &str); 10] = [
+        (UNSPECIFIED, "unspecified"),
+        (KEY_COMPROMISE, "keyCompromise"),
+        (CA_COMPROMISE, "cACompromise"),
+        (AFFILIATION_CHANGED, "affiliationChanged"),
+        (SUPERSEDED, "superseded"),
+        (CESSATION_OF_OPERATION, "cessationOfOperation"),
+        (CERTIFICATE_HOLD, "certificateHold"),
+        (REMOVE_FROM_CRL, "removeFromCRL"),
+        (PRIVILEGE_WITHDRAWN, "privilegeWithdrawn"),
+        (AA_COMPROMISE, "aACompromise"),
+    ];
+
+    /// The reasons an end-entity certificate may be revoked for here.
+    pub const END_ENTITY: [u8; 6] = [
+        UNSPECIFIED,
+        KEY_COMPROMISE,
+        AFFILIATION_CHANGED,
+        SUPERSEDED,
+        CESSATION_OF_OPERATION,
+        PRIVILEGE_WITHDRAWN,
+    ];
+
+    /// Why a reason was refused; the text is what the administrator or the ACME client reads.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum ReasonError {
+        #[error(
+            "unknown revocation reason {0:?}: use unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn (or their RFC 5280 codes 0, 1, 3, 4, 5, 9)"
+        )]
+        Unknown(String),
+        #[error(
+            "reason certificateHold (6) is refused: this server does not take certificates off hold (no removeFromCRL), so a hold would be a permanent revocation; use another reason"
+        )]
+        Hold,
+        #[error(
+            "reason {name} ({code}) does not apply to an end-entity certificate (RFC 5280 §5.3.1): use unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation or privilegeWithdrawn",
+            code = .0,
+            name = name(*.0).unwrap_or("?")
+        )]
+        NotEndEntity(u8),
+    }
+
+    /// The RFC 5280 name of a code, `None` for a code RFC 5280 does not define.
+    pub fn name(code: u8) -> Option<&'static str> {
+        NAMES.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
+    }
+
+    /// Any CRLReason by name (any case, `-` and `_` ignored, as certbot and lego spell them)
+    /// or code, without judging whether it may be used.
+    fn lookup(text: &str) -> Option<u8> {
+        let t = text.trim();
+        if let Ok(code) = t.parse::<u8>() {
+            return name(code).map(|_| code);
+        }
+        let key = t.to_ascii_lowercase().replace(['-', '_'], "");
+        NAMES
+            .iter()
+            .find(|(_, n)| n.to_ascii_lowercase() == key)
+            .map(|(c, _)| *c)
+    }
+
+    /// Parses a reason a client may send (by name or number): a defined code other than
+    /// removeFromCRL. The client does not judge further; the server does ([`end_entity`]).
     pub fn parse(text: &str) -> Option<u8> {
-        let code = match text.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-            "unspecified" => UNSPECIFIED,
-            "keycompromise" => KEY_COMPROMISE,
-            "cacompromise" => CA_COMPROMISE,
-            "affiliationchanged" => AFFILIATION_CHANGED,
-            "superseded" => SUPERSEDED,
-            "cessationofoperation" => CESSATION_OF_OPERATION,
-            "certificatehold" => CERTIFICATE_HOLD,
-            "privilegewithdrawn" => PRIVILEGE_WITHDRAWN,
-            "aacompromise" => AA_COMPROMISE,
-            other => other.parse().ok()?,
-        };
-        is_valid(code).then_some(code)
+        lookup(text).filter(|c| is_valid(*c))
     }
 
     /// 7 is unused in RFC 5280; 8 (removeFromCRL) only appears in delta CRLs.
     pub fn is_valid(code: u8) -> bool {
         matches!(code, 0..=6 | 9 | 10)
+    }
+
+    /// The one check of a reason for revoking an end-entity certificate (see the module docs).
+    pub fn end_entity(code: u8) -> Result<u8, ReasonError> {
+        match code {
+            c if END_ENTITY.contains(&c) => Ok(c),
+            CERTIFICATE_HOLD => Err(ReasonError::Hold),
+            c if name(c).is_some() => Err(ReasonError::NotEndEntity(c)),
+            c => Err(ReasonError::Unknown(c.to_string())),
+        }
+    }
+
+    /// A reason an administrator typed (name or code), checked by [`end_entity`].
+    pub fn parse_end_entity(text: &str) -> Result<u8, ReasonError> {
+        let code = lookup(text).ok_or_else(|| ReasonError::Unknown(text.to_owned()))?;
+        end_entity(code)
     }
 }
 
@@ -470,5 +544,48 @@ mod tests {
         assert_eq!(reason::parse("4"), Some(4));
         assert_eq!(reason::parse("7"), None);
         assert_eq!(reason::parse("bogus"), None);
+    }
+
+    #[test]
+    fn end_entity_reasons_are_checked_in_one_place() {
+        for (text, code) in [
+            ("unspecified", 0),
+            ("keyCompromise", 1),
+            ("AFFILIATION_CHANGED", 3),
+            ("superseded", 4),
+            ("cessation-of-operation", 5),
+            ("9", 9),
+        ] {
+            assert_eq!(reason::parse_end_entity(text), Ok(code), "{text}");
+            assert_eq!(reason::end_entity(code), Ok(code));
+        }
+        assert_eq!(
+            reason::parse_end_entity("certificateHold"),
+            Err(reason::ReasonError::Hold)
+        );
+        assert_eq!(reason::end_entity(6), Err(reason::ReasonError::Hold));
+        for (text, code) in [("cACompromise", 2), ("removeFromCRL", 8), ("10", 10)] {
+            assert_eq!(
+                reason::parse_end_entity(text),
+                Err(reason::ReasonError::NotEndEntity(code))
+            );
+        }
+        for bad in ["7", "11", "256", "", "bogus", "key compromise"] {
+            assert!(
+                matches!(
+                    reason::parse_end_entity(bad),
+                    Err(reason::ReasonError::Unknown(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            reason::end_entity(7),
+            Err(reason::ReasonError::Unknown(_))
+        ));
+        let text = reason::ReasonError::NotEndEntity(2).to_string();
+        assert!(text.contains("cACompromise (2)"), "{text}");
+        assert_eq!(reason::name(1), Some("keyCompromise"));
+        assert_eq!(reason::name(7), None);
     }
 }

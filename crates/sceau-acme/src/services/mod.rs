@@ -18,6 +18,8 @@ mod orders;
 mod recovery;
 mod revocation;
 
+pub use revocation::{RevokeError, Revoker, revoke_certificate};
+
 use std::sync::Arc;
 
 use sceau_store::{AccountRecord, AuditEntry, AuthzRecord, CertRecord, OrderRecord, StoreError};

@@ -1,11 +1,88 @@
-//! Revocation (RFC 8555 §7.6; agency guide R44, R46).
+//! Revocation (RFC 8555 §7.6; agency guide R43–R46), and [`revoke_certificate`], the one path
+//! every revocation takes: ACME's revokeCert here and `sceau-server admin cert revoke`.
+//!
+//! Invariants:
+//! - The reason is checked by `sceau_wire::reason::end_entity` and nowhere else.
+//! - The certificate's state change, its CRL shard's dirty mark, the removal of its pre-signed
+//!   OCSP responses and its `certificate.revoked` audit row are one transaction
+//!   (`Store::revoke_cert_audited`): no revocation without its record, nor the other way.
+//! - Inside a server, the CRL and OCSP jobs are woken at once (`Events::revoked`); a revocation
+//!   made by another process (the admin CLI) is found by every instance's CRL job at its next
+//!   run through the dirty mark in the database; no `good` OCSP response signed before the
+//!   revocation survives it.
 
-use sceau_store::{AccountRecord, CertRecord, StoreError, now};
-use sceau_wire::{ProblemType, Revocation, b64, reason};
-use serde_json::json;
+use sceau_store::{AccountRecord, AuditEntry, CertRecord, Store, StoreError, now};
+use sceau_wire::reason::{self, ReasonError};
+use sceau_wire::{ProblemType, Revocation, b64};
 
 use crate::request::{Verified, VerifiedKey};
-use crate::{Acme, AcmeError, AcmeResult, Body, Reply};
+use crate::{Acme, AcmeError, AcmeResult, Body, Events, Reply};
+
+/// Who revokes, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Revoker<'a> {
+    /// `account:<id>`, `certificate-key` or `admin:<actor>`.
+    pub by: String,
+    /// The ACME account the audit row is filed under [default: the certificate's].
+    pub account: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+    /// More audit detail (an administrator's comment, the procedure); merged into the row.
+    pub detail: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error(transparent)]
+    Reason(#[from] ReasonError),
+    #[error("certificate {0} is already revoked")]
+    AlreadyRevoked(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Revokes `cert` for `reason` (an RFC 5280 §5.3.1 code, checked here); see the module
+/// invariants. `events`: the running server's, to wake its CRL and OCSP jobs.
+pub async fn revoke_certificate(
+    store: &Store,
+    events: Option<&Events>,
+    cert: &CertRecord,
+    reason: u8,
+    who: &Revoker<'_>,
+) -> Result<(), RevokeError> {
+    let reason = reason::end_entity(reason)?;
+    if cert.revoked_at.is_some() {
+        return Err(RevokeError::AlreadyRevoked(cert.serial.clone()));
+    }
+    let mut detail = serde_json::Map::new();
+    detail.insert("serial".into(), cert.serial.clone().into());
+    detail.insert("reason".into(), reason.into());
+    detail.insert(
+        "reason_name".into(),
+        reason::name(reason).unwrap_or("?").into(),
+    );
+    detail.insert("by".into(), who.by.clone().into());
+    for (k, v) in &who.detail {
+        detail.insert(k.clone(), v.clone());
+    }
+    let entry = AuditEntry {
+        event: "certificate.revoked",
+        account_id: who.account.or(Some(&cert.account_id)),
+        client_ip: who.client_ip,
+        detail: serde_json::Value::Object(detail),
+    };
+    store
+        .revoke_cert_audited(&cert.id, reason, now(), Some(&entry))
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => RevokeError::AlreadyRevoked(cert.serial.clone()),
+            e => RevokeError::Store(e),
+        })?;
+    entry.log();
+    if let Some(events) = events {
+        events.revoked.notify_one();
+    }
+    Ok(())
+}
 
 impl Acme {
     pub(super) async fn revoke(&self, req: &Verified, ip: Option<&str>) -> AcmeResult<Reply> {
@@ -25,12 +102,9 @@ impl Acme {
             Err(e) => return Err(e.into()),
         };
         let reason = payload.reason.unwrap_or(reason::UNSPECIFIED);
-        if !reason::is_valid(reason) {
-            return Err(AcmeError::new(
-                ProblemType::BadRevocationReason,
-                format!("reason code {reason} is not allowed (RFC 5280 §5.3.1: 0–6, 9, 10)"),
-            ));
-        }
+        // Checked before the rights, as before: a refused reason says why at once.
+        reason::end_entity(reason)
+            .map_err(|e| AcmeError::new(ProblemType::BadRevocationReason, e.to_string()))?;
         let by = match &req.key {
             VerifiedKey::Account(account) => {
                 if !self.may_revoke(account, &cert, &info).await? {
@@ -56,34 +130,28 @@ impl Acme {
                 "certificate-key".to_owned()
             }
         };
-        if cert.revoked_at.is_some() {
-            return Err(AcmeError::new(
-                ProblemType::AlreadyRevoked,
-                "this certificate is already revoked",
-            ));
-        }
-        self.store
-            .revoke_cert(&cert.id, reason, now())
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => AcmeError::new(
-                    ProblemType::AlreadyRevoked,
-                    "this certificate is already revoked",
-                ),
-                e => e.into(),
-            })?;
-        self.events.revoked.notify_one();
         let account = match &req.key {
             VerifiedKey::Account(a) => Some(a.id.as_str()),
             VerifiedKey::Jwk(_) => None,
         };
-        self.audit(
-            "certificate.revoked",
-            account.or(Some(&cert.account_id)),
-            ip,
-            json!({"serial": cert.serial, "reason": reason, "by": by}),
-        )
-        .await;
+        let who = Revoker {
+            by,
+            account,
+            client_ip: ip,
+            detail: serde_json::Map::new(),
+        };
+        revoke_certificate(&self.store, Some(&self.events), &cert, reason, &who)
+            .await
+            .map_err(|e| match e {
+                RevokeError::AlreadyRevoked(_) => AcmeError::new(
+                    ProblemType::AlreadyRevoked,
+                    "this certificate is already revoked",
+                ),
+                RevokeError::Reason(e) => {
+                    AcmeError::new(ProblemType::BadRevocationReason, e.to_string())
+                }
+                RevokeError::Store(e) => e.into(),
+            })?;
         Ok(Reply {
             status: 200,
             body: Body::Empty,

@@ -1,7 +1,9 @@
 //! `sceau-prefill`: fills a Sceau database with synthetic issuance history before a benchmark,
 //! so that throughput can be compared between an empty database and one holding a million
 //! certificates. Run it on a stopped server's database:
-//! `sceau-prefill --database sqlite://DATA/sceau.db --certificates 1000000`.
+//! `sceau-prefill --database sqlite://DATA/sceau.db --certificates 1000000`, or for the CRL
+//! benchmark revoked certificates of one issuer spread over its shards:
+//! `sceau-prefill --database … --revoked 1000000 --issuer ID --shards 16`.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,8 +21,43 @@ struct Args {
     #[arg(long)]
     database: String,
     /// Number of synthetic certificates (each with its order, authorization, challenges and audit events).
-    #[arg(long)]
+    #[arg(long, default_value_t = 0)]
     certificates: u64,
+    /// Number of synthetic revoked certificates of `--issuer` (what a CRL job reads).
+    #[arg(long, default_value_t = 0)]
+    revoked: u64,
+    /// The issuer id (`sceau-server ca show --json`) of the revoked certificates.
+    #[arg(long, requires = "revoked")]
+    issuer: Option<String>,
+    /// The server's CRL shards (`--crl-shards`) to spread them over.
+    #[arg(long, default_value_t = 16)]
+    shards: u32,
+}
+
+/// `n` revoked certificates: unexpired (90 days), revoked an hour ago, reasons cycling over
+/// the end-entity codes, serials of 16 random-looking octets.
+fn revoked_rows(
+    n: u64,
+    issuer: String,
+    shards: u32,
+) -> impl Iterator<Item = sceau_store::SyntheticRevoked> {
+    let now = sceau_store::now();
+    let reasons = [None, Some(1u8), Some(3), Some(4), Some(5), Some(9)];
+    (0..n).map(move |i| {
+        // A bijective mix of the index: distinct serials that look random; first bit clear.
+        let x = (u128::from(i) ^ 0x5ce4_u128)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+            >> 1;
+        let serial = format!("{:032x}", x | (1u128 << 120));
+        sceau_store::SyntheticRevoked {
+            serial,
+            issuer_id: issuer.clone(),
+            crl_shard: (i % u64::from(shards.max(1))) as u32,
+            not_after: now + 90 * 86400,
+            revoked_at: now - 3600,
+            reason: reasons[(i % reasons.len() as u64) as usize],
+        }
+    })
 }
 
 #[tokio::main]
@@ -39,6 +76,34 @@ async fn main() -> ExitCode {
         .await
         .unwrap_or(0);
     let mut last_report = Instant::now();
+    if args.revoked > 0 {
+        let Some(issuer) = args.issuer.clone() else {
+            eprintln!("sceau-prefill: --revoked needs --issuer");
+            return ExitCode::from(2);
+        };
+        let result = store
+            .prefill_revoked(revoked_rows(args.revoked, issuer, args.shards), |done| {
+                if last_report.elapsed().as_secs() >= 10 {
+                    eprintln!("sceau-prefill: {done} revoked certificates written");
+                    last_report = Instant::now();
+                }
+            })
+            .await;
+        match result {
+            Ok(n) => println!(
+                "prefilled_revoked={n} shards={} elapsed_s={:.1}",
+                args.shards,
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("sceau-prefill: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        if args.certificates == 0 {
+            return ExitCode::SUCCESS;
+        }
+    }
     let result = store
         .prefill(args.certificates, |done| {
             if last_report.elapsed().as_secs() >= 10 {
