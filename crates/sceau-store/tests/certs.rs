@@ -9,7 +9,6 @@ use common::Backend;
 use std::collections::BTreeSet;
 
 use sceau_store::*;
-use sceau_wire::Identifier;
 
 #[tokio::test]
 async fn sqlite() {
@@ -19,15 +18,6 @@ async fn sqlite() {
 #[tokio::test]
 async fn postgres() {
     queries_and_revocation(Backend::Postgres(sceau_testkit::Postgres::start())).await
-}
-
-fn audit(event: &'static str) -> AuditEntry<'static> {
-    AuditEntry {
-        event,
-        account_id: None,
-        client_ip: None,
-        detail: serde_json::json!({}),
-    }
 }
 
 async fn found(store: &Store, q: CertQuery) -> BTreeSet<String> {

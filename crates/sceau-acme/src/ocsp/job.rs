@@ -9,6 +9,12 @@
 //!
 //! and deletes responses past their nextUpdate.
 //!
+//! While this instance is signing certificates (its issuance queue has jobs running), a run
+//! signs only the responses of revocations, which relying parties must see at once, and
+//! leaves new certificates and refreshes for when issuance pauses, at most [`MAX_DEFER_SECS`]
+//! later: the signing process serves issuance first, so upkeep does not lower issuance
+//! throughput (a response asked for meanwhile is signed on demand, within its budget).
+//!
 //! Invariants:
 //! - At most [`BATCH`] certificates of each kind per run, so that the signing process keeps
 //!   serving issuance in between; a run that filled a batch wakes the job again, and its mark
@@ -37,6 +43,9 @@ pub const BATCH: i64 = 1000;
 /// moment after its `created_at` (and a revocation after its `revoked_at`) were taken.
 pub const SLACK_SECS: i64 = 300;
 
+/// How long new certificates and refreshes may wait for issuance to pause.
+pub const MAX_DEFER_SECS: i64 = 30;
+
 /// Registers the job on the instance's scheduler.
 pub fn start(acme: &Arc<Acme>, scheduler: &Scheduler) -> tokio::task::JoinHandle<()> {
     let me = Arc::clone(acme);
@@ -58,12 +67,20 @@ pub async fn run(acme: &Acme) -> Result<usize, String> {
     let ocsp = &acme.ocsp;
     let started = now();
     ocsp.load_issuers(acme)?;
-    let marks = {
-        let m = ocsp.marks.lock().expect("ocsp marks");
-        [
-            (MissingBy::Issued, m.created_from),
-            (MissingBy::Revoked, m.revoked_from),
-        ]
+    let busy = acme.queue.running() > 0;
+    let (marks, defer) = {
+        let mut m = ocsp.marks.lock().expect("ocsp marks");
+        let defer = busy && started - *m.deferred_since.get_or_insert(started) < MAX_DEFER_SECS;
+        if !defer {
+            m.deferred_since = None;
+        }
+        (
+            [
+                (MissingBy::Issued, m.created_from),
+                (MissingBy::Revoked, m.revoked_from),
+            ],
+            defer,
+        )
     };
     let store = &acme.store;
     let want = HashAlg::ALL.len() as i64;
@@ -71,6 +88,10 @@ pub async fn run(acme: &Acme) -> Result<usize, String> {
     let mut next_marks = [started - SLACK_SECS; 2];
     let mut full = false;
     for (i, (by, from)) in marks.into_iter().enumerate() {
+        if defer && by == MissingBy::Issued {
+            next_marks[i] = from;
+            continue;
+        }
         let found = store
             .ocsp_missing(by, from, started, want, BATCH)
             .await
@@ -88,10 +109,14 @@ pub async fn run(acme: &Acme) -> Result<usize, String> {
         }
     }
     let refresh_before = started + ocsp.settings.validity_secs() / 2;
-    let due = store
-        .ocsp_due(refresh_before, started, BATCH)
-        .await
-        .map_err(|e| e.to_string())?;
+    let due = if defer {
+        Vec::new()
+    } else {
+        store
+            .ocsp_due(refresh_before, started, BATCH)
+            .await
+            .map_err(|e| e.to_string())?
+    };
     full |= due.len() as i64 >= BATCH;
     for c in due {
         if !work.iter().any(|w| w.serial == c.serial) {
@@ -140,6 +165,14 @@ pub async fn run(acme: &Acme) -> Result<usize, String> {
     if full {
         // More is waiting: run again soon rather than at the next period.
         acme.events.issued.notify_one();
+    }
+    if defer {
+        // Look again once issuance may have paused.
+        let wake = acme.events.issued.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            wake.notify_one();
+        });
     }
     {
         let mut m = ocsp.marks.lock().expect("ocsp marks");

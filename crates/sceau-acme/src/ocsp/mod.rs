@@ -168,6 +168,8 @@ type CacheKey = (HashAlg, Vec<u8>);
 struct Marks {
     created_from: i64,
     revoked_from: i64,
+    /// Since when new certificates wait for issuance to pause (see `job`).
+    deferred_since: Option<i64>,
 }
 
 pub struct Responder {
