@@ -111,15 +111,7 @@ pub fn next_number(previous: i64, now: OffsetDateTime) -> i64 {
     (previous + 1).max(millis)
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+use sceau_wire::hex::decode as unhex;
 
 impl Acme {
     /// Signs every shard that is due (see [`due`]) for every issuer the signer serves.

@@ -94,12 +94,7 @@ pub fn crl_shard(serial_hex: &str, shards: u32) -> u32 {
     u32::from_be_bytes(head) % shards.max(1)
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
-}
+use sceau_wire::hex::decode as unhex;
 
 /// How an attempt ended.
 enum Attempt {

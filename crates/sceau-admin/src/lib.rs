@@ -54,9 +54,7 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use sceau_wire::hex::encode as hex;
 
 /// Parses a duration such as `90d`, `2w`, `12h` or `3y` into seconds; a year is 365 days.
 pub fn parse_duration(text: &str) -> Result<i64, AdminError> {

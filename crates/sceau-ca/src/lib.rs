@@ -265,13 +265,4 @@ pub fn publish_file(path: &std::path::Path, data: &[u8]) -> Result<(), CaError> 
 }
 
 /// Lowercase hex without separators.
-pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    // CRL read-backs call it once per entry: one allocation, no formatting machinery.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    out
-}
+pub(crate) use sceau_wire::hex::encode as hex_lower;

@@ -97,6 +97,4 @@ impl CertInfo {
     }
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use sceau_wire::hex::encode as hex_lower;

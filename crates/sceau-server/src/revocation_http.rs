@@ -40,15 +40,6 @@ async fn not_found() -> Response {
     r
 }
 
-/// RFC 7231 IMF-fixdate, for Last-Modified and Expires.
-fn http_date(unix: i64) -> Option<HeaderValue> {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).ok()?;
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    HeaderValue::from_str(&t.format(&f).ok()?).ok()
-}
-
 fn crl_response(
     der: Vec<u8>,
     etag: String,
@@ -70,7 +61,7 @@ fn crl_response(
         header::ETAG,
         HeaderValue::from_str(&etag).expect("hex and digits"),
     );
-    if let Some(v) = http_date(this_update) {
+    if let Ok(v) = HeaderValue::from_str(&sceau_acme::ocsp::http_date(this_update)) {
         headers.insert(header::LAST_MODIFIED, v);
     }
     let unchanged = req

@@ -662,26 +662,9 @@ impl Table {
     }
 }
 
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
-    // Certificates and CSRs go through here on every issuance: one allocation, not one per byte.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    out
-}
+pub(crate) use sceau_wire::hex::encode as hex_encode;
 
-pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
+pub(crate) use sceau_wire::hex::decode as hex_decode;
 
 pub(crate) fn get<T: db::FromValue>(row: &Row, col: &str) -> Result<T> {
     row.try_get(col)

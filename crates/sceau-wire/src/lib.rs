@@ -15,6 +15,7 @@ pub mod b64;
 pub mod der;
 pub mod dns;
 pub mod eab;
+pub mod hex;
 pub mod json;
 pub mod jwk;
 pub mod jws;

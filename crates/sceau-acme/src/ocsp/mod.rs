@@ -202,9 +202,7 @@ pub fn http_date(unix: i64) -> String {
     t.format(&f).unwrap_or_default()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use sceau_wire::hex::encode as hex;
 
 impl Responder {
     pub fn new(settings: OcspSettings) -> Responder {

@@ -176,15 +176,8 @@ pub fn ocsp_response(tbs: &[u8], signature: &[u8], responder_cert_der: &[u8]) ->
 
 /// The serial's INTEGER content octets from its stored lowercase hex (already minimal).
 pub fn serial_octets(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
     // A stored serial is positive: re-encode through `uint` in case it lost a leading zero.
-    let bytes = bytes?;
+    let bytes = sceau_wire::hex::decode(hex)?;
     let int = uint(&bytes);
     Some(int[2..].to_vec()).filter(|_| int.len() < 130)
 }
