@@ -11,7 +11,8 @@
 //!   job is a compare-and-swap on (owner, serial), so a stalled instance can change nothing
 //!   once another took the job over.
 //! - The serial number of an attempt is in the database before the signer sees the request,
-//!   and the signer signs exactly that serial. An attempt ends with its serial `issued`,
+//!   and a local signer signs exactly that serial (an upstream CA in RA mode chooses its own,
+//!   which the reserved one records when it ends `issued`). An attempt ends with its serial `issued`,
 //!   `failed` or `abandoned` (see `sceau-store`'s queue), never unaccounted for.
 //! - The signer refusing (`InvalidRequest`) or the policy refusing at the signing gate (R35)
 //!   makes the order `invalid` at once; any other failure is retried with a growing delay
@@ -195,6 +196,7 @@ impl Acme {
             .not_after
             .map(ts)
             .unwrap_or(not_before + self.config.cert_validity);
+        let upstream = self.signer.upstream();
         let request = IssueRequest {
             public_key_spki_der: spki.clone(),
             identifiers: order.identifiers.clone(),
@@ -206,6 +208,11 @@ impl Acme {
             },
             serial: unhex(&job.serial),
             crl_shard: Some(crl_shard(&job.serial, self.config.crl_shards)),
+            csr_der: if upstream {
+                order.csr.as_deref().and_then(|c| b64::decode(c).ok())
+            } else {
+                None
+            },
         };
         let signed = self.with_lease(job, self.signer.issue(request)).await;
         let issued = match signed {
@@ -218,14 +225,23 @@ impl Acme {
                     SerialOutcome::Failed,
                 );
             }
+            // The upstream CA refused, or sent what the RA refuses (RA mode): final, with the
+            // upstream's own words.
+            Some(Err(CaError::Upstream(detail))) => {
+                return Attempt::Refused(
+                    Problem::new(ProblemType::ServerInternal, detail),
+                    SerialOutcome::Failed,
+                );
+            }
             // It may have signed before it stopped: the serial's outcome is unknown.
             Some(Err(e @ CaError::Unavailable(_))) => {
                 return Attempt::Retry(e.to_string(), SerialOutcome::Abandoned);
             }
             Some(Err(e)) => return Attempt::Retry(e.to_string(), SerialOutcome::Failed),
         };
-        if issued.serial_hex != job.serial {
-            // Never hand out a certificate whose serial the queue did not reserve.
+        if issued.serial_hex != job.serial && !upstream {
+            // Never hand out a certificate whose serial the queue did not reserve (an
+            // upstream CA chooses its own; the reserved serial then records it).
             return Attempt::Refused(
                 Problem::new(
                     ProblemType::ServerInternal,
@@ -246,7 +262,9 @@ impl Acme {
             ari_id: issued.ari_id,
             spki_sha256: spki_sha256(&spki),
             issuer_id: Some(issued.issuer_id),
-            crl_shard: Some(i64::from(crl_shard(&job.serial, self.config.crl_shards))),
+            // The upstream CA publishes its own CRLs (RA mode): no shard of ours.
+            crl_shard: (!upstream)
+                .then(|| i64::from(crl_shard(&job.serial, self.config.crl_shards))),
             revoked_at: None,
             revocation_reason: None,
             replaced_by: None,
@@ -264,7 +282,8 @@ impl Acme {
             .with_lease(
                 job,
                 crate::error::until_stored(|| {
-                    self.store.finish_issuance(&cert, &self.queue.owner, &audit)
+                    self.store
+                        .finish_issuance(&cert, &job.serial, &self.queue.owner, &audit)
                 }),
             )
             .await;

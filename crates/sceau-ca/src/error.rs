@@ -37,6 +37,10 @@ pub enum CaError {
     /// what to do, in one line.
     #[error("{0}")]
     Refused(String),
+    /// The upstream CA (RA mode) refused the request, or returned a certificate the RA refuses:
+    /// final for this request, and not the client's fault.
+    #[error("{0}")]
+    Upstream(String),
     /// Signing is unavailable for now (the signing process restarts, the token is absent):
     /// retrying later may succeed.
     #[error("signing is unavailable: {0}")]

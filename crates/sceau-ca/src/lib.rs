@@ -150,6 +150,18 @@ pub struct IssueRequest {
     /// The CRL shard of the certificate: with a public URL configured, the certificate
     /// carries that shard's CRL distribution point ([`crl_url`]).
     pub crl_shard: Option<u32>,
+    /// The CSR as the client sent it (DER), for an upstream CA that signs it itself (RA mode);
+    /// a local CA uses only the checked fields above.
+    pub csr_der: Option<Vec<u8>>,
+}
+
+/// What the front end asks an upstream CA to revoke (RA mode; RFC 8555 §7.6 forwarded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeRequest {
+    /// The certificate (DER), whose serial and issuer name the upstream needs.
+    pub cert_der: Vec<u8>,
+    /// RFC 5280 §5.3.1 reason code (already checked as an end-entity reason).
+    pub reason: u8,
 }
 
 /// The URL of a CRL shard of an issuer under `public_url` (RFC 5280 §4.2.1.13 in the leaf,
@@ -247,8 +259,21 @@ pub trait Signer: Send + Sync {
     /// Signs an OCSP `ResponseData` (DER) with the issuer's responder key; returns the
     /// signature (RFC 6960 §4.2.1) made with the algorithm of the responder certificate.
     fn sign_ocsp<'a>(&'a self, issuer_id: &'a str, tbs_der: Vec<u8>) -> SignFuture<'a, Vec<u8>>;
-    /// The issuers: the active one and the retired ones still in use.
+    /// The issuers: the active one and the retired ones still in use. Empty for an upstream
+    /// CA (RA mode): it publishes its own CRLs and OCSP.
     fn issuers(&self) -> Vec<IssuerInfo>;
+    /// Whether certificates are signed by an upstream CA (RA mode): it chooses the serial
+    /// number, the validity within the request and the chain, and it must confirm a
+    /// revocation before it is recorded ([`Signer::revoke`]).
+    fn upstream(&self) -> bool {
+        false
+    }
+    /// Has the upstream CA revoke a certificate; `Ok` only once it confirmed. A local CA has
+    /// nothing to do: the revocation is recorded and published by this server's CRLs and OCSP.
+    fn revoke<'a>(&'a self, req: RevokeRequest) -> SignFuture<'a, ()> {
+        let _ = req;
+        Box::pin(async { Ok(()) })
+    }
     /// Whether signing is possible now (readiness); a signer in another process may be
     /// restarting.
     fn available(&self) -> bool {

@@ -41,6 +41,10 @@ pub struct Hello {
     pub root_fingerprint_sha256: String,
     pub issuers: Vec<IssuerInfo>,
     pub staging: bool,
+    /// An upstream CA signs (RA mode, see [`Signer::upstream`]); `root_pem` then holds the
+    /// upstream roots that returned certificates must chain to.
+    #[serde(default)]
+    pub upstream: bool,
 }
 
 impl Hello {
@@ -62,6 +66,7 @@ impl Hello {
                 })
                 .collect(),
             staging: ca.manifest().staging,
+            upstream: false,
         }
     }
 }
@@ -84,6 +89,12 @@ enum Op {
         profile: String,
         serial: Option<String>,
         crl_shard: Option<u32>,
+        #[serde(default)]
+        csr: Option<String>,
+    },
+    Revoke {
+        cert: String,
+        reason: u8,
     },
     ServerTls {
         names: Vec<String>,
@@ -130,7 +141,9 @@ enum Outcome {
         key_pem: String,
     },
     Bytes(String),
+    Done,
     InvalidRequest(String),
+    Upstream(String),
     Unavailable(String),
     Failed(String),
 }
@@ -150,6 +163,136 @@ fn unb64(what: &str, s: &str) -> Result<Vec<u8>, CaError> {
     b64::decode(s).map_err(|_| CaError::InvalidRequest(format!("{what} is not base64url")))
 }
 
+fn issue_request(
+    spki: String,
+    identifiers: Vec<Identifier>,
+    (not_before, not_after): (i64, i64),
+    profile: String,
+    serial: Option<String>,
+    crl_shard: Option<u32>,
+    csr: Option<String>,
+) -> Result<IssueRequest, CaError> {
+    Ok(IssueRequest {
+        public_key_spki_der: unb64("spki", &spki)?,
+        identifiers,
+        not_before: ts(not_before)?,
+        not_after: ts(not_after)?,
+        profile: Profile::from_name(&profile)
+            .ok_or_else(|| CaError::InvalidRequest(format!("profile {profile}")))?,
+        serial: serial.map(|s| unb64("serial", &s)).transpose()?,
+        crl_shard,
+        csr_der: csr.map(|c| unb64("csr", &c)).transpose()?,
+    })
+}
+
+fn issued_outcome(i: Issued) -> Outcome {
+    Outcome::Issued {
+        der: b64::encode(&i.der),
+        chain_pem: i.chain_pem,
+        alternate_chains: i.alternate_chains,
+        serial_hex: i.serial_hex,
+        not_before: i.not_before.unix_timestamp(),
+        not_after: i.not_after.unix_timestamp(),
+        ari_id: i.ari_id,
+        issuer_id: i.issuer_id,
+    }
+}
+
+fn error_outcome(e: CaError) -> Outcome {
+    match e {
+        CaError::InvalidRequest(m) => Outcome::InvalidRequest(m),
+        CaError::Unavailable(m) => Outcome::Unavailable(m),
+        CaError::Upstream(m) => Outcome::Upstream(m),
+        e => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// Answers one request with any [`Signer`] (an upstream CA in RA mode): no local CA, so no
+/// server TLS certificate.
+async fn answer_with(signer: &dyn Signer, op: Op) -> Outcome {
+    let result = match op {
+        Op::Issue {
+            spki,
+            identifiers,
+            not_before,
+            not_after,
+            profile,
+            serial,
+            crl_shard,
+            csr,
+        } => match issue_request(
+            spki,
+            identifiers,
+            (not_before, not_after),
+            profile,
+            serial,
+            crl_shard,
+            csr,
+        ) {
+            Ok(req) => signer.issue(req).await.map(issued_outcome),
+            Err(e) => Err(e),
+        },
+        Op::Revoke { cert, reason } => match unb64("cert", &cert) {
+            Ok(cert_der) => signer
+                .revoke(crate::RevokeRequest { cert_der, reason })
+                .await
+                .map(|()| Outcome::Done),
+            Err(e) => Err(e),
+        },
+        Op::ServerTls { .. } => Err(CaError::Refused(
+            "no local CA signs here (registration-authority mode): the server's TLS certificate comes from the files in [ra]".into(),
+        )),
+        Op::SignCrl { .. } | Op::OcspResponder { .. } | Op::SignOcsp { .. } => {
+            Err(CaError::InvalidRequest(
+                "the upstream CA signs its own CRLs and OCSP responses".into(),
+            ))
+        }
+    };
+    result.unwrap_or_else(error_outcome)
+}
+
+/// Runs the service for `signer` on stdin/stdout until stdin closes, answering requests
+/// concurrently (an upstream CA may take minutes over one): answers carry the request's id and
+/// may come in any order.
+pub async fn serve_signer_stdio(signer: Arc<dyn Signer>, hello: &Hello) -> std::io::Result<()> {
+    // The hello goes first, before any answer.
+    let mut out = tokio::io::stdout();
+    let mut first = serde_json::to_string(hello).expect("json");
+    first.push('\n');
+    out.write_all(first.as_bytes()).await?;
+    out.flush().await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Response>();
+    let writer = tokio::spawn(async move {
+        while let Some(r) = rx.recv().await {
+            let mut line = serde_json::to_string(&r).expect("json");
+            line.push('\n');
+            out.write_all(line.as_bytes()).await?;
+            out.flush().await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let tx = tx.clone();
+        let signer = signer.clone();
+        tokio::spawn(async move {
+            let response = match serde_json::from_str::<Request>(&line) {
+                Ok(req) => Response {
+                    id: req.id,
+                    outcome: answer_with(signer.as_ref(), req.op).await,
+                },
+                Err(e) => Response {
+                    id: 0,
+                    outcome: Outcome::Failed(format!("bad request: {e}")),
+                },
+            };
+            let _ = tx.send(response);
+        });
+    }
+    drop(tx);
+    writer.await.map_err(std::io::Error::other)?
+}
+
 fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
     let result = match op {
         Op::Issue {
@@ -160,29 +303,20 @@ fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
             profile,
             serial,
             crl_shard,
-        } => (|| {
-            let req = IssueRequest {
-                public_key_spki_der: unb64("spki", &spki)?,
-                identifiers,
-                not_before: ts(not_before)?,
-                not_after: ts(not_after)?,
-                profile: Profile::from_name(&profile)
-                    .ok_or_else(|| CaError::InvalidRequest(format!("profile {profile}")))?,
-                serial: serial.map(|s| unb64("serial", &s)).transpose()?,
-                crl_shard,
-            };
-            let i = ca.sign(&req)?;
-            Ok(Outcome::Issued {
-                der: b64::encode(&i.der),
-                chain_pem: i.chain_pem,
-                alternate_chains: i.alternate_chains,
-                serial_hex: i.serial_hex,
-                not_before: i.not_before.unix_timestamp(),
-                not_after: i.not_after.unix_timestamp(),
-                ari_id: i.ari_id,
-                issuer_id: i.issuer_id,
-            })
-        })(),
+            csr,
+        } => issue_request(
+            spki,
+            identifiers,
+            (not_before, not_after),
+            profile,
+            serial,
+            crl_shard,
+            csr,
+        )
+        .and_then(|req| ca.sign(&req))
+        .map(issued_outcome),
+        // A local CA's revocation is recorded and published by the front end.
+        Op::Revoke { .. } => Ok(Outcome::Done),
         Op::ServerTls { names } => ca
             .server_tls(dir, &names)
             .map(|(chain_pem, key_pem)| Outcome::ServerTls { chain_pem, key_pem }),
@@ -220,12 +354,7 @@ fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
             .and_then(|tbs| ca.sign_ocsp(&issuer_id, &tbs))
             .map(|sig| Outcome::Bytes(b64::encode(sig))),
     };
-    match result {
-        Ok(o) => o,
-        Err(CaError::InvalidRequest(m)) => Outcome::InvalidRequest(m),
-        Err(CaError::Unavailable(m)) => Outcome::Unavailable(m),
-        Err(e) => Outcome::Failed(e.to_string()),
-    }
+    result.unwrap_or_else(error_outcome)
 }
 
 /// The first line of a service that cannot open its CA: the front end reports it as its own
@@ -524,6 +653,7 @@ fn outcome_error(o: Outcome) -> CaError {
     match o {
         Outcome::InvalidRequest(m) => CaError::InvalidRequest(m),
         Outcome::Unavailable(m) => CaError::Unavailable(m),
+        Outcome::Upstream(m) => CaError::Upstream(m),
         Outcome::Failed(m) => CaError::Signing(m),
         _ => CaError::Signing("unexpected answer from the signing service".into()),
     }
@@ -540,6 +670,7 @@ impl Signer for RemoteSigner {
                 profile: req.profile.name().to_owned(),
                 serial: req.serial.as_deref().map(b64::encode),
                 crl_shard: req.crl_shard,
+                csr: req.csr_der.as_deref().map(b64::encode),
             };
             match self.call(op).await? {
                 Outcome::Issued {
@@ -605,6 +736,25 @@ impl Signer for RemoteSigner {
 
     fn issuers(&self) -> Vec<IssuerInfo> {
         self.hello().issuers
+    }
+
+    fn upstream(&self) -> bool {
+        self.hello.read().expect("hello lock").upstream
+    }
+
+    fn revoke<'a>(&'a self, req: crate::RevokeRequest) -> SignFuture<'a, ()> {
+        Box::pin(async move {
+            match self
+                .call(Op::Revoke {
+                    cert: b64::encode(&req.cert_der),
+                    reason: req.reason,
+                })
+                .await?
+            {
+                Outcome::Done => Ok(()),
+                other => Err(outcome_error(other)),
+            }
+        })
     }
 
     fn available(&self) -> bool {

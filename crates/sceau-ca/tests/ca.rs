@@ -30,6 +30,7 @@ fn request(spki: Vec<u8>, identifiers: Vec<Identifier>, profile: Profile) -> Iss
         profile,
         serial: None,
         crl_shard: None,
+        csr_der: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn leaf(ca: &Ca, name: &str) -> Issued {
         profile: Default::default(),
         serial: None,
         crl_shard: None,
+        csr_der: None,
     })
     .unwrap()
 }

@@ -254,6 +254,7 @@ fn child_issue(dir: &Path) {
             profile: Profile::Server,
             serial: None,
             crl_shard: None,
+            csr_der: None,
         })
         .unwrap();
     std::fs::write(dir.join("leaf-chain.pem"), &issued.chain_pem).unwrap();

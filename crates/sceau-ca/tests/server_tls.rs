@@ -153,6 +153,7 @@ fn the_server_certificate_is_reused_then_replaced() {
                 profile: Profile::Server,
                 serial: None,
                 crl_shard: None,
+                csr_der: None,
             })
             .unwrap();
         std::fs::write(tmp.path().join("server.pem"), &issued.chain_pem).unwrap();

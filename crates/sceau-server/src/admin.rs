@@ -214,7 +214,24 @@ pub fn run(args: AdminArgs) -> Result<(), String> {
         let urls = Urls::new(&config.base_url());
         let described = format!("{:?}", args.command);
         let public_url = config.public_url.as_deref();
-        match dispatch(&registry, &urls, public_url, &actor, args.command).await {
+        // RA mode: the upstream CA revokes first (sceau_acme::revoke_certificate); the
+        // operator's command reaches it with the service's own credentials.
+        let upstream = match (&config.ra, &args.command) {
+            (Some(ra), AdminCommand::Cert(c)) if c.revokes() => {
+                let limits = sceau_ra::Limits {
+                    max_validity: time::Duration::days(90),
+                    allow_wildcards: false,
+                };
+                Some(
+                    sceau_ra::RaSigner::open(ra, limits)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            _ => None,
+        };
+        let upstream = upstream.as_ref().map(|s| s as &dyn sceau_ca::Signer);
+        match dispatch(&registry, &urls, public_url, upstream, &actor, args.command).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 // A refused command changed nothing, but the attempt belongs in the trail.
@@ -237,12 +254,15 @@ async fn dispatch(
     r: &Registry,
     urls: &Urls,
     public_url: Option<&str>,
+    upstream: Option<&dyn sceau_ca::Signer>,
     actor: &str,
     command: AdminCommand,
 ) -> Result<(), sceau_admin::AdminError> {
     match command {
         AdminCommand::Account(c) => account(r, urls, actor, c).await,
-        AdminCommand::Cert(c) => crate::admin_cert::run(r, urls, public_url, actor, c).await,
+        AdminCommand::Cert(c) => {
+            crate::admin_cert::run(r, urls, public_url, upstream, actor, c).await
+        }
         AdminCommand::AcmeAccount(c) => {
             let (id, change) = match &c {
                 AcmeAccountCommand::Suspend { account } => {

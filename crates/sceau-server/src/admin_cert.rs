@@ -251,13 +251,21 @@ pub async fn run(
     r: &Registry,
     urls: &Urls,
     public_url: Option<&str>,
+    upstream: Option<&dyn sceau_ca::Signer>,
     actor: &str,
     command: CertCommand,
 ) -> Result<(), AdminError> {
     match command {
         CertCommand::List(a) => list(r, urls, actor, a).await,
         CertCommand::Show { serial, json } => show(r, urls, public_url, actor, &serial, json).await,
-        CertCommand::Revoke(a) => revoke(r, urls, actor, a).await,
+        CertCommand::Revoke(a) => revoke(r, urls, upstream, actor, a).await,
+    }
+}
+
+impl CertCommand {
+    /// Whether the command may revoke (and so, in RA mode, reach the upstream CA).
+    pub fn revokes(&self) -> bool {
+        matches!(self, CertCommand::Revoke(a) if !a.dry_run)
     }
 }
 
@@ -418,7 +426,13 @@ struct Plan {
     expired: Vec<CertListing>,
 }
 
-async fn revoke(r: &Registry, urls: &Urls, actor: &str, a: RevokeArgs) -> Result<(), AdminError> {
+async fn revoke(
+    r: &Registry,
+    urls: &Urls,
+    upstream: Option<&dyn sceau_ca::Signer>,
+    actor: &str,
+    a: RevokeArgs,
+) -> Result<(), AdminError> {
     let at = now();
     // Every check first: nothing is written unless the whole command is acceptable.
     // Required, but checked here rather than by clap, so that its absence is one line too.
@@ -542,7 +556,7 @@ async fn revoke(r: &Registry, urls: &Urls, actor: &str, a: RevokeArgs) -> Result
             client_ip: None,
             detail,
         };
-        match sceau_acme::revoke_certificate(r.store(), None, &c.cert, code, &who).await {
+        match sceau_acme::revoke_certificate(r.store(), None, upstream, &c.cert, code, &who).await {
             Ok(()) => revoked.push(c.cert.serial.clone()),
             // Revoked meanwhile (by ACME or another administrator): a bulk run counts it.
             Err(RevokeError::AlreadyRevoked(s)) if plan.procedure != "single" => raced.push(s),
@@ -552,6 +566,16 @@ async fn revoke(r: &Registry, urls: &Urls, actor: &str, a: RevokeArgs) -> Result
                 )));
             }
             Err(RevokeError::Reason(e)) => return Err(invalid(e.to_string())),
+            // Nothing recorded for this one; those before it stay revoked (upstream and here).
+            Err(e @ RevokeError::Upstream { .. }) => {
+                if !revoked.is_empty() {
+                    eprintln!(
+                        "revoked before the error: {} (run the command again for the rest)",
+                        revoked.join(", ")
+                    );
+                }
+                return Err(AdminError::State(e.to_string()));
+            }
             Err(RevokeError::Store(e)) => {
                 if !revoked.is_empty() {
                     eprintln!(

@@ -92,6 +92,9 @@ pub struct Config {
     pub limit_pending_authzs_per_account: String,
     pub limit_eab_failures_per_key: String,
     pub limit_nonces_per_address: String,
+
+    /// Registration-authority mode: an upstream CA signs (TOML only, `[ra]`; see docs/ra.md).
+    pub ra: Option<sceau_ra::RaConfig>,
 }
 
 impl Default for Config {
@@ -150,6 +153,7 @@ impl Default for Config {
             limit_pending_authzs_per_account: "1000".into(),
             limit_eab_failures_per_key: "10/1h".into(),
             limit_nonces_per_address: "2000/10s".into(),
+            ra: None,
         }
     }
 }

@@ -230,6 +230,9 @@ enum Command {
         public_url: Option<String>,
         #[arg(long)]
         no_ocsp_url: bool,
+        /// RA mode: the server's TOML file, whose `[ra]` names the upstream CA
+        #[arg(long)]
+        ra_config: Option<PathBuf>,
     },
 }
 
@@ -249,6 +252,7 @@ fn main() -> ExitCode {
             staging,
             public_url,
             no_ocsp_url,
+            ra_config,
         } => serve::run_sign_service(serve::SignServiceArgs {
             data_dir,
             ca_key,
@@ -259,6 +263,7 @@ fn main() -> ExitCode {
             staging,
             public_url,
             ocsp_in_leaves: !no_ocsp_url,
+            ra_config,
         }),
     };
     match result {

@@ -198,6 +198,21 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     let config = resolve_config(&common, &args)?;
     // Refused settings change nothing: checked before the data directory is touched.
     crl_settings(&config).check()?;
+    // RA mode: the signing service reads `[ra]` from the same file, given by absolute path.
+    let ra_config_path = match &config.ra {
+        Some(ra) => {
+            ra.check().map_err(|e| e.to_string())?;
+            let path = common
+                .config
+                .as_deref()
+                .ok_or("[ra] comes only from the --config file")?;
+            Some(
+                std::fs::canonicalize(path)
+                    .map_err(|e| format!("--config {}: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
     init_logging(&config.log_format)?;
     let eab = eab_mode(&config.eab)?;
     let ca_kind: CaKeyKind = config
@@ -293,6 +308,10 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             if !config.ocsp_in_certificates {
                 a.push("--no-ocsp-url".into());
             }
+            if let Some(p) = &ra_config_path {
+                a.push("--ra-config".into());
+                a.push(p.clone().into());
+            }
             a
         };
         // Called again each time the supervisor restarts the service.
@@ -306,7 +325,16 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             sceau_ca::CaError::Refused(why) => why,
             e => format!("CA: {e}"),
         })?;
-        let tls_cert = Arc::new(ReloadingCert::new(certified_key(&ca, &tls_names).await?));
+        // RA mode: no local CA, so the listener's certificate comes from the operator's files.
+        let tls_files = config
+            .ra
+            .as_ref()
+            .map(|ra| (ra.tls_cert.clone(), ra.tls_key.clone()));
+        let first_key = match &tls_files {
+            Some((cert, key)) => certified_key_from_files(cert, key)?,
+            None => certified_key(&ca, &tls_names).await?,
+        };
+        let tls_cert = Arc::new(ReloadingCert::new(first_key));
         let store = sceau_store::Store::open(&database_url)
             .await
             .map_err(|e| format!("database: {e}"))?;
@@ -366,6 +394,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         sceau_acme::ocsp::job::start(&acme, &scheduler);
         {
             let (ca, names, cert) = (ca.clone(), tls_names.clone(), tls_cert.clone());
+            let files = tls_files.clone();
             scheduler.every(
                 "server-certificate",
                 Duration::from_secs(12 * 3600),
@@ -373,8 +402,13 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
                 Scope::EveryInstance,
                 move || {
                     let (ca, names, cert) = (ca.clone(), names.clone(), cert.clone());
+                    let files = files.clone();
                     async move {
-                        let key = certified_key(&ca, &names).await?;
+                        // In RA mode the operator renews the files; they are read again.
+                        let key = match &files {
+                            Some((c, k)) => certified_key_from_files(c, k)?,
+                            None => certified_key(&ca, &names).await?,
+                        };
                         *cert.current.write().expect("cert lock") = Arc::new(key);
                         Ok(())
                     }
@@ -395,7 +429,19 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let root = config.data_dir.join("root.pem");
         println!("sceau-server is ready");
         println!("  directory:   {}", acme.urls.directory());
-        println!("  root CA:     {}", root.display());
+        match &config.ra {
+            Some(ra) => {
+                println!(
+                    "  mode:        registration authority; upstream CA: {}",
+                    ra.describe()
+                );
+                println!(
+                    "  root CA:     {} (upstream roots)",
+                    ra.upstream_roots.display()
+                );
+            }
+            None => println!("  root CA:     {}", root.display()),
+        }
         println!("  fingerprint: SHA-256 {fingerprint}");
         println!("  revocation:  {public_url} (CRLs and OCSP, plain HTTP)");
         println!(
@@ -444,12 +490,31 @@ async fn certified_key(
     ca: &RemoteSigner,
     names: &[String],
 ) -> Result<rustls::sign::CertifiedKey, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let (chain_pem, key_pem) = ca
         .server_tls(names)
         .await
         .map_err(|e| format!("server TLS certificate: {e}"))?;
+    certified_key_from_pem(&chain_pem, &key_pem)
+}
+
+/// The listener's certificate and key from the operator's files (RA mode); the key file must
+/// be private to the service user.
+fn certified_key_from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<rustls::sign::CertifiedKey, String> {
+    let chain_pem = std::fs::read_to_string(cert)
+        .map_err(|e| format!("[ra] tls_cert: cannot read {}: {e}", cert.display()))?;
+    let key_pem = crate::config::read_secret_file(key).map_err(|e| format!("[ra] tls_key: {e}"))?;
+    certified_key_from_pem(&chain_pem, &key_pem)
+}
+
+fn certified_key_from_pem(
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::sign::CertifiedKey, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("server certificate: {e}"))?;
@@ -486,6 +551,7 @@ pub struct SignServiceArgs {
     pub staging: bool,
     pub public_url: Option<String>,
     pub ocsp_in_leaves: bool,
+    pub ra_config: Option<std::path::PathBuf>,
 }
 
 pub fn run_sign_service(a: SignServiceArgs) -> Result<(), String> {
@@ -495,6 +561,9 @@ pub fn run_sign_service(a: SignServiceArgs) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if let Some(path) = &a.ra_config {
+        return run_upstream_service(path, &a);
+    }
     let kind: CaKeyKind = a.ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
     let opened = Ca::open(
         &a.data_dir,
@@ -519,6 +588,38 @@ pub fn run_sign_service(a: SignServiceArgs) -> Result<(), String> {
     ca.set_public_url(a.public_url);
     ca.set_ocsp_in_leaves(a.ocsp_in_leaves);
     sceau_ca::remote::serve_stdio(&ca, &a.data_dir).map_err(|e| format!("signing service: {e}"))
+}
+
+/// The signing service of RA mode: no CA key, the upstream's credentials instead; requests are
+/// answered concurrently, an upstream taking seconds or minutes over each.
+fn run_upstream_service(path: &std::path::Path, a: &SignServiceArgs) -> Result<(), String> {
+    let refuse = |why: String| -> ! {
+        sceau_ca::remote::refuse_to_start(&why);
+        std::process::exit(1)
+    };
+    let config = crate::config::Config::load(Some(path)).unwrap_or_else(|e| refuse(e));
+    let Some(ra) = config.ra else {
+        refuse(format!("{} has no [ra] table", path.display()))
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let limits = sceau_ra::Limits {
+            max_validity: time::Duration::days(a.max_validity_days.min(LONG_VALIDITY_DAYS) as i64),
+            allow_wildcards: a.allow_wildcards,
+        };
+        let signer = sceau_ra::RaSigner::open(&ra, limits)
+            .await
+            .unwrap_or_else(|e| refuse(e.to_string()));
+        tracing::info!(upstream = %signer.describe(), "registration-authority signing service ready");
+        let hello = signer.hello();
+        sceau_ca::remote::serve_signer_stdio(Arc::new(signer), &hello)
+            .await
+            .map_err(|e| format!("signing service: {e}"))
+    })
 }
 
 fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {

@@ -260,10 +260,13 @@ impl Store {
     }
 
     /// Stores the certificate of an attempt this owner still holds, its order processing →
-    /// valid and its serial `issued`, in one durable commit. `Conflict` when the lease was lost.
+    /// valid and the attempt's `reserved` serial `issued`, in one durable commit. `Conflict`
+    /// when the lease was lost. An upstream CA (RA mode) chooses its own serial: the certificate
+    /// then carries another serial than the one reserved, which records it in its detail.
     pub async fn finish_issuance(
         &self,
         cert: &CertRecord,
+        reserved_serial: &str,
         owner: &str,
         audit: &AuditEntry<'_>,
     ) -> Result<()> {
@@ -275,14 +278,17 @@ impl Store {
         .bind(&cert.id)
         .bind(&cert.order_id)
         .bind(owner)
-        .bind(&cert.serial)
+        .bind(reserved_serial)
         .execute(&mut tx)
         .await?
         .one_or("the issuance lease was lost")?;
         insert_certificate(&mut tx, cert).await?;
-        query("UPDATE serials SET state = 'issued', updated_at = $1 WHERE serial = $2 AND state = 'reserved'")
+        let detail =
+            (cert.serial != reserved_serial).then(|| format!("upstream serial {}", cert.serial));
+        query("UPDATE serials SET state = 'issued', detail = $1, updated_at = $2 WHERE serial = $3 AND state = 'reserved'")
+            .bind(detail)
             .bind(cert.created_at)
-            .bind(&cert.serial)
+            .bind(reserved_serial)
             .execute(&mut tx)
             .await?
             .one_or("the reserved serial changed")?;

@@ -6,6 +6,8 @@
 //! - The certificate's state change, its CRL shard's dirty mark, the removal of its pre-signed
 //!   OCSP responses and its `certificate.revoked` audit row are one transaction
 //!   (`Store::revoke_cert_audited`): no revocation without its record, nor the other way.
+//! - With an upstream CA (RA mode) the upstream revokes first; the revocation is recorded only
+//!   once it confirmed, and a refusal changes nothing here.
 //! - Inside a server, the CRL and OCSP jobs are woken at once (`Events::revoked`); a revocation
 //!   made by another process (the admin CLI) is found by every instance's CRL job at its next
 //!   run through the dirty mark in the database; no `good` OCSP response signed before the
@@ -38,13 +40,19 @@ pub enum RevokeError {
     AlreadyRevoked(String),
     #[error(transparent)]
     Store(StoreError),
+    /// The upstream CA did not confirm the revocation (RA mode): nothing was recorded.
+    #[error("the upstream CA did not revoke certificate {serial}: {detail}")]
+    Upstream { serial: String, detail: String },
 }
 
 /// Revokes `cert` for `reason` (an RFC 5280 §5.3.1 code, checked here); see the module
-/// invariants. `events`: the running server's, to wake its CRL and OCSP jobs.
+/// invariants. `events`: the running server's, to wake its CRL and OCSP jobs. `upstream`: the
+/// signing seam when an upstream CA signs (RA mode), which must revoke first; `None` with a
+/// local CA.
 pub async fn revoke_certificate(
     store: &Store,
     events: Option<&Events>,
+    upstream: Option<&dyn sceau_ca::Signer>,
     cert: &CertRecord,
     reason: u8,
     who: &Revoker<'_>,
@@ -52,6 +60,18 @@ pub async fn revoke_certificate(
     let reason = reason::end_entity(reason)?;
     if cert.revoked_at.is_some() {
         return Err(RevokeError::AlreadyRevoked(cert.serial.clone()));
+    }
+    if let Some(signer) = upstream.filter(|s| s.upstream()) {
+        signer
+            .revoke(sceau_ca::RevokeRequest {
+                cert_der: cert.der.clone(),
+                reason,
+            })
+            .await
+            .map_err(|e| RevokeError::Upstream {
+                serial: cert.serial.clone(),
+                detail: e.to_string(),
+            })?;
     }
     let mut detail = serde_json::Map::new();
     detail.insert("serial".into(), cert.serial.clone().into());
@@ -140,18 +160,29 @@ impl Acme {
             client_ip: ip,
             detail: serde_json::Map::new(),
         };
-        revoke_certificate(&self.store, Some(&self.events), &cert, reason, &who)
-            .await
-            .map_err(|e| match e {
-                RevokeError::AlreadyRevoked(_) => AcmeError::new(
-                    ProblemType::AlreadyRevoked,
-                    "this certificate is already revoked",
-                ),
-                RevokeError::Reason(e) => {
-                    AcmeError::new(ProblemType::BadRevocationReason, e.to_string())
-                }
-                RevokeError::Store(e) => e.into(),
-            })?;
+        revoke_certificate(
+            &self.store,
+            Some(&self.events),
+            Some(self.signer.as_ref()),
+            &cert,
+            reason,
+            &who,
+        )
+        .await
+        .map_err(|e| match e {
+            RevokeError::AlreadyRevoked(_) => AcmeError::new(
+                ProblemType::AlreadyRevoked,
+                "this certificate is already revoked",
+            ),
+            RevokeError::Reason(e) => {
+                AcmeError::new(ProblemType::BadRevocationReason, e.to_string())
+            }
+            RevokeError::Store(e) => e.into(),
+            // Not recorded: the client may ask again once the upstream is back.
+            e @ RevokeError::Upstream { .. } => {
+                AcmeError::new(ProblemType::ServerInternal, e.to_string())
+            }
+        })?;
         Ok(Reply {
             status: 200,
             body: Body::Empty,

@@ -116,6 +116,7 @@ fn certificates(
             profile: Profile::Server,
             serial: None,
             crl_shard: None,
+            csr_der: None,
         })
         .map(drop)
     })

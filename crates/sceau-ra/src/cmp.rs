@@ -1,0 +1,99 @@
+//! The CMP upstream: enrollment with p10cr and revocation with rr through [`sceau_cmp`].
+//!
+//! Invariant: a refusal by the CA (rejection, an error message, a certificate we refuse) is
+//! final for the request and quotes the CA's own statusString and failInfo; an unreachable,
+//! slow, busy (systemUnavail) or still-waiting CA is retried by the issuance queue.
+
+use std::time::{Duration, Instant};
+
+use sceau_ca::CaError;
+use sceau_cmp::{CmpClient, CmpConfig, CmpError, Credentials};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::{CmpUpstream, ConfigError, read_certs, read_secret_file};
+
+pub struct CmpSigner {
+    client: CmpClient,
+}
+
+fn upstream_error(e: CmpError) -> CaError {
+    if e.is_transient() {
+        CaError::Unavailable(format!("CMP upstream: {e}"))
+    } else {
+        CaError::Upstream(format!("CMP upstream: {e}"))
+    }
+}
+
+impl CmpSigner {
+    pub async fn new(c: &CmpUpstream) -> Result<CmpSigner, ConfigError> {
+        let credentials = match (
+            &c.mac_reference,
+            &c.mac_secret_file,
+            &c.key_file,
+            &c.cert_file,
+        ) {
+            (Some(reference), Some(secret), _, _) => {
+                CmpConfig::mac(reference.as_bytes(), read_secret_file(secret)?)
+            }
+            (_, _, Some(key), Some(cert)) => {
+                let key_pem = read_secret_file(key)?;
+                let key_pem = String::from_utf8_lossy(&key_pem);
+                let key =
+                    sceau_wire::key::pem_decode(&key_pem, "PRIVATE KEY").ok_or_else(|| {
+                        ConfigError(format!(
+                            "cmp.key_file {}: no PKCS#8 PEM private key",
+                            key.display()
+                        ))
+                    })?;
+                let mut certs = read_certs(cert, "cmp.cert_file")?;
+                let cert_der = certs.remove(0);
+                Credentials::Signature {
+                    key_pkcs8_der: key,
+                    cert_der,
+                    chain_der: certs,
+                }
+            }
+            _ => return Err(ConfigError("cmp credentials are incomplete".into())),
+        };
+        let mut config = CmpConfig::new(c.url.clone(), credentials);
+        config.implicit_confirm = c.implicit_confirm;
+        if let Some(t) = c.timeout_secs {
+            config.timeout = Duration::from_secs(t);
+        }
+        if let Some(p) = &c.response_signers {
+            config.upstream_certs = read_certs(p, "cmp.response_signers")?;
+        }
+        if let Some(p) = &c.tls_roots {
+            config.tls_roots_pem = Some(std::fs::read_to_string(p).map_err(|e| {
+                ConfigError(format!("cmp.tls_roots: cannot read {}: {e}", p.display()))
+            })?);
+        }
+        let client = CmpClient::new(config)
+            .await
+            .map_err(|e| ConfigError(e.to_string()))?;
+        Ok(CmpSigner { client })
+    }
+
+    /// Enrolls the CSR, polling a waiting CA until `deadline`; the certificate, then the
+    /// chain the CA sent (extraCerts, caPubs).
+    pub async fn issue(&self, csr_der: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>, CaError> {
+        let enrolled = self
+            .client
+            .enroll_p10_by(csr_der, deadline)
+            .await
+            .map_err(upstream_error)?;
+        let mut certs = vec![enrolled.cert_der];
+        certs.extend(enrolled.chain_der);
+        certs.extend(enrolled.ca_pubs_der);
+        Ok(certs)
+    }
+
+    pub async fn revoke(&self, cert_der: &[u8], reason: u8) -> Result<(), CaError> {
+        let (_, cert) = X509Certificate::from_der(cert_der)
+            .map_err(|e| CaError::BadCertificate(e.to_string()))?;
+        self.client
+            .revoke(cert.raw_serial(), cert.issuer().as_raw(), reason)
+            .await
+            .map_err(upstream_error)
+    }
+}

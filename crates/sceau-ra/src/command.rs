@@ -1,0 +1,260 @@
+//! The command upstream: the PKI's own command line (`openssl ca`, a vendor CLI) signs.
+//!
+//! The issue program gets the CSR (PEM) on stdin and the request in its environment:
+//! `SCEAU_NAMES` (every identifier, comma-separated), `SCEAU_DNS_NAMES`, `SCEAU_IP_ADDRESSES`,
+//! `SCEAU_PROFILE`, `SCEAU_NOT_BEFORE` and `SCEAU_NOT_AFTER` (RFC 3339, UTC),
+//! `SCEAU_VALIDITY_DAYS` (whole days, rounded down, at least 1) and `SCEAU_VALIDITY_SECS`. It
+//! prints the certificate then its chain (PEM) on stdout and exits 0. The revoke program gets
+//! the certificate (PEM) on stdin, `SCEAU_SERIAL` (hex), `SCEAU_REASON` (RFC 5280 §5.3.1 code)
+//! and `SCEAU_REASON_NAME`, and exits 0 once the certificate is revoked.
+//!
+//! Invariants:
+//! - No shell: the configured argv runs as given, with an environment of its own (`PATH`,
+//!   `LANG=C` and the `SCEAU_*` variables only), so nothing the server inherited leaks to it.
+//! - A program that outlives its timeout is killed (its whole process group) and the attempt is
+//!   retried; exit status 75 (EX_TEMPFAIL) also means "try again later"; any other failure is a
+//!   refusal whose detail is the program's last line on stderr.
+//! - At most [`MAX_OUTPUT`] bytes of stdout and [`MAX_STDERR`] of stderr are kept.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sceau_ca::{CaError, IssueRequest, Profile};
+use time::format_description::well_known::Rfc3339;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::CommandUpstream;
+
+/// The longest stdout read from a program (a PEM chain is a few KiB).
+pub const MAX_OUTPUT: usize = 1 << 20;
+/// The longest stderr kept.
+pub const MAX_STDERR: usize = 64 << 10;
+/// BSD sysexits EX_TEMPFAIL: the program asks to be run again later.
+const EX_TEMPFAIL: i32 = 75;
+
+pub struct CommandSigner {
+    issue: Vec<String>,
+    revoke: Option<Vec<String>>,
+    timeout: Duration,
+}
+
+/// What a program's run came to.
+struct Run {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+fn last_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("");
+    // One line of at most 300 characters in a problem detail.
+    line.chars().take(300).collect()
+}
+
+async fn read_capped(
+    mut r: impl tokio::io::AsyncRead + Unpin,
+    cap: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(out);
+        }
+        // Keep reading past the cap (a blocked writer would never exit), keep nothing more.
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&buf[..n.min(room)]);
+    }
+}
+
+impl CommandSigner {
+    pub fn new(c: &CommandUpstream) -> Result<CommandSigner, crate::config::ConfigError> {
+        for argv in std::iter::once(&c.issue).chain(c.revoke.as_ref()) {
+            let program = std::path::Path::new(&argv[0]);
+            if program.is_absolute() && !program.is_file() {
+                return Err(crate::config::ConfigError(format!(
+                    "command: {} does not exist",
+                    program.display()
+                )));
+            }
+        }
+        Ok(CommandSigner {
+            issue: c.issue.clone(),
+            revoke: c.revoke.clone(),
+            timeout: Duration::from_secs(c.timeout_secs.unwrap_or(60)),
+        })
+    }
+
+    async fn run(
+        &self,
+        argv: &[String],
+        env: Vec<(&'static str, String)>,
+        input: Vec<u8>,
+    ) -> Result<Run, CaError> {
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("LANG", "C")
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            CaError::Unavailable(format!(
+                "the upstream command {} does not start: {e}",
+                argv[0]
+            ))
+        })?;
+        let pid = child.id();
+        let mut stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let work = async {
+            // A program that does not read its input must not block us: write, then close.
+            let feed = async {
+                let _ = stdin.write_all(&input).await;
+                drop(stdin);
+            };
+            let (_, out, err, status) = tokio::join!(
+                feed,
+                read_capped(stdout, MAX_OUTPUT),
+                read_capped(stderr, MAX_STDERR),
+                child.wait()
+            );
+            Ok::<_, std::io::Error>(Run {
+                status: status?,
+                stdout: out?,
+                stderr: err?,
+            })
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(run)) => Ok(run),
+            Ok(Err(e)) => Err(CaError::Unavailable(format!(
+                "the upstream command {}: {e}",
+                argv[0]
+            ))),
+            Err(_) => {
+                if let Some(pid) = pid {
+                    // SAFETY: kill(2) has no memory effects; it signals the process group the
+                    // child leads (process_group(0)), grandchildren included.
+                    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                }
+                Err(CaError::Unavailable(format!(
+                    "the upstream command {} did not finish within {} s (killed)",
+                    argv[0],
+                    self.timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    fn failure(argv0: &str, run: &Run) -> CaError {
+        let said = last_line(&run.stderr);
+        let how = match run.status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed by a signal".into(),
+        };
+        let text = if said.is_empty() {
+            format!("the upstream command {argv0} {how}")
+        } else {
+            format!("the upstream command {argv0} {how}: {said}")
+        };
+        if run.status.code() == Some(EX_TEMPFAIL) {
+            CaError::Unavailable(text)
+        } else {
+            CaError::Upstream(text)
+        }
+    }
+
+    /// Runs the issue program; the certificates it printed, leaf first.
+    pub async fn issue(&self, req: &IssueRequest) -> Result<Vec<Vec<u8>>, CaError> {
+        let csr = req
+            .csr_der
+            .as_deref()
+            .ok_or_else(|| CaError::InvalidRequest("the request carries no CSR".into()))?;
+        let join = |kind: &str| {
+            req.identifiers
+                .iter()
+                .filter(|i| i.kind == kind)
+                .map(|i| i.value.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let names: Vec<&str> = req.identifiers.iter().map(|i| i.value.as_str()).collect();
+        let secs = (req.not_after - req.not_before).whole_seconds().max(1);
+        let rfc3339 = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        let env = vec![
+            ("SCEAU_NAMES", names.join(",")),
+            ("SCEAU_DNS_NAMES", join("dns")),
+            ("SCEAU_IP_ADDRESSES", join("ip")),
+            (
+                "SCEAU_PROFILE",
+                match req.profile {
+                    Profile::Server => "tls-server".into(),
+                    Profile::ServerClient => "tls-server-client".into(),
+                },
+            ),
+            ("SCEAU_NOT_BEFORE", rfc3339(req.not_before)),
+            ("SCEAU_NOT_AFTER", rfc3339(req.not_after)),
+            ("SCEAU_VALIDITY_DAYS", (secs / 86400).max(1).to_string()),
+            ("SCEAU_VALIDITY_SECS", secs.to_string()),
+        ];
+        let pem = sceau_wire::key::pem_encode("CERTIFICATE REQUEST", csr);
+        let run = self.run(&self.issue, env, pem.into_bytes()).await?;
+        if !run.status.success() {
+            return Err(Self::failure(&self.issue[0], &run));
+        }
+        let text = String::from_utf8_lossy(&run.stdout);
+        let certs = sceau_wire::key::pem_decode_all(&text, "CERTIFICATE");
+        if certs.is_empty() {
+            return Err(CaError::Upstream(format!(
+                "the upstream command {} printed no PEM certificate",
+                self.issue[0]
+            )));
+        }
+        Ok(certs)
+    }
+
+    /// Runs the revoke program; `Ok` once it exited 0.
+    pub async fn revoke(
+        &self,
+        cert_der: &[u8],
+        serial_hex: &str,
+        reason: u8,
+    ) -> Result<(), CaError> {
+        let Some(argv) = &self.revoke else {
+            return Err(CaError::Upstream(
+                "no revoke command is configured ([ra.command] revoke): the upstream CA cannot be asked to revoke".into(),
+            ));
+        };
+        let env = vec![
+            ("SCEAU_SERIAL", serial_hex.to_owned()),
+            ("SCEAU_REASON", reason.to_string()),
+            (
+                "SCEAU_REASON_NAME",
+                sceau_wire::reason::name(reason)
+                    .unwrap_or("unspecified")
+                    .to_owned(),
+            ),
+        ];
+        let pem = sceau_wire::key::pem_encode("CERTIFICATE", cert_der);
+        let run = self.run(argv, env, pem.into_bytes()).await?;
+        if run.status.success() {
+            Ok(())
+        } else {
+            Err(Self::failure(&argv[0], &run))
+        }
+    }
+}

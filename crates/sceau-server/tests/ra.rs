@@ -1,0 +1,731 @@
+//! Registration-authority mode end to end (issue 13): the real sceau-server, its issuance queue
+//! and its signing service in front of a real upstream CA, over ACME.
+//!
+//! Upstreams: a real `openssl ca` driven by the command upstream (a shell script the test
+//! writes, as an operator would), and OpenSSL's own CMP server (`openssl cmp -port`, with its
+//! `-pkistatus`, `-failure` and `-poll_count` switches). Each test asserts what a client and an
+//! auditor see: the order's status and problem, the certificate chaining to the upstream root
+//! (checked by `openssl verify`), what the upstream's own database says, and the audit trail.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sceau_testkit::cmp_mock::MockCmp;
+use sceau_testkit::openssl_ca::ISSUING_CA_EXT;
+use sceau_testkit::{OpenSslCa, Validity, require_tool};
+use sceau_wire::b64;
+use serde_json::{Value, json};
+use support::{Http01, Raw, Server, csr, csr_with_key};
+
+const LEAF_EXT: &str = "basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+";
+
+const CMP_SECRET: &str = "ra upstream shared secret";
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(require_tool("openssl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn private(path: &Path, contents: &str) {
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The organisation's existing PKI: a root, an issuing CA, and the front end's HTTPS
+/// certificate it issued (RA mode has no local CA to make one).
+struct Pki {
+    dir: tempfile::TempDir,
+    root: OpenSslCa,
+    issuing: OpenSslCa,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let mut root = OpenSslCa::root(&dir.path().join("root"), "Upstream Root").unwrap();
+        let mut issuing = root
+            .subordinate(
+                &dir.path().join("issuing"),
+                "Upstream Issuing CA",
+                ISSUING_CA_EXT,
+            )
+            .unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "tls.key",
+                "-subj",
+                "/CN=localhost",
+                "-out",
+                "tls.csr",
+            ],
+        );
+        issuing
+            .sign(
+                &d.join("tls.csr"),
+                &d.join("tls-leaf.pem"),
+                &format!("{LEAF_EXT}subjectAltName = DNS:localhost, IP:127.0.0.1\n"),
+                Validity::Days(30),
+            )
+            .unwrap();
+        let chain = std::fs::read_to_string(d.join("tls-leaf.pem")).unwrap() + &issuing.chain_pem();
+        std::fs::write(d.join("tls.pem"), chain).unwrap();
+        std::fs::set_permissions(d.join("tls.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        Pki { dir, root, issuing }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn root_pem(&self) -> PathBuf {
+        self.root.cert.clone()
+    }
+
+    /// The `[ra]` table common to every upstream.
+    fn ra_table(&self, attempt_secs: u64) -> String {
+        format!(
+            "[ra]\nupstream_roots = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nattempt_timeout_secs = {attempt_secs}\n",
+            self.root_pem(),
+            self.path("tls.pem"),
+            self.path("tls.key"),
+        )
+    }
+
+    /// `openssl ca`'s own record of `serial_hex`: `V` (valid), `R` (revoked) or `None`.
+    fn upstream_status(&self, serial_hex: &str) -> Option<char> {
+        let index = std::fs::read_to_string(self.issuing.dir().join("index.txt")).unwrap();
+        index.lines().find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() > 3 && f[3].eq_ignore_ascii_case(serial_hex.trim_start_matches('0')))
+                .then(|| f[0].chars().next().unwrap())
+        })
+    }
+}
+
+/// The command upstream: a script around `openssl ca` whose behaviour the test switches with
+/// the file `mode` (as a real PKI goes down, refuses, or misbehaves).
+const SIGN_SCRIPT: &str = r#"#!/bin/sh
+# RA command upstream for the tests: CSR on stdin, SCEAU_* in the environment, PEM chain out.
+set -e
+ca="$1"; work="$2"
+mode=$(cat "$work/mode")
+cat > "$work/req.csr"
+case "$mode" in
+  refuse) echo "openssl-ca-wrapper: policy forbids $SCEAU_NAMES" >&2; exit 3 ;;
+  tempfail) echo "the CA database is locked" >&2; exit 75 ;;
+  slow) sleep 30 ;;
+  garbage) echo "hello"; exit 0 ;;
+esac
+san=""
+for n in $(echo "$SCEAU_DNS_NAMES" | tr ',' ' '); do san="$san${san:+, }DNS:$n"; done
+for n in $(echo "$SCEAU_IP_ADDRESSES" | tr ',' ' '); do san="$san${san:+, }IP:$n"; done
+if [ "$mode" = other-names ]; then san="DNS:elsewhere.test"; fi
+eku=serverAuth
+if [ "$SCEAU_PROFILE" = tls-server-client ]; then eku="serverAuth, clientAuth"; fi
+if [ "$mode" = code-signing ]; then eku="serverAuth, codeSigning"; fi
+csr="$work/req.csr"
+if [ "$mode" = other-key ]; then
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/other.key" -subj "/CN=x" -out "$work/other.csr" 2>/dev/null
+  csr="$work/other.csr"
+fi
+days="$SCEAU_VALIDITY_DAYS"
+if [ "$mode" = long ]; then days=400; fi
+printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = %s\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\nsubjectAltName = %s\n' "$eku" "$san" > "$work/ext.cnf"
+openssl ca -batch -notext -config "$ca/openssl.cnf" -extfile "$work/ext.cnf" -extensions ext \
+  -subj "/CN=${SCEAU_NAMES%%,*}" -days "$days" -in "$csr" -out "$work/leaf.pem" 2>"$work/ca.log"
+cat "$work/leaf.pem" "$ca/ca.pem"
+"#;
+
+const REVOKE_SCRIPT: &str = r#"#!/bin/sh
+set -e
+ca="$1"; work="$2"
+if [ "$(cat "$work/revoke-mode")" = refuse ]; then echo "revocation desk closed" >&2; exit 4; fi
+cat > "$work/revoke.pem"
+openssl ca -config "$ca/openssl.cnf" -revoke "$work/revoke.pem" -crl_reason "$SCEAU_REASON_NAME" 2>>"$work/ca.log"
+echo "$SCEAU_SERIAL $SCEAU_REASON" >> "$work/revoked.txt"
+"#;
+
+struct CommandUpstream {
+    pki: Pki,
+    work: PathBuf,
+}
+
+impl CommandUpstream {
+    fn new() -> CommandUpstream {
+        let pki = Pki::new();
+        let work = pki.path("work");
+        std::fs::create_dir(&work).unwrap();
+        for (name, text) in [("sign.sh", SIGN_SCRIPT), ("revoke.sh", REVOKE_SCRIPT)] {
+            let p = pki.path(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let up = CommandUpstream { pki, work };
+        up.mode("ok");
+        up.revoke_mode("ok");
+        up
+    }
+
+    fn mode(&self, m: &str) {
+        std::fs::write(self.work.join("mode"), m).unwrap();
+    }
+
+    fn revoke_mode(&self, m: &str) {
+        std::fs::write(self.work.join("revoke-mode"), m).unwrap();
+    }
+
+    fn config(&self, timeout_secs: u64) -> PathBuf {
+        let ca = self.pki.issuing.dir();
+        let text = format!(
+            "eab = \"off\"\n{}[ra.command]\nissue = [\"/bin/sh\", {:?}, {ca:?}, {:?}]\nrevoke = [\"/bin/sh\", {:?}, {ca:?}, {:?}]\ntimeout_secs = {timeout_secs}\n",
+            self.pki.ra_table(timeout_secs + 1),
+            self.pki.path("sign.sh"),
+            self.work,
+            self.pki.path("revoke.sh"),
+            self.work,
+        );
+        let p = self.pki.path("sceau.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+async fn client(server: &Server, pki: &Pki) -> Raw {
+    let mut c = Raw::at(&server.directory_url(), &pki.path("tls.pem")).await;
+    c.register().await;
+    c
+}
+
+/// Polls the order until it leaves `processing` or `bound` passes.
+async fn settle(c: &Raw, url: &str, bound: Duration) -> Value {
+    let deadline = Instant::now() + bound;
+    loop {
+        let v = c.post(url, None).await.json();
+        if v["status"] != "processing" || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// newOrder, http-01, finalize with `csr_b64`: the order once it left `processing`.
+async fn order_and_finalize(
+    server: &Server,
+    c: &Raw,
+    responder: &Http01,
+    name: &str,
+    csr_b64: &str,
+    bound: Duration,
+) -> Value {
+    server.add_host(name.trim_end_matches(".test"));
+    let o = support::ready_order(c, responder, &[name]).await;
+    let url = o["_url"].as_str().unwrap().to_owned();
+    let r = c.finalize(&o, csr_b64).await;
+    assert_eq!(r.status, 200, "finalize: {}", r.text());
+    let mut v = settle(c, &url, bound).await;
+    v["_url"] = json!(url);
+    v
+}
+
+fn verify_with_upstream_root(pki: &Pki, chain: &str) {
+    sceau_testkit::openssl_ca::verify_server_chain(&pki.root_pem(), chain)
+        .unwrap_or_else(|e| panic!("openssl verify against the upstream root: {e}"));
+}
+
+fn leaf_der(chain: &str) -> Vec<u8> {
+    sceau_wire::key::pem_decode_all(chain, "CERTIFICATE").remove(0)
+}
+
+fn serial_of(chain: &str) -> String {
+    sceau_ca::inspect::cert_info(&leaf_der(chain))
+        .unwrap()
+        .serial_hex
+}
+
+async fn download(c: &Raw, order: &Value) -> String {
+    let r = c.post(order["certificate"].as_str().unwrap(), None).await;
+    assert_eq!(r.status, 200);
+    r.text()
+}
+
+async fn audit_events(server: &Server, event: &str) -> i64 {
+    let store = server.store().await;
+    let sql: &'static str =
+        Box::leak(format!("SELECT COUNT(*) FROM audit WHERE event = '{event}'").into_boxed_str());
+    store.scalar(sql).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
+    let up = CommandUpstream::new();
+    let config = up.config(20);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &up.pki).await;
+
+    let (csr_b64, _) = csr(&["ra-one.test"]);
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "ra-one.test",
+        &csr_b64,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["status"], "valid", "{done}");
+    let chain = download(&c, &done).await;
+    verify_with_upstream_root(&up.pki, &chain);
+    // The upstream chose the serial and keeps the record: openssl ca's database has it.
+    let serial = serial_of(&chain);
+    assert_eq!(
+        up.pki.upstream_status(&serial),
+        Some('V'),
+        "serial {serial}"
+    );
+    // The chain is the upstream's: leaf then its issuing CA, no root.
+    assert_eq!(
+        sceau_wire::key::pem_decode_all(&chain, "CERTIFICATE").len(),
+        2
+    );
+    // No CRL shard of ours: the upstream publishes revocation for what it signs.
+    let store = server.store().await;
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM certificates WHERE crl_shard IS NULL")
+            .await
+            .unwrap(),
+        1
+    );
+    // The reserved attempt serial ended issued, naming the upstream's serial.
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'issued' AND detail LIKE 'upstream serial %'")
+            .await
+            .unwrap(),
+        1
+    );
+
+    // A revocation the upstream refuses is not recorded here.
+    let url = c.dir.revoke_cert.clone();
+    let body = json!({"certificate": b64::encode(leaf_der(&chain)), "reason": 1});
+    up.revoke_mode("refuse");
+    let r = c.post(&url, Some(&body)).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("revocation desk closed"), "{}", r.text());
+    assert_eq!(up.pki.upstream_status(&serial), Some('V'));
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL")
+            .await
+            .unwrap(),
+        0
+    );
+    // Once it takes it, the upstream revokes first, then Sceau records it.
+    up.revoke_mode("ok");
+    let r = c.post(&url, Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.pki.upstream_status(&serial), Some('R'));
+    let revoked = std::fs::read_to_string(up.work.join("revoked.txt")).unwrap();
+    assert_eq!(revoked.trim(), format!("{serial} 1"));
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL AND revocation_reason = 1")
+            .await
+            .unwrap(),
+        1
+    );
+    let again = c.post(&url, Some(&body)).await;
+    assert_eq!(again.problem_type(), "alreadyRevoked");
+    assert_eq!(
+        revoked.lines().count(),
+        1,
+        "the upstream is not asked twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_upstream_returns_wrong_is_refused_and_never_handed_out() {
+    let up = CommandUpstream::new();
+    let config = up.config(20);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &up.pki).await;
+    let cases = [
+        ("other-names", "are not the order's"),
+        ("other-key", "another public key"),
+        ("code-signing", "codeSigning"),
+        ("long", "R39"),
+        ("garbage", "printed no PEM certificate"),
+        ("refuse", "openssl-ca-wrapper: policy forbids"),
+    ];
+    for (i, (mode, says)) in cases.iter().enumerate() {
+        up.mode(mode);
+        let name = format!("bad{i}.test");
+        let (csr_b64, _) = csr(&[&name]);
+        let done = order_and_finalize(
+            &server,
+            &c,
+            &responder,
+            &name,
+            &csr_b64,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(done["status"], "invalid", "{mode}: {done}");
+        let detail = done["error"]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{mode}: {detail}");
+        assert!(done.get("certificate").is_none(), "{mode}: {done}");
+    }
+    let store = server.store().await;
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM certificates")
+            .await
+            .unwrap(),
+        0
+    );
+    // Every refusal is in the audit trail.
+    assert_eq!(
+        audit_events(&server, "certificate.refused").await,
+        cases.len() as i64
+    );
+    // No attempt serial is left reserved.
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'reserved'")
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_times_out() {
+    let up = CommandUpstream::new();
+    let config = up.config(2);
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--issuance-deadline-secs",
+        "12",
+        "--issuance-wait-ms",
+        "500",
+    ]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &up.pki).await;
+
+    // Temporarily failing (EX_TEMPFAIL): the order stays processing, with Retry-After...
+    up.mode("tempfail");
+    server.add_host("later");
+    let o = support::ready_order(&c, &responder, &["later.test"]).await;
+    let url = o["_url"].as_str().unwrap().to_owned();
+    let (csr_b64, _) = csr(&["later.test"]);
+    let r = c.finalize(&o, &csr_b64).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "processing", "{}", r.text());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.post(&url, None).await.json()["status"], "processing");
+    // ...and completes once the upstream is back.
+    up.mode("ok");
+    let done = settle(&c, &url, Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "valid", "{done}");
+
+    // Too slow every time: killed at its timeout, retried, invalid at the deadline with why.
+    up.mode("slow");
+    let (csr_b64, _) = csr(&["slow.test"]);
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "slow.test",
+        &csr_b64,
+        Duration::from_secs(25),
+    )
+    .await;
+    assert_eq!(done["status"], "invalid", "{done}");
+    let detail = done["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("did not finish within 2 s"), "{detail}");
+    // The killed program left no process behind.
+    let ps = Command::new("pgrep")
+        .args(["-f", "sleep 30"])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
+
+/// OpenSSL's CMP mock server answers every request with one fixed certificate: the happy path
+/// enrolls the key of that certificate, and any other key must be refused.
+struct CmpUpstream {
+    pki: Pki,
+    key_pem: String,
+    mock: MockCmp,
+}
+
+impl CmpUpstream {
+    fn start(extra: &[&str]) -> CmpUpstream {
+        let mut pki = Pki::new();
+        let d = pki.dir.path().to_owned();
+        openssl(
+            &d,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "cmp-leaf.key",
+                "-subj",
+                "/CN=cmp.test",
+                "-out",
+                "cmp-leaf.csr",
+            ],
+        );
+        pki.issuing
+            .sign(
+                &d.join("cmp-leaf.csr"),
+                &d.join("cmp-leaf.pem"),
+                &format!("{LEAF_EXT}subjectAltName = DNS:cmp.test\n"),
+                Validity::Days(30),
+            )
+            .unwrap();
+        std::fs::write(d.join("issuing.pem"), pki.issuing.chain_pem()).unwrap();
+        let mut args: Vec<String> = ["-srv_ref", "upstream", "-srv_secret"]
+            .map(str::to_owned)
+            .to_vec();
+        args.push(format!("pass:{CMP_SECRET}"));
+        for a in [
+            "-rsp_cert",
+            d.join("cmp-leaf.pem").to_str().unwrap(),
+            "-rsp_extracerts",
+            d.join("issuing.pem").to_str().unwrap(),
+        ] {
+            args.push(a.to_owned());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mock = MockCmp::start(&refs);
+        let key_pem = std::fs::read_to_string(d.join("cmp-leaf.key")).unwrap();
+        CmpUpstream { pki, key_pem, mock }
+    }
+
+    fn config(&self) -> PathBuf {
+        let secret = self.pki.path("cmp-secret");
+        private(&secret, CMP_SECRET);
+        let text = format!(
+            "eab = \"off\"\n{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
+            self.pki.ra_table(20),
+            self.mock.url(),
+        );
+        let p = self.pki.path("sceau.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn key(&self) -> rcgen::KeyPair {
+        rcgen::KeyPair::from_pem(&self.key_pem).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() {
+    let up = CmpUpstream::start(&["-poll_count", "2", "-check_after", "1"]);
+    let config = up.config();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &up.pki).await;
+
+    // The mock makes us poll twice (pollReq / pollRep, checkAfter 1 s), then issues.
+    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "cmp.test",
+        &csr_b64,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done["status"], "valid", "{done}");
+    let chain = download(&c, &done).await;
+    verify_with_upstream_root(&up.pki, &chain);
+    // p10cr, two pollReq, certConf.
+    assert_eq!(up.mock.requests(), 4, "{}", up.mock.log_text());
+
+    // Same certificate for a CSR with another key: refused, never handed out.
+    let (csr_b64, _) = csr(&["cmp.test"]);
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "cmp.test",
+        &csr_b64,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done["status"], "invalid", "{done}");
+    let detail = done["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("CMP upstream"), "{detail}");
+    assert!(detail.to_lowercase().contains("key"), "{detail}");
+    let store = server.store().await;
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM certificates")
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Revocation goes upstream with rr; the mock accepts, then it is recorded.
+    let url = c.dir.revoke_cert.clone();
+    let before = up.mock.requests();
+    let r = c
+        .post(
+            &url,
+            Some(&json!({"certificate": b64::encode(leaf_der(&chain)), "reason": 4})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        up.mock.requests(),
+        before + 1,
+        "one rr: {}",
+        up.mock.log_text()
+    );
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM certificates WHERE revocation_reason = 4")
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cmp_upstream_rejection_makes_the_order_invalid_with_the_cas_own_words() {
+    let up = CmpUpstream::start(&[
+        "-pkistatus",
+        "2",
+        "-failurebits",
+        "8388608",
+        "-statusstring",
+        "name not allowed by the RA profile",
+    ]);
+    let config = up.config();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &up.pki).await;
+    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "cmp.test",
+        &csr_b64,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["status"], "invalid", "{done}");
+    let detail = done["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("rejection"), "{detail}");
+    assert!(detail.contains("notAuthorized"), "{detail}");
+    assert!(
+        detail.contains("name not allowed by the RA profile"),
+        "{detail}"
+    );
+    assert_eq!(audit_events(&server, "certificate.refused").await, 1);
+}
+
+#[test]
+fn ra_settings_that_cannot_work_are_refused_at_start_in_one_line() {
+    let up = CommandUpstream::new();
+    let check = |text: &str, says: &str| {
+        let p = up.pki.path("bad.toml");
+        std::fs::write(&p, text).unwrap();
+        let data = up.pki.path("data-refused");
+        let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
+            .args([
+                "serve",
+                "--config",
+                p.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--revocation-listen",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(err.contains(says), "{says}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        err.into_owned()
+    };
+    let base = up.pki.ra_table(10);
+    check(&base, "names no upstream");
+    // A secret file others may read is refused, and the secret is never printed.
+    let secret = up.pki.path("loose-secret");
+    std::fs::write(&secret, "do-not-print-me").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = check(
+        &format!(
+            "{base}[ra.cmp]\nurl = \"http://127.0.0.1:9/\"\nmac_reference = \"r\"\nmac_secret_file = {secret:?}\n"
+        ),
+        "chmod 600",
+    );
+    assert!(!err.contains("do-not-print-me"));
+    check(
+        &format!("{base}[ra.command]\nissue = [\"/nonexistent/sign\"]\n"),
+        "does not exist",
+    );
+    let roots = up.pki.path("not-a-cert.pem");
+    std::fs::write(&roots, "nothing here").unwrap();
+    check(
+        &format!(
+            "[ra]\nupstream_roots = {roots:?}\ntls_cert = {:?}\ntls_key = {:?}\n[ra.command]\nissue = [\"/bin/true\"]\n",
+            up.pki.path("tls.pem"),
+            up.pki.path("tls.key")
+        ),
+        "holds no PEM certificate",
+    );
+}
