@@ -57,14 +57,32 @@ impl Interop {
         Self::build_on(ServerKind::Sceau, false, Some((data_dir, env)))
     }
 
+    /// For clients that listen themselves, against `sceau-server` started as `options` say.
+    pub fn start_sceau_with(options: &crate::server::SceauOptions) -> Interop {
+        Self::build_with(ServerKind::Sceau, false, Some(options))
+    }
+
     fn build(kind: ServerKind, with_webroot: bool) -> Interop {
-        Self::build_on(kind, with_webroot, None)
+        Self::build_with(kind, with_webroot, None)
     }
 
     fn build_on(
         kind: ServerKind,
         with_webroot: bool,
         data_dir: Option<(&Path, &[(String, String)])>,
+    ) -> Interop {
+        let options = data_dir.map(|(d, env)| crate::server::SceauOptions {
+            data_dir: Some(d.to_path_buf()),
+            env: env.to_vec(),
+            ..Default::default()
+        });
+        Self::build_with(kind, with_webroot, options.as_ref())
+    }
+
+    fn build_with(
+        kind: ServerKind,
+        with_webroot: bool,
+        options: Option<&crate::server::SceauOptions>,
     ) -> Interop {
         let dir = tempfile::Builder::new()
             .prefix("sceau-interop-")
@@ -81,8 +99,8 @@ impl Interop {
             tlsalpn01_port,
         };
         let server_dir = dir.path().join("server");
-        let server = match data_dir {
-            Some((data, env)) => AcmeServer::start_sceau_on(&server_dir, targets, data, env),
+        let server = match options {
+            Some(o) => AcmeServer::start_sceau_with(&server_dir, targets, o),
             None => AcmeServer::start(kind, &server_dir, targets),
         };
         Interop {

@@ -79,14 +79,53 @@ impl AcmeServer {
         data_dir: &Path,
         env: &[(String, String)],
     ) -> AcmeServer {
-        Self::start_in(ServerKind::Sceau, dir, targets, Some((data_dir, env)))
+        let options = SceauOptions {
+            data_dir: Some(data_dir.to_path_buf()),
+            env: env.to_vec(),
+            ..SceauOptions::default()
+        };
+        Self::start_in(ServerKind::Sceau, dir, targets, Some(&options))
+    }
+
+    /// Starts `sceau-server` as `options` say (a registration authority in front of an
+    /// upstream CA: its `--config`, the roots its clients trust).
+    pub fn start_sceau_with(
+        dir: &Path,
+        targets: ValidationTargets,
+        options: &SceauOptions,
+    ) -> AcmeServer {
+        Self::start_in(ServerKind::Sceau, dir, targets, Some(options))
+    }
+
+    /// Starts Pebble as `options` say (an upstream CA of a registration authority).
+    pub fn start_pebble_with(
+        dir: &Path,
+        targets: ValidationTargets,
+        options: &PebbleOptions,
+    ) -> AcmeServer {
+        fs::create_dir_all(dir).expect("create server dir");
+        let mut last = String::new();
+        for attempt in 0..START_ATTEMPTS {
+            let attempt_dir = dir.join(format!("attempt-{attempt}"));
+            fs::create_dir_all(&attempt_dir).expect("create server attempt dir");
+            match start_pebble_opts(&attempt_dir, targets, options) {
+                Ok(server) => return server,
+                Err(Failed { log, port_clash }) => {
+                    last = log;
+                    if !port_clash {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("Pebble did not start; its output:\n{last}");
     }
 
     fn start_in(
         kind: ServerKind,
         dir: &Path,
         targets: ValidationTargets,
-        data_dir: Option<(&Path, &[(String, String)])>,
+        data_dir: Option<&SceauOptions>,
     ) -> AcmeServer {
         fs::create_dir_all(dir).expect("create server dir");
         let mut last = String::new();
@@ -173,14 +212,44 @@ pub fn sceau_server_binary() -> PathBuf {
     bin
 }
 
+/// How to start `sceau-server` beyond the harness's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SceauOptions {
+    /// A data directory the test prepared [default: a fresh one].
+    pub data_dir: Option<PathBuf>,
+    /// Environment of the server process.
+    pub env: Vec<(String, String)>,
+    /// More flags (e.g. `--config FILE`).
+    pub args: Vec<String>,
+    /// The root of the server's own HTTPS certificate [default: the data directory's
+    /// `root.pem`]; in RA mode, the PKI that issued the operator's certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// The root issued certificates chain to [default: as `tls_ca`].
+    pub issuer_root: Option<PathBuf>,
+}
+
+/// How to start Pebble beyond the harness's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct PebbleOptions {
+    /// External account binding required, with these (key id, base64url MAC key) pairs.
+    pub eab_keys: Vec<(String, String)>,
+    /// `PEBBLE_VA_ALWAYS_VALID`: every challenge succeeds unchecked.
+    pub always_valid: bool,
+    /// certificateValidityPeriod in seconds [default: Pebble's five years].
+    pub validity_secs: Option<u64>,
+}
+
 fn start_sceau(
     dir: &Path,
     t: ValidationTargets,
-    on: Option<(&Path, &[(String, String)])>,
+    on: Option<&SceauOptions>,
 ) -> Result<AcmeServer, Failed> {
     let bin = sceau_server_binary();
-    let data = on.map_or_else(|| dir.join("data"), |(d, _)| d.to_path_buf());
-    let env = on.map_or(&[][..], |(_, e)| e);
+    let data = on
+        .and_then(|o| o.data_dir.clone())
+        .unwrap_or_else(|| dir.join("data"));
+    let env = on.map_or(&[][..], |o| o.env.as_slice());
+    let extra = on.map_or(&[][..], |o| o.args.as_slice());
     let port = free_port();
     let log = dir.join("sceau-server.log");
     let mut cmd = Command::new(bin);
@@ -194,15 +263,25 @@ fn start_sceau(
         .args(["--tlsalpn01-port", &t.tlsalpn01_port.to_string()])
         // The clients under test answer challenges on loopback, refused by default.
         .args(["--validation-allow", "127.0.0.0/8"])
-        .args(["--eab", "off"])
+        .args(if extra.iter().any(|a| a == "--eab") {
+            &[][..]
+        } else {
+            &["--eab", "off"][..]
+        })
+        .args(extra)
         .envs(env.iter().map(|(k, v)| (k, v)));
     let child = spawn_logged(&mut cmd, &log);
-    let root = data.join("root.pem");
+    let tls_ca = on
+        .and_then(|o| o.tls_ca.clone())
+        .unwrap_or_else(|| data.join("root.pem"));
+    let issuer_root = on
+        .and_then(|o| o.issuer_root.clone())
+        .unwrap_or_else(|| tls_ca.clone());
     let server = AcmeServer {
         kind: ServerKind::Sceau,
         directory_url: format!("https://127.0.0.1:{port}/directory"),
-        tls_ca: root.clone(),
-        issuer_root: root,
+        tls_ca,
+        issuer_root,
         management_url: None,
         data_dir: Some(data.clone()),
         child,
@@ -212,6 +291,14 @@ fn start_sceau(
 }
 
 fn start_pebble(dir: &Path, t: ValidationTargets) -> Result<AcmeServer, Failed> {
+    start_pebble_opts(dir, t, &PebbleOptions::default())
+}
+
+fn start_pebble_opts(
+    dir: &Path,
+    t: ValidationTargets,
+    o: &PebbleOptions,
+) -> Result<AcmeServer, Failed> {
     let tls = TlsCa::generate(&dir.join("tls")).map_err(|e| Failed {
         log: e.to_string(),
         port_clash: false,
@@ -227,9 +314,21 @@ fn start_pebble(dir: &Path, t: ValidationTargets) -> Result<AcmeServer, Failed> 
   "httpPort": {http},
   "tlsPort": {tls_port},
   "ocspResponderURL": "",
-  "externalAccountBindingRequired": false
+  "externalAccountBindingRequired": {eab_required},
+  "externalAccountMACKeys": {{{eab_keys}}}{validity}
 }}}}
 "#,
+        eab_required = !o.eab_keys.is_empty(),
+        eab_keys = o
+            .eab_keys
+            .iter()
+            .map(|(k, v)| format!("\"{k}\": \"{v}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        validity = o
+            .validity_secs
+            .map(|s| format!(",\n  \"certificateValidityPeriod\": {s}"))
+            .unwrap_or_default(),
         cert = tls.leaf_cert.display(),
         key = tls.leaf_key.display(),
         http = t.http01_port,
@@ -246,6 +345,9 @@ fn start_pebble(dir: &Path, t: ValidationTargets) -> Result<AcmeServer, Failed> 
         .env("PEBBLE_VA_NOSLEEP", "1")
         .env("PEBBLE_WFE_NONCEREJECT", "0")
         .env("PEBBLE_AUTHZREUSE", "0");
+    if o.always_valid {
+        cmd.env("PEBBLE_VA_ALWAYS_VALID", "1");
+    }
     let child = spawn_logged(&mut cmd, &log);
     let mgmt = format!("https://127.0.0.1:{mgmt_port}");
     let server = AcmeServer {

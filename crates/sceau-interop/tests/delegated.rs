@@ -84,6 +84,7 @@ impl Pki {
         Trust {
             root: self.root.clone(),
             scratch: self.dir.path().to_path_buf(),
+            tls: None,
         }
     }
 }

@@ -47,6 +47,7 @@ impl HsmCa {
         Trust {
             root: self.dir.path().join("data/root.pem"),
             scratch: self.dir.path().to_path_buf(),
+            tls: None,
         }
     }
 }

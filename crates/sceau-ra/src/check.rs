@@ -8,7 +8,8 @@
 //! - it is a leaf (not a CA, no certificate or CRL signing), within the requested validity (a
 //!   backdated notBefore of at most [`BACKDATE_ALLOWANCE`] is accepted, a later notAfter is
 //!   not), and its extendedKeyUsage is the profile's: serverAuth, plus clientAuth only in the
-//!   server-and-client profile;
+//!   server-and-client profile (or when the operator accepts it from an upstream whose
+//!   template always adds it);
 //! - it chains, through the certificates the upstream sent, to one of the configured upstream
 //!   roots, by RFC 5280 path validation (rustls-webpki), at the time of the check.
 
@@ -72,6 +73,7 @@ pub fn returned_certificate(
     leaf_der: &[u8],
     sent: &[Vec<u8>],
     roots: &Roots,
+    accept_client_auth: bool,
     now: OffsetDateTime,
 ) -> Result<Issued, String> {
     let info = sceau_ca::inspect::cert_info(leaf_der).map_err(|e| e.to_string())?;
@@ -155,7 +157,7 @@ pub fn returned_certificate(
     if !server_auth {
         return Err("its extendedKeyUsage lacks serverAuth (R38)".into());
     }
-    if client_auth && req.profile == Profile::Server {
+    if client_auth && req.profile == Profile::Server && !accept_client_auth {
         return Err(format!(
             "its extendedKeyUsage has clientAuth, outside the {} profile",
             req.profile

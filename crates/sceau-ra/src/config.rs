@@ -28,8 +28,14 @@ pub struct RaConfig {
     /// command) before the issuance queue tries again [default: 60].
     #[serde(default = "default_attempt_secs")]
     pub attempt_timeout_secs: u64,
+    /// Accept clientAuth beside serverAuth in a certificate for a `tls-server` order: for an
+    /// upstream whose template always adds it (Pebble, many enterprise templates)
+    /// [default: false, such a certificate is refused as outside the profile].
+    #[serde(default)]
+    pub accept_client_auth: bool,
     pub cmp: Option<CmpUpstream>,
     pub command: Option<CommandUpstream>,
+    pub acme: Option<crate::acme::AcmeUpstream>,
 }
 
 fn default_attempt_secs() -> u64 {
@@ -90,12 +96,22 @@ impl RaConfig {
     /// The checks that need no file: one upstream, each with a complete set of settings.
     pub fn check(&self) -> Result<(), ConfigError> {
         let err = |m: &str| Err(ConfigError(m.into()));
-        match (&self.cmp, &self.command) {
-            (None, None) => return err("names no upstream: add [ra.cmp] or [ra.command]"),
-            (Some(_), Some(_)) => {
-                return err("names two upstreams: keep one of [ra.cmp] and [ra.command]");
+        let named = [
+            self.cmp.is_some(),
+            self.command.is_some(),
+            self.acme.is_some(),
+        ];
+        match named.iter().filter(|n| **n).count() {
+            0 => return err("names no upstream: add [ra.cmp], [ra.command] or [ra.acme]"),
+            1 => {}
+            _ => {
+                return err(
+                    "names two upstreams: keep one of [ra.cmp], [ra.command] and [ra.acme]",
+                );
             }
-            _ => {}
+        }
+        if let Some(a) = &self.acme {
+            a.check()?;
         }
         if !(1..=3600).contains(&self.attempt_timeout_secs) {
             return err("attempt_timeout_secs is between 1 and 3600");
@@ -143,9 +159,10 @@ impl RaConfig {
 
     /// What the upstream is, for logs and the start-up banner (no credential).
     pub fn describe(&self) -> String {
-        match (&self.cmp, &self.command) {
-            (Some(c), _) => format!("CMP {}", c.url),
-            (_, Some(c)) => format!("command {}", c.issue[0]),
+        match (&self.cmp, &self.command, &self.acme) {
+            (Some(c), _, _) => format!("CMP {}", c.url),
+            (_, Some(c), _) => format!("command {}", c.issue[0]),
+            (_, _, Some(a)) => format!("ACME {}", a.directory),
             _ => "none".into(),
         }
     }

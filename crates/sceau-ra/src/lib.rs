@@ -18,6 +18,7 @@
 //! - CRLs and OCSP belong to the upstream: [`Signer::issuers`] is empty, so this server's CRL
 //!   and OCSP jobs have nothing to sign, and the certificates carry the upstream's URLs.
 
+pub mod acme;
 pub mod check;
 pub mod cmp;
 pub mod command;
@@ -35,6 +36,7 @@ pub use config::{ConfigError, RaConfig};
 enum Upstream {
     Cmp(Box<cmp::CmpSigner>),
     Command(command::CommandSigner),
+    Acme(Box<acme::AcmeSigner>),
 }
 
 /// The policy the RA re-checks before a CSR leaves (the settings the local CA has too).
@@ -51,6 +53,7 @@ pub struct RaSigner {
     roots_pem: String,
     limits: Limits,
     attempt: std::time::Duration,
+    accept_client_auth: bool,
     description: String,
 }
 
@@ -64,9 +67,10 @@ impl RaSigner {
             .map(|d| sceau_wire::key::pem_encode("CERTIFICATE", d))
             .collect();
         let roots = check::Roots::new(roots).map_err(ConfigError)?;
-        let upstream = match (&config.cmp, &config.command) {
-            (Some(c), _) => Upstream::Cmp(Box::new(cmp::CmpSigner::new(c).await?)),
-            (_, Some(c)) => Upstream::Command(command::CommandSigner::new(c)?),
+        let upstream = match (&config.cmp, &config.command, &config.acme) {
+            (Some(c), _, _) => Upstream::Cmp(Box::new(cmp::CmpSigner::new(c).await?)),
+            (_, Some(c), _) => Upstream::Command(command::CommandSigner::new(c)?),
+            (_, _, Some(a)) => Upstream::Acme(Box::new(acme::AcmeSigner::new(a)?)),
             _ => unreachable!("checked: one upstream"),
         };
         Ok(RaSigner {
@@ -75,6 +79,7 @@ impl RaSigner {
             roots_pem,
             limits,
             attempt: config.attempt_timeout(),
+            accept_client_auth: config.accept_client_auth,
             description: config.describe(),
         })
     }
@@ -125,6 +130,7 @@ impl RaSigner {
         let deadline = Instant::now() + self.attempt;
         let certs = match &self.upstream {
             Upstream::Cmp(c) => c.issue(&csr, deadline).await?,
+            Upstream::Acme(a) => a.issue(&csr, &req.identifiers, self.attempt).await?,
             Upstream::Command(c) => tokio::time::timeout(self.attempt, c.issue(&req))
                 .await
                 .map_err(|_| {
@@ -136,7 +142,14 @@ impl RaSigner {
         };
         let (leaf, rest) = certs.split_first().expect("at least one certificate");
         let now = time::OffsetDateTime::now_utc();
-        match check::returned_certificate(&req, leaf, rest, &self.roots, now) {
+        match check::returned_certificate(
+            &req,
+            leaf,
+            rest,
+            &self.roots,
+            self.accept_client_auth,
+            now,
+        ) {
             Ok(issued) => Ok(issued),
             Err(why) => {
                 let serial = sceau_ca::inspect::cert_info(leaf)
@@ -189,6 +202,7 @@ impl Signer for RaSigner {
             let done = match &self.upstream {
                 Upstream::Cmp(c) => c.revoke(&req.cert_der, req.reason).await,
                 Upstream::Command(c) => c.revoke(&req.cert_der, &serial, req.reason).await,
+                Upstream::Acme(a) => a.revoke(&req.cert_der, req.reason).await,
             };
             match &done {
                 Ok(()) => {

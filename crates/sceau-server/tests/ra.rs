@@ -15,211 +15,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sceau_testkit::cmp_mock::MockCmp;
-use sceau_testkit::openssl_ca::ISSUING_CA_EXT;
-use sceau_testkit::{OpenSslCa, Validity, require_tool};
+use sceau_testkit::ra_upstream::{CommandUpstream, UpstreamPki};
 use sceau_wire::b64;
 use serde_json::{Value, json};
 use support::{Http01, Raw, Server, csr, csr_with_key};
 
-const LEAF_EXT: &str = "basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-";
-
 const CMP_SECRET: &str = "ra upstream shared secret";
-
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(require_tool("openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn private(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// The organisation's existing PKI: a root, an issuing CA, and the front end's HTTPS
-/// certificate it issued (RA mode has no local CA to make one).
-struct Pki {
-    dir: tempfile::TempDir,
-    root: OpenSslCa,
-    issuing: OpenSslCa,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let mut root = OpenSslCa::root(&dir.path().join("root"), "Upstream Root").unwrap();
-        let mut issuing = root
-            .subordinate(
-                &dir.path().join("issuing"),
-                "Upstream Issuing CA",
-                ISSUING_CA_EXT,
-            )
-            .unwrap();
-        let d = dir.path();
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "tls.key",
-                "-subj",
-                "/CN=localhost",
-                "-out",
-                "tls.csr",
-            ],
-        );
-        issuing
-            .sign(
-                &d.join("tls.csr"),
-                &d.join("tls-leaf.pem"),
-                &format!("{LEAF_EXT}subjectAltName = DNS:localhost, IP:127.0.0.1\n"),
-                Validity::Days(30),
-            )
-            .unwrap();
-        let chain = std::fs::read_to_string(d.join("tls-leaf.pem")).unwrap() + &issuing.chain_pem();
-        std::fs::write(d.join("tls.pem"), chain).unwrap();
-        std::fs::set_permissions(d.join("tls.key"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
-        Pki { dir, root, issuing }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn root_pem(&self) -> PathBuf {
-        self.root.cert.clone()
-    }
-
-    /// The `[ra]` table common to every upstream.
-    fn ra_table(&self, attempt_secs: u64) -> String {
-        format!(
-            "[ra]\nupstream_roots = {:?}\ntls_cert = {:?}\ntls_key = {:?}\nattempt_timeout_secs = {attempt_secs}\n",
-            self.root_pem(),
-            self.path("tls.pem"),
-            self.path("tls.key"),
-        )
-    }
-
-    /// `openssl ca`'s own record of `serial_hex`: `V` (valid), `R` (revoked) or `None`.
-    fn upstream_status(&self, serial_hex: &str) -> Option<char> {
-        let index = std::fs::read_to_string(self.issuing.dir().join("index.txt")).unwrap();
-        index.lines().find_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() > 3 && f[3].eq_ignore_ascii_case(serial_hex.trim_start_matches('0')))
-                .then(|| f[0].chars().next().unwrap())
-        })
-    }
-}
-
-/// The command upstream: a script around `openssl ca` whose behaviour the test switches with
-/// the file `mode` (as a real PKI goes down, refuses, or misbehaves).
-const SIGN_SCRIPT: &str = r#"#!/bin/sh
-# RA command upstream for the tests: CSR on stdin, SCEAU_* in the environment, PEM chain out.
-set -e
-ca="$1"; work="$2"
-mode=$(cat "$work/mode")
-cat > "$work/req.csr"
-case "$mode" in
-  refuse) echo "openssl-ca-wrapper: policy forbids $SCEAU_NAMES" >&2; exit 3 ;;
-  tempfail) echo "the CA database is locked" >&2; exit 75 ;;
-  slow) sleep 30 ;;
-  garbage) echo "hello"; exit 0 ;;
-esac
-san=""
-for n in $(echo "$SCEAU_DNS_NAMES" | tr ',' ' '); do san="$san${san:+, }DNS:$n"; done
-for n in $(echo "$SCEAU_IP_ADDRESSES" | tr ',' ' '); do san="$san${san:+, }IP:$n"; done
-if [ "$mode" = other-names ]; then san="DNS:elsewhere.test"; fi
-eku=serverAuth
-if [ "$SCEAU_PROFILE" = tls-server-client ]; then eku="serverAuth, clientAuth"; fi
-if [ "$mode" = code-signing ]; then eku="serverAuth, codeSigning"; fi
-csr="$work/req.csr"
-if [ "$mode" = other-key ]; then
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/other.key" -subj "/CN=x" -out "$work/other.csr" 2>/dev/null
-  csr="$work/other.csr"
-fi
-days="$SCEAU_VALIDITY_DAYS"
-if [ "$mode" = long ]; then days=400; fi
-printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = %s\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\nsubjectAltName = %s\n' "$eku" "$san" > "$work/ext.cnf"
-openssl ca -batch -notext -config "$ca/openssl.cnf" -extfile "$work/ext.cnf" -extensions ext \
-  -subj "/CN=${SCEAU_NAMES%%,*}" -days "$days" -in "$csr" -out "$work/leaf.pem" 2>"$work/ca.log"
-cat "$work/leaf.pem" "$ca/ca.pem"
-"#;
-
-const REVOKE_SCRIPT: &str = r#"#!/bin/sh
-set -e
-ca="$1"; work="$2"
-if [ "$(cat "$work/revoke-mode")" = refuse ]; then echo "revocation desk closed" >&2; exit 4; fi
-cat > "$work/revoke.pem"
-openssl ca -config "$ca/openssl.cnf" -revoke "$work/revoke.pem" -crl_reason "$SCEAU_REASON_NAME" 2>>"$work/ca.log"
-echo "$SCEAU_SERIAL $SCEAU_REASON" >> "$work/revoked.txt"
-"#;
-
-struct CommandUpstream {
-    pki: Pki,
-    work: PathBuf,
-}
-
-impl CommandUpstream {
-    fn new() -> CommandUpstream {
-        let pki = Pki::new();
-        let work = pki.path("work");
-        std::fs::create_dir(&work).unwrap();
-        for (name, text) in [("sign.sh", SIGN_SCRIPT), ("revoke.sh", REVOKE_SCRIPT)] {
-            let p = pki.path(name);
-            std::fs::write(&p, text).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let up = CommandUpstream { pki, work };
-        up.mode("ok");
-        up.revoke_mode("ok");
-        up
-    }
-
-    fn mode(&self, m: &str) {
-        std::fs::write(self.work.join("mode"), m).unwrap();
-    }
-
-    fn revoke_mode(&self, m: &str) {
-        std::fs::write(self.work.join("revoke-mode"), m).unwrap();
-    }
-
-    fn config(&self, timeout_secs: u64) -> PathBuf {
-        let ca = self.pki.issuing.dir();
-        let text = format!(
-            "eab = \"off\"\n{}[ra.command]\nissue = [\"/bin/sh\", {:?}, {ca:?}, {:?}]\nrevoke = [\"/bin/sh\", {:?}, {ca:?}, {:?}]\ntimeout_secs = {timeout_secs}\n",
-            self.pki.ra_table(timeout_secs + 1),
-            self.pki.path("sign.sh"),
-            self.work,
-            self.pki.path("revoke.sh"),
-            self.work,
-        );
-        let p = self.pki.path("sceau.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-async fn client(server: &Server, pki: &Pki) -> Raw {
+async fn client(server: &Server, pki: &UpstreamPki) -> Raw {
     let mut c = Raw::at(&server.directory_url(), &pki.path("tls.pem")).await;
     c.register().await;
     c
@@ -256,7 +64,7 @@ async fn order_and_finalize(
     v
 }
 
-fn verify_with_upstream_root(pki: &Pki, chain: &str) {
+fn verify_with_upstream_root(pki: &UpstreamPki, chain: &str) {
     sceau_testkit::openssl_ca::verify_server_chain(&pki.root_pem(), chain)
         .unwrap_or_else(|e| panic!("openssl verify against the upstream root: {e}"));
 }
@@ -287,7 +95,7 @@ async fn audit_events(server: &Server, event: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
     let up = CommandUpstream::new();
-    let config = up.config(20);
+    let config = up.config("eab = \"off\"", 20);
     let server = Server::start(&["--config", config.to_str().unwrap()]);
     let responder = Http01::start(server.http01_port).await;
     let c = client(&server, &up.pki).await;
@@ -355,8 +163,7 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
     let r = c.post(&url, Some(&body)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.pki.upstream_status(&serial), Some('R'));
-    let revoked = std::fs::read_to_string(up.work.join("revoked.txt")).unwrap();
-    assert_eq!(revoked.trim(), format!("{serial} 1"));
+    assert_eq!(up.revoked(), vec![format!("{serial} 1")]);
     assert_eq!(
         store
             .scalar("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL AND revocation_reason = 1")
@@ -376,7 +183,7 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn what_the_upstream_returns_wrong_is_refused_and_never_handed_out() {
     let up = CommandUpstream::new();
-    let config = up.config(20);
+    let config = up.config("eab = \"off\"", 20);
     let server = Server::start(&["--config", config.to_str().unwrap()]);
     let responder = Http01::start(server.http01_port).await;
     let c = client(&server, &up.pki).await;
@@ -432,7 +239,7 @@ async fn what_the_upstream_returns_wrong_is_refused_and_never_handed_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_times_out() {
     let up = CommandUpstream::new();
-    let config = up.config(2);
+    let config = up.config("eab = \"off\"", 2);
     let server = Server::start(&[
         "--config",
         config.to_str().unwrap(),
@@ -490,58 +297,31 @@ async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_time
 /// OpenSSL's CMP mock server answers every request with one fixed certificate: the happy path
 /// enrolls the key of that certificate, and any other key must be refused.
 struct CmpUpstream {
-    pki: Pki,
+    pki: UpstreamPki,
     key_pem: String,
     mock: MockCmp,
 }
 
 impl CmpUpstream {
     fn start(extra: &[&str]) -> CmpUpstream {
-        let mut pki = Pki::new();
-        let d = pki.dir.path().to_owned();
-        openssl(
-            &d,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "cmp-leaf.key",
-                "-subj",
-                "/CN=cmp.test",
-                "-out",
-                "cmp-leaf.csr",
-            ],
-        );
-        pki.issuing
-            .sign(
-                &d.join("cmp-leaf.csr"),
-                &d.join("cmp-leaf.pem"),
-                &format!("{LEAF_EXT}subjectAltName = DNS:cmp.test\n"),
-                Validity::Days(30),
-            )
-            .unwrap();
-        std::fs::write(d.join("issuing.pem"), pki.issuing.chain_pem()).unwrap();
-        let mut args: Vec<String> = ["-srv_ref", "upstream", "-srv_secret"]
-            .map(str::to_owned)
-            .to_vec();
-        args.push(format!("pass:{CMP_SECRET}"));
-        for a in [
+        let mut pki = UpstreamPki::new();
+        let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
+        let issuing = pki.path("issuing.pem");
+        std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
+        let secret = format!("pass:{CMP_SECRET}");
+        let mut args = vec![
+            "-srv_ref",
+            "upstream",
+            "-srv_secret",
+            &secret,
             "-rsp_cert",
-            d.join("cmp-leaf.pem").to_str().unwrap(),
+            leaf.to_str().unwrap(),
             "-rsp_extracerts",
-            d.join("issuing.pem").to_str().unwrap(),
-        ] {
-            args.push(a.to_owned());
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mock = MockCmp::start(&refs);
-        let key_pem = std::fs::read_to_string(d.join("cmp-leaf.key")).unwrap();
+            issuing.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let mock = MockCmp::start(&args);
+        let key_pem = std::fs::read_to_string(pki.path("cmp.key")).unwrap();
         CmpUpstream { pki, key_pem, mock }
     }
 

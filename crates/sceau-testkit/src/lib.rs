@@ -11,6 +11,7 @@ mod dnsquery;
 mod knot;
 pub mod openssl_ca;
 mod postgres;
+pub mod ra_upstream;
 mod softhsm;
 mod tmpfs;
 mod tools;

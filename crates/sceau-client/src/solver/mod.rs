@@ -50,6 +50,10 @@ pub enum Method {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         address: Option<IpAddr>,
     },
+    /// Answers http-01 without putting anything in place: for a CA that trusts this account
+    /// without checking (an upstream CA that pre-authorizes a registration authority, which
+    /// validated the names itself).
+    Trusted,
 }
 
 fn default_propagation() -> u64 {
@@ -60,7 +64,9 @@ impl Method {
     /// The ACME challenge type this method answers.
     pub fn challenge_type(&self) -> &'static str {
         match self {
-            Method::Http01 { .. } | Method::Webroot { .. } => challenge_type::HTTP_01,
+            Method::Http01 { .. } | Method::Webroot { .. } | Method::Trusted => {
+                challenge_type::HTTP_01
+            }
             Method::Dns01Update { .. } | Method::Dns01Hook { .. } => challenge_type::DNS_01,
             Method::TlsAlpn01 { .. } => challenge_type::TLS_ALPN_01,
         }
@@ -74,6 +80,7 @@ impl Method {
             Method::Dns01Update { .. } => "dns-01 (RFC 2136 update)",
             Method::Dns01Hook { .. } => "dns-01 (hook)",
             Method::TlsAlpn01 { .. } => "tls-alpn-01",
+            Method::Trusted => "trusted (nothing presented)",
         }
     }
 
@@ -153,6 +160,7 @@ impl Presented {
     pub async fn present(&mut self, task: &ChallengeTask) -> Result<()> {
         http::check_token(&task.token).map_err(|e| task.fail(e.to_string()))?;
         match &task.method {
+            Method::Trusted => {}
             Method::Http01 { port, address } => {
                 let addr = Method::listen_addr(*port, *address);
                 let listener = match self.http.entry(addr) {

@@ -15,6 +15,9 @@ use sceau_testkit::require_tool;
 pub struct Trust {
     pub root: PathBuf,
     pub scratch: PathBuf,
+    /// The root of the ACME server's own HTTPS certificate [default: `root`] (in RA mode the
+    /// operator's PKI, while certificates chain to the upstream's root).
+    pub tls: Option<PathBuf>,
 }
 
 fn rand_suffix() -> u128 {
@@ -25,6 +28,10 @@ fn rand_suffix() -> u128 {
 }
 
 impl Trust {
+    fn tls(&self) -> &Path {
+        self.tls.as_deref().unwrap_or(&self.root)
+    }
+
     /// Verifies what a client saved against the trusted root; returns the serial.
     #[track_caller]
     pub fn verify(&self, leaf: &Path, chain: Option<&Path>, host: &str) -> String {
@@ -42,12 +49,17 @@ impl Trust {
 }
 
 /// certbot: http-01 standalone, forced renewal, revocation with a reason. `chain_len` is the
-/// number of certificates certbot's chain.pem must hold.
-pub fn certbot_obtains_renews_and_revokes(env: &Interop, pki: &Trust, chain_len: usize) {
+/// number of certificates certbot's chain.pem must hold. Returns the serials of the first and
+/// of the renewed (then revoked) certificate.
+pub fn certbot_obtains_renews_and_revokes(
+    env: &Interop,
+    pki: &Trust,
+    chain_len: usize,
+) -> (String, String) {
     let host = env.host("web1");
     let dir = env.path("certbot");
     // The server's own TLS certificate is issued under the PKI too.
-    let certbot = |sub: &str| sceau_interop::certbot(sub, &dir, &pki.root);
+    let certbot = |sub: &str| sceau_interop::certbot(sub, &dir, pki.tls());
     let live = |f: &str| dir.join("config/live").join(&host).join(f);
     let port = env.http01_port.to_string();
     run_ok(
@@ -90,10 +102,12 @@ pub fn certbot_obtains_renews_and_revokes(env: &Interop, pki: &Trust, chain_len:
         log.contains("urn:ietf:params:acme:error:alreadyRevoked"),
         "second revocation not refused with alreadyRevoked"
     );
+    (first, second)
 }
 
-/// lego: http-01, renewal, revocation with a reason.
-pub fn lego_obtains_renews_and_revokes(env: &Interop, pki: &Trust) {
+/// lego: http-01, renewal, revocation with a reason. Returns the serials of the first and of
+/// the renewed (then revoked) certificate.
+pub fn lego_obtains_renews_and_revokes(env: &Interop, pki: &Trust) -> (String, String) {
     let host = env.host("web2");
     let dir = env.path("lego");
     let lego = |challenge: bool, sub: &str, args: &[&str]| {
@@ -106,7 +120,7 @@ pub fn lego_obtains_renews_and_revokes(env: &Interop, pki: &Trust) {
         if challenge {
             c.args(["--http", "--http.port", &format!(":{}", env.http01_port)]);
         }
-        c.arg(sub).args(args).env("LEGO_CA_CERTIFICATES", &pki.root);
+        c.arg(sub).args(args).env("LEGO_CA_CERTIFICATES", pki.tls());
         c
     };
     let file = |ext: &str| dir.join("certificates").join(format!("{host}.{ext}"));
@@ -127,4 +141,5 @@ pub fn lego_obtains_renews_and_revokes(env: &Interop, pki: &Trust) {
     let revoke = ["--reason", "1", "--keep"];
     run_ok("lego revoke", &mut lego(false, "revoke", &revoke));
     assert_revoked_again_refused("lego revoke again", &mut lego(false, "revoke", &revoke));
+    (first, second)
 }

@@ -1,0 +1,332 @@
+//! certbot and lego through Sceau in registration-authority mode (issue 13), against each kind
+//! of upstream CA, all real: `openssl ca` behind the command upstream, OpenSSL's CMP server
+//! (`openssl cmp -port`), Pebble and a second, dedicated sceau-server as upstream ACME CAs.
+//! Every chain a client saves verifies with `openssl verify` against the upstream's root, the
+//! only root its users trust, and each revocation is confirmed in the upstream's own records.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod ca_flows;
+
+use ca_flows::Trust;
+use sceau_interop::process::CLIENT_TIMEOUT;
+use sceau_interop::server::{PebbleOptions, SceauOptions, ValidationTargets, sceau_server_binary};
+use sceau_interop::{AcmeServer, Interop, run, run_ok};
+use sceau_testkit::cmp_mock::MockCmp;
+use sceau_testkit::ra_upstream::{CommandUpstream, UpstreamPki};
+use sceau_testkit::{KnotDns, free_port};
+
+/// sceau-server in RA mode with `config`; its HTTPS certificate is the PKI's, its
+/// certificates chain to `issuer_root`.
+fn ra_server(pki: &UpstreamPki, config: &Path, issuer_root: &Path) -> Interop {
+    Interop::start_sceau_with(&SceauOptions {
+        args: vec!["--config".into(), config.to_str().unwrap().into()],
+        tls_ca: Some(pki.root_pem()),
+        issuer_root: Some(issuer_root.to_path_buf()),
+        ..SceauOptions::default()
+    })
+}
+
+fn trust(pki: &UpstreamPki, issuer_root: &Path) -> Trust {
+    let scratch = pki.path("checks");
+    std::fs::create_dir_all(&scratch).unwrap();
+    Trust {
+        root: issuer_root.to_path_buf(),
+        scratch,
+        tls: Some(pki.root_pem()),
+    }
+}
+
+fn private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn certbot_and_lego_through_ra_in_front_of_openssl_ca() {
+    let up = CommandUpstream::new();
+    let config = up.config("", 60);
+    let env = ra_server(&up.pki, &config, &up.pki.root_pem());
+    let t = trust(&up.pki, &up.pki.root_pem());
+    // certbot's chain.pem: the upstream's issuing CA.
+    let (c1, c2) = ca_flows::certbot_obtains_renews_and_revokes(&env, &t, 1);
+    let (l1, l2) = ca_flows::lego_obtains_renews_and_revokes(&env, &t);
+    // openssl ca's own database: it signed all four, and revoked the two the clients revoked.
+    for s in [&c1, &l1] {
+        assert_eq!(up.pki.upstream_status(s), Some('V'), "{s}");
+    }
+    for s in [&c2, &l2] {
+        assert_eq!(up.pki.upstream_status(s), Some('R'), "{s}");
+    }
+    assert_eq!(
+        up.pki.upstream_counts(),
+        (4 + 1, 2),
+        "the TLS certificate and four leaves"
+    );
+    assert_eq!(
+        up.revoked().len(),
+        2,
+        "each revocation reached the upstream once"
+    );
+}
+
+/// OpenSSL's CMP server hands out one fixed certificate: certbot enrolls the key of that
+/// certificate with `--csr`, and the same certificate for any other key is refused.
+#[test]
+fn certbot_through_ra_in_front_of_a_cmp_ca() {
+    let mut pki = UpstreamPki::new();
+    let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
+    let issuing = pki.path("issuing.pem");
+    std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
+    let mock = MockCmp::start(&[
+        "-srv_ref",
+        "upstream",
+        "-srv_secret",
+        "pass:interop cmp secret",
+        "-rsp_cert",
+        leaf.to_str().unwrap(),
+        "-rsp_extracerts",
+        issuing.to_str().unwrap(),
+    ]);
+    let secret = pki.path("cmp-secret");
+    private(&secret, "interop cmp secret\n");
+    let config = pki.path("sceau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
+            pki.ra_table(30),
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let env = ra_server(&pki, &config, &pki.root_pem());
+    let host = env.host("cmp");
+    let dir = env.path("certbot");
+    let certbot = |sub: &str| sceau_interop::certbot(sub, &dir, &pki.root_pem());
+    let csr = |key: &Path, out: &Path| {
+        run_ok(
+            "openssl req",
+            Command::new("openssl")
+                .args(["req", "-new", "-key"])
+                .arg(key)
+                .args([
+                    "-subj",
+                    "/CN=cmp.test",
+                    "-addext",
+                    "subjectAltName=DNS:cmp.test",
+                    "-out",
+                ])
+                .arg(out),
+        );
+    };
+    let obtain = |csr: &Path, n: u32| {
+        let mut c = certbot("certonly");
+        c.args(["--server", &env.server.directory_url])
+            .args(["--agree-tos", "--register-unsafely-without-email"])
+            .args([
+                "--standalone",
+                "--http-01-port",
+                &env.http01_port.to_string(),
+            ])
+            .arg("--csr")
+            .arg(csr)
+            .arg("--cert-path")
+            .arg(dir.join(format!("cert{n}.pem")))
+            .arg("--chain-path")
+            .arg(dir.join(format!("chain{n}.pem")))
+            .arg("--fullchain-path")
+            .arg(dir.join(format!("fullchain{n}.pem")));
+        c
+    };
+    let good = pki.path("good.csr");
+    csr(&pki.path("cmp.key"), &good);
+    run_ok("certbot certonly --csr", &mut obtain(&good, 1));
+    let t = trust(&pki, &pki.root_pem());
+    let serial = t.verify(&dir.join("cert1.pem"), Some(&dir.join("chain1.pem")), &host);
+    assert_eq!(pki.upstream_status(&serial), Some('V'));
+    // p10cr and certConf (the mock does not grant implicit confirmation).
+    assert_eq!(mock.requests(), 2, "{}", mock.log_text());
+
+    // A CSR for another key: the CA's certificate is for the first key, so it is refused.
+    let other_key = pki.path("other.key");
+    run_ok(
+        "openssl genpkey",
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&other_key),
+    );
+    let bad = pki.path("bad.csr");
+    csr(&other_key, &bad);
+    let refused = run(
+        "certbot certonly --csr (other key)",
+        &mut obtain(&bad, 2),
+        CLIENT_TIMEOUT,
+    )
+    .expect_failure();
+    let log = std::fs::read_to_string(dir.join("logs/letsencrypt.log")).unwrap();
+    assert!(
+        log.contains("CMP upstream") && log.contains("key"),
+        "the problem names the CMP upstream's fault\n{refused}"
+    );
+    assert!(!dir.join("cert2.pem").exists());
+
+    // Revocation goes to the CA (rr) before it is recorded.
+    let before = mock.requests();
+    run_ok(
+        "certbot revoke",
+        certbot("revoke")
+            .args(["--server", &env.server.directory_url])
+            .arg("--cert-path")
+            .arg(dir.join("cert1.pem"))
+            .args(["--reason", "superseded", "--no-delete-after-revoke"]),
+    );
+    assert_eq!(mock.requests(), before + 1, "one rr");
+}
+
+/// Pebble with external account binding required and every challenge accepted unchecked: the
+/// upstream trusts the RA's account, the RA validates the names itself.
+#[test]
+fn certbot_and_lego_through_ra_in_front_of_pebble() {
+    let pki = UpstreamPki::new();
+    let dns = KnotDns::start("test.").expect("knot DNS");
+    let targets = ValidationTargets {
+        dns: dns.addr,
+        http01_port: free_port(),
+        tlsalpn01_port: free_port(),
+    };
+    let mac = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let pebble = AcmeServer::start_pebble_with(
+        &pki.path("pebble"),
+        targets,
+        &PebbleOptions {
+            eab_keys: vec![("sceau-ra".into(), mac.into())],
+            always_valid: true,
+            validity_secs: Some(30 * 86400),
+        },
+    );
+    let hmac = pki.path("eab-hmac");
+    private(&hmac, mac);
+    let config = pki.path("sceau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}accept_client_auth = true\n[ra.acme]\ndirectory = {:?}\ntls_roots = {:?}\naccount_key_file = {:?}\neab_kid = \"sceau-ra\"\neab_hmac_file = {hmac:?}\nchallenges = \"trusted\"\n",
+            pki.ra_table_for(&pebble.issuer_root, 60),
+            pebble.directory_url,
+            pebble.tls_ca,
+            pki.path("ra-account.pem"),
+        ),
+    )
+    .unwrap();
+    let env = ra_server(&pki, &config, &pebble.issuer_root);
+    let t = trust(&pki, &pebble.issuer_root);
+    let (c1, c2) = ca_flows::certbot_obtains_renews_and_revokes(&env, &t, 1);
+    let (l1, l2) = ca_flows::lego_obtains_renews_and_revokes(&env, &t);
+    for s in [&c1, &l1] {
+        assert_eq!(pebble.revoked_per_server(s), Some(false), "{s}");
+    }
+    for s in [&c2, &l2] {
+        assert_eq!(pebble.revoked_per_server(s), Some(true), "{s}");
+    }
+    // The RA's account key was created private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(pki.path("ra-account.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// A dedicated sceau-server as the upstream ACME CA: EAB required, dns-01 validation against
+/// its own DNS server, which the RA updates with RFC 2136 (TSIG-signed).
+#[test]
+fn lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
+    let pki = UpstreamPki::new();
+    let upstream_dns = KnotDns::start("test.").expect("knot DNS");
+    let targets = ValidationTargets {
+        dns: upstream_dns.addr,
+        http01_port: free_port(),
+        tlsalpn01_port: free_port(),
+    };
+    let upstream = AcmeServer::start_sceau_with(
+        &pki.path("upstream"),
+        targets,
+        &SceauOptions {
+            // The harness turns EAB off; the upstream requires it.
+            args: vec!["--eab".into(), "required".into()],
+            ..SceauOptions::default()
+        },
+    );
+    let out = run_ok(
+        "admin account create",
+        Command::new(sceau_server_binary())
+            .args(["admin", "--data-dir"])
+            .arg(upstream.data_dir().unwrap())
+            .args([
+                "--actor",
+                "interop",
+                "account",
+                "create",
+                "--owner",
+                "RA <ra@example.org>",
+            ])
+            .args(["--domain", "web2.test", "--json"]),
+    );
+    let field = |key: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        v[key].as_str().unwrap().to_owned()
+    };
+    let hmac = pki.path("eab-hmac");
+    private(&hmac, &field("hmac_key"));
+    let tsig = pki.path("tsig.key");
+    upstream_dns.write_tsig_key_file(&tsig).unwrap();
+    let config = pki.path("sceau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[ra.acme]\ndirectory = {:?}\ntls_roots = {:?}\naccount_key_file = {:?}\neab_kid = {:?}\neab_hmac_file = {hmac:?}\nchallenges = \"dns-01\"\ndns_server = \"{}\"\ntsig_key_file = {tsig:?}\n",
+            pki.ra_table_for(&upstream.issuer_root, 60),
+            upstream.directory_url,
+            upstream.tls_ca,
+            pki.path("ra-account.pem"),
+            field("kid"),
+            upstream_dns.addr,
+        ),
+    )
+    .unwrap();
+    let root: PathBuf = upstream.issuer_root.clone();
+    let env = ra_server(&pki, &config, &root);
+    // The upstream resolves the names in its own DNS too.
+    upstream_dns.set_a("web2", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let t = trust(&pki, &root);
+    let (first, revoked) = ca_flows::lego_obtains_renews_and_revokes(&env, &t);
+    assert_ne!(first, revoked);
+    // The upstream's own records: its admin CLI lists the revoked certificate as revoked.
+    let listed = run_ok(
+        "upstream admin cert show",
+        Command::new(sceau_server_binary())
+            .args(["admin", "--data-dir"])
+            .arg(upstream.data_dir().unwrap())
+            .args(["cert", "show", &revoked.to_ascii_lowercase()]),
+    );
+    assert!(listed.stdout.contains("revoked"), "{listed}");
+    // The upstream validated the RA with dns-01 (the renewal reused that authorization), and
+    // the RA removed its TXT record afterwards (R64).
+    let log = upstream.log_text();
+    assert!(
+        log.contains(r#""type":"dns-01""#),
+        "the upstream validated with dns-01\n{log}"
+    );
+    assert!(upstream_dns.txt("_acme-challenge.web2").is_empty());
+}

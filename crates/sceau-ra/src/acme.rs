@@ -1,0 +1,240 @@
+//! The upstream ACME CA (RFC 8555): Sceau is an ACME client of another CA, through
+//! `sceau-client`, with external account binding (RFC 8555 §7.3.4) when the upstream asks.
+//!
+//! The upstream's challenges are either `trusted` (the upstream pre-authorizes the RA's
+//! account: its authorizations are valid already, or it accepts a challenge without checking)
+//! or answered with dns-01 through RFC 2136 dynamic update to a zone the RA controls.
+//!
+//! Invariants:
+//! - The account key is the RA's own (P-256, created 0600 at first use when its file is
+//!   absent); the EAB MAC key is read once, used for the registration and never logged.
+//! - The upstream is reached lazily: an upstream down at start-up delays issuance (retried by
+//!   the queue), it does not stop the server.
+//! - Transport faults, timeouts, 5xx answers and `rateLimited` / `serverInternal` problems are
+//!   transient; any other problem is the upstream's refusal and ends the request.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sceau_ca::CaError;
+use sceau_client::account::{Account, Eab, NewAccountOptions};
+use sceau_client::order::RevokeWith;
+use sceau_client::{AcmeClient, Error, KeySource, Method, Plan};
+use sceau_wire::{AccountKey, Identifier, KeyKind, ProblemType};
+use serde::Deserialize;
+
+use crate::config::{ConfigError, read_secret_file};
+
+/// How the upstream's challenges are met.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Challenges {
+    /// The upstream trusts the RA's account (pre-authorized): nothing is presented.
+    #[default]
+    Trusted,
+    /// dns-01 through RFC 2136 updates to `dns_server`.
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+/// `[ra.acme]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeUpstream {
+    /// The upstream's directory URL.
+    pub directory: String,
+    /// PEM roots for the upstream's HTTPS [default: the platform's].
+    pub tls_roots: Option<PathBuf>,
+    /// The RA's account key (PKCS#8 PEM, 0600), created when absent.
+    pub account_key_file: PathBuf,
+    /// External account binding: the key identifier...
+    pub eab_kid: Option<String>,
+    /// ...and the file holding its MAC key (base64url, 0600).
+    pub eab_hmac_file: Option<PathBuf>,
+    #[serde(default)]
+    pub contact: Vec<String>,
+    #[serde(default)]
+    pub challenges: Challenges,
+    /// dns-01: the primary server that takes RFC 2136 updates for the RA's zone.
+    pub dns_server: Option<SocketAddr>,
+    /// dns-01: the TSIG key file of those updates.
+    pub tsig_key_file: Option<PathBuf>,
+    /// dns-01: how long to wait for a record to be visible [default: 60].
+    pub propagation_timeout_secs: Option<u64>,
+    /// The upstream's certificate profile to ask for (draft-ietf-acme-profiles).
+    pub profile: Option<String>,
+}
+
+impl AcmeUpstream {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.directory.starts_with("https://") && !self.directory.starts_with("http://") {
+            return Err(ConfigError("acme.directory must be an https:// URL".into()));
+        }
+        if self.eab_kid.is_some() != self.eab_hmac_file.is_some() {
+            return Err(ConfigError(
+                "acme needs both eab_kid and eab_hmac_file, or neither".into(),
+            ));
+        }
+        if self.challenges == Challenges::Dns01 && self.dns_server.is_none() {
+            return Err(ConfigError(
+                "acme.challenges = \"dns-01\" needs dns_server (the RFC 2136 primary)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub struct AcmeSigner {
+    config: AcmeUpstream,
+    http: reqwest::Client,
+    key: AccountKey,
+    eab: Option<(String, Vec<u8>)>,
+    /// The upstream's directory and our account there, once reached.
+    state: tokio::sync::OnceCell<(AcmeClient, Account)>,
+}
+
+fn key_of(path: &std::path::Path) -> Result<AccountKey, ConfigError> {
+    if path.exists() {
+        let pem = read_secret_file(path)?;
+        return AccountKey::from_pem(&String::from_utf8_lossy(&pem))
+            .map_err(|e| ConfigError(format!("acme.account_key_file {}: {e}", path.display())));
+    }
+    let key = AccountKey::generate(KeyKind::P256)
+        .map_err(|e| ConfigError(format!("account key: {e}")))?;
+    sceau_client::files::write_atomic(path, key.to_pem().as_bytes(), 0o600)
+        .map_err(|e| ConfigError(format!("acme.account_key_file: {e}")))?;
+    Ok(key)
+}
+
+fn upstream_error(e: Error) -> CaError {
+    let transient = match &e {
+        Error::Transport { .. } | Error::Timeout(_) => true,
+        Error::Protocol { status, .. } => *status >= 500,
+        Error::Server { problem, .. } => {
+            problem.is(ProblemType::RateLimited) || problem.is(ProblemType::ServerInternal)
+        }
+        _ => false,
+    };
+    if transient {
+        CaError::Unavailable(format!("ACME upstream: {e}"))
+    } else {
+        CaError::Upstream(format!("ACME upstream: {e}"))
+    }
+}
+
+impl AcmeSigner {
+    pub fn new(config: &AcmeUpstream) -> Result<AcmeSigner, ConfigError> {
+        config.check()?;
+        let ca_bundle_pem = match &config.tls_roots {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| {
+                ConfigError(format!("acme.tls_roots: cannot read {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
+        let http = sceau_client::http::build_client(&sceau_client::http::HttpOptions {
+            ca_bundle_pem,
+            timeout: Some(Duration::from_secs(30)),
+        })
+        .map_err(|e| ConfigError(format!("acme: {e}")))?;
+        let eab = match (&config.eab_kid, &config.eab_hmac_file) {
+            (Some(kid), Some(file)) => {
+                let text = read_secret_file(file)?;
+                let mac = Eab::decode_hmac_key(&String::from_utf8_lossy(&text))
+                    .map_err(|e| ConfigError(format!("acme.eab_hmac_file: {e}")))?;
+                Some((kid.clone(), mac))
+            }
+            _ => None,
+        };
+        Ok(AcmeSigner {
+            key: key_of(&config.account_key_file)?,
+            config: config.clone(),
+            http,
+            eab,
+            state: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn state(&self) -> Result<&(AcmeClient, Account), CaError> {
+        self.state
+            .get_or_try_init(|| async {
+                let client = AcmeClient::connect(&self.config.directory, self.http.clone())
+                    .await
+                    .map_err(upstream_error)?;
+                let options = NewAccountOptions {
+                    contact: self.config.contact.clone(),
+                    terms_of_service_agreed: true,
+                    eab: self.eab.as_ref().map(|(kid, mac)| Eab {
+                        key_id: kid.clone(),
+                        hmac_key: mac.clone(),
+                    }),
+                };
+                let key = AccountKey::from_pkcs8_der(&self.key.to_pkcs8_der())
+                    .map_err(|e| CaError::Signing(e.to_string()))?;
+                let (account, _) = client
+                    .new_account(key, &options)
+                    .await
+                    .map_err(upstream_error)?;
+                tracing::info!(directory = %self.config.directory, account = %account.url, "registered with the upstream ACME CA");
+                Ok((client, account))
+            })
+            .await
+    }
+
+    fn plan(&self) -> Plan {
+        Plan::single(match self.config.challenges {
+            Challenges::Trusted => Method::Trusted,
+            Challenges::Dns01 => Method::Dns01Update {
+                server: self.config.dns_server.expect("checked"),
+                tsig_key_file: self.config.tsig_key_file.clone(),
+                check_servers: Vec::new(),
+                propagation_timeout_secs: self.config.propagation_timeout_secs.unwrap_or(60),
+            },
+        })
+    }
+
+    /// Orders, answers the upstream's challenges, finalizes with the client's own CSR; the
+    /// chain the upstream returned, leaf first.
+    pub async fn issue(
+        &self,
+        csr_der: &[u8],
+        identifiers: &[Identifier],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<u8>>, CaError> {
+        let (client, account) = self.state().await?;
+        let request = sceau_client::IssueRequest {
+            identifiers: identifiers.to_vec(),
+            key: KeySource::Csr(csr_der.to_vec()),
+            plan: self.plan(),
+            replaces: None,
+            profile: self.config.profile.clone(),
+            timeout,
+        };
+        let issued =
+            sceau_client::issue(client, account, request, &sceau_client::events::discard())
+                .await
+                .map_err(upstream_error)?;
+        Ok(sceau_wire::key::pem_decode_all(
+            &issued.chain_pem,
+            "CERTIFICATE",
+        ))
+    }
+
+    pub async fn revoke(&self, cert_der: &[u8], reason: u8) -> Result<(), CaError> {
+        let (client, account) = self.state().await?;
+        match client
+            .revoke(RevokeWith::Account(account), cert_der, Some(reason))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Revoked at the upstream already (by its own operators): recording it is right.
+            Err(e)
+                if e.problem()
+                    .is_some_and(|p| p.is(ProblemType::AlreadyRevoked)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(upstream_error(e)),
+        }
+    }
+}
