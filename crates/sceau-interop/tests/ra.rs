@@ -329,4 +329,33 @@ fn lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
         "the upstream validated with dns-01\n{log}"
     );
     assert!(upstream_dns.txt("_acme-challenge.web2").is_empty());
+
+    // A name the upstream does not allow the RA's external account: the RA validated it, the
+    // upstream refuses it, and lego reports the upstream's own words; nothing is issued.
+    let other = env.host("web3");
+    let dir = env.path("lego-refused");
+    let refused = run(
+        "lego run (name refused upstream)",
+        Command::new(sceau_testkit::require_tool("lego"))
+            .args(["--server", &env.server.directory_url])
+            .arg("--path")
+            .arg(&dir)
+            .args(["--email", "pki-team@example.org", "--accept-tos"])
+            .args(["--domains", &other])
+            .args(["--http", "--http.port", &format!(":{}", env.http01_port)])
+            .arg("run")
+            .env("LEGO_CA_CERTIFICATES", pki.root_pem()),
+        CLIENT_TIMEOUT,
+    )
+    .expect_failure();
+    let said = refused.output();
+    assert!(
+        said.contains("ACME upstream") && said.contains("rejectedIdentifier"),
+        "{refused}"
+    );
+    assert!(
+        !dir.join("certificates")
+            .join(format!("{other}.crt"))
+            .exists()
+    );
 }

@@ -227,3 +227,225 @@ pub fn returned_certificate(
         issuer_id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose, SanType,
+    };
+
+    /// A root and an issuing CA below it (rcgen: a second implementation of the encoding).
+    struct Pki {
+        root_der: Vec<u8>,
+        issuing_der: Vec<u8>,
+        issuing: Issuer<'static, KeyPair>,
+    }
+
+    fn ca_params(cn: &str) -> CertificateParams {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.use_authority_key_identifier_extension = true;
+        p
+    }
+
+    fn make_pki(cn: &str) -> Pki {
+        let root_key = KeyPair::generate().unwrap();
+        let root_params = ca_params(cn);
+        let root = root_params.self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(root_params, root_key);
+        let issuing_key = KeyPair::generate().unwrap();
+        let issuing_params = ca_params(&format!("{cn} issuing"));
+        let issuing = issuing_params
+            .signed_by(&issuing_key, &root_issuer)
+            .unwrap();
+        Pki {
+            root_der: root.der().to_vec(),
+            issuing_der: issuing.der().to_vec(),
+            issuing: Issuer::new(issuing_params, issuing_key),
+        }
+    }
+
+    fn request(key: &KeyPair, names: &[&str], days: i64) -> IssueRequest {
+        let now = OffsetDateTime::now_utc();
+        IssueRequest {
+            public_key_spki_der: rcgen::PublicKeyData::subject_public_key_info(key),
+            identifiers: names.iter().map(|n| Identifier::guess(n)).collect(),
+            not_before: now - time::Duration::minutes(1),
+            not_after: now + time::Duration::days(days),
+            profile: Profile::Server,
+            serial: None,
+            crl_shard: None,
+            csr_der: None,
+        }
+    }
+
+    /// A leaf as a well-behaved upstream makes it; `edit` spoils it for a test.
+    fn leaf(
+        pki: &Pki,
+        key: &KeyPair,
+        names: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Vec<u8> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
+            })
+            .collect();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        p.not_before = now - time::Duration::minutes(1);
+        p.not_after = now + time::Duration::days(30);
+        edit(&mut p);
+        p.signed_by(key, &pki.issuing).unwrap().der().to_vec()
+    }
+
+    fn check(
+        pki: &Pki,
+        req: &IssueRequest,
+        der: &[u8],
+        accept_client_auth: bool,
+    ) -> Result<Issued, String> {
+        let roots = Roots::new(vec![pki.root_der.clone()]).unwrap();
+        let sent = vec![pki.issuing_der.clone(), pki.root_der.clone()];
+        returned_certificate(
+            req,
+            der,
+            &sent,
+            &roots,
+            accept_client_auth,
+            OffsetDateTime::now_utc(),
+        )
+    }
+
+    #[test]
+    fn a_good_certificate_is_handed_out_with_the_intermediate_and_no_root() {
+        let pki = make_pki("Good");
+        let key = KeyPair::generate().unwrap();
+        let req = request(&key, &["a.test", "10.0.0.1", "2001:db8::1"], 90);
+        let der = leaf(
+            &pki,
+            &key,
+            &["a.test", "10.0.0.1", "2001:0db8:0:0::1"],
+            |_| {},
+        );
+        let issued = check(&pki, &req, &der, false).unwrap();
+        assert_eq!(issued.der, der);
+        let chain = sceau_wire::key::pem_decode_all(&issued.chain_pem, "CERTIFICATE");
+        assert_eq!(chain, vec![der.clone(), pki.issuing_der.clone()]);
+        let info = sceau_ca::inspect::cert_info(&der).unwrap();
+        assert_eq!(issued.serial_hex, info.serial_hex);
+        assert_eq!(Some(issued.ari_id), info.ari_id);
+        // The issuer id is the issuing CA's key identifier, as for a local issuer.
+        assert_eq!(issued.issuer_id.len(), 40);
+    }
+
+    #[test]
+    fn each_fault_is_refused_with_its_reason() {
+        let pki = make_pki("Faults");
+        let key = KeyPair::generate().unwrap();
+        let req = request(&key, &["a.test", "b.test"], 90);
+        let names = ["a.test", "b.test"];
+        let refused = |der: Vec<u8>, says: &str| {
+            let e = check(&pki, &req, &der, false).unwrap_err();
+            assert!(e.contains(says), "{says}: {e}");
+        };
+        refused(leaf(&pki, &key, &["a.test"], |_| {}), "are not the order's");
+        refused(
+            leaf(&pki, &key, &["a.test", "b.test", "c.test"], |_| {}),
+            "are not the order's",
+        );
+        let other = KeyPair::generate().unwrap();
+        refused(leaf(&pki, &other, &names, |_| {}), "another public key");
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.distinguished_name.push(DnType::CommonName, "evil.test")
+            }),
+            "commonName",
+        );
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)
+            }),
+            "CA certificate",
+        );
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.key_usages.push(KeyUsagePurpose::KeyCertSign)
+            }),
+            "keyUsage",
+        );
+        refused(
+            leaf(&pki, &key, &names, |p| p.extended_key_usages = vec![]),
+            "lacks serverAuth",
+        );
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::CodeSigning)
+            }),
+            "codeSigning",
+        );
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.not_after = OffsetDateTime::now_utc() + time::Duration::days(120)
+            }),
+            "R39",
+        );
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.not_before = OffsetDateTime::now_utc() - time::Duration::days(2)
+            }),
+            "validity starts",
+        );
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.use_authority_key_identifier_extension = false
+            }),
+            "authorityKeyIdentifier",
+        );
+        // Signed by a CA under another root.
+        let stranger = make_pki("Stranger");
+        refused(leaf(&stranger, &key, &names, |_| {}), "does not chain");
+        // Expired by the time it arrives.
+        refused(
+            leaf(&pki, &key, &names, |p| {
+                p.not_before = OffsetDateTime::now_utc() - time::Duration::minutes(50);
+                p.not_after = OffsetDateTime::now_utc() - time::Duration::minutes(10);
+            }),
+            "does not chain",
+        );
+        refused(b"not a certificate".to_vec(), "");
+    }
+
+    #[test]
+    fn client_auth_needs_the_profile_or_the_operators_consent() {
+        let pki = make_pki("Eku");
+        let key = KeyPair::generate().unwrap();
+        let mut req = request(&key, &["a.test"], 90);
+        let der = leaf(&pki, &key, &["a.test"], |p| {
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth)
+        });
+        let e = check(&pki, &req, &der, false).unwrap_err();
+        assert!(e.contains("clientAuth"), "{e}");
+        assert!(check(&pki, &req, &der, true).is_ok());
+        req.profile = Profile::ServerClient;
+        assert!(check(&pki, &req, &der, false).is_ok());
+    }
+
+    #[test]
+    fn roots_that_are_not_certificates_are_refused() {
+        assert!(Roots::new(vec![b"junk".to_vec()]).is_err());
+    }
+}

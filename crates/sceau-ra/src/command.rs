@@ -258,3 +258,129 @@ impl CommandSigner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer(script: &str, timeout_secs: u64) -> CommandSigner {
+        CommandSigner::new(&CommandUpstream {
+            issue: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            revoke: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+            timeout_secs: Some(timeout_secs),
+        })
+        .unwrap()
+    }
+
+    fn request() -> IssueRequest {
+        let now = time::OffsetDateTime::now_utc();
+        IssueRequest {
+            public_key_spki_der: vec![1],
+            identifiers: vec![
+                sceau_wire::Identifier::dns("a.test"),
+                sceau_wire::Identifier::ip("10.0.0.1"),
+            ],
+            not_before: now,
+            not_after: now + time::Duration::days(30),
+            profile: Profile::Server,
+            serial: None,
+            crl_shard: None,
+            csr_der: Some(b"csr".to_vec()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_program_sees_the_request_and_nothing_the_server_inherited() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("seen");
+        let s = signer(&format!("env > {0}; cat >> {0}; exit 3", out.display()), 10);
+        let e = s.issue(&request()).await.unwrap_err();
+        assert!(matches!(e, CaError::Upstream(_)), "{e}");
+        let seen = std::fs::read_to_string(&out).unwrap();
+        assert!(seen.contains("SCEAU_NAMES=a.test,10.0.0.1"), "{seen}");
+        assert!(seen.contains("SCEAU_DNS_NAMES=a.test\n"), "{seen}");
+        assert!(seen.contains("SCEAU_IP_ADDRESSES=10.0.0.1\n"), "{seen}");
+        assert!(seen.contains("SCEAU_PROFILE=tls-server\n"), "{seen}");
+        assert!(seen.contains("SCEAU_VALIDITY_DAYS=30\n"), "{seen}");
+        assert!(
+            seen.contains("-----BEGIN CERTIFICATE REQUEST-----"),
+            "{seen}"
+        );
+        // cargo sets dozens of CARGO_* variables in this test process: none reach the program.
+        for line in seen
+            .lines()
+            .filter(|l| l.contains('=') && !l.starts_with('-'))
+        {
+            let name = line.split('=').next().unwrap();
+            assert!(
+                name.starts_with("SCEAU_") || ["PATH", "LANG", "PWD", "SHLVL", "_"].contains(&name),
+                "leaked {name}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn exit_statuses_and_output_decide_retry_or_refusal() {
+        let e = signer("echo 'first'; echo 'CA busy, try later' >&2; exit 75", 10)
+            .issue(&request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CaError::Unavailable(m) if m.contains("CA busy, try later")),
+            "{e}"
+        );
+        let e = signer(
+            "echo 'detail one' >&2; echo 'name not in policy' >&2; exit 2",
+            10,
+        )
+        .issue(&request())
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, CaError::Upstream(m) if m.ends_with("exited with status 2: name not in policy")),
+            "{e}"
+        );
+        // Megabytes of garbage: capped, and refused for holding no certificate.
+        let e = signer("cat >/dev/null; head -c 5000000 /dev/zero", 10)
+            .issue(&request())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("printed no PEM certificate"), "{e}");
+        // Killed at its timeout, its children with it; retried later.
+        let t = std::time::Instant::now();
+        let e = signer("sleep 20 & sleep 20", 1)
+            .issue(&request())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CaError::Unavailable(m) if m.contains("within 1 s")),
+            "{e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // Revocation: exit 0 confirms, anything else is the upstream's refusal.
+        assert!(
+            signer("cat >/dev/null; exit 0", 5)
+                .revoke(b"c", "01", 1)
+                .await
+                .is_ok()
+        );
+        let e = signer("echo 'already gone' >&2; exit 1", 5)
+            .revoke(b"c", "01", 1)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("already gone"), "{e}");
+        let none = CommandSigner::new(&CommandUpstream {
+            issue: vec!["/bin/true".into()],
+            revoke: None,
+            timeout_secs: None,
+        })
+        .unwrap();
+        assert!(
+            none.revoke(b"c", "01", 1)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("no revoke command")
+        );
+    }
+}

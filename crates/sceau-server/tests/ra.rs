@@ -173,11 +173,7 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
     );
     let again = c.post(&url, Some(&body)).await;
     assert_eq!(again.problem_type(), "alreadyRevoked");
-    assert_eq!(
-        revoked.lines().count(),
-        1,
-        "the upstream is not asked twice"
-    );
+    assert_eq!(up.revoked().len(), 1, "the upstream is not asked twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -299,30 +295,52 @@ async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_time
 struct CmpUpstream {
     pki: UpstreamPki,
     key_pem: String,
-    mock: MockCmp,
+    mock: Option<MockCmp>,
+    port: u16,
+    args: Vec<String>,
 }
 
 impl CmpUpstream {
     fn start(extra: &[&str]) -> CmpUpstream {
+        let mut up = Self::prepared(extra);
+        up.bring_up();
+        up
+    }
+
+    /// Everything but the running server: the upstream is down until [`CmpUpstream::bring_up`].
+    fn prepared(extra: &[&str]) -> CmpUpstream {
         let mut pki = UpstreamPki::new();
         let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
         let issuing = pki.path("issuing.pem");
         std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
-        let secret = format!("pass:{CMP_SECRET}");
-        let mut args = vec![
-            "-srv_ref",
-            "upstream",
-            "-srv_secret",
-            &secret,
-            "-rsp_cert",
-            leaf.to_str().unwrap(),
-            "-rsp_extracerts",
-            issuing.to_str().unwrap(),
+        let mut args: Vec<String> = vec![
+            "-srv_ref".into(),
+            "upstream".into(),
+            "-srv_secret".into(),
+            format!("pass:{CMP_SECRET}"),
+            "-rsp_cert".into(),
+            leaf.to_str().unwrap().into(),
+            "-rsp_extracerts".into(),
+            issuing.to_str().unwrap().into(),
         ];
-        args.extend(extra);
-        let mock = MockCmp::start(&args);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let key_pem = std::fs::read_to_string(pki.path("cmp.key")).unwrap();
-        CmpUpstream { pki, key_pem, mock }
+        CmpUpstream {
+            pki,
+            key_pem,
+            mock: None,
+            port: sceau_testkit::free_port(),
+            args,
+        }
+    }
+
+    fn bring_up(&mut self) {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.mock = Some(MockCmp::start_on(self.port, &args));
+    }
+
+    fn mock(&self) -> &MockCmp {
+        self.mock.as_ref().expect("the CMP upstream is up")
     }
 
     fn config(&self) -> PathBuf {
@@ -331,7 +349,7 @@ impl CmpUpstream {
         let text = format!(
             "eab = \"off\"\n{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
             self.pki.ra_table(20),
-            self.mock.url(),
+            format!("http://127.0.0.1:{}/pkix/", self.port),
         );
         let p = self.pki.path("sceau.toml");
         std::fs::write(&p, text).unwrap();
@@ -366,7 +384,7 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
     let chain = download(&c, &done).await;
     verify_with_upstream_root(&up.pki, &chain);
     // p10cr, two pollReq, certConf.
-    assert_eq!(up.mock.requests(), 4, "{}", up.mock.log_text());
+    assert_eq!(up.mock().requests(), 4, "{}", up.mock().log_text());
 
     // Same certificate for a CSR with another key: refused, never handed out.
     let (csr_b64, _) = csr(&["cmp.test"]);
@@ -394,7 +412,7 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
 
     // Revocation goes upstream with rr; the mock accepts, then it is recorded.
     let url = c.dir.revoke_cert.clone();
-    let before = up.mock.requests();
+    let before = up.mock().requests();
     let r = c
         .post(
             &url,
@@ -403,10 +421,10 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
-        up.mock.requests(),
+        up.mock().requests(),
         before + 1,
         "one rr: {}",
-        up.mock.log_text()
+        up.mock().log_text()
     );
     assert_eq!(
         store
@@ -508,4 +526,154 @@ fn ra_settings_that_cannot_work_are_refused_at_start_in_one_line() {
         ),
         "holds no PEM certificate",
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cmp_upstream_that_is_down_is_waited_for_and_the_order_completes_once_it_is_back() {
+    let mut up = CmpUpstream::prepared(&[]);
+    let config = up.config();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--issuance-wait-ms",
+        "500",
+        "--issuance-deadline-secs",
+        "120",
+    ]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &up.pki).await;
+    server.add_host("cmp");
+    let o = support::ready_order(&c, &responder, &["cmp.test"]).await;
+    let url = o["_url"].as_str().unwrap().to_owned();
+    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
+    let r = c.finalize(&o, &csr_b64).await;
+    assert_eq!(r.json()["status"], "processing", "{}", r.text());
+    assert!(
+        r.headers.get("retry-after").is_some(),
+        "Retry-After while processing"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = c.post(&url, None).await.json();
+    assert_eq!(waiting["status"], "processing", "{waiting}");
+    // The attempts so far are recorded with the upstream's fault.
+    let store = server.store().await;
+    assert!(
+        store
+            .scalar("SELECT COUNT(*) FROM orders WHERE issue_error LIKE '%unreachable%'")
+            .await
+            .unwrap()
+            == 1
+    );
+    up.bring_up();
+    let done = settle(&c, &url, Duration::from_secs(40)).await;
+    assert_eq!(done["status"], "valid", "{done}");
+    verify_with_upstream_root(&up.pki, &download(&c, &done).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acme_upstream_that_never_answers_ends_the_order_invalid_at_the_deadline_with_why() {
+    let pki = UpstreamPki::new();
+    let dead = sceau_testkit::free_port();
+    let config = pki.path("sceau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "eab = \"off\"\n{}[ra.acme]\ndirectory = \"https://127.0.0.1:{dead}/directory\"\ntls_roots = {:?}\naccount_key_file = {:?}\n",
+            pki.ra_table(5),
+            pki.root_pem(),
+            pki.path("account.pem"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--issuance-deadline-secs",
+        "6",
+    ]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &pki).await;
+    let (csr_b64, _) = csr(&["gone.test"]);
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "gone.test",
+        &csr_b64,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done["status"], "invalid", "{done}");
+    let detail = done["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("within 6 s"), "{detail}");
+    assert!(detail.contains("cannot reach the ACME server"), "{detail}");
+    assert_eq!(
+        server
+            .store()
+            .await
+            .scalar("SELECT COUNT(*) FROM certificates")
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_revocation_goes_upstream_first_and_a_refusal_records_nothing() {
+    let up = CommandUpstream::new();
+    let config = up.config("eab = \"off\"", 20);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, &up.pki).await;
+    let (csr_b64, _) = csr(&["adm.test"]);
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "adm.test",
+        &csr_b64,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["status"], "valid", "{done}");
+    let serial = serial_of(&download(&c, &done).await);
+    let admin = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sceau-server"))
+            .arg("admin")
+            .args(["--config", config.to_str().unwrap()])
+            .arg("--data-dir")
+            .arg(server.data_dir())
+            .args(["--actor", "test"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let revoke = [
+        "cert",
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "keyCompromise",
+    ];
+    up.revoke_mode("refuse");
+    let out = admin(&revoke);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("revocation desk closed"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let store = server.store().await;
+    let revoked = "SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL";
+    assert_eq!(store.scalar(revoked).await.unwrap(), 0);
+    assert_eq!(up.pki.upstream_status(&serial), Some('V'));
+    up.revoke_mode("ok");
+    let out = admin(&revoke);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(up.pki.upstream_status(&serial), Some('R'));
+    assert_eq!(up.revoked(), vec![format!("{serial} 1")]);
+    assert_eq!(store.scalar(revoked).await.unwrap(), 1);
 }

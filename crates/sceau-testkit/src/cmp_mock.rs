@@ -21,44 +21,56 @@ pub struct MockCmp {
 impl MockCmp {
     /// Starts the mock with `args` (after `-port`), waits until it accepts connections.
     pub fn start(args: &[&str]) -> MockCmp {
-        let openssl = require_tool("openssl");
         for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
-            let log = dir.path().join("mock.log");
-            let out = std::fs::File::create(&log).expect("log file");
-            let child = Command::new(&openssl)
-                .arg("cmp")
-                .args(["-port", &port.to_string()])
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .expect("start openssl cmp");
-            let mut mock = MockCmp {
-                child,
-                port,
-                log,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = mock.child.try_wait() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return mock;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if let Some(mock) = Self::try_start_on(free_port(), args) {
+                return mock;
             }
-            let text = mock.log_text();
-            assert!(
-                text.contains("unable to bind") || text.contains("Address already in use"),
-                "openssl cmp mock server did not start: {text}"
-            );
         }
         panic!("no free port for the openssl cmp mock server");
+    }
+
+    /// Starts the mock on `port` (an upstream coming back where it was); panics if it cannot.
+    pub fn start_on(port: u16, args: &[&str]) -> MockCmp {
+        Self::try_start_on(port, args)
+            .unwrap_or_else(|| panic!("port {port} is taken: the openssl cmp mock cannot start"))
+    }
+
+    /// `None` when another process holds the port.
+    fn try_start_on(port: u16, args: &[&str]) -> Option<MockCmp> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("mock.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(require_tool("openssl"))
+            .arg("cmp")
+            .args(["-port", &port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start openssl cmp");
+        let mut mock = MockCmp {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = mock.child.try_wait() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(mock);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = mock.log_text();
+        assert!(
+            text.contains("unable to bind") || text.contains("Address already in use"),
+            "openssl cmp mock server did not start: {text}"
+        );
+        None
     }
 
     pub fn url(&self) -> String {
