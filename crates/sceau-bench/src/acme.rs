@@ -80,6 +80,9 @@ pub struct Session {
     nonce: Option<String>,
     poll: Poll,
     guard: Option<Arc<ClassGuard>>,
+    /// PKCS#8 PEM of the key every CSR certifies (a CA that hands out one fixed certificate,
+    /// such as `openssl cmp`'s mock server); `None`: a fresh key per order.
+    pub csr_key: Option<Arc<String>>,
 }
 
 impl Session {
@@ -97,6 +100,7 @@ impl Session {
             key,
             account_url: None,
             nonce: None,
+            csr_key: None,
             poll,
             guard,
         }
@@ -181,7 +185,7 @@ impl Session {
             return Err(self.validation_failed(&order).await);
         }
 
-        let csr = csr_for(name)?;
+        let csr = csr_for(name, self.csr_key.as_deref().map(String::as_str))?;
         let body = to_json(&Finalize {
             csr: b64::encode(csr),
         });
@@ -426,10 +430,13 @@ fn order_failed(step: &'static str, order: &Order) -> BenchError {
     BenchError::Protocol { step, detail }
 }
 
-/// A PKCS#10 request for `name` with a fresh P-256 key (RFC 8555 §7.4: the names go in the
-/// subjectAltName extension; the CN repeats the name for CAs that still read it).
-fn csr_for(name: &str) -> Result<Vec<u8>, BenchError> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+/// A PKCS#10 request for `name` with a fresh P-256 key, or `key_pem` (RFC 8555 §7.4: the names
+/// go in the subjectAltName extension; the CN repeats the name for CAs that still read it).
+fn csr_for(name: &str, key_pem: Option<&str>) -> Result<Vec<u8>, BenchError> {
+    let key = match key_pem {
+        Some(pem) => rcgen::KeyPair::from_pem(pem)?,
+        None => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+    };
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()])?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
@@ -471,7 +478,7 @@ mod tests {
 
     #[test]
     fn csr_names_the_identifier() {
-        let der = csr_for("c1-o2.bench.test").unwrap();
+        let der = csr_for("c1-o2.bench.test", None).unwrap();
         // The name must be inside the DER (SAN and CN), and it must start as a SEQUENCE.
         assert_eq!(der[0], 0x30);
         let hay = der.windows(16).filter(|w| w == b"c1-o2.bench.test").count();

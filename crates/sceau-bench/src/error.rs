@@ -9,6 +9,8 @@ pub enum BenchError {
     CaBundle { path: PathBuf, reason: String },
     #[error("EAB: {0}")]
     Eab(String),
+    #[error("--csr-key {path}: {reason}")]
+    CsrKey { path: PathBuf, reason: String },
     #[error("http-01 listener on port {port}: {source}")]
     Listener { port: u16, source: std::io::Error },
     #[error("{step}: {detail}")]

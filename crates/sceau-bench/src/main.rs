@@ -89,6 +89,14 @@ struct Args {
     /// report the peak of their sum.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Order this one name every time instead of a new name per order.
+    #[arg(long)]
+    name: Option<String>,
+    /// Every CSR certifies this key (PKCS#8 PEM file) instead of a fresh one: for a CA that
+    /// hands out one fixed certificate (`openssl cmp`'s mock server behind a registration
+    /// authority).
+    #[arg(long)]
+    csr_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +126,15 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         _ => None,
     };
     let tls = tls::client_config(&args.ca_bundle)?;
+    let csr_key = match &args.csr_key {
+        Some(p) => Some(Arc::new(std::fs::read_to_string(p).map_err(|e| {
+            BenchError::CsrKey {
+                path: p.clone(),
+                reason: e.to_string(),
+            }
+        })?)),
+        None => None,
+    };
     let responder = KeyAuthorizations::default();
     http01::serve(args.http_port, responder.clone()).await?;
 
@@ -157,13 +174,18 @@ async fn run(args: Args) -> Result<u64, BenchError> {
             (responder.clone(), eab.clone(), args.orders, guard.clone());
         let max_run = Duration::from_secs(args.max_seconds);
         let name = {
-            let (tag, domain) = (run_tag.clone(), args.domain.clone());
-            move |n: u64| format!("b{client}-{n}-{tag}.{domain}")
+            let (tag, domain, fixed) = (run_tag.clone(), args.domain.clone(), args.name.clone());
+            move |n: u64| match &fixed {
+                Some(f) => f.clone(),
+                None => format!("b{client}-{n}-{tag}.{domain}"),
+            }
         };
+        let csr_key = csr_key.clone();
         clients.push(tokio::spawn(async move {
             let registered = async {
                 let key = AccountKey::generate(KeyKind::P256)?;
                 let mut session = Session::new(http, directory, key, poll, guard);
+                session.csr_key = csr_key;
                 session.register(eab.as_ref()).await?;
                 Ok::<_, BenchError>(session)
             }

@@ -81,17 +81,7 @@ struct WireRevoked {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
-    Issue {
-        spki: String,
-        identifiers: Vec<Identifier>,
-        not_before: i64,
-        not_after: i64,
-        profile: String,
-        serial: Option<String>,
-        crl_shard: Option<u32>,
-        #[serde(default)]
-        csr: Option<String>,
-    },
+    Issue(IssueOp),
     Revoke {
         cert: String,
         reason: u8,
@@ -114,6 +104,49 @@ enum Op {
         issuer_id: String,
         tbs: String,
     },
+}
+
+/// [`IssueRequest`] on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct IssueOp {
+    spki: String,
+    identifiers: Vec<Identifier>,
+    not_before: i64,
+    not_after: i64,
+    profile: String,
+    serial: Option<String>,
+    crl_shard: Option<u32>,
+    #[serde(default)]
+    csr: Option<String>,
+}
+
+impl IssueOp {
+    fn of(req: IssueRequest) -> IssueOp {
+        IssueOp {
+            spki: b64::encode(&req.public_key_spki_der),
+            identifiers: req.identifiers,
+            not_before: req.not_before.unix_timestamp(),
+            not_after: req.not_after.unix_timestamp(),
+            profile: req.profile.name().to_owned(),
+            serial: req.serial.as_deref().map(b64::encode),
+            crl_shard: req.crl_shard,
+            csr: req.csr_der.as_deref().map(b64::encode),
+        }
+    }
+
+    fn request(self) -> Result<IssueRequest, CaError> {
+        Ok(IssueRequest {
+            public_key_spki_der: unb64("spki", &self.spki)?,
+            identifiers: self.identifiers,
+            not_before: ts(self.not_before)?,
+            not_after: ts(self.not_after)?,
+            profile: Profile::from_name(&self.profile)
+                .ok_or_else(|| CaError::InvalidRequest(format!("profile {}", self.profile)))?,
+            serial: self.serial.map(|s| unb64("serial", &s)).transpose()?,
+            crl_shard: self.crl_shard,
+            csr_der: self.csr.map(|c| unb64("csr", &c)).transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -163,28 +196,6 @@ fn unb64(what: &str, s: &str) -> Result<Vec<u8>, CaError> {
     b64::decode(s).map_err(|_| CaError::InvalidRequest(format!("{what} is not base64url")))
 }
 
-fn issue_request(
-    spki: String,
-    identifiers: Vec<Identifier>,
-    (not_before, not_after): (i64, i64),
-    profile: String,
-    serial: Option<String>,
-    crl_shard: Option<u32>,
-    csr: Option<String>,
-) -> Result<IssueRequest, CaError> {
-    Ok(IssueRequest {
-        public_key_spki_der: unb64("spki", &spki)?,
-        identifiers,
-        not_before: ts(not_before)?,
-        not_after: ts(not_after)?,
-        profile: Profile::from_name(&profile)
-            .ok_or_else(|| CaError::InvalidRequest(format!("profile {profile}")))?,
-        serial: serial.map(|s| unb64("serial", &s)).transpose()?,
-        crl_shard,
-        csr_der: csr.map(|c| unb64("csr", &c)).transpose()?,
-    })
-}
-
 fn issued_outcome(i: Issued) -> Outcome {
     Outcome::Issued {
         der: b64::encode(&i.der),
@@ -211,24 +222,7 @@ fn error_outcome(e: CaError) -> Outcome {
 /// server TLS certificate.
 async fn answer_with(signer: &dyn Signer, op: Op) -> Outcome {
     let result = match op {
-        Op::Issue {
-            spki,
-            identifiers,
-            not_before,
-            not_after,
-            profile,
-            serial,
-            crl_shard,
-            csr,
-        } => match issue_request(
-            spki,
-            identifiers,
-            (not_before, not_after),
-            profile,
-            serial,
-            crl_shard,
-            csr,
-        ) {
+        Op::Issue(op) => match op.request() {
             Ok(req) => signer.issue(req).await.map(issued_outcome),
             Err(e) => Err(e),
         },
@@ -295,26 +289,10 @@ pub async fn serve_signer_stdio(signer: Arc<dyn Signer>, hello: &Hello) -> std::
 
 fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
     let result = match op {
-        Op::Issue {
-            spki,
-            identifiers,
-            not_before,
-            not_after,
-            profile,
-            serial,
-            crl_shard,
-            csr,
-        } => issue_request(
-            spki,
-            identifiers,
-            (not_before, not_after),
-            profile,
-            serial,
-            crl_shard,
-            csr,
-        )
-        .and_then(|req| ca.sign(&req))
-        .map(issued_outcome),
+        Op::Issue(op) => op
+            .request()
+            .and_then(|req| ca.sign(&req))
+            .map(issued_outcome),
         // A local CA's revocation is recorded and published by the front end.
         Op::Revoke { .. } => Ok(Outcome::Done),
         Op::ServerTls { names } => ca
@@ -662,16 +640,7 @@ fn outcome_error(o: Outcome) -> CaError {
 impl Signer for RemoteSigner {
     fn issue<'a>(&'a self, req: IssueRequest) -> IssueFuture<'a> {
         Box::pin(async move {
-            let op = Op::Issue {
-                spki: b64::encode(&req.public_key_spki_der),
-                identifiers: req.identifiers,
-                not_before: req.not_before.unix_timestamp(),
-                not_after: req.not_after.unix_timestamp(),
-                profile: req.profile.name().to_owned(),
-                serial: req.serial.as_deref().map(b64::encode),
-                crl_shard: req.crl_shard,
-                csr: req.csr_der.as_deref().map(b64::encode),
-            };
+            let op = Op::Issue(IssueOp::of(req));
             match self.call(op).await? {
                 Outcome::Issued {
                     der,

@@ -103,29 +103,24 @@ impl AcmeServer {
         targets: ValidationTargets,
         options: &PebbleOptions,
     ) -> AcmeServer {
-        fs::create_dir_all(dir).expect("create server dir");
-        let mut last = String::new();
-        for attempt in 0..START_ATTEMPTS {
-            let attempt_dir = dir.join(format!("attempt-{attempt}"));
-            fs::create_dir_all(&attempt_dir).expect("create server attempt dir");
-            match start_pebble_opts(&attempt_dir, targets, options) {
-                Ok(server) => return server,
-                Err(Failed { log, port_clash }) => {
-                    last = log;
-                    if !port_clash {
-                        break;
-                    }
-                }
-            }
-        }
-        panic!("Pebble did not start; its output:\n{last}");
+        Self::start_full(ServerKind::Pebble, dir, targets, None, options)
     }
 
     fn start_in(
         kind: ServerKind,
         dir: &Path,
         targets: ValidationTargets,
-        data_dir: Option<&SceauOptions>,
+        sceau: Option<&SceauOptions>,
+    ) -> AcmeServer {
+        Self::start_full(kind, dir, targets, sceau, &PebbleOptions::default())
+    }
+
+    fn start_full(
+        kind: ServerKind,
+        dir: &Path,
+        targets: ValidationTargets,
+        sceau: Option<&SceauOptions>,
+        pebble: &PebbleOptions,
     ) -> AcmeServer {
         fs::create_dir_all(dir).expect("create server dir");
         let mut last = String::new();
@@ -133,8 +128,8 @@ impl AcmeServer {
             let attempt_dir = dir.join(format!("attempt-{attempt}"));
             fs::create_dir_all(&attempt_dir).expect("create server attempt dir");
             let started = match kind {
-                ServerKind::Pebble => start_pebble(&attempt_dir, targets),
-                ServerKind::Sceau => start_sceau(&attempt_dir, targets, data_dir),
+                ServerKind::Pebble => start_pebble(&attempt_dir, targets, pebble),
+                ServerKind::Sceau => start_sceau(&attempt_dir, targets, sceau),
             };
             match started {
                 Ok(server) => return server,
@@ -290,15 +285,7 @@ fn start_sceau(
     wait_ready(server, &[])
 }
 
-fn start_pebble(dir: &Path, t: ValidationTargets) -> Result<AcmeServer, Failed> {
-    start_pebble_opts(dir, t, &PebbleOptions::default())
-}
-
-fn start_pebble_opts(
-    dir: &Path,
-    t: ValidationTargets,
-    o: &PebbleOptions,
-) -> Result<AcmeServer, Failed> {
+fn start_pebble(dir: &Path, t: ValidationTargets, o: &PebbleOptions) -> Result<AcmeServer, Failed> {
     let tls = TlsCa::generate(&dir.join("tls")).map_err(|e| Failed {
         log: e.to_string(),
         port_clash: false,

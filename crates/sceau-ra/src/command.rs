@@ -36,6 +36,9 @@ pub struct CommandSigner {
     issue: Vec<String>,
     revoke: Option<Vec<String>>,
     timeout: Duration,
+    /// Programs running at once (`[ra.command] concurrency`); the timeout counts from the start
+    /// of the program, not of the wait for a slot.
+    slots: tokio::sync::Semaphore,
 }
 
 /// What a program's run came to.
@@ -88,6 +91,7 @@ impl CommandSigner {
             issue: c.issue.clone(),
             revoke: c.revoke.clone(),
             timeout: Duration::from_secs(c.timeout_secs.unwrap_or(60)),
+            slots: tokio::sync::Semaphore::new(c.concurrency.unwrap_or(1)),
         })
     }
 
@@ -97,6 +101,10 @@ impl CommandSigner {
         env: Vec<(&'static str, String)>,
         input: Vec<u8>,
     ) -> Result<Run, CaError> {
+        let _slot =
+            self.slots.acquire().await.map_err(|_| {
+                CaError::Unavailable("the command upstream is shutting down".into())
+            })?;
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .env_clear()
@@ -268,6 +276,7 @@ mod tests {
             issue: vec!["/bin/sh".into(), "-c".into(), script.into()],
             revoke: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
             timeout_secs: Some(timeout_secs),
+            concurrency: None,
         })
         .unwrap()
     }
@@ -373,6 +382,7 @@ mod tests {
             issue: vec!["/bin/true".into()],
             revoke: None,
             timeout_secs: None,
+            concurrency: None,
         })
         .unwrap();
         assert!(

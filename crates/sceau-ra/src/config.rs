@@ -85,6 +85,9 @@ pub struct CommandUpstream {
     pub revoke: Option<Vec<String>>,
     /// The longest a program may run before it is killed [default: 60].
     pub timeout_secs: Option<u64>,
+    /// Programs run at once [default: 1: a PKI's command line, `openssl ca` among them, is
+    /// rarely safe to run twice at once on the same CA database].
+    pub concurrency: Option<usize>,
 }
 
 /// What is wrong with `[ra]`, in one line that names the setting or the file.
@@ -148,6 +151,9 @@ impl RaConfig {
             }
             if c.timeout_secs == Some(0) {
                 return err("command.timeout_secs must be at least 1");
+            }
+            if c.concurrency.is_some_and(|n| !(1..=256).contains(&n)) {
+                return err("command.concurrency is between 1 and 256");
             }
         }
         Ok(())

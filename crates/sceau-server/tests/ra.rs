@@ -27,6 +27,17 @@ fn private(path: &Path, contents: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// sceau-server with `config` (`extra` flags), an http-01 responder on its port, and a
+/// registered client trusting the PKI that issued the server's HTTPS certificate.
+async fn start_ra(config: &Path, pki: &UpstreamPki, extra: &[&str]) -> (Server, Http01, Raw) {
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend(extra);
+    let server = Server::start(&args);
+    let responder = Http01::start(server.http01_port).await;
+    let c = client(&server, pki).await;
+    (server, responder, c)
+}
+
 async fn client(server: &Server, pki: &UpstreamPki) -> Raw {
     let mut c = Raw::at(&server.directory_url(), &pki.path("tls.pem")).await;
     c.register().await;
@@ -96,9 +107,7 @@ async fn audit_events(server: &Server, event: &str) -> i64 {
 async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
     let up = CommandUpstream::new();
     let config = up.config("eab = \"off\"", 20);
-    let server = Server::start(&["--config", config.to_str().unwrap()]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &up.pki).await;
+    let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
 
     let (csr_b64, _) = csr(&["ra-one.test"]);
     let done = order_and_finalize(
@@ -143,6 +152,21 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
         1
     );
 
+    // This server is not the OCSP responder of what the upstream signs.
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("leaf.pem"), &chain).unwrap();
+    let ocsp = Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(&up.pki.issuing.cert)
+        .arg("-cert")
+        .arg(files.path().join("leaf.pem"))
+        .args(["-url", &format!("{}/ocsp", server.revocation_url())])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&ocsp.stdout).to_string() + &String::from_utf8_lossy(&ocsp.stderr);
+    assert!(said.contains("unauthorized"), "{said}");
+
     // A revocation the upstream refuses is not recorded here.
     let url = c.dir.revoke_cert.clone();
     let body = json!({"certificate": b64::encode(leaf_der(&chain)), "reason": 1});
@@ -180,9 +204,7 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
 async fn what_the_upstream_returns_wrong_is_refused_and_never_handed_out() {
     let up = CommandUpstream::new();
     let config = up.config("eab = \"off\"", 20);
-    let server = Server::start(&["--config", config.to_str().unwrap()]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &up.pki).await;
+    let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
     let cases = [
         ("other-names", "are not the order's"),
         ("other-key", "another public key"),
@@ -236,16 +258,17 @@ async fn what_the_upstream_returns_wrong_is_refused_and_never_handed_out() {
 async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_times_out() {
     let up = CommandUpstream::new();
     let config = up.config("eab = \"off\"", 2);
-    let server = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--issuance-deadline-secs",
-        "12",
-        "--issuance-wait-ms",
-        "500",
-    ]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &up.pki).await;
+    let (server, responder, c) = start_ra(
+        &config,
+        &up.pki,
+        &[
+            "--issuance-deadline-secs",
+            "12",
+            "--issuance-wait-ms",
+            "500",
+        ],
+    )
+    .await;
 
     // Temporarily failing (EX_TEMPFAIL): the order stays processing, with Retry-After...
     up.mode("tempfail");
@@ -365,9 +388,7 @@ impl CmpUpstream {
 async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() {
     let up = CmpUpstream::start(&["-poll_count", "2", "-check_after", "1"]);
     let config = up.config();
-    let server = Server::start(&["--config", config.to_str().unwrap()]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &up.pki).await;
+    let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
 
     // The mock makes us poll twice (pollReq / pollRep, checkAfter 1 s), then issues.
     let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
@@ -446,9 +467,7 @@ async fn cmp_upstream_rejection_makes_the_order_invalid_with_the_cas_own_words()
         "name not allowed by the RA profile",
     ]);
     let config = up.config();
-    let server = Server::start(&["--config", config.to_str().unwrap()]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &up.pki).await;
+    let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
     let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
     let done = order_and_finalize(
         &server,
@@ -532,16 +551,17 @@ fn ra_settings_that_cannot_work_are_refused_at_start_in_one_line() {
 async fn a_cmp_upstream_that_is_down_is_waited_for_and_the_order_completes_once_it_is_back() {
     let mut up = CmpUpstream::prepared(&[]);
     let config = up.config();
-    let server = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--issuance-wait-ms",
-        "500",
-        "--issuance-deadline-secs",
-        "120",
-    ]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &up.pki).await;
+    let (server, responder, c) = start_ra(
+        &config,
+        &up.pki,
+        &[
+            "--issuance-wait-ms",
+            "500",
+            "--issuance-deadline-secs",
+            "120",
+        ],
+    )
+    .await;
     server.add_host("cmp");
     let o = support::ready_order(&c, &responder, &["cmp.test"]).await;
     let url = o["_url"].as_str().unwrap().to_owned();
@@ -585,14 +605,7 @@ async fn an_acme_upstream_that_never_answers_ends_the_order_invalid_at_the_deadl
         ),
     )
     .unwrap();
-    let server = Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--issuance-deadline-secs",
-        "6",
-    ]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &pki).await;
+    let (server, responder, c) = start_ra(&config, &pki, &["--issuance-deadline-secs", "6"]).await;
     let (csr_b64, _) = csr(&["gone.test"]);
     let done = order_and_finalize(
         &server,
@@ -622,9 +635,7 @@ async fn an_acme_upstream_that_never_answers_ends_the_order_invalid_at_the_deadl
 async fn admin_revocation_goes_upstream_first_and_a_refusal_records_nothing() {
     let up = CommandUpstream::new();
     let config = up.config("eab = \"off\"", 20);
-    let server = Server::start(&["--config", config.to_str().unwrap()]);
-    let responder = Http01::start(server.http01_port).await;
-    let c = client(&server, &up.pki).await;
+    let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
     let (csr_b64, _) = csr(&["adm.test"]);
     let done = order_and_finalize(
         &server,
@@ -676,4 +687,86 @@ async fn admin_revocation_goes_upstream_first_and_a_refusal_records_nothing() {
     assert_eq!(up.pki.upstream_status(&serial), Some('R'));
     assert_eq!(up.revoked(), vec![format!("{serial} 1")]);
     assert_eq!(store.scalar(revoked).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cmp_upstream_with_signature_protection_both_ways() {
+    let mut pki = UpstreamPki::new();
+    let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
+    let ra = pki.leaf("ra", "Sceau RA", "DNS:ra.example");
+    let signer = pki.leaf("signer", "Upstream CMP signer", "DNS:cmp-signer.example");
+    let stranger = pki.leaf("stranger", "Someone else", "DNS:stranger.example");
+    let issuing = pki.path("issuing.pem");
+    std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
+    let ra_chain = pki.path("ra-chain.pem");
+    std::fs::write(
+        &ra_chain,
+        std::fs::read_to_string(&ra).unwrap() + &pki.issuing.chain_pem(),
+    )
+    .unwrap();
+    let root = pki.root_pem();
+    let signer_key = pki.path("signer.key");
+    let mock = MockCmp::start(&[
+        "-srv_cert",
+        signer.to_str().unwrap(),
+        "-srv_key",
+        signer_key.to_str().unwrap(),
+        "-srv_trusted",
+        root.to_str().unwrap(),
+        "-srv_untrusted",
+        issuing.to_str().unwrap(),
+        "-rsp_cert",
+        leaf.to_str().unwrap(),
+        "-rsp_extracerts",
+        issuing.to_str().unwrap(),
+    ]);
+    let config = |name: &str, response_signer: &Path| {
+        let p = pki.path(name);
+        std::fs::write(
+            &p,
+            format!(
+                "eab = \"off\"\n{}[ra.cmp]\nurl = {:?}\nkey_file = {:?}\ncert_file = {ra_chain:?}\nresponse_signers = {response_signer:?}\n",
+                pki.ra_table(20),
+                mock.url(),
+                pki.path("ra.key"),
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(pki.path("cmp.key")).unwrap()).unwrap();
+
+    // Our requests signed with the RA's key, its responses by the pinned CMP signer.
+    let good = config("good.toml", &signer);
+    let (server, responder, c) = start_ra(&good, &pki, &[]).await;
+    let (csr_b64, _) = csr_with_key(&["cmp.test"], &key);
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "cmp.test",
+        &csr_b64,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["status"], "valid", "{done}");
+    verify_with_upstream_root(&pki, &download(&c, &done).await);
+    drop(server);
+
+    // Pinned to another certificate: the same, validly signed, answer is refused.
+    let pinned_elsewhere = config("stranger.toml", &stranger);
+    let (server, responder, c) = start_ra(&pinned_elsewhere, &pki, &[]).await;
+    let done = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "cmp.test",
+        &csr_b64,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["status"], "invalid", "{done}");
+    let detail = done["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("protection"), "{detail}");
 }

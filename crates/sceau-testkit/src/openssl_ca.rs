@@ -284,6 +284,23 @@ CN = unused
     }
 }
 
+/// `openssl ARGS…` run in `dir`; its stdout. Panics with openssl's own words when it fails
+/// (a test's set-up step).
+pub fn run_openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(require_tool("openssl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `openssl verify -CAfile <root> -untrusted <the chain> <extra…> <the leaf>` of a PEM leaf
 /// followed by its chain (as an ACME server hands it out): whether a client that trusts `root`
 /// accepts it. `Err` holds what openssl printed.

@@ -11,10 +11,9 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::openssl_ca::ISSUING_CA_EXT;
-use crate::{OpenSslCa, Validity, require_tool};
+use crate::openssl_ca::{ISSUING_CA_EXT, run_openssl as openssl};
+use crate::{OpenSslCa, Validity};
 
 /// A TLS server leaf: serverAuth only, AKI and SKI, CA:FALSE.
 pub const LEAF_EXT: &str = "basicConstraints = critical, CA:FALSE
@@ -23,19 +22,6 @@ extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 ";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new(require_tool("openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn private(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 600");

@@ -6,28 +6,14 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use sceau_testkit::openssl_ca::ISSUING_CA_EXT;
-use sceau_testkit::{OpenSslCa, Validity, require_tool};
+use sceau_testkit::{OpenSslCa, Validity};
 
 pub const SECRET: &str = "correct horse battery staple";
 pub const REFERENCE: &str = "sceau-ra";
 
-pub fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(require_tool("openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use sceau_testkit::openssl_ca::run_openssl as openssl;
 
 pub fn pem_to_der(path: &Path, label: &str) -> Vec<u8> {
     let text = std::fs::read_to_string(path).expect("read PEM");

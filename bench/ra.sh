@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Registration-authority mode against dedicated mode, under the same sceau-bench load.
+#
+#   bench/ra.sh [--only dedicated|command|cmp|acme] [--no-build] [--keep] [-h]
+#
+# Runs sceau-server four ways, one after the other so they never share the CPU: dedicated (its
+# own CA, the baseline), then in RA mode in front of each upstream: `command` (a script around
+# a real `openssl ca`), `cmp` (OpenSSL's CMP server, `openssl cmp -port`, with password MAC;
+# it hands out one fixed certificate, so every order is for one name and every CSR certifies
+# one key), `acme` (Pebble with PEBBLE_VA_ALWAYS_VALID=1, the RA's account trusted). For each:
+# one client ($ORDERS_ONE orders, the added latency of one issuance), then $CONCURRENCY
+# clients (the throughput). sceau-bench's server_cpu_ms_per_cert is sceau-server's own CPU
+# (front end and signing service, not the upstream: Pebble and the mock are other processes,
+# each `openssl ca` is gone before it is sampled), the figure the RA must keep at or under
+# dedicated mode's.
+#
+# Prints one bench line per run, then per mode: the median latency at one client and what RA
+# mode adds to dedicated mode's, the throughput at $CONCURRENCY clients, and the server CPU per
+# certificate. Everything listens on 127.0.0.1 on free ports; every process started here is
+# stopped on exit. Exit status: 0 when every run issued all its orders, 1 otherwise, 2 when
+# something could not start.
+#
+# Environment (all optional): CONCURRENCY=64, ORDERS_ONE=100, ORDERS_MANY=1024,
+# RUN_TIMEOUT=300, START_TIMEOUT=30, SCEAU_SERVER and SCEAU_BENCH (binaries, with --no-build),
+# PEBBLE=pebble, CHALLTESTSRV=pebble-challtestsrv, KEEP=1 (like --keep).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONCURRENCY=${CONCURRENCY:-64}
+ORDERS_ONE=${ORDERS_ONE:-100}
+ORDERS_MANY=${ORDERS_MANY:-1024}
+RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+PEBBLE=${PEBBLE:-pebble}
+CHALLTESTSRV=${CHALLTESTSRV:-pebble-challtestsrv}
+KEEP=${KEEP:-0}
+ONLY=""
+BUILD=1
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+die() { FAILED=1; echo "ra.sh: $*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --only) ONLY=${2:-}; shift 2 || die "--only needs a mode" ;;
+        --no-build) BUILD=0; shift ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+case "$ONLY" in ""|dedicated|command|cmp|acme) ;; *) die "--only takes dedicated, command, cmp or acme" ;; esac
+for tool in "$PEBBLE" "$CHALLTESTSRV" openssl curl ss timeout flock; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+. "$ROOT/bench/lib.sh"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-ra-bench.XXXXXX")
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ "$BUILD" = 1 ]; then
+    echo "ra.sh: cargo build --release -p sceau-server -p sceau-bench" >&2
+    (cd "$ROOT" && cargo build --release --quiet -p sceau-server -p sceau-bench) || die "build failed"
+fi
+release_dir RELEASE
+BENCH=${SCEAU_BENCH:-"$RELEASE/sceau-bench"}
+SERVER=${SCEAU_SERVER:-"$RELEASE/sceau-server"}
+[ -x "$BENCH" ] && [ -x "$SERVER" ] || die "build sceau-server and sceau-bench first (or drop --no-build)"
+
+free_port DNS_PORT; free_port DNS_MGMT_PORT; free_port HTTP01_PORT; free_port SCEAU_PORT
+free_port CMP_PORT; free_port PEBBLE_PORT; free_port PEBBLE_MGMT_PORT; free_port PEBBLE_TLS_PORT
+
+setsid "$CHALLTESTSRV" -dns01 "127.0.0.1:$DNS_PORT" -http01 "" -https01 "" -tlsalpn01 "" \
+    -management "127.0.0.1:$DNS_MGMT_PORT" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
+    >"$WORK/challtestsrv.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do [ -n "$(ss -Hlun "sport = :$DNS_PORT")" ] && break; sleep 0.1; done
+[ -n "$(ss -Hlun "sport = :$DNS_PORT")" ] || fail_start pebble-challtestsrv "$WORK/challtestsrv.log"
+
+# --- the existing PKI: root, issuing CA (openssl ca), the RA's HTTPS certificate -------------
+PKI=$WORK/pki
+mkdir -p "$PKI/newcerts"
+(
+    cd "$PKI"
+    : >index.txt
+    echo 1000 >serial
+    cat >ca.cnf <<EOF
+[ ca ]
+default_ca = pki
+[ pki ]
+dir = $PKI
+database = \$dir/index.txt
+serial = \$dir/serial
+new_certs_dir = \$dir/newcerts
+certificate = \$dir/issuing.pem
+private_key = \$dir/issuing.key
+default_md = sha256
+policy = any
+copy_extensions = none
+unique_subject = no
+[ any ]
+commonName = supplied
+[ issuing_ext ]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ root_ext ]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+EOF
+    printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\nsubjectAltName = %s\n' \
+        "DNS:localhost, IP:127.0.0.1" >tls.ext
+    printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\nsubjectAltName = %s\n' \
+        "DNS:cmp.bench.test" >cmp.ext
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=Bench Upstream Root" -keyout root.key -out root.pem \
+        -config ca.cnf -extensions root_ext
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=Bench Upstream Issuing" -keyout issuing.key -out issuing.csr
+    openssl x509 -req -in issuing.csr -CA root.pem -CAkey root.key -CAcreateserial -days 30 \
+        -extfile ca.cnf -extensions issuing_ext -out issuing.pem
+    for leaf in tls cmp; do
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$leaf" \
+            -keyout "$leaf.key" -out "$leaf.csr"
+        openssl ca -batch -notext -config ca.cnf -extfile "$leaf.ext" -extensions ext -days 20 \
+            -in "$leaf.csr" -out "$leaf-leaf.pem"
+    done
+    cat tls-leaf.pem issuing.pem >tls.pem
+    # The mock's extraCerts: the issuing CA; a PKCS#8 key for the bench's fixed CSR key.
+    openssl pkcs8 -topk8 -nocrypt -in cmp.key -out cmp.p8
+    chmod 600 ./*.key
+) >"$WORK/openssl.log" 2>&1 || die "openssl failed: $(tail -n 3 "$WORK/openssl.log")"
+
+cat >"$PKI/sign.sh" <<'EOF'
+#!/bin/sh
+# The command upstream: openssl ca for the CSR on stdin, the names from SCEAU_*.
+set -e
+pki="$1"
+work=$(mktemp -d "$pki/req.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cat >"$work/req.csr"
+san=""
+for n in $(echo "$SCEAU_DNS_NAMES" | tr ',' ' '); do san="$san${san:+, }DNS:$n"; done
+printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\nsubjectAltName = %s\n' "$san" >"$work/ext"
+flock "$pki/ca.lock" openssl ca -batch -notext -config "$pki/ca.cnf" -extfile "$work/ext" -extensions ext \
+    -subj "/CN=${SCEAU_NAMES%%,*}" -days "$SCEAU_VALIDITY_DAYS" -in "$work/req.csr" -out "$work/leaf.pem" 2>"$work/log"
+cat "$work/leaf.pem" "$pki/issuing.pem"
+EOF
+(umask 077 && printf 'bench cmp secret\n' >"$PKI/cmp-secret")
+
+declare -A LINE
+run_bench() { # NAME CONCURRENCY ORDERS CA PID [EXTRA...]
+    local name=$1 c=$2 orders=$3 ca=$4 pid=$5 rc=0
+    shift 5
+    timeout "$RUN_TIMEOUT" "$BENCH" --directory "https://127.0.0.1:$SCEAU_PORT/directory" \
+        --ca-bundle "$ca" --concurrency "$c" --orders "$orders" --http-port "$HTTP01_PORT" \
+        --server-pid "$pid" --max-seconds $((RUN_TIMEOUT - 30)) "$@" \
+        >"$WORK/$name-$c.out" 2>"$WORK/$name-$c.err" || rc=$?
+    LINE[$name-$c]=$(tail -n 1 "$WORK/$name-$c.out")
+    if [ "$rc" != 0 ]; then
+        FAILED=1
+        [ -n "${LINE[$name-$c]}" ] || LINE[$name-$c]="(no result: sceau-bench exited $rc)"
+        sed "s/^/  [$name c=$c] /" "$WORK/$name-$c.err" | head -n 12 >&2
+    fi
+    printf '%-9s c=%-3s %s\n' "$name" "$c" "${LINE[$name-$c]}"
+}
+
+# run_mode NAME CA CONFIG [BENCH EXTRA...]: sceau-server (RA mode when CONFIG is not empty),
+# one client, then many, then stop.
+run_mode() {
+    local name=$1 ca=$2 config=$3 data=$WORK/data-$1
+    shift 3
+    local args=(serve --data-dir "$data" --listen "127.0.0.1:$SCEAU_PORT" --revocation-listen 127.0.0.1:0
+        --dns-server "127.0.0.1:$DNS_PORT" --http01-port "$HTTP01_PORT" --eab off
+        --validation-allow 127.0.0.0/8 --limit-accounts-per-address off
+        --limit-orders-per-account off --limit-names-per-account off)
+    [ -n "$config" ] && args+=(--config "$config")
+    mkdir -m 700 "$data"
+    setsid "$SERVER" "${args[@]}" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    local pid=$!
+    [ -n "$config" ] || ca=$data/root.pem
+    wait_directory "$name" "https://127.0.0.1:$SCEAU_PORT/directory" "$ca" "$pid" "$WORK/$name.log"
+    run_bench "$name" 1 "$ORDERS_ONE" "$ca" "$pid" "$@"
+    run_bench "$name" "$CONCURRENCY" "$ORDERS_MANY" "$ca" "$pid" "$@"
+    stop "$pid"
+}
+
+ra_head() { # ROOTS
+    printf '[ra]\nupstream_roots = "%s"\ntls_cert = "%s/tls.pem"\ntls_key = "%s/tls.key"\nattempt_timeout_secs = 60\n' \
+        "$1" "$PKI" "$PKI"
+}
+
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
+
+if want dedicated; then run_mode dedicated "" ""; fi
+
+if want command; then
+    { ra_head "$PKI/root.pem"
+      printf '[ra.command]\nissue = ["/bin/sh", "%s/sign.sh", "%s"]\nconcurrency = 2\n' "$PKI" "$PKI"
+    } >"$WORK/command.toml"
+    run_mode command "$PKI/root.pem" "$WORK/command.toml"
+fi
+
+if want cmp; then
+    setsid openssl cmp -port "$CMP_PORT" -srv_ref upstream -srv_secret "pass:bench cmp secret" \
+        -rsp_cert "$PKI/cmp-leaf.pem" -rsp_extracerts "$PKI/issuing.pem" -grant_implicitconf \
+        >"$WORK/cmp.log" 2>&1 &
+    PIDS+=($!)
+    CMP_PID=$!
+    for _ in $(seq 50); do [ -n "$(ss -Hltn "sport = :$CMP_PORT")" ] && break; sleep 0.1; done
+    [ -n "$(ss -Hltn "sport = :$CMP_PORT")" ] || fail_start "openssl cmp" "$WORK/cmp.log"
+    # The mock certifies one key: R37's fresh-key check would refuse every order but the first.
+    { printf 'refuse_key_reuse = false\n'
+      ra_head "$PKI/root.pem"
+      printf '[ra.cmp]\nurl = "http://127.0.0.1:%s/pkix/"\nmac_reference = "sceau-ra"\nmac_secret_file = "%s/cmp-secret"\n' "$CMP_PORT" "$PKI"
+    } >"$WORK/cmp.toml"
+    run_mode cmp "$PKI/root.pem" "$WORK/cmp.toml" --name cmp.bench.test --csr-key "$PKI/cmp.p8"
+    stop "$CMP_PID"
+fi
+
+if want acme; then
+    mkdir "$WORK/pebble"
+    pebble_files "$WORK/pebble" "$PEBBLE_PORT" "$PEBBLE_MGMT_PORT" "$HTTP01_PORT" "$PEBBLE_TLS_PORT" ||
+        die "openssl failed: $(tail -n 3 "$WORK/pebble/openssl.log")"
+    sed -i 's/"externalAccountBindingRequired": false/"externalAccountBindingRequired": false,\n  "certificateValidityPeriod": 2592000/' "$WORK/pebble/pebble.json"
+    PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
+        setsid "$PEBBLE" -config "$WORK/pebble/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" \
+        >"$WORK/pebble.log" 2>&1 &
+    PIDS+=($!)
+    PEBBLE_PID=$!
+    wait_directory pebble "https://127.0.0.1:$PEBBLE_PORT/dir" "$WORK/pebble/api-ca.pem" "$PEBBLE_PID" "$WORK/pebble.log"
+    curl -fsS --cacert "$WORK/pebble/api-ca.pem" -o "$WORK/pebble/root.pem" \
+        "https://127.0.0.1:$PEBBLE_MGMT_PORT/roots/0" || die "cannot fetch Pebble's root"
+    { ra_head "$WORK/pebble/root.pem"
+      printf 'accept_client_auth = true\n[ra.acme]\ndirectory = "https://127.0.0.1:%s/dir"\ntls_roots = "%s"\naccount_key_file = "%s/ra-account.pem"\nchallenges = "trusted"\n' \
+          "$PEBBLE_PORT" "$WORK/pebble/api-ca.pem" "$WORK"
+    } >"$WORK/acme.toml"
+    run_mode acme "$PKI/root.pem" "$WORK/acme.toml"
+    stop "$PEBBLE_PID"
+fi
+
+# --- summary ---------------------------------------------------------------------------------
+base=$(field "${LINE[dedicated-1]:-}" p50_ms)
+for m in dedicated command cmp acme; do
+    [ -n "${LINE[$m-1]:-}" ] || continue
+    p50=$(field "${LINE[$m-1]}" p50_ms)
+    tput=$(field "${LINE[$m-$CONCURRENCY]:-}" certs_per_s)
+    cpu=$(field "${LINE[$m-$CONCURRENCY]:-}" server_cpu_ms_per_cert)
+    added=""
+    [ -n "$base" ] && [ "$m" != dedicated ] && added=" (RA adds $((p50 - base)) ms)"
+    printf 'summary %-9s one client p50 %s ms%s; c=%s %s certs/s; server CPU %s ms/cert\n' \
+        "$m" "$p50" "$added" "$CONCURRENCY" "${tput:-?}" "${cpu:-?}"
+done
+[ "$FAILED" = 0 ]
