@@ -79,6 +79,9 @@ pub struct AcmeConfig {
     pub crl: crl::CrlSettings,
     /// OCSP response validity and the on-demand signing budget (see [`ocsp`]).
     pub ocsp: ocsp::OcspSettings,
+    /// The nonce key the instances of one database share (`Store::nonce_key`); `None`: this
+    /// instance's own, redemptions kept in memory (an embedded database has one instance).
+    pub shared_nonce_key: Option<Vec<u8>>,
 }
 
 impl AcmeConfig {
@@ -107,6 +110,7 @@ impl AcmeConfig {
             crl_shards: 16,
             crl: crl::CrlSettings::default(),
             ocsp: ocsp::OcspSettings::default(),
+            shared_nonce_key: None,
         }
     }
 }
@@ -195,12 +199,16 @@ impl Acme {
         let urls = urls::Urls::new(&config.base_url);
         let limits = limits::Limiter::new(config.limits.clone());
         let ocsp = ocsp::Responder::new(config.ocsp.clone());
+        let nonces = match &config.shared_nonce_key {
+            Some(key) => nonce::NoncePool::shared(key, ""),
+            None => nonce::NoncePool::new(100_000, ""),
+        };
         Arc::new(Acme {
             config,
             store,
             signer,
             validator,
-            nonces: nonce::NoncePool::new(100_000, ""),
+            nonces,
             limits,
             queue: queue::Queue::new(),
             events: Events::default(),

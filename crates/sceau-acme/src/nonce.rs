@@ -15,8 +15,11 @@
 //!   bounded and a dropped counter still cannot be replayed (it is at or below the watermark).
 //! - Counters increase with time, so the redeemed set is also ordered by age: counters issued
 //!   more than [`MAX_AGE`] ago are dropped first, without lowering what the age check refuses.
-//! - Several instances behind one name: each has its own key, so a nonce is valid only on the
-//!   instance that issued it (the prefix names the instance for routing).
+//! - Several instances on one database ([`NoncePool::shared`]): one key, kept in the database,
+//!   so a nonce any instance issued verifies on every one; each starts its counter at a random
+//!   point, so two instances never issue the same nonce; the redemption is recorded in the
+//!   database (`Store::redeem_nonce`), where a replay on any instance finds it. The in-memory
+//!   redeemed set is then unused.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -36,6 +39,8 @@ pub struct NoncePool {
     capacity: usize,
     prefix: String,
     redeemed: Mutex<Redeemed>,
+    /// Redemptions are recorded in the database, not in `redeemed` (several instances).
+    shared: bool,
 }
 
 struct Redeemed {
@@ -57,16 +62,36 @@ impl NoncePool {
     pub fn new(capacity: usize, prefix: &str) -> Self {
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret).expect("OS random source");
+        Self::with_key(&secret, 1, capacity, prefix, false)
+    }
+
+    /// A pool of one of several instances sharing `secret` (see the module invariants); the
+    /// caller records each redemption in the database.
+    pub fn shared(secret: &[u8], prefix: &str) -> Self {
+        let mut start = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut start).expect("OS random source");
+        // Top bit clear: 2^63 counters from any start never wrap.
+        let start = u64::from_be_bytes(start) >> 1;
+        Self::with_key(secret, start.max(1), 1, prefix, true)
+    }
+
+    fn with_key(secret: &[u8], start: u64, capacity: usize, prefix: &str, shared: bool) -> Self {
         NoncePool {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
-            next: AtomicU64::new(1),
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            next: AtomicU64::new(start),
             capacity: capacity.max(1),
             prefix: prefix.to_owned(),
             redeemed: Mutex::new(Redeemed {
                 counters: BTreeSet::new(),
                 watermark: 0,
             }),
+            shared,
         }
+    }
+
+    /// Whether redemptions go to the database ([`NoncePool::shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     fn tag(&self, body: &[u8]) -> [u8; TAG_LEN] {
@@ -95,27 +120,34 @@ impl NoncePool {
         self.consume_at(nonce, now_secs())
     }
 
-    fn consume_at(&self, nonce: &str, now: u64) -> bool {
-        let Some(encoded) = nonce.strip_prefix(self.prefix.as_str()) else {
-            return false;
-        };
-        let Ok(raw) = sceau_wire::b64::decode(encoded) else {
-            return false;
-        };
+    /// Whether `nonce` was issued by a pool with this key less than [`MAX_AGE`] ago, whatever
+    /// its redemption: its (counter, issuing second).
+    pub fn verify(&self, nonce: &str) -> Option<(u64, u64)> {
+        self.verify_at(nonce, now_secs())
+    }
+
+    fn verify_at(&self, nonce: &str, now: u64) -> Option<(u64, u64)> {
+        let encoded = nonce.strip_prefix(self.prefix.as_str())?;
+        let raw = sceau_wire::b64::decode(encoded).ok()?;
         if raw.len() != BODY_LEN + TAG_LEN {
-            return false;
+            return None;
         }
         let (body, tag) = raw.split_at(BODY_LEN);
         // Constant-time comparison: the tag is a MAC.
-        if aws_lc_rs::constant_time::verify_slices_are_equal(&self.tag(body), tag).is_err() {
-            return false;
-        }
+        aws_lc_rs::constant_time::verify_slices_are_equal(&self.tag(body), tag).ok()?;
         let counter = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
         let issued = u64::from_be_bytes(body[8..].try_into().expect("8 bytes"));
-        let max_age = MAX_AGE.as_secs();
-        if issued > now + 60 || issued + max_age < now {
-            return false;
+        if issued > now + 60 || issued + MAX_AGE.as_secs() < now {
+            return None;
         }
+        Some((counter, issued))
+    }
+
+    fn consume_at(&self, nonce: &str, now: u64) -> bool {
+        let Some((counter, issued)) = self.verify_at(nonce, now) else {
+            return false;
+        };
+        let max_age = MAX_AGE.as_secs();
         let mut r = self.redeemed.lock().expect("nonce lock");
         if counter <= r.watermark || !r.counters.insert((counter, issued)) {
             return false;
@@ -137,9 +169,84 @@ impl NoncePool {
     }
 }
 
+/// A new key for [`NoncePool::shared`] (32 random octets, base64url), which the first instance
+/// stores for the others (`Store::nonce_key`).
+pub fn new_shared_key() -> String {
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).expect("OS random source");
+    sceau_wire::b64::encode(secret)
+}
+
+impl crate::Acme {
+    /// Redeems a nonce from a client: true exactly once per nonce this server (any of its
+    /// instances, with a shared key) issued less than [`MAX_AGE`] ago.
+    pub(crate) async fn redeem_nonce(&self, nonce: &str) -> crate::AcmeResult<bool> {
+        if !self.nonces.is_shared() {
+            return Ok(self.nonces.consume(nonce));
+        }
+        match self.nonces.verify(nonce) {
+            None => Ok(false),
+            Some((_, issued)) => Ok(self.store.redeem_nonce(nonce, issued as i64).await?),
+        }
+    }
+
+    /// With a shared key: one instance forgets, every few minutes, the redemptions of nonces
+    /// too old to be accepted anyway.
+    pub fn start_nonce_upkeep(
+        self: &std::sync::Arc<Self>,
+        scheduler: &crate::scheduler::Scheduler,
+    ) {
+        if !self.nonces.is_shared() {
+            return;
+        }
+        let me = std::sync::Arc::clone(self);
+        scheduler.every(
+            "nonce-upkeep",
+            Duration::from_secs(300),
+            Duration::from_secs(60),
+            crate::scheduler::Scope::OneInstance,
+            move || {
+                let me = std::sync::Arc::clone(&me);
+                async move {
+                    let before = now_secs().saturating_sub(MAX_AGE.as_secs() + 120);
+                    me.store
+                        .forget_nonces_before(before as i64)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_pools_verify_each_others_nonces_and_never_collide() {
+        let secret = [7u8; 32];
+        let a = NoncePool::shared(&secret, "");
+        let b = NoncePool::shared(&secret, "");
+        assert!(a.is_shared() && !NoncePool::new(10, "").is_shared());
+        let from_a: Vec<String> = (0..1000).map(|_| a.issue()).collect();
+        let from_b: Vec<String> = (0..1000).map(|_| b.issue()).collect();
+        for n in &from_a {
+            assert!(
+                b.verify(n).is_some(),
+                "a nonce of one instance verifies on the other"
+            );
+        }
+        let mut all: BTreeSet<&String> = from_a.iter().collect();
+        all.extend(from_b.iter());
+        assert_eq!(all.len(), 2000, "two instances never issue the same nonce");
+        let stranger = NoncePool::shared(&[8u8; 32], "");
+        assert!(stranger.verify(&from_a[0]).is_none(), "another key");
+        let now = now_secs();
+        let old = a.issue_at(now - MAX_AGE.as_secs() - 1);
+        assert!(b.verify_at(&old, now).is_none(), "too old");
+    }
 
     #[test]
     fn each_nonce_once() {

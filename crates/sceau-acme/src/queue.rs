@@ -250,6 +250,27 @@ impl Acme {
                 SerialOutcome::Abandoned,
             );
         }
+        if upstream {
+            // An upstream that hands out a certificate twice (a fixed answer, a replay) must
+            // not make two orders share one certificate, nor look like a lost lease.
+            match self.store.cert_by_serial(&issued.serial_hex).await {
+                Ok(other) => {
+                    tracing::error!(order = %order.id, serial = %issued.serial_hex, other_order = %other.order_id, "the upstream CA returned a certificate already handed out");
+                    return Attempt::Refused(
+                        Problem::new(
+                            ProblemType::ServerInternal,
+                            format!(
+                                "the upstream CA returned a certificate already handed out for another order (upstream serial {}); it was not handed out again",
+                                issued.serial_hex
+                            ),
+                        ),
+                        SerialOutcome::Failed,
+                    );
+                }
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Attempt::Retry(e.to_string(), SerialOutcome::Failed),
+            }
+        }
         let cert = CertRecord {
             id: new_id(),
             serial: issued.serial_hex.clone(),

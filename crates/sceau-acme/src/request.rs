@@ -120,7 +120,7 @@ impl Acme {
             }
             other => jws_error(other),
         })?;
-        if !self.nonces.consume(&nonce) {
+        if !self.redeem_nonce(&nonce).await? {
             return Err(AcmeError::new(
                 ProblemType::BadNonce,
                 "nonce unknown, expired or already used; retry with a fresh one",

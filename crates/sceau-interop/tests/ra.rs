@@ -221,7 +221,7 @@ fn certbot_and_lego_through_ra_in_front_of_pebble() {
     std::fs::write(
         &config,
         format!(
-            "{}accept_client_auth = true\n[ra.acme]\ndirectory = {:?}\ntls_roots = {:?}\naccount_key_file = {:?}\neab_kid = \"sceau-ra\"\neab_hmac_file = {hmac:?}\nchallenges = \"trusted\"\n",
+            "{}accept_client_auth = true\n[ra.acme]\ndirectory = {:?}\ntls_roots = {:?}\naccount_key_file = {:?}\neab_kid = \"sceau-ra\"\neab_hmac_file = {hmac:?}\nchallenges = \"trusted\"\nconcurrency = 1\n",
             pki.ra_table_for(&pebble.issuer_root, 60),
             pebble.directory_url,
             pebble.tls_ca,

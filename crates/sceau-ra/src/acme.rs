@@ -64,6 +64,9 @@ pub struct AcmeUpstream {
     pub propagation_timeout_secs: Option<u64>,
     /// The upstream's certificate profile to ask for (draft-ietf-acme-profiles).
     pub profile: Option<String>,
+    /// Conversations with the upstream at once [default: 8]; Pebble 2.4 needs 1 (it deadlocks
+    /// when a newOrder and an authorization fetch overlap).
+    pub concurrency: Option<usize>,
 }
 
 impl AcmeUpstream {
@@ -75,6 +78,9 @@ impl AcmeUpstream {
             return Err(ConfigError(
                 "acme needs both eab_kid and eab_hmac_file, or neither".into(),
             ));
+        }
+        if self.concurrency.is_some_and(|n| !(1..=256).contains(&n)) {
+            return Err(ConfigError("acme.concurrency is between 1 and 256".into()));
         }
         if self.challenges == Challenges::Dns01 && self.dns_server.is_none() {
             return Err(ConfigError(
@@ -92,6 +98,7 @@ pub struct AcmeSigner {
     eab: Option<(String, Vec<u8>)>,
     /// The upstream's directory and our account there, once reached.
     state: tokio::sync::OnceCell<(AcmeClient, Account)>,
+    slots: tokio::sync::Semaphore,
 }
 
 fn key_of(path: &std::path::Path) -> Result<AccountKey, ConfigError> {
@@ -152,6 +159,7 @@ impl AcmeSigner {
             http,
             eab,
             state: tokio::sync::OnceCell::new(),
+            slots: tokio::sync::Semaphore::new(config.concurrency.unwrap_or(8)),
         })
     }
 
@@ -181,6 +189,13 @@ impl AcmeSigner {
             .await
     }
 
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, CaError> {
+        self.slots
+            .acquire()
+            .await
+            .map_err(|_| CaError::Unavailable("the ACME upstream is shutting down".into()))
+    }
+
     fn plan(&self) -> Plan {
         Plan::single(match self.config.challenges {
             Challenges::Trusted => Method::Trusted,
@@ -201,6 +216,7 @@ impl AcmeSigner {
         identifiers: &[Identifier],
         timeout: Duration,
     ) -> Result<Vec<Vec<u8>>, CaError> {
+        let _slot = self.slot().await?;
         let (client, account) = self.state().await?;
         let request = sceau_client::IssueRequest {
             identifiers: identifiers.to_vec(),
@@ -221,6 +237,7 @@ impl AcmeSigner {
     }
 
     pub async fn revoke(&self, cert_der: &[u8], reason: u8) -> Result<(), CaError> {
+        let _slot = self.slot().await?;
         let (client, account) = self.state().await?;
         match client
             .revoke(RevokeWith::Account(account), cert_der, Some(reason))

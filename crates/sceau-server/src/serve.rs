@@ -375,6 +375,16 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         }
         acme_config.ocsp.validity = Duration::from_secs(config.ocsp_validity_secs);
         acme_config.issuance_lease = Duration::from_secs(config.issuance_lease_secs.max(3));
+        // Several instances may share a server database: their nonces are one pool.
+        if !store.is_embedded() {
+            let key = store
+                .nonce_key(&sceau_acme::nonce::new_shared_key())
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+            acme_config.shared_nonce_key = Some(
+                sceau_wire::b64::decode(&key).map_err(|_| "database: the nonce key is corrupt")?,
+            );
+        }
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
         let policy = crate::admin::server_policy(&config, eab, &store, &mut acme_config).await?;
@@ -391,6 +401,8 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let scheduler = Scheduler::new(acme.store.clone(), &acme.queue.owner);
         acme.start_background(&scheduler);
         acme.start_crls(&scheduler);
+        acme.start_nonce_upkeep(&scheduler);
+        acme.start_validation_sweeper(&scheduler);
         sceau_acme::ocsp::job::start(&acme, &scheduler);
         {
             let (ca, names, cert) = (ca.clone(), tls_names.clone(), tls_cert.clone());

@@ -1,6 +1,6 @@
 //! sceau-server on a real PostgreSQL server, and two instances sharing it: any request may go
-//! to any instance (state is in the database; each instance's nonces are its own, so a client
-//! gets `badNonce` and retries when it switches instances with an old nonce).
+//! to any instance (state is in the database, and so are the nonces' key and redemptions: a
+//! nonce from one instance is good once on any of them).
 
 mod support;
 
@@ -56,7 +56,7 @@ async fn two_instances_share_one_postgresql_database() {
     assert_eq!(cert.status, 200);
     openssl_verify(&first, &String::from_utf8(cert.body).unwrap());
 
-    // A nonce from one instance is refused by the other with badNonce (so clients retry).
+    // A nonce from one instance is good on the other (one key, kept in the database)...
     let nonce = c.nonce().await; // from the first
     let acct = c.kid.clone().unwrap();
     let jws = sceau_wire::jws::sign(
@@ -68,5 +68,100 @@ async fn two_instances_share_one_postgresql_database() {
     )
     .unwrap();
     let r = c.send(&acct.replace(&base, &second.base()), &jws).await;
-    assert_eq!(r.problem_type(), "badNonce");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // ...and once only, wherever it comes back.
+    let again = c.send(&acct.replace(&base, &second.base()), &jws).await;
+    assert_eq!(again.problem_type(), "badNonce");
+    let elsewhere = c.send(&acct, &jws).await;
+    assert_eq!(elsewhere.problem_type(), "badNonce");
+    // A nonce the first issued and nobody redeemed yet is still good on the first.
+    let nonce = c.nonce().await;
+    let jws = sceau_wire::jws::sign(
+        &c.key,
+        sceau_wire::jws::Signer::Kid(&acct),
+        Some(&nonce),
+        &acct,
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.send(&acct, &jws).await.status, 200);
+}
+
+/// An http-01 responder that answers every request after `delay`, counting the requests.
+async fn slow_responder(
+    port: u16,
+    delay: std::time::Duration,
+    body: String,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::atomic::Ordering;
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let seen = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (seen, body) = (seen.clone(), body.clone());
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                seen.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    count
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_starting_never_takes_a_live_instances_validation() {
+    use std::sync::atomic::Ordering;
+    let pg = sceau_testkit::Postgres::start();
+    let first = Server::start(&["--eab", "off", "--database", &pg.url]);
+    first.add_host("slow.test");
+    let mut c = Raw::new(&first).await;
+    c.register().await;
+    let o = order(&c, &["slow.test"]).await;
+    let authz = c
+        .post(o["authorizations"][0].as_str().unwrap(), None)
+        .await
+        .json();
+    let ch = challenge(&authz, "http-01");
+    let token = ch["token"].as_str().unwrap();
+    let requests = slow_responder(
+        first.http01_port,
+        std::time::Duration::from_secs(6),
+        c.key_authz(token),
+    )
+    .await;
+    // The first instance starts validating; its validation waits on the slow responder.
+    let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A second instance starts meanwhile, on the same database: it must leave that
+    // validation to the first (its lease is live), not run it again.
+    let base = first.base();
+    let second = Server::start_sibling(
+        &first,
+        &["--eab", "off", "--database", &pg.url, "--base-url", &base],
+    );
+    let done = c
+        .poll(&o["_url"].as_str().unwrap().to_owned(), &["pending"])
+        .await;
+    // poll gives up after 10 s; the validation takes about 6.
+    assert_eq!(done["status"], "ready", "{done}");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        1,
+        "one validation, by its own instance"
+    );
+    drop(second);
 }

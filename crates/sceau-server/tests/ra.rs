@@ -366,11 +366,12 @@ impl CmpUpstream {
         self.mock.as_ref().expect("the CMP upstream is up")
     }
 
-    fn config(&self) -> PathBuf {
+    /// The server's TOML file: `head` (top-level settings), then `[ra]` with `[ra.cmp]`.
+    fn config(&self, head: &str) -> PathBuf {
         let secret = self.pki.path("cmp-secret");
         private(&secret, CMP_SECRET);
         let text = format!(
-            "eab = \"off\"\n{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
+            "eab = \"off\"\n{head}\n{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
             self.pki.ra_table(20),
             format!("http://127.0.0.1:{}/pkix/", self.port),
         );
@@ -387,7 +388,9 @@ impl CmpUpstream {
 #[tokio::test(flavor = "multi_thread")]
 async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() {
     let up = CmpUpstream::start(&["-poll_count", "2", "-check_after", "1"]);
-    let config = up.config();
+    // The mock hands out one certificate: R37's fresh-key check would stop the repeat order
+    // before it reaches the upstream.
+    let config = up.config("refuse_key_reuse = false");
     let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
 
     // The mock makes us poll twice (pollReq / pollRep, checkAfter 1 s), then issues.
@@ -406,6 +409,22 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
     verify_with_upstream_root(&up.pki, &chain);
     // p10cr, two pollReq, certConf.
     assert_eq!(up.mock().requests(), 4, "{}", up.mock().log_text());
+
+    // The same certificate again, for the same key: the upstream handed it out already, so it
+    // is not handed out twice.
+    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
+    let again = order_and_finalize(
+        &server,
+        &c,
+        &responder,
+        "cmp.test",
+        &csr_b64,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(again["status"], "invalid", "{again}");
+    let detail = again["error"]["detail"].as_str().unwrap();
+    assert!(detail.contains("already handed out"), "{detail}");
 
     // Same certificate for a CSR with another key: refused, never handed out.
     let (csr_b64, _) = csr(&["cmp.test"]);
@@ -466,7 +485,7 @@ async fn cmp_upstream_rejection_makes_the_order_invalid_with_the_cas_own_words()
         "-statusstring",
         "name not allowed by the RA profile",
     ]);
-    let config = up.config();
+    let config = up.config("");
     let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
     let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
     let done = order_and_finalize(
@@ -550,7 +569,7 @@ fn ra_settings_that_cannot_work_are_refused_at_start_in_one_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cmp_upstream_that_is_down_is_waited_for_and_the_order_completes_once_it_is_back() {
     let mut up = CmpUpstream::prepared(&[]);
-    let config = up.config();
+    let config = up.config("");
     let (server, responder, c) = start_ra(
         &config,
         &up.pki,

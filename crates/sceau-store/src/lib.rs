@@ -26,6 +26,7 @@ mod durable;
 mod external;
 mod health;
 mod limits;
+mod nonces;
 mod ocsp;
 mod prefill;
 mod queue;
@@ -418,17 +419,44 @@ impl Store {
         ChallengeRecord::from_row(&row)
     }
 
-    /// pending → processing for a challenge whose authorization is still pending.
-    pub async fn start_challenge(&self, challenge_id: &str, authz_id: &str) -> Result<()> {
+    /// pending → processing for a challenge whose authorization is still pending, the
+    /// validation leased to the caller until `lease_until`.
+    pub async fn start_challenge(
+        &self,
+        challenge_id: &str,
+        authz_id: &str,
+        lease_until: i64,
+    ) -> Result<()> {
         query(
-            "UPDATE challenges SET status = 'processing' WHERE id = $1 AND status = 'pending'
+            "UPDATE challenges SET status = 'processing', validation_lease = $3 WHERE id = $1 AND status = 'pending'
              AND EXISTS (SELECT 1 FROM authzs WHERE authzs.id = $2 AND authzs.status = 'pending')",
         )
         .bind(challenge_id)
         .bind(authz_id)
+        .bind(lease_until)
         .execute(&self.db)
         .await?
         .one_or("challenge is not pending")
+    }
+
+    /// Takes over a validation whose lease expired before `now` (its instance stopped), leased
+    /// to the caller until `lease_until`; `Conflict` when another instance holds or took it.
+    pub async fn take_validation(
+        &self,
+        challenge_id: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<()> {
+        query(
+            "UPDATE challenges SET validation_lease = $3 WHERE id = $1 AND status = 'processing'
+             AND (validation_lease IS NULL OR validation_lease < $2)",
+        )
+        .bind(challenge_id)
+        .bind(now)
+        .bind(lease_until)
+        .execute(&self.db)
+        .await?
+        .one_or("the validation is leased to a live instance")
     }
 
     /// Records a validation outcome: the challenge processing → valid/invalid and its
@@ -482,9 +510,11 @@ impl Store {
         Err(StoreError::Conflict("authorization state changed".into()))
     }
 
-    /// Challenges left in `processing` by a crash, with their authorization ids.
-    pub async fn processing_challenges(&self) -> Result<Vec<ChallengeRecord>> {
-        let rows = query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE status = 'processing'")
+    /// Challenges in `processing` whose validation lease expired before `now`: left by an
+    /// instance that stopped (a crash), to be taken over with [`Store::take_validation`].
+    pub async fn processing_challenges(&self, now: i64) -> Result<Vec<ChallengeRecord>> {
+        let rows = query("SELECT id, authz_id, kind, status, validated, error FROM challenges WHERE status = 'processing' AND (validation_lease IS NULL OR validation_lease < $1)")
+            .bind(now)
             .fetch_all(&self.db)
             .await?;
         rows.iter().map(ChallengeRecord::from_row).collect()

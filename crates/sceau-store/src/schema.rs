@@ -1,6 +1,7 @@
 //! Schema migrations: an ordered list of portable SQL scripts, each applied once, recorded in
 //! `schema_migrations`. Every script runs in a transaction with its record, so a crash never
-//! leaves a half-applied version.
+//! leaves a half-applied version; on PostgreSQL that transaction first takes an advisory lock,
+//! so instances starting at once on one database apply each script exactly once.
 
 use crate::Result;
 use crate::db::{Db, query};
@@ -15,14 +16,36 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_crls.sql")),
     (8, include_str!("../migrations/0008_ocsp.sql")),
     (9, include_str!("../migrations/0009_ocsp_upkeep.sql")),
+    (10, include_str!("../migrations/0010_shared_nonces.sql")),
+    (11, include_str!("../migrations/0011_validation_leases.sql")),
 ];
 
+/// PostgreSQL advisory lock key of the migrations: instances starting together on one database
+/// apply each script once, one after the other (the others wait, then find it applied).
+const MIGRATION_LOCK: i64 = 0x5CEA_u64 as i64 * 1_000_003;
+
+/// Takes the migration lock for the rest of `tx` (PostgreSQL; SQLite has one process and
+/// serializes its writers itself).
+async fn lock(db: &Db, tx: &mut crate::db::Tx) -> Result<()> {
+    if matches!(db, Db::Postgres(_)) {
+        query("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS locked")
+            .bind(MIGRATION_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn migrate(db: &Db) -> Result<()> {
+    let mut tx = db.begin().await?;
+    lock(db, &mut tx).await?;
     query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .execute(db)
+        .execute(&mut tx)
         .await?;
+    tx.commit().await?;
     for (version, script) in MIGRATIONS {
         let mut tx = db.begin().await?;
+        lock(db, &mut tx).await?;
         let done = query("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
             .bind(*version)
             .fetch_one(&mut tx)

@@ -126,9 +126,12 @@ async fn challenge_and_authz_move_together(dir: Backend) {
         0,
         "a refused change left an audit row"
     );
-    store.start_challenge(&ch.id, &authz.id).await.unwrap();
+    store
+        .start_challenge(&ch.id, &authz.id, now() + 120)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.start_challenge(&ch.id, &authz.id).await,
+        store.start_challenge(&ch.id, &authz.id, now() + 120).await,
         Err(StoreError::Conflict(_))
     ));
     let problem = Problem::new(ProblemType::IncorrectResponse, "wrong body");

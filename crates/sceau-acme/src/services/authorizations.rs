@@ -10,6 +10,7 @@ use sceau_wire::{
 };
 use serde_json::json;
 
+use super::recovery::VALIDATION_LEASE;
 use super::{found, owned};
 use crate::render;
 use crate::request::Verified;
@@ -130,7 +131,15 @@ impl Acme {
                 &authz.identifier.value,
             )
             .await?;
-        match self.store.start_challenge(&challenge.id, &authz.id).await {
+        match self
+            .store
+            .start_challenge(
+                &challenge.id,
+                &authz.id,
+                now() + VALIDATION_LEASE.as_secs() as i64,
+            )
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Ok(None), // another request started it
             Err(e) => return Err(e.into()),

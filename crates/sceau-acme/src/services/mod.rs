@@ -15,7 +15,7 @@ mod authorizations;
 mod finalize;
 mod identifiers;
 mod orders;
-mod recovery;
+pub(crate) mod recovery;
 mod revocation;
 
 pub use revocation::{RevokeError, Revoker, revoke_certificate};
