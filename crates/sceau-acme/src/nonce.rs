@@ -19,7 +19,8 @@
 //!   so a nonce any instance issued verifies on every one; each starts its counter at a random
 //!   point, so two instances never issue the same nonce; the redemption is recorded in the
 //!   database (`Store::redeem_nonce`), where a replay on any instance finds it. The in-memory
-//!   redeemed set is then unused.
+//!   redeemed set then serves only while storage takes no writes (nothing a replay could
+//!   change can change then), so that reads go on being served.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -72,7 +73,7 @@ impl NoncePool {
         aws_lc_rs::rand::fill(&mut start).expect("OS random source");
         // Top bit clear: 2^63 counters from any start never wrap.
         let start = u64::from_be_bytes(start) >> 1;
-        Self::with_key(secret, start.max(1), 1, prefix, true)
+        Self::with_key(secret, start.max(1), 100_000, prefix, true)
     }
 
     fn with_key(secret: &[u8], start: u64, capacity: usize, prefix: &str, shared: bool) -> Self {
@@ -186,7 +187,14 @@ impl crate::Acme {
         }
         match self.nonces.verify(nonce) {
             None => Ok(false),
-            Some((_, issued)) => Ok(self.store.redeem_nonce(nonce, issued as i64).await?),
+            Some((_, issued)) => match self.store.redeem_nonce(nonce, issued as i64).await {
+                Ok(first) => Ok(first),
+                // Storage takes no writes now (read-only, away): nothing a request could change
+                // can change either, so this instance alone keeps the nonce from a replay here
+                // and the reads go on being served.
+                Err(e) if e.storage_fault().is_some() => Ok(self.nonces.consume(nonce)),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 
