@@ -213,6 +213,11 @@ impl Acme {
             } else {
                 None
             },
+            // R35: the signing process checks the account and its names again, for itself.
+            gate: Some(sceau_ca::GateInfo {
+                account_id: order.account_id.clone(),
+                profile: order.profile.clone(),
+            }),
         };
         let signed = self.with_lease(job, self.signer.issue(request)).await;
         let issued = match signed {
@@ -222,6 +227,13 @@ impl Acme {
             Some(Err(CaError::InvalidRequest(detail))) => {
                 return Attempt::Refused(
                     Problem::new(ProblemType::BadCsr, detail),
+                    SerialOutcome::Failed,
+                );
+            }
+            // The signing process's own policy check refused (R35): final.
+            Some(Err(CaError::Gate(detail))) => {
+                return Attempt::Refused(
+                    Problem::new(ProblemType::Unauthorized, detail),
                     SerialOutcome::Failed,
                 );
             }

@@ -11,6 +11,7 @@
 //! - An AA is valid at most [`MAX_VALIDITY_SECS`] (agency guide R8); an expired, suspended or
 //!   deactivated AA binds no new ACME account and authorises no issuance.
 
+pub mod gate;
 pub mod names;
 pub mod policy;
 pub mod registry;

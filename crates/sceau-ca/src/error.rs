@@ -37,6 +37,10 @@ pub enum CaError {
     /// what to do, in one line.
     #[error("{0}")]
     Refused(String),
+    /// The signing process's own policy check (R35) refused: the account, its external account,
+    /// a name or the profile is not allowed.
+    #[error("{0}")]
+    Gate(String),
     /// The upstream CA (RA mode) refused the request, or returned a certificate the RA refuses:
     /// final for this request, and not the client's fault.
     #[error("{0}")]

@@ -153,6 +153,17 @@ pub struct IssueRequest {
     /// The CSR as the client sent it (DER), for an upstream CA that signs it itself (RA mode);
     /// a local CA uses only the checked fields above.
     pub csr_der: Option<Vec<u8>>,
+    /// Whose issuance this is, for the signing process's own policy check (R35).
+    pub gate: Option<GateInfo>,
+}
+
+/// What the signing process checks for itself before it signs (agency guide R35): the ACME
+/// account (its state, its external account, the names and profile that allows).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GateInfo {
+    pub account_id: String,
+    /// The profile the order asked for; `None`: the default.
+    pub profile: Option<String>,
 }
 
 /// What the front end asks an upstream CA to revoke (RA mode; RFC 8555 §7.6 forwarded).

@@ -16,8 +16,7 @@
 //!   whether it is up, for readiness.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
-use std::path::Path;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,28 +81,64 @@ struct WireRevoked {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
     Issue(IssueOp),
-    Revoke {
-        cert: String,
-        reason: u8,
-    },
-    ServerTls {
-        names: Vec<String>,
-    },
-    SignCrl {
-        issuer_id: String,
-        this_update: i64,
-        next_update: i64,
-        number: String,
-        shard: Option<u32>,
-        revoked: Vec<WireRevoked>,
-    },
-    OcspResponder {
-        issuer_id: String,
-    },
-    SignOcsp {
-        issuer_id: String,
-        tbs: String,
-    },
+    Revoke { cert: String, reason: u8 },
+    ServerTls { names: Vec<String> },
+    SignCrl(SignCrlOp),
+    OcspResponder { issuer_id: String },
+    SignOcsp { issuer_id: String, tbs: String },
+}
+
+/// [`CrlRequest`] on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct SignCrlOp {
+    issuer_id: String,
+    this_update: i64,
+    next_update: i64,
+    number: String,
+    shard: Option<u32>,
+    revoked: Vec<WireRevoked>,
+}
+
+impl SignCrlOp {
+    fn of(req: CrlRequest) -> SignCrlOp {
+        SignCrlOp {
+            issuer_id: req.issuer_id,
+            this_update: req.this_update.unix_timestamp(),
+            next_update: req.next_update.unix_timestamp(),
+            number: b64::encode(&req.number),
+            shard: req.shard,
+            revoked: req
+                .revoked
+                .into_iter()
+                .map(|r| WireRevoked {
+                    serial: b64::encode(&r.serial),
+                    revoked_at: r.revoked_at.unix_timestamp(),
+                    reason: r.reason,
+                })
+                .collect(),
+        }
+    }
+
+    fn request(self) -> Result<CrlRequest, CaError> {
+        Ok(CrlRequest {
+            issuer_id: self.issuer_id,
+            this_update: ts(self.this_update)?,
+            next_update: ts(self.next_update)?,
+            number: unb64("number", &self.number)?,
+            shard: self.shard,
+            revoked: self
+                .revoked
+                .into_iter()
+                .map(|r| {
+                    Ok(RevokedEntry {
+                        serial: unb64("serial", &r.serial)?,
+                        revoked_at: ts(r.revoked_at)?,
+                        reason: r.reason,
+                    })
+                })
+                .collect::<Result<_, CaError>>()?,
+        })
+    }
 }
 
 /// [`IssueRequest`] on the wire.
@@ -118,6 +153,8 @@ struct IssueOp {
     crl_shard: Option<u32>,
     #[serde(default)]
     csr: Option<String>,
+    #[serde(default)]
+    gate: Option<crate::GateInfo>,
 }
 
 impl IssueOp {
@@ -131,6 +168,7 @@ impl IssueOp {
             serial: req.serial.as_deref().map(b64::encode),
             crl_shard: req.crl_shard,
             csr: req.csr_der.as_deref().map(b64::encode),
+            gate: req.gate,
         }
     }
 
@@ -145,6 +183,7 @@ impl IssueOp {
             serial: self.serial.map(|s| unb64("serial", &s)).transpose()?,
             crl_shard: self.crl_shard,
             csr_der: self.csr.map(|c| unb64("csr", &c)).transpose()?,
+            gate: self.gate,
         })
     }
 }
@@ -177,6 +216,7 @@ enum Outcome {
     Done,
     InvalidRequest(String),
     Upstream(String),
+    Gate(String),
     Unavailable(String),
     Failed(String),
 }
@@ -214,13 +254,17 @@ fn error_outcome(e: CaError) -> Outcome {
         CaError::InvalidRequest(m) => Outcome::InvalidRequest(m),
         CaError::Unavailable(m) => Outcome::Unavailable(m),
         CaError::Upstream(m) => Outcome::Upstream(m),
+        CaError::Gate(m) => Outcome::Gate(m),
         e => Outcome::Failed(e.to_string()),
     }
 }
 
-/// Answers one request with any [`Signer`] (an upstream CA in RA mode): no local CA, so no
-/// server TLS certificate.
-async fn answer_with(signer: &dyn Signer, op: Op) -> Outcome {
+/// Makes the server's own TLS certificate and key for these names (a local CA's
+/// [`Ca::server_tls`]); `None` in RA mode, which has no local CA.
+pub type ServerTlsFn = Box<dyn Fn(&[String]) -> Result<(String, String), CaError> + Send + Sync>;
+
+/// Answers one request with any [`Signer`] (a gated local CA, an upstream CA in RA mode).
+async fn answer_with(signer: &dyn Signer, server_tls: Option<&ServerTlsFn>, op: Op) -> Outcome {
     let result = match op {
         Op::Issue(op) => match op.request() {
             Ok(req) => signer.issue(req).await.map(issued_outcome),
@@ -233,14 +277,30 @@ async fn answer_with(signer: &dyn Signer, op: Op) -> Outcome {
                 .map(|()| Outcome::Done),
             Err(e) => Err(e),
         },
-        Op::ServerTls { .. } => Err(CaError::Refused(
-            "no local CA signs here (registration-authority mode): the server's TLS certificate comes from the files in [ra]".into(),
-        )),
-        Op::SignCrl { .. } | Op::OcspResponder { .. } | Op::SignOcsp { .. } => {
-            Err(CaError::InvalidRequest(
-                "the upstream CA signs its own CRLs and OCSP responses".into(),
-            ))
-        }
+        Op::ServerTls { names } => match server_tls {
+            Some(make) => make(&names).map(|(chain_pem, key_pem)| Outcome::ServerTls { chain_pem, key_pem }),
+            None => Err(CaError::Refused(
+                "no local CA signs here (registration-authority mode): the server's TLS certificate comes from the files in [ra]".into(),
+            )),
+        },
+        Op::SignCrl(op) => match op.request() {
+            Ok(req) => signer
+                .sign_crl(req)
+                .await
+                .map(|der| Outcome::Bytes(b64::encode(der))),
+            Err(e) => Err(e),
+        },
+        Op::OcspResponder { issuer_id } => signer
+            .ocsp_responder(&issuer_id)
+            .await
+            .map(|der| Outcome::Bytes(b64::encode(der))),
+        Op::SignOcsp { issuer_id, tbs } => match unb64("tbs", &tbs) {
+            Ok(tbs) => signer
+                .sign_ocsp(&issuer_id, tbs)
+                .await
+                .map(|sig| Outcome::Bytes(b64::encode(sig))),
+            Err(e) => Err(e),
+        },
     };
     result.unwrap_or_else(error_outcome)
 }
@@ -248,7 +308,12 @@ async fn answer_with(signer: &dyn Signer, op: Op) -> Outcome {
 /// Runs the service for `signer` on stdin/stdout until stdin closes, answering requests
 /// concurrently (an upstream CA may take minutes over one): answers carry the request's id and
 /// may come in any order.
-pub async fn serve_signer_stdio(signer: Arc<dyn Signer>, hello: &Hello) -> std::io::Result<()> {
+pub async fn serve_signer_stdio(
+    signer: Arc<dyn Signer>,
+    server_tls: Option<ServerTlsFn>,
+    hello: &Hello,
+) -> std::io::Result<()> {
+    let server_tls = server_tls.map(Arc::new);
     // The hello goes first, before any answer.
     let mut out = tokio::io::stdout();
     let mut first = serde_json::to_string(hello).expect("json");
@@ -269,11 +334,12 @@ pub async fn serve_signer_stdio(signer: Arc<dyn Signer>, hello: &Hello) -> std::
     while let Some(line) = lines.next_line().await? {
         let tx = tx.clone();
         let signer = signer.clone();
+        let server_tls = server_tls.clone();
         tokio::spawn(async move {
             let response = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => Response {
                     id: req.id,
-                    outcome: answer_with(signer.as_ref(), req.op).await,
+                    outcome: answer_with(signer.as_ref(), server_tls.as_deref(), req.op).await,
                 },
                 Err(e) => Response {
                     id: 0,
@@ -285,54 +351,6 @@ pub async fn serve_signer_stdio(signer: Arc<dyn Signer>, hello: &Hello) -> std::
     }
     drop(tx);
     writer.await.map_err(std::io::Error::other)?
-}
-
-fn answer(ca: &Ca, dir: &Path, op: Op) -> Outcome {
-    let result = match op {
-        Op::Issue(op) => op
-            .request()
-            .and_then(|req| ca.sign(&req))
-            .map(issued_outcome),
-        // A local CA's revocation is recorded and published by the front end.
-        Op::Revoke { .. } => Ok(Outcome::Done),
-        Op::ServerTls { names } => ca
-            .server_tls(dir, &names)
-            .map(|(chain_pem, key_pem)| Outcome::ServerTls { chain_pem, key_pem }),
-        Op::SignCrl {
-            issuer_id,
-            this_update,
-            next_update,
-            number,
-            shard,
-            revoked,
-        } => (|| {
-            let req = CrlRequest {
-                issuer_id,
-                this_update: ts(this_update)?,
-                next_update: ts(next_update)?,
-                number: unb64("number", &number)?,
-                shard,
-                revoked: revoked
-                    .into_iter()
-                    .map(|r| {
-                        Ok(RevokedEntry {
-                            serial: unb64("serial", &r.serial)?,
-                            revoked_at: ts(r.revoked_at)?,
-                            reason: r.reason,
-                        })
-                    })
-                    .collect::<Result<_, CaError>>()?,
-            };
-            Ok(Outcome::Bytes(b64::encode(ca.sign_crl(&req)?)))
-        })(),
-        Op::OcspResponder { issuer_id } => ca
-            .ocsp_responder(&issuer_id)
-            .map(|der| Outcome::Bytes(b64::encode(der))),
-        Op::SignOcsp { issuer_id, tbs } => unb64("tbs", &tbs)
-            .and_then(|tbs| ca.sign_ocsp(&issuer_id, &tbs))
-            .map(|sig| Outcome::Bytes(b64::encode(sig))),
-    };
-    result.unwrap_or_else(error_outcome)
 }
 
 /// The first line of a service that cannot open its CA: the front end reports it as its own
@@ -354,35 +372,6 @@ pub fn refuse_to_start(why: &str) {
         .expect("json")
     );
     let _ = out.flush();
-}
-
-/// Runs the service on stdin/stdout until stdin closes (the child side).
-pub fn serve_stdio(ca: &Ca, dir: &Path) -> std::io::Result<()> {
-    let stdin = std::io::stdin();
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{}",
-        serde_json::to_string(&Hello::of(ca)).expect("json")
-    )?;
-    out.flush()?;
-    for line in stdin.lock().lines() {
-        let line = line?;
-        let response = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => Response {
-                id: req.id,
-                outcome: answer(ca, dir, req.op),
-            },
-            // A front end that sends garbage is broken; say so and keep serving.
-            Err(e) => Response {
-                id: 0,
-                outcome: Outcome::Failed(format!("bad request: {e}")),
-            },
-        };
-        writeln!(out, "{}", serde_json::to_string(&response).expect("json"))?;
-        out.flush()?;
-    }
-    Ok(())
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Outcome>>>>;
@@ -632,6 +621,7 @@ fn outcome_error(o: Outcome) -> CaError {
         Outcome::InvalidRequest(m) => CaError::InvalidRequest(m),
         Outcome::Unavailable(m) => CaError::Unavailable(m),
         Outcome::Upstream(m) => CaError::Upstream(m),
+        Outcome::Gate(m) => CaError::Gate(m),
         Outcome::Failed(m) => CaError::Signing(m),
         _ => CaError::Signing("unexpected answer from the signing service".into()),
     }
@@ -669,25 +659,7 @@ impl Signer for RemoteSigner {
     }
 
     fn sign_crl<'a>(&'a self, req: CrlRequest) -> SignFuture<'a, Vec<u8>> {
-        Box::pin(async move {
-            self.bytes(Op::SignCrl {
-                issuer_id: req.issuer_id,
-                this_update: req.this_update.unix_timestamp(),
-                next_update: req.next_update.unix_timestamp(),
-                number: b64::encode(&req.number),
-                shard: req.shard,
-                revoked: req
-                    .revoked
-                    .into_iter()
-                    .map(|r| WireRevoked {
-                        serial: b64::encode(&r.serial),
-                        revoked_at: r.revoked_at.unix_timestamp(),
-                        reason: r.reason,
-                    })
-                    .collect(),
-            })
-            .await
-        })
+        Box::pin(async move { self.bytes(Op::SignCrl(SignCrlOp::of(req))).await })
     }
 
     fn ocsp_responder<'a>(&'a self, issuer_id: &'a str) -> SignFuture<'a, Vec<u8>> {

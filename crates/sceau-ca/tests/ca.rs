@@ -31,6 +31,7 @@ fn request(spki: Vec<u8>, identifiers: Vec<Identifier>, profile: Profile) -> Iss
         serial: None,
         crl_shard: None,
         csr_der: None,
+        gate: None,
     }
 }
 

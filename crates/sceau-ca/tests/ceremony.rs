@@ -45,6 +45,7 @@ fn leaf(ca: &Ca, name: &str) -> Issued {
         serial: None,
         crl_shard: None,
         csr_der: None,
+        gate: None,
     })
     .unwrap()
 }

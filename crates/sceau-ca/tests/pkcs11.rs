@@ -255,6 +255,7 @@ fn child_issue(dir: &Path) {
             serial: None,
             crl_shard: None,
             csr_der: None,
+            gate: None,
         })
         .unwrap();
     std::fs::write(dir.join("leaf-chain.pem"), &issued.chain_pem).unwrap();

@@ -234,6 +234,7 @@ async fn a_leaf_and_its_shard_crl_agree_and_openssl_checks_revocation_with_them(
             serial: None,
             crl_shard: Some(5),
             csr_der: None,
+            gate: None,
         },
     )
     .await

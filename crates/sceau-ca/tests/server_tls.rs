@@ -154,6 +154,7 @@ fn the_server_certificate_is_reused_then_replaced() {
                 serial: None,
                 crl_shard: None,
                 csr_der: None,
+                gate: None,
             })
             .unwrap();
         std::fs::write(tmp.path().join("server.pem"), &issued.chain_pem).unwrap();

@@ -280,6 +280,7 @@ mod tests {
             serial: None,
             crl_shard: None,
             csr_der: None,
+            gate: None,
         }
     }
 

@@ -295,6 +295,7 @@ mod tests {
             serial: None,
             crl_shard: None,
             csr_der: Some(b"csr".to_vec()),
+            gate: None,
         }
     }
 

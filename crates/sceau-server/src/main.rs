@@ -12,6 +12,7 @@ mod listener;
 mod ocsp_http;
 mod revocation_http;
 mod serve;
+mod sign_service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -233,6 +234,9 @@ enum Command {
         /// RA mode: the server's TOML file, whose `[ra]` names the upstream CA
         #[arg(long)]
         ra_config: Option<PathBuf>,
+        /// The server's EAB mode, which the signing gate applies too
+        #[arg(long, default_value = "required")]
+        eab: String,
     },
 }
 
@@ -253,7 +257,8 @@ fn main() -> ExitCode {
             public_url,
             no_ocsp_url,
             ra_config,
-        } => serve::run_sign_service(serve::SignServiceArgs {
+            eab,
+        } => sign_service::run_sign_service(sign_service::SignServiceArgs {
             data_dir,
             ca_key,
             organization,
@@ -264,6 +269,7 @@ fn main() -> ExitCode {
             public_url,
             ocsp_in_leaves: !no_ocsp_url,
             ra_config,
+            eab,
         }),
     };
     match result {

@@ -11,7 +11,7 @@ use sceau_acme::limits::{Rate, RateLimits, parse_count};
 use sceau_acme::scheduler::{Scheduler, Scope};
 use sceau_acme::{Acme, AcmeConfig, EabMode};
 use sceau_ca::remote::RemoteSigner;
-use sceau_ca::{Ca, CaKeyKind, OpenOptions, Signer};
+use sceau_ca::{CaKeyKind, Signer};
 use sceau_validate::{Validator, ValidatorConfig};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::{CommonArgs, ServeArgs, http, listener};
 
 /// The longest validity `--allow-long-validity` permits.
-const LONG_VALIDITY_DAYS: u64 = 397;
+pub(crate) const LONG_VALIDITY_DAYS: u64 = 397;
 
 pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, String> {
     let mut c = Config::load(common.config.as_deref())?;
@@ -124,7 +124,7 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     Ok(c)
 }
 
-fn eab_mode(text: &str) -> Result<EabMode, String> {
+pub(crate) fn eab_mode(text: &str) -> Result<EabMode, String> {
     match text {
         "off" => Ok(EabMode::Off),
         "optional" => Ok(EabMode::Optional),
@@ -312,12 +312,18 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
                 a.push("--ra-config".into());
                 a.push(p.clone().into());
             }
+            a.push("--eab".into());
+            a.push(config.eab.clone().into());
             a
         };
         // Called again each time the supervisor restarts the service.
+        // The signing gate's own connection to the database (R35); its URL may hold a
+        // password, so it goes in the environment, not argv.
+        let gate_url = database_url.clone();
         let make: sceau_ca::remote::CommandMaker = Box::new(move || {
             let mut c = tokio::process::Command::new(&exe);
-            c.args(&sign_args);
+            c.args(&sign_args)
+                .env(crate::sign_service::DATABASE_ENV, &gate_url);
             c
         });
         let ca = RemoteSigner::spawn(make).await.map_err(|e| match e {
@@ -549,89 +555,6 @@ fn reload_signer_on_sighup(ca: Arc<RemoteSigner>) {
             ca.restart();
         }
     });
-}
-
-/// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
-/// What `serve` tells its signing process (see `main.rs`'s hidden `sign-service`).
-pub struct SignServiceArgs {
-    pub data_dir: std::path::PathBuf,
-    pub ca_key: String,
-    pub organization: String,
-    pub max_validity_days: u64,
-    pub allow_wildcards: bool,
-    pub allow_local_identifiers: bool,
-    pub staging: bool,
-    pub public_url: Option<String>,
-    pub ocsp_in_leaves: bool,
-    pub ra_config: Option<std::path::PathBuf>,
-}
-
-pub fn run_sign_service(a: SignServiceArgs) -> Result<(), String> {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    if let Some(path) = &a.ra_config {
-        return run_upstream_service(path, &a);
-    }
-    let kind: CaKeyKind = a.ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
-    let opened = Ca::open(
-        &a.data_dir,
-        &OpenOptions {
-            create: Some((kind, a.organization.clone())),
-            staging: a.staging,
-        },
-    );
-    let mut ca = match opened {
-        Ok(ca) => ca,
-        // Said to the front end on the pipe, which makes it its one-line refusal to start.
-        Err(e) => {
-            sceau_ca::remote::refuse_to_start(&e.to_string());
-            std::process::exit(1);
-        }
-    };
-    ca.set_allow_wildcards(a.allow_wildcards);
-    ca.set_allow_local_names(a.allow_local_identifiers);
-    ca.set_max_leaf_validity(time::Duration::days(
-        a.max_validity_days.min(LONG_VALIDITY_DAYS) as i64,
-    ));
-    ca.set_public_url(a.public_url);
-    ca.set_ocsp_in_leaves(a.ocsp_in_leaves);
-    sceau_ca::remote::serve_stdio(&ca, &a.data_dir).map_err(|e| format!("signing service: {e}"))
-}
-
-/// The signing service of RA mode: no CA key, the upstream's credentials instead; requests are
-/// answered concurrently, an upstream taking seconds or minutes over each.
-fn run_upstream_service(path: &std::path::Path, a: &SignServiceArgs) -> Result<(), String> {
-    let refuse = |why: String| -> ! {
-        sceau_ca::remote::refuse_to_start(&why);
-        std::process::exit(1)
-    };
-    let config = crate::config::Config::load(Some(path)).unwrap_or_else(|e| refuse(e));
-    let Some(ra) = config.ra else {
-        refuse(format!("{} has no [ra] table", path.display()))
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async move {
-        let limits = sceau_ra::Limits {
-            max_validity: time::Duration::days(a.max_validity_days.min(LONG_VALIDITY_DAYS) as i64),
-            allow_wildcards: a.allow_wildcards,
-        };
-        let signer = sceau_ra::RaSigner::open(&ra, limits)
-            .await
-            .unwrap_or_else(|e| refuse(e.to_string()));
-        tracing::info!(upstream = %signer.describe(), "registration-authority signing service ready");
-        let hello = signer.hello();
-        sceau_ca::remote::serve_signer_stdio(Arc::new(signer), &hello)
-            .await
-            .map_err(|e| format!("signing service: {e}"))
-    })
 }
 
 fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {

@@ -153,9 +153,7 @@ async fn an_instance_starting_never_takes_a_live_instances_validation() {
         &first,
         &["--eab", "off", "--database", &pg.url, "--base-url", &base],
     );
-    let done = c
-        .poll(&o["_url"].as_str().unwrap().to_owned(), &["pending"])
-        .await;
+    let done = c.poll(o["_url"].as_str().unwrap(), &["pending"]).await;
     // poll gives up after 10 s; the validation takes about 6.
     assert_eq!(done["status"], "ready", "{done}");
     assert_eq!(

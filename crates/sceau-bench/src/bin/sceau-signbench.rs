@@ -117,6 +117,7 @@ fn certificates(
             serial: None,
             crl_shard: None,
             csr_der: None,
+            gate: None,
         })
         .map(drop)
     })
