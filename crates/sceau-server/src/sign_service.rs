@@ -28,8 +28,20 @@ pub const DATABASE_ENV: &str = "SCEAU_SIGNER_DATABASE_URL";
 /// A signer behind the signing gate (see the module invariants).
 struct Gated {
     inner: Arc<dyn Signer>,
-    store: Store,
+    /// The gate's own database connection, opened at the first request (storage that is away
+    /// or read-only at start-up delays signing, it does not stop the service).
+    store: tokio::sync::OnceCell<Store>,
+    url: String,
     eab: EabMode,
+}
+
+impl Gated {
+    async fn store(&self) -> Result<&Store, CaError> {
+        self.store
+            .get_or_try_init(|| Store::open(&self.url))
+            .await
+            .map_err(|e| CaError::Unavailable(format!("signing gate: database: {e}")))
+    }
 }
 
 impl Signer for Gated {
@@ -41,7 +53,7 @@ impl Signer for Gated {
                 ));
             };
             match signing_gate(
-                &self.store,
+                self.store().await?,
                 self.eab,
                 &gate.account_id,
                 &req.identifiers,
@@ -158,24 +170,26 @@ async fn serve(a: SignServiceArgs) -> Result<(), String> {
     let tls_ca = ca.clone();
     let server_tls: sceau_ca::remote::ServerTlsFn =
         Box::new(move |names: &[String]| tls_ca.server_tls(&dir, names));
-    let gated = gate(ca, &a).await;
+    let gated = gate(ca, &a);
     sceau_ca::remote::serve_signer_stdio(gated, Some(server_tls), &hello)
         .await
         .map_err(|e| format!("signing service: {e}"))
 }
 
 /// `inner` behind the signing gate, on the process's own connection to the database.
-async fn gate(inner: Arc<dyn Signer>, a: &SignServiceArgs) -> Arc<dyn Signer> {
+fn gate(inner: Arc<dyn Signer>, a: &SignServiceArgs) -> Arc<dyn Signer> {
     let eab = crate::serve::eab_mode(&a.eab).unwrap_or_else(|e| refuse(e));
     let url = std::env::var(DATABASE_ENV).unwrap_or_else(|_| {
         refuse(format!(
             "the signing service needs {DATABASE_ENV} (serve sets it) for its signing gate"
         ))
     });
-    let store = Store::open(&url)
-        .await
-        .unwrap_or_else(|e| refuse(format!("signing gate: database: {e}")));
-    Arc::new(Gated { inner, store, eab })
+    Arc::new(Gated {
+        inner,
+        store: tokio::sync::OnceCell::new(),
+        url,
+        eab,
+    })
 }
 
 /// The signing service of RA mode: no CA key, the upstream's credentials instead; requests are
@@ -194,7 +208,7 @@ async fn run_upstream_service(path: &std::path::Path, a: &SignServiceArgs) -> Re
         .unwrap_or_else(|e| refuse(e.to_string()));
     tracing::info!(upstream = %signer.describe(), "registration-authority signing service ready");
     let hello = signer.hello();
-    let gated = gate(Arc::new(signer), a).await;
+    let gated = gate(Arc::new(signer), a);
     sceau_ca::remote::serve_signer_stdio(gated, None, &hello)
         .await
         .map_err(|e| format!("signing service: {e}"))
