@@ -73,41 +73,48 @@ fn certbot_and_lego_through_ra_in_front_of_openssl_ca() {
     );
 }
 
-/// OpenSSL's CMP server hands out one fixed certificate: certbot enrolls the key of that
-/// certificate with `--csr`, and the same certificate for any other key is refused.
-#[test]
-fn certbot_through_ra_in_front_of_a_cmp_ca() {
-    let mut pki = UpstreamPki::new();
-    let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
-    let issuing = pki.path("issuing.pem");
-    std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
-    let mock = MockCmp::start(&[
-        "-srv_ref",
-        "upstream",
-        "-srv_secret",
-        "pass:interop cmp secret",
-        "-rsp_cert",
-        leaf.to_str().unwrap(),
-        "-rsp_extracerts",
-        issuing.to_str().unwrap(),
-    ]);
-    let secret = pki.path("cmp-secret");
-    private(&secret, "interop cmp secret\n");
-    let config = pki.path("sceau.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
-            pki.ra_table(30),
-            mock.url()
-        ),
-    )
-    .unwrap();
-    let env = ra_server(&pki, &config, &pki.root_pem());
-    let host = env.host("cmp");
-    let dir = env.path("certbot");
-    let certbot = |sub: &str| sceau_interop::certbot(sub, &dir, &pki.root_pem());
-    let csr = |key: &Path, out: &Path| {
+/// OpenSSL's CMP server (password MAC) handing out one certificate, for `cmp.test`, and the RA
+/// in front of it; the key of that certificate is `cmp.key` in the PKI's directory.
+struct CmpRa {
+    pki: UpstreamPki,
+    mock: MockCmp,
+    env: Interop,
+}
+
+impl CmpRa {
+    fn start() -> CmpRa {
+        let mut pki = UpstreamPki::new();
+        let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
+        let issuing = pki.path("issuing.pem");
+        std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
+        let mock = MockCmp::start(&[
+            "-srv_ref",
+            "upstream",
+            "-srv_secret",
+            "pass:interop cmp secret",
+            "-rsp_cert",
+            leaf.to_str().unwrap(),
+            "-rsp_extracerts",
+            issuing.to_str().unwrap(),
+        ]);
+        let secret = pki.path("cmp-secret");
+        private(&secret, "interop cmp secret\n");
+        let config = pki.path("sceau.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
+                pki.ra_table(30),
+                mock.url()
+            ),
+        )
+        .unwrap();
+        let env = ra_server(&pki, &config, &pki.root_pem());
+        CmpRa { pki, mock, env }
+    }
+
+    /// A CSR (PEM) for `cmp.test` with the key in `key`, at `out`.
+    fn csr(&self, key: &Path, out: &Path) {
         run_ok(
             "openssl req",
             Command::new("openssl")
@@ -122,7 +129,19 @@ fn certbot_through_ra_in_front_of_a_cmp_ca() {
                 ])
                 .arg(out),
         );
-    };
+    }
+}
+
+/// certbot enrolls the key of the mock's certificate with `--csr`; the same certificate for
+/// any other key is refused; revocation goes to the CA with rr.
+#[test]
+fn certbot_through_ra_in_front_of_a_cmp_ca() {
+    let up = CmpRa::start();
+    let (pki, mock, env) = (&up.pki, &up.mock, &up.env);
+    let host = env.host("cmp");
+    let dir = env.path("certbot");
+    let certbot = |sub: &str| sceau_interop::certbot(sub, &dir, &pki.root_pem());
+    let csr = |key: &Path, out: &Path| up.csr(key, out);
     let obtain = |csr: &Path, n: u32| {
         let mut c = certbot("certonly");
         c.args(["--server", &env.server.directory_url])
@@ -194,6 +213,46 @@ fn certbot_through_ra_in_front_of_a_cmp_ca() {
     assert_eq!(mock.requests(), before + 1, "one rr");
 }
 
+/// lego, with the key of the mock's certificate (`--csr`): obtains it, and revokes it there.
+#[test]
+fn lego_through_ra_in_front_of_a_cmp_ca() {
+    let up = CmpRa::start();
+    let host = up.env.host("cmp");
+    let dir = up.env.path("lego");
+    let csr = up.pki.path("lego.csr");
+    up.csr(&up.pki.path("cmp.key"), &csr);
+    let lego = |args: &[&str]| {
+        let mut c = Command::new(sceau_testkit::require_tool("lego"));
+        c.args(["--server", &up.env.server.directory_url])
+            .arg("--path")
+            .arg(&dir)
+            .args(["--email", "pki-team@example.org", "--accept-tos"])
+            .args(args)
+            .env("LEGO_CA_CERTIFICATES", up.pki.root_pem());
+        c
+    };
+    let csr_arg = csr.to_str().unwrap().to_owned();
+    let port = format!(":{}", up.env.http01_port);
+    run_ok(
+        "lego --csr run",
+        &mut lego(&["--csr", &csr_arg, "--http", "--http.port", &port, "run"]),
+    );
+    let crt = dir.join("certificates").join(format!("{host}.crt"));
+    let t = trust(&up.pki, &up.pki.root_pem());
+    let serial = t.verify(
+        &crt,
+        Some(&dir.join("certificates").join(format!("{host}.issuer.crt"))),
+        &host,
+    );
+    assert_eq!(up.pki.upstream_status(&serial), Some('V'));
+    let before = up.mock.requests();
+    run_ok(
+        "lego revoke",
+        &mut lego(&["--domains", &host, "revoke", "--reason", "4", "--keep"]),
+    );
+    assert_eq!(up.mock.requests(), before + 1, "one rr");
+}
+
 /// Pebble with external account binding required and every challenge accepted unchecked: the
 /// upstream trusts the RA's account, the RA validates the names itself.
 #[test]
@@ -251,7 +310,7 @@ fn certbot_and_lego_through_ra_in_front_of_pebble() {
 /// A dedicated sceau-server as the upstream ACME CA: EAB required, dns-01 validation against
 /// its own DNS server, which the RA updates with RFC 2136 (TSIG-signed).
 #[test]
-fn lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
+fn certbot_and_lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
     let pki = UpstreamPki::new();
     let upstream_dns = KnotDns::start("test.").expect("knot DNS");
     let targets = ValidationTargets {
@@ -281,7 +340,7 @@ fn lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
                 "--owner",
                 "RA <ra@example.org>",
             ])
-            .args(["--domain", "web2.test", "--json"]),
+            .args(["--domain", "web1.test", "--domain", "web2.test", "--json"]),
     );
     let field = |key: &str| -> String {
         let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -308,8 +367,10 @@ fn lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
     let root: PathBuf = upstream.issuer_root.clone();
     let env = ra_server(&pki, &config, &root);
     // The upstream resolves the names in its own DNS too.
+    upstream_dns.set_a("web1", IpAddr::V4(Ipv4Addr::LOCALHOST));
     upstream_dns.set_a("web2", IpAddr::V4(Ipv4Addr::LOCALHOST));
     let t = trust(&pki, &root);
+    ca_flows::certbot_obtains_renews_and_revokes(&env, &t, 1);
     let (first, revoked) = ca_flows::lego_obtains_renews_and_revokes(&env, &t);
     assert_ne!(first, revoked);
     // The upstream's own records: its admin CLI lists the revoked certificate as revoked.
@@ -328,6 +389,7 @@ fn lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
         log.contains(r#""type":"dns-01""#),
         "the upstream validated with dns-01\n{log}"
     );
+    assert!(upstream_dns.txt("_acme-challenge.web1").is_empty());
     assert!(upstream_dns.txt("_acme-challenge.web2").is_empty());
 
     // A name the upstream does not allow the RA's external account: the RA validated it, the
