@@ -164,7 +164,7 @@ fn certbot_through_ra_in_front_of_a_cmp_ca() {
     let good = pki.path("good.csr");
     csr(&pki.path("cmp.key"), &good);
     run_ok("certbot certonly --csr", &mut obtain(&good, 1));
-    let t = trust(&pki, &pki.root_pem());
+    let t = trust(pki, &pki.root_pem());
     let serial = t.verify(&dir.join("cert1.pem"), Some(&dir.join("chain1.pem")), &host);
     assert_eq!(pki.upstream_status(&serial), Some('V'));
     // p10cr and certConf (the mock does not grant implicit confirmation).
