@@ -75,6 +75,21 @@ async fn order_and_finalize(
     v
 }
 
+/// [`order_and_finalize`], for an order that must end `invalid`: its problem detail.
+async fn refused_with(
+    server: &Server,
+    c: &Raw,
+    responder: &Http01,
+    name: &str,
+    csr_b64: &str,
+    bound: Duration,
+) -> String {
+    let done = order_and_finalize(server, c, responder, name, csr_b64, bound).await;
+    assert_eq!(done["status"], "invalid", "{done}");
+    assert!(done.get("certificate").is_none(), "{done}");
+    done["error"]["detail"].as_str().unwrap().to_owned()
+}
+
 fn verify_with_upstream_root(pki: &UpstreamPki, chain: &str) {
     sceau_testkit::openssl_ca::verify_server_chain(&pki.root_pem(), chain)
         .unwrap_or_else(|e| panic!("openssl verify against the upstream root: {e}"));
@@ -289,7 +304,7 @@ async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_time
     // Too slow every time: killed at its timeout, retried, invalid at the deadline with why.
     up.mode("slow");
     let (csr_b64, _) = csr(&["slow.test"]);
-    let done = order_and_finalize(
+    let detail = refused_with(
         &server,
         &c,
         &responder,
@@ -298,8 +313,6 @@ async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_time
         Duration::from_secs(25),
     )
     .await;
-    assert_eq!(done["status"], "invalid", "{done}");
-    let detail = done["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("did not finish within 2 s"), "{detail}");
     // The killed program left no process behind.
     let ps = Command::new("pgrep")
@@ -413,7 +426,7 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
     // The same certificate again, for the same key: the upstream handed it out already, so it
     // is not handed out twice.
     let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
-    let again = order_and_finalize(
+    let detail = refused_with(
         &server,
         &c,
         &responder,
@@ -422,13 +435,11 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(again["status"], "invalid", "{again}");
-    let detail = again["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("already handed out"), "{detail}");
 
     // Same certificate for a CSR with another key: refused, never handed out.
     let (csr_b64, _) = csr(&["cmp.test"]);
-    let done = order_and_finalize(
+    let detail = refused_with(
         &server,
         &c,
         &responder,
@@ -437,8 +448,6 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(done["status"], "invalid", "{done}");
-    let detail = done["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("CMP upstream"), "{detail}");
     assert!(detail.to_lowercase().contains("key"), "{detail}");
     let store = server.store().await;
@@ -488,7 +497,7 @@ async fn cmp_upstream_rejection_makes_the_order_invalid_with_the_cas_own_words()
     let config = up.config("");
     let (server, responder, c) = start_ra(&config, &up.pki, &[]).await;
     let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
-    let done = order_and_finalize(
+    let detail = refused_with(
         &server,
         &c,
         &responder,
@@ -497,8 +506,6 @@ async fn cmp_upstream_rejection_makes_the_order_invalid_with_the_cas_own_words()
         Duration::from_secs(20),
     )
     .await;
-    assert_eq!(done["status"], "invalid", "{done}");
-    let detail = done["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("rejection"), "{detail}");
     assert!(detail.contains("notAuthorized"), "{detail}");
     assert!(
@@ -626,7 +633,7 @@ async fn an_acme_upstream_that_never_answers_ends_the_order_invalid_at_the_deadl
     .unwrap();
     let (server, responder, c) = start_ra(&config, &pki, &["--issuance-deadline-secs", "6"]).await;
     let (csr_b64, _) = csr(&["gone.test"]);
-    let done = order_and_finalize(
+    let detail = refused_with(
         &server,
         &c,
         &responder,
@@ -635,8 +642,6 @@ async fn an_acme_upstream_that_never_answers_ends_the_order_invalid_at_the_deadl
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(done["status"], "invalid", "{done}");
-    let detail = done["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("within 6 s"), "{detail}");
     assert!(detail.contains("cannot reach the ACME server"), "{detail}");
     assert_eq!(
@@ -776,7 +781,7 @@ async fn cmp_upstream_with_signature_protection_both_ways() {
     // Pinned to another certificate: the same, validly signed, answer is refused.
     let pinned_elsewhere = config("stranger.toml", &stranger);
     let (server, responder, c) = start_ra(&pinned_elsewhere, &pki, &[]).await;
-    let done = order_and_finalize(
+    let detail = refused_with(
         &server,
         &c,
         &responder,
@@ -785,7 +790,5 @@ async fn cmp_upstream_with_signature_protection_both_ways() {
         Duration::from_secs(20),
     )
     .await;
-    assert_eq!(done["status"], "invalid", "{done}");
-    let detail = done["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("protection"), "{detail}");
 }
