@@ -56,14 +56,21 @@ fn command(program: PathBuf) -> Command {
 
 impl Postgres {
     pub fn start() -> Postgres {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
+    }
+
+    /// A server that accepts only TLS connections (R32), with `cert_pem` (its chain) and
+    /// `key_pem`: a plain connection is rejected by pg_hba.conf. Clients verify it with
+    /// `?sslmode=verify-full&sslrootcert=ROOT`.
+    pub fn start_tls(cert_pem: &std::path::Path, key_pem: &std::path::Path) -> Postgres {
+        Self::start_inner(None, Some((cert_pem, key_pem)))
     }
 
     /// A server that requires `password` (SCRAM-SHA-256) for the `postgres` role: a client
     /// that connects proves it used the password. [`Postgres::url`] has no password;
     /// [`Postgres::url_with_password`] has it.
     pub fn start_with_password(password: &str) -> Postgres {
-        Self::start_inner(Some(password))
+        Self::start_inner(Some(password), None)
     }
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/sceau`.
@@ -74,7 +81,10 @@ impl Postgres {
         )
     }
 
-    fn start_inner(password: Option<&str>) -> Postgres {
+    fn start_inner(
+        password: Option<&str>,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("sceau-pg-")
             .tempdir()
@@ -105,6 +115,35 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some((cert, key)) = tls {
+            // The server reads its key only if the postgres user owns it, mode 0600.
+            let (c, k) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::copy(cert, &c).expect("copy the server certificate");
+            std::fs::copy(key, &k).expect("copy the server key");
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let owned = Command::new("chown")
+                    .arg("postgres")
+                    .args([&c, &k])
+                    .status()
+                    .expect("chown");
+                assert!(owned.success(), "chown postgres of the TLS files");
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 reject\n",
+            )
+            .expect("pg_hba.conf");
+            tls_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", c.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", k.display()),
+            ];
+        }
         let port = free_port();
         let child = command(bin("postgres"))
             .arg("-D")
@@ -112,6 +151,7 @@ impl Postgres {
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
             .arg(dir.path())
             .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(&tls_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -135,6 +175,10 @@ impl Postgres {
                     "sceau",
                 ])
                 .env("PGPASSWORD", password.unwrap_or(""))
+                .env(
+                    "PGSSLMODE",
+                    if tls.is_some() { "require" } else { "prefer" },
+                )
                 .stderr(Stdio::null())
                 .status()
                 .map(|s| s.success())
