@@ -45,6 +45,23 @@ pub enum AdminCommand {
     /// Certificates: list, show, revoke (one, or in bulk by the compromise procedures)
     #[command(subcommand)]
     Cert(crate::admin_cert::CertCommand),
+    /// PostgreSQL: create or update the front end's and the signing process's least-privilege
+    /// roles (R33); run with the schema owner's URL
+    DbRoles {
+        /// The front end's role: reads and writes rows, changes no schema
+        #[arg(long, default_value = "sceau_front")]
+        front_role: String,
+        /// The signing process's role: reads what its signing gate checks, nothing else
+        #[arg(long, default_value = "sceau_signer")]
+        signer_role: String,
+        /// A file (0600) with the front end's password [default: none, for trust or
+        /// certificate authentication]
+        #[arg(long, value_name = "FILE")]
+        front_password_file: Option<std::path::PathBuf>,
+        /// A file (0600) with the signing process's password
+        #[arg(long, value_name = "FILE")]
+        signer_password_file: Option<std::path::PathBuf>,
+    },
     /// Report on one external account: certificates, failed validations, parameter changes
     Report {
         /// The external account's EAB key id
@@ -280,6 +297,46 @@ async fn dispatch(
             if change.still_held_by_external {
                 println!("(it stays suspended while its external account is suspended)");
             }
+            Ok(())
+        }
+        AdminCommand::DbRoles {
+            front_role,
+            signer_role,
+            front_password_file,
+            signer_password_file,
+        } => {
+            let password = |f: &Option<std::path::PathBuf>| {
+                f.as_deref()
+                    .map(crate::config::read_secret_file)
+                    .transpose()
+                    .map_err(sceau_admin::AdminError::Invalid)
+            };
+            let (fp, sp) = (
+                password(&front_password_file)?,
+                password(&signer_password_file)?,
+            );
+            r.store()
+                .set_up_roles(
+                    &sceau_store::roles::Role {
+                        name: &front_role,
+                        password: fp.as_deref(),
+                    },
+                    &sceau_store::roles::Role {
+                        name: &signer_role,
+                        password: sp.as_deref(),
+                    },
+                )
+                .await?;
+            let change = sceau_store::Change {
+                actor,
+                action: "db_roles",
+                detail: json!({"front_role": front_role, "signer_role": signer_role}),
+            };
+            r.store().record_admin_event(None, None, &change).await?;
+            println!(
+                "role {front_role} (front end: rows, no schema) and role {signer_role} (signing gate: reads {}) are set up",
+                sceau_store::roles::SIGNER_TABLES.join(", ")
+            );
             Ok(())
         }
         AdminCommand::Report {

@@ -68,6 +68,8 @@ pub struct Config {
     pub max_failed_validations_per_hour: u32,
     /// A file holding the database URL (for credentials that must stay out of argv).
     pub database_url_file: Option<PathBuf>,
+    /// A file holding the signing process's own database URL (its least-privilege role).
+    pub signer_database_url_file: Option<PathBuf>,
 
     /// Networks validation may reach although the default refuses them.
     pub validation_allow: Vec<String>,
@@ -135,6 +137,7 @@ impl Default for Config {
             issuance_lease_secs: 15,
             max_failed_validations_per_hour: 5,
             database_url_file: None,
+            signer_database_url_file: None,
             validation_allow: Vec::new(),
             validation_deny: Vec::new(),
             allow_local_identifiers: false,

@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// SCEAU_DATABASE_URL. A password is never accepted on the command line.
     #[arg(long, value_name = "FILE")]
     pub database_url_file: Option<PathBuf>,
+    /// File holding the signing process's own database URL (0600): its least-privilege role,
+    /// which reads only what its signing gate checks (R33) [default: the server's URL]
+    #[arg(long, value_name = "FILE")]
+    pub signer_database_url_file: Option<PathBuf>,
 
     // ---- what validation may reach (see docs/security.md) ----
     /// A network validation may connect to although the default refuses it (loopback,

@@ -85,6 +85,9 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     if let Some(v) = &args.database_url_file {
         c.database_url_file = Some(v.clone());
     }
+    if let Some(v) = &args.signer_database_url_file {
+        c.signer_database_url_file = Some(v.clone());
+    }
     c.validation_allow
         .extend(args.validation_allow.iter().cloned());
     c.validation_deny
@@ -319,7 +322,11 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         // Called again each time the supervisor restarts the service.
         // The signing gate's own connection to the database (R35); its URL may hold a
         // password, so it goes in the environment, not argv.
-        let gate_url = database_url.clone();
+        let gate_url = match &config.signer_database_url_file {
+            Some(path) => crate::config::read_secret_file(path)
+                .map_err(|e| format!("signer_database_url_file: {e}"))?,
+            None => database_url.clone(),
+        };
         let make: sceau_ca::remote::CommandMaker = Box::new(move || {
             let mut c = tokio::process::Command::new(&exe);
             c.args(&sign_args)

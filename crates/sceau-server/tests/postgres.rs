@@ -163,3 +163,79 @@ async fn an_instance_starting_never_takes_a_live_instances_validation() {
     );
     drop(second);
 }
+
+/// `psql` as `role` on the test server's database: (succeeded, what it printed on stderr).
+fn psql_as(pg: &sceau_testkit::Postgres, role: &str, sql: &str) -> (bool, String) {
+    let out = std::process::Command::new(sceau_testkit::require_tool("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        .arg(pg.port.to_string())
+        .args(["-U", role, "-d", "sceau", "-c", sql])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn least_privilege_roles_serve_and_refuse_what_they_may_not() {
+    let pg = sceau_testkit::Postgres::start();
+    // The schema's owner migrates and sets up the roles (R33).
+    let scratch = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sceau-server"))
+        .args(["admin", "--data-dir"])
+        .arg(scratch.path().join("admin"))
+        .args(["--actor", "dba", "db-roles"])
+        .env("SCEAU_DATABASE_URL", &pg.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("are set up"));
+    let role_url = |role: &str| format!("postgres://{role}@127.0.0.1:{}/sceau", pg.port);
+    let signer_file = scratch.path().join("signer-url");
+    std::fs::write(&signer_file, role_url("sceau_signer")).unwrap();
+    std::fs::set_permissions(
+        &signer_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+
+    // The server runs on the front end's role, its signing gate on the signer's: a whole
+    // issuance works with what they may do.
+    let server = Server::start(&[
+        "--eab",
+        "off",
+        "--database",
+        &role_url("sceau_front"),
+        "--signer-database-url-file",
+        signer_file.to_str().unwrap(),
+    ]);
+    let responder = Http01::start(server.http01_port).await;
+    let mut c = Raw::new(&server).await;
+    c.register().await;
+    server.add_host("roles");
+    let (done, chain) = issue(&c, &responder, &["roles.test"]).await;
+    assert_eq!(done["status"], "valid");
+    openssl_verify(&server, &chain);
+
+    // What each role may not do, refused by PostgreSQL itself.
+    let (ok, err) = psql_as(&pg, "sceau_front", "CREATE TABLE stolen (a TEXT)");
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let (ok, err) = psql_as(&pg, "sceau_front", "DROP TABLE certificates");
+    assert!(!ok && err.contains("must be owner"), "{err}");
+    let (ok, err) = psql_as(&pg, "sceau_signer", "SELECT COUNT(*) FROM certificates");
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let (ok, err) = psql_as(&pg, "sceau_signer", "UPDATE accounts SET status = 'valid'");
+    assert!(!ok && err.contains("permission denied"), "{err}");
+    let (ok, err) = psql_as(
+        &pg,
+        "sceau_signer",
+        "SELECT COUNT(*) FROM external_accounts",
+    );
+    assert!(ok, "the signer reads what its gate checks: {err}");
+}

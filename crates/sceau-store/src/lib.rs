@@ -31,6 +31,7 @@ mod ocsp;
 mod prefill;
 mod queue;
 mod records;
+pub mod roles;
 mod schema;
 
 use db::{Row, query};
