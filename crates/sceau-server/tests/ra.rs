@@ -314,16 +314,9 @@ async fn an_upstream_that_is_away_is_waited_for_then_the_order_completes_or_time
     )
     .await;
     assert!(detail.contains("did not finish within 2 s"), "{detail}");
-    // The killed program left no process behind.
-    let ps = Command::new("pgrep")
-        .args(["-f", "sleep 30"])
-        .output()
-        .unwrap();
-    assert!(
-        ps.stdout.is_empty(),
-        "left running: {}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
+    // The killed program left no process behind: neither the script nor its sleep.
+    assert!(up.work.join("slow.pids").exists());
+    assert_eq!(up.slow_processes_alive(), Vec::<u32>::new(), "left running");
 }
 
 /// OpenSSL's CMP mock server answers every request with one fixed certificate: the happy path

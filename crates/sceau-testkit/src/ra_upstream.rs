@@ -156,7 +156,7 @@ cat > "$work/req.csr"
 case "$mode" in
   refuse) echo "openssl-ca-wrapper: policy forbids $SCEAU_NAMES" >&2; exit 3 ;;
   tempfail) echo "the CA database is locked" >&2; exit 75 ;;
-  slow) sleep 30 ;;
+  slow) echo $$ > "$work/slow.pids"; sleep 30 & echo $! >> "$work/slow.pids"; wait; exit 0 ;;
   garbage) echo "hello"; exit 0 ;;
 esac
 san=""
@@ -219,6 +219,21 @@ impl CommandUpstream {
 
     pub fn revoke_mode(&self, m: &str) {
         fs::write(self.work.join("revoke-mode"), m).expect("write revoke mode");
+    }
+
+    /// The processes of the last `slow` run (the script and its sleep) still alive.
+    pub fn slow_processes_alive(&self) -> Vec<u32> {
+        std::fs::read_to_string(self.work.join("slow.pids"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok())
+            .filter(|pid| {
+                // A zombie is gone for our purpose: it runs nothing and holds nothing.
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|st| !st.contains(") Z "))
+                    .unwrap_or(false)
+            })
+            .collect()
     }
 
     /// The lines of `revoked.txt`: `<serial> <reason>` per revocation the upstream made.
