@@ -10,7 +10,7 @@
 //!   whose AA is suspended or expired, is refused here even if the front end let it through.
 
 use sceau_acme::EabMode;
-use sceau_store::{Store, StoreError, now};
+use sceau_store::{Store, StoreError};
 use sceau_wire::Identifier;
 
 use crate::names::refusal;
@@ -59,11 +59,8 @@ pub async fn signing_gate(
         Err(StoreError::NotFound) => return refused(format!("no external account {kid}")),
         Err(e) => return Err(GateError::Storage(e)),
     };
-    if aa.status != "valid" {
-        return refused(format!("the external account {kid} is {}", aa.status));
-    }
-    if aa.not_after <= now() {
-        return refused(format!("the external account {kid} has expired"));
+    if let Some(why) = crate::policy::unusable(&aa) {
+        return refused(why);
     }
     let off_list: Vec<String> = identifiers
         .iter()

@@ -14,12 +14,30 @@
 //!   before the switch); under `optional` or `off` it is not restricted by this policy.
 
 use sceau_acme::{AcmeError, AcmeResult, BoxFuture, EabMode, Policy};
-use sceau_store::{AccountRecord, AuditEntry, now};
+use sceau_store::{AccountRecord, AuditEntry, ExternalAccountRecord, now};
 use sceau_wire::{Identifier, ProblemType, Subproblem};
 use serde_json::json;
 
 use crate::Registry;
 use crate::names::refusal;
+
+/// Why an AA authorises nothing now (suspended, deactivated, expired), or `None`: the one rule,
+/// for the front end's policy and the signing gate alike.
+pub(crate) fn unusable(aa: &ExternalAccountRecord) -> Option<String> {
+    let kid = &aa.kid;
+    if aa.status != "valid" {
+        Some(format!(
+            "the external account {kid} of this account is {}",
+            aa.status
+        ))
+    } else if aa.not_after <= now() {
+        Some(format!(
+            "the external account {kid} of this account has expired; ask your administrator to renew it"
+        ))
+    } else {
+        None
+    }
+}
 
 pub struct AdminPolicy {
     registry: Registry,
@@ -69,19 +87,7 @@ impl AdminPolicy {
             .get(kid)
             .await
             .map_err(|e| AcmeError::internal("reading the external account", e))?;
-        let why = if aa.status != "valid" {
-            Some(format!(
-                "the external account {kid} of this account is {}",
-                aa.status
-            ))
-        } else if aa.not_after <= now() {
-            Some(format!(
-                "the external account {kid} of this account has expired; ask your administrator to renew it"
-            ))
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        if let Some(why) = unusable(&aa) {
             self.refuse(
                 Some(&account.id),
                 "policy.refused",

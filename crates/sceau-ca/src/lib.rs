@@ -295,6 +295,31 @@ pub trait Signer: Send + Sync {
     fn root_pem(&self) -> String;
 }
 
+/// Reads a file that holds a secret (a password, a MAC key, a private key): refused, in one
+/// line naming the file, when group or others may read or write it (make it 0600), or when it
+/// holds nothing but line ends. Its contents without trailing line ends.
+pub fn read_private_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {:04o}); make it 0600 (chmod 600)",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    let mut bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(bytes)
+}
+
 /// Writes a public file (a CRL to publish, a certificate) atomically, mode 0644.
 pub fn publish_file(path: &std::path::Path, data: &[u8]) -> Result<(), CaError> {
     fsutil::write_atomic(path, data, fsutil::CERT_MODE)

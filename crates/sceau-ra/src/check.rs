@@ -125,8 +125,12 @@ pub fn returned_certificate(
     let mut server_auth = false;
     let mut client_auth = false;
     let mut other_eku = Vec::new();
+    let mut aki = None;
     for ext in cert.iter_extensions() {
         match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                aki = a.key_identifier.as_ref().map(|k| k.0);
+            }
             ParsedExtension::BasicConstraints(bc) if bc.ca => {
                 return Err("it is a CA certificate (basicConstraints CA:TRUE)".into());
             }
@@ -199,12 +203,6 @@ pub fn returned_certificate(
         None,
     )
     .map_err(|e| format!("it does not chain to the configured upstream roots ({e:?})"))?;
-    let aki = cert
-        .iter_extensions()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0),
-            _ => None,
-        });
     let issuer_id = match aki {
         Some(k) => sceau_wire::hex::encode(k),
         None => return Err("it has no authorityKeyIdentifier (RFC 5280 §4.2.1.1)".into()),

@@ -19,7 +19,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use sceau_ca::{CaError, IssueRequest, Profile};
+use sceau_ca::{CaError, IssueRequest};
 use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -207,13 +207,7 @@ impl CommandSigner {
             ("SCEAU_NAMES", names.join(",")),
             ("SCEAU_DNS_NAMES", join("dns")),
             ("SCEAU_IP_ADDRESSES", join("ip")),
-            (
-                "SCEAU_PROFILE",
-                match req.profile {
-                    Profile::Server => "tls-server".into(),
-                    Profile::ServerClient => "tls-server-client".into(),
-                },
-            ),
+            ("SCEAU_PROFILE", req.profile.name().to_owned()),
             ("SCEAU_NOT_BEFORE", rfc3339(req.not_before)),
             ("SCEAU_NOT_AFTER", rfc3339(req.not_after)),
             ("SCEAU_VALIDITY_DAYS", (secs / 86400).max(1).to_string()),
@@ -270,6 +264,7 @@ impl CommandSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sceau_ca::Profile;
 
     fn signer(script: &str, timeout_secs: u64) -> CommandSigner {
         CommandSigner::new(&CommandUpstream {

@@ -174,28 +174,9 @@ impl RaConfig {
     }
 }
 
-/// A secret's file: refused when group or others may read or write it, or when empty;
-/// trailing line ends are dropped.
+/// A secret's file (see [`sceau_ca::read_private_file`]), its refusal as a `[ra]` error.
 pub fn read_secret_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-    if meta.mode() & 0o077 != 0 {
-        return Err(ConfigError(format!(
-            "{} is readable by others (mode {:04o}); make it 0600 (chmod 600)",
-            path.display(),
-            meta.mode() & 0o7777
-        )));
-    }
-    let mut bytes = std::fs::read(path)
-        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        bytes.pop();
-    }
-    if bytes.is_empty() {
-        return Err(ConfigError(format!("{} is empty", path.display())));
-    }
-    Ok(bytes)
+    sceau_ca::read_private_file(path).map_err(ConfigError)
 }
 
 /// The certificates of a PEM file, in order; refused when it holds none.

@@ -225,25 +225,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A secret's file: trimmed contents; refused when group or others may read or write it.
+/// A secret's file (see [`sceau_ca::read_private_file`]): its text, trimmed.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by others (mode {:04o}); make it 0600 (chmod 600)",
-            path.display(),
-            meta.mode() & 0o7777
-        ));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let text = text.trim();
+    let bytes = sceau_ca::read_private_file(path)?;
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
     if text.is_empty() {
         return Err(format!("{} is empty", path.display()));
     }
-    Ok(text.to_owned())
+    Ok(text)
 }
 
 #[cfg(test)]

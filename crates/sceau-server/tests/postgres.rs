@@ -7,6 +7,18 @@ mod support;
 use serde_json::json;
 use support::*;
 
+/// A POST-as-GET of `url` by `c`'s account with `nonce`, as a JWS to send anywhere.
+fn post_as_get(c: &Raw, nonce: &str, url: &str) -> sceau_wire::jws::Flattened {
+    sceau_wire::jws::sign(
+        &c.key,
+        sceau_wire::jws::Signer::Kid(c.kid.as_ref().unwrap()),
+        Some(nonce),
+        url,
+        None,
+    )
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_share_one_postgresql_database() {
     let pg = sceau_testkit::Postgres::start();
@@ -59,14 +71,7 @@ async fn two_instances_share_one_postgresql_database() {
     // A nonce from one instance is good on the other (one key, kept in the database)...
     let nonce = c.nonce().await; // from the first
     let acct = c.kid.clone().unwrap();
-    let jws = sceau_wire::jws::sign(
-        &c.key,
-        sceau_wire::jws::Signer::Kid(&acct),
-        Some(&nonce),
-        &acct,
-        None,
-    )
-    .unwrap();
+    let jws = post_as_get(&c, &nonce, &acct);
     let r = c.send(&acct.replace(&base, &second.base()), &jws).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     // ...and once only, wherever it comes back.
@@ -76,14 +81,7 @@ async fn two_instances_share_one_postgresql_database() {
     assert_eq!(elsewhere.problem_type(), "badNonce");
     // A nonce the first issued and nobody redeemed yet is still good on the first.
     let nonce = c.nonce().await;
-    let jws = sceau_wire::jws::sign(
-        &c.key,
-        sceau_wire::jws::Signer::Kid(&acct),
-        Some(&nonce),
-        &acct,
-        None,
-    )
-    .unwrap();
+    let jws = post_as_get(&c, &nonce, &acct);
     assert_eq!(c.send(&acct, &jws).await.status, 200);
 }
 
