@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Free space first: a build that runs out of disk fails in the linker, far from the cause.
+df -h . | sed 's/^/disk: /'
 scripts/install-test-deps.sh
 # The interop suite runs target/<profile>/sceau-server: build binaries before testing.
 cargo build --workspace --all-targets

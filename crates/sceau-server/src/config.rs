@@ -70,6 +70,13 @@ pub struct Config {
     pub database_url_file: Option<PathBuf>,
     /// A file holding the signing process's own database URL (its least-privilege role).
     pub signer_database_url_file: Option<PathBuf>,
+    /// A signer of its own (R31–R34): the Unix socket where `sceau-server signer` listens and
+    /// `serve` connects, instead of starting its signing process as its child.
+    pub signer_socket: Option<PathBuf>,
+    /// The uid the signer runs as: `serve` checks it in the socket's peer credentials.
+    pub signer_uid: Option<u32>,
+    /// The uids of the front ends the signer serves (peer credentials); nobody else.
+    pub signer_allowed_uids: Vec<u32>,
 
     /// Networks validation may reach although the default refuses them.
     pub validation_allow: Vec<String>,
@@ -138,6 +145,9 @@ impl Default for Config {
             max_failed_validations_per_hour: 5,
             database_url_file: None,
             signer_database_url_file: None,
+            signer_socket: None,
+            signer_uid: None,
+            signer_allowed_uids: Vec::new(),
             validation_allow: Vec::new(),
             validation_deny: Vec::new(),
             allow_local_identifiers: false,

@@ -136,6 +136,16 @@ pub struct ServeArgs {
     /// which reads only what its signing gate checks (R33) [default: the server's URL]
     #[arg(long, value_name = "FILE")]
     pub signer_database_url_file: Option<PathBuf>,
+    /// A signer of its own (R31–R34): the Unix socket `sceau-server signer` listens on and
+    /// `serve` connects to, instead of starting its signing process as its child
+    #[arg(long, value_name = "PATH")]
+    pub signer_socket: Option<PathBuf>,
+    /// The uid the signer must run as, checked from the socket's peer credentials (serve)
+    #[arg(long, value_name = "UID")]
+    pub signer_uid: Option<u32>,
+    /// A uid whose front end the signer serves; repeat for more (signer)
+    #[arg(long = "signer-allowed-uid", value_name = "UID")]
+    pub signer_allowed_uids: Vec<u32>,
 
     // ---- what validation may reach (see docs/security.md) ----
     /// A network validation may connect to although the default refuses it (loopback,
@@ -214,6 +224,14 @@ enum Command {
     Admin(admin::AdminArgs),
     /// The CA: create it (dedicated or delegated), import its certificate, rotate its key, show it
     Ca(ca_cli::CaArgs),
+    /// Run the signing service on its own, as its own OS user, for front ends (`serve
+    /// --signer-socket`) of other users: the only process holding CA keys (R31–R34)
+    Signer {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
     /// The signing service `serve` starts as its child: the only process holding CA keys
     #[command(hide = true)]
     SignService {
@@ -250,6 +268,7 @@ fn main() -> ExitCode {
         Command::Serve { common, args } => serve::run(common, args),
         Command::Admin(args) => admin::run(args),
         Command::Ca(args) => ca_cli::run(args),
+        Command::Signer { common, args } => sign_service::run_socket_signer(common, args),
         Command::SignService {
             data_dir,
             ca_key,

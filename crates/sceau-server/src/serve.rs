@@ -88,6 +88,14 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     if let Some(v) = &args.signer_database_url_file {
         c.signer_database_url_file = Some(v.clone());
     }
+    if let Some(v) = &args.signer_socket {
+        c.signer_socket = Some(v.clone());
+    }
+    if let Some(v) = args.signer_uid {
+        c.signer_uid = Some(v);
+    }
+    c.signer_allowed_uids
+        .extend(args.signer_allowed_uids.iter().copied());
     c.validation_allow
         .extend(args.validation_allow.iter().cloned());
     c.validation_deny
@@ -173,7 +181,7 @@ fn rate_limits(c: &Config) -> Result<RateLimits, String> {
     })
 }
 
-fn init_logging(format: &str) -> Result<(), String> {
+pub(crate) fn init_logging(format: &str) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
@@ -197,30 +205,34 @@ fn crl_settings(config: &Config) -> sceau_acme::crl::CrlSettings {
     }
 }
 
+/// RA mode: the signing service reads `[ra]` from the same file, given by absolute path.
+pub(crate) fn ra_config_path(
+    common: &CommonArgs,
+    config: &Config,
+) -> Result<Option<std::path::PathBuf>, String> {
+    let Some(ra) = &config.ra else {
+        return Ok(None);
+    };
+    ra.check().map_err(|e| e.to_string())?;
+    let path = common
+        .config
+        .as_deref()
+        .ok_or("[ra] comes only from the --config file")?;
+    std::fs::canonicalize(path)
+        .map(Some)
+        .map_err(|e| format!("--config {}: {e}", path.display()))
+}
+
 pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     let config = resolve_config(&common, &args)?;
     // Refused settings change nothing: checked before the data directory is touched.
     crl_settings(&config).check()?;
-    // RA mode: the signing service reads `[ra]` from the same file, given by absolute path.
-    let ra_config_path = match &config.ra {
-        Some(ra) => {
-            ra.check().map_err(|e| e.to_string())?;
-            let path = common
-                .config
-                .as_deref()
-                .ok_or("[ra] comes only from the --config file")?;
-            Some(
-                std::fs::canonicalize(path)
-                    .map_err(|e| format!("--config {}: {e}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let ra_config_path = ra_config_path(&common, &config)?;
     init_logging(&config.log_format)?;
     let eab = eab_mode(&config.eab)?;
-    let ca_kind: CaKeyKind = config
+    config
         .ca_key
-        .parse()
+        .parse::<CaKeyKind>()
         .map_err(|e| format!("--ca-key: {e}"))?;
     let max_days = if config.allow_long_validity {
         LONG_VALIDITY_DAYS
@@ -238,6 +250,9 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     let address_policy = validation_targets(&config)?;
     let limits = rate_limits(&config)?;
     let database_url = config.database_url()?;
+    if config.signer_socket.is_some() && config.signer_uid.is_none() {
+        return Err("--signer-socket needs --signer-uid: the uid the signer runs as, which the front end checks before it sends a request".into());
+    }
     // Everything this process and its signing child create is private to the service user
     // (SQLite's database, WAL and shared-memory files, keys); public files set their mode.
     // SAFETY: umask only changes this process's file creation mask.
@@ -282,62 +297,48 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        // The CA keys live only in the signing service, a child process (see sceau_ca::remote).
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
-        let sign_args = {
-            let mut a: Vec<std::ffi::OsString> = vec![
-                "sign-service".into(),
-                "--data-dir".into(),
-                config.data_dir.clone().into(),
-                "--ca-key".into(),
-                ca_kind.name().into(),
-                "--organization".into(),
-                config.organization.clone().into(),
-                "--max-validity-days".into(),
-                max_days.to_string().into(),
-            ];
-            if config.allow_wildcards {
-                a.push("--allow-wildcards".into());
+        // The CA keys live only in the signing service: a child process, or a service of its
+        // own under another OS user (see sceau_ca::remote).
+        let connector = match &config.signer_socket {
+            Some(path) => sceau_ca::remote::Connector::Socket {
+                path: path.clone(),
+                uid: config.signer_uid.expect("checked before start"),
+            },
+            None => {
+                let exe = std::env::current_exe()
+                    .map_err(|e| format!("cannot find my own executable: {e}"))?;
+                let sign_args = crate::sign_service::SignServiceArgs::from_config(
+                    &config,
+                    ra_config_path.clone(),
+                    public_url.clone(),
+                )?
+                .argv();
+                // The signing gate's own connection to the database (R35); its URL may hold
+                // a password, so it goes in the environment, not argv.
+                let gate_url = crate::sign_service::gate_database_url(&config)?;
+                // Called again each time the supervisor restarts the service.
+                sceau_ca::remote::Connector::Spawn(Box::new(move || {
+                    let mut c = tokio::process::Command::new(&exe);
+                    c.args(&sign_args)
+                        .env(crate::sign_service::DATABASE_ENV, &gate_url);
+                    c
+                }))
             }
-            if config.allow_local_identifiers {
-                a.push("--allow-local-identifiers".into());
-            }
-            if config.staging {
-                a.push("--staging".into());
-            }
-            a.push("--public-url".into());
-            a.push(public_url.clone().into());
-            if !config.ocsp_in_certificates {
-                a.push("--no-ocsp-url".into());
-            }
-            if let Some(p) = &ra_config_path {
-                a.push("--ra-config".into());
-                a.push(p.clone().into());
-            }
-            a.push("--eab".into());
-            a.push(config.eab.clone().into());
-            a
         };
-        // Called again each time the supervisor restarts the service.
-        // The signing gate's own connection to the database (R35); its URL may hold a
-        // password, so it goes in the environment, not argv.
-        let gate_url = match &config.signer_database_url_file {
-            Some(path) => crate::config::read_secret_file(path)
-                .map_err(|e| format!("signer_database_url_file: {e}"))?,
-            None => database_url.clone(),
-        };
-        let make: sceau_ca::remote::CommandMaker = Box::new(move || {
-            let mut c = tokio::process::Command::new(&exe);
-            c.args(&sign_args)
-                .env(crate::sign_service::DATABASE_ENV, &gate_url);
-            c
-        });
-        let ca = RemoteSigner::spawn(make).await.map_err(|e| match e {
+        let ca = RemoteSigner::spawn(connector).await.map_err(|e| match e {
             // The signing process's own reason, which names the command to run.
             sceau_ca::CaError::Refused(why) => why,
             e => format!("CA: {e}"),
         })?;
+        // A signer of its own keeps the CA files in its directory, out of this user's reach:
+        // the root its hello carries is published here, where clients and the banner look.
+        if config.signer_socket.is_some() && !ca.hello().upstream {
+            sceau_ca::publish_file(
+                &config.data_dir.join("root.pem"),
+                ca.hello().root_pem.as_bytes(),
+            )
+            .map_err(|e| format!("root.pem: {e}"))?;
+        }
         // RA mode: no local CA, so the listener's certificate comes from the operator's files.
         let tls_files = config
             .ra
@@ -575,7 +576,7 @@ fn tls_acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -14,13 +14,16 @@ use std::sync::Arc;
 
 use sceau_acme::EabMode;
 use sceau_admin::gate::{GateError, signing_gate};
+use sceau_ca::remote::Session;
 use sceau_ca::{
     Ca, CaError, CaKeyKind, CrlRequest, IssueFuture, IssueRequest, IssuerInfo, OpenOptions,
     RevokeRequest, SignFuture, Signer,
 };
 use sceau_store::Store;
 
+use crate::config::Config;
 use crate::serve::LONG_VALIDITY_DAYS;
+use crate::{CommonArgs, ServeArgs};
 
 /// The environment variable that carries the database URL to the signing process.
 pub const DATABASE_ENV: &str = "SCEAU_SIGNER_DATABASE_URL";
@@ -111,8 +114,9 @@ fn refuse(why: String) -> ! {
     std::process::exit(1)
 }
 
-/// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
-/// What `serve` tells its signing process (see `main.rs`'s hidden `sign-service`).
+/// What `serve` tells its signing process (see `main.rs`'s hidden `sign-service`), and what
+/// `signer` derives from the same settings.
+#[derive(Debug, Clone)]
 pub struct SignServiceArgs {
     pub data_dir: std::path::PathBuf,
     pub ca_key: String,
@@ -128,6 +132,83 @@ pub struct SignServiceArgs {
     pub eab: String,
 }
 
+impl SignServiceArgs {
+    /// The signing settings of a server's configuration.
+    pub fn from_config(
+        config: &Config,
+        ra_config: Option<std::path::PathBuf>,
+        public_url: String,
+    ) -> Result<SignServiceArgs, String> {
+        let kind: CaKeyKind = config
+            .ca_key
+            .parse()
+            .map_err(|e| format!("--ca-key: {e}"))?;
+        crate::serve::eab_mode(&config.eab)?;
+        Ok(SignServiceArgs {
+            data_dir: config.data_dir.clone(),
+            ca_key: kind.name().to_owned(),
+            organization: config.organization.clone(),
+            max_validity_days: if config.allow_long_validity {
+                LONG_VALIDITY_DAYS
+            } else {
+                90
+            },
+            allow_wildcards: config.allow_wildcards,
+            allow_local_identifiers: config.allow_local_identifiers,
+            staging: config.staging,
+            public_url: Some(public_url),
+            ocsp_in_leaves: config.ocsp_in_certificates,
+            ra_config,
+            eab: config.eab.clone(),
+        })
+    }
+
+    /// The hidden `sign-service` command line that carries these settings to the child.
+    pub fn argv(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec![
+            "sign-service".into(),
+            "--data-dir".into(),
+            self.data_dir.clone().into(),
+            "--ca-key".into(),
+            self.ca_key.clone().into(),
+            "--organization".into(),
+            self.organization.clone().into(),
+            "--max-validity-days".into(),
+            self.max_validity_days.to_string().into(),
+        ];
+        for (on, flag) in [
+            (self.allow_wildcards, "--allow-wildcards"),
+            (self.allow_local_identifiers, "--allow-local-identifiers"),
+            (self.staging, "--staging"),
+            (!self.ocsp_in_leaves, "--no-ocsp-url"),
+        ] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        if let Some(u) = &self.public_url {
+            a.push("--public-url".into());
+            a.push(u.clone().into());
+        }
+        if let Some(p) = &self.ra_config {
+            a.push("--ra-config".into());
+            a.push(p.clone().into());
+        }
+        a.push("--eab".into());
+        a.push(self.eab.clone().into());
+        a
+    }
+}
+
+/// The signing gate's database URL: its own least-privilege role's if configured (R33).
+pub fn gate_database_url(config: &Config) -> Result<String, String> {
+    match &config.signer_database_url_file {
+        Some(path) => crate::config::read_secret_file(path)
+            .map_err(|e| format!("signer_database_url_file: {e}")),
+        None => config.database_url(),
+    }
+}
+
 pub fn run_sign_service(a: SignServiceArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,6 +218,7 @@ pub fn run_sign_service(a: SignServiceArgs) -> Result<(), String> {
     runtime.block_on(serve(a))
 }
 
+/// `sign-service`: opens (or creates) the CA and answers signing requests on stdin/stdout.
 async fn serve(a: SignServiceArgs) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("SCEAU_LOG").unwrap_or_else(|_| "info".into());
@@ -144,19 +226,33 @@ async fn serve(a: SignServiceArgs) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    let url = std::env::var(DATABASE_ENV).unwrap_or_else(|_| {
+        refuse(format!(
+            "the signing service needs {DATABASE_ENV} (serve sets it) for its signing gate"
+        ))
+    });
+    // Said to the front end on the pipe, which makes it its one-line refusal to start.
+    let (signer, server_tls, hello) = open_session(&a, &url).await.unwrap_or_else(|e| refuse(e));
+    sceau_ca::remote::serve_signer_stdio(signer, server_tls, &hello)
+        .await
+        .map_err(|e| format!("signing service: {e}"))
+}
+
+/// Opens the signer one session runs on: the local CA (created on the first start) or the
+/// upstream of RA mode, behind the signing gate on `url`.
+async fn open_session(a: &SignServiceArgs, url: &str) -> Result<Session, String> {
     if let Some(path) = &a.ra_config {
-        return run_upstream_service(path, &a).await;
+        return open_upstream(path, a, url).await;
     }
     let kind: CaKeyKind = a.ca_key.parse().map_err(|e| format!("--ca-key: {e}"))?;
-    let opened = Ca::open(
+    let mut ca = Ca::open(
         &a.data_dir,
         &OpenOptions {
             create: Some((kind, a.organization.clone())),
             staging: a.staging,
         },
-    );
-    // Said to the front end on the pipe, which makes it its one-line refusal to start.
-    let mut ca = opened.unwrap_or_else(|e| refuse(e.to_string()));
+    )
+    .map_err(|e| e.to_string())?;
     ca.set_allow_wildcards(a.allow_wildcards);
     ca.set_allow_local_names(a.allow_local_identifiers);
     ca.set_max_leaf_validity(time::Duration::days(
@@ -170,34 +266,29 @@ async fn serve(a: SignServiceArgs) -> Result<(), String> {
     let tls_ca = ca.clone();
     let server_tls: sceau_ca::remote::ServerTlsFn =
         Box::new(move |names: &[String]| tls_ca.server_tls(&dir, names));
-    let gated = gate(ca, &a);
-    sceau_ca::remote::serve_signer_stdio(gated, Some(server_tls), &hello)
-        .await
-        .map_err(|e| format!("signing service: {e}"))
+    Ok((gate(ca, &a.eab, url)?, Some(server_tls), hello))
 }
 
 /// `inner` behind the signing gate, on the process's own connection to the database.
-fn gate(inner: Arc<dyn Signer>, a: &SignServiceArgs) -> Arc<dyn Signer> {
-    let eab = crate::serve::eab_mode(&a.eab).unwrap_or_else(|e| refuse(e));
-    let url = std::env::var(DATABASE_ENV).unwrap_or_else(|_| {
-        refuse(format!(
-            "the signing service needs {DATABASE_ENV} (serve sets it) for its signing gate"
-        ))
-    });
-    Arc::new(Gated {
+fn gate(inner: Arc<dyn Signer>, eab: &str, url: &str) -> Result<Arc<dyn Signer>, String> {
+    Ok(Arc::new(Gated {
         inner,
         store: tokio::sync::OnceCell::new(),
-        url,
-        eab,
-    })
+        url: url.to_owned(),
+        eab: crate::serve::eab_mode(eab)?,
+    }))
 }
 
-/// The signing service of RA mode: no CA key, the upstream's credentials instead; requests are
+/// The signer of RA mode: no CA key, the upstream's credentials instead; requests are
 /// answered concurrently, an upstream taking seconds or minutes over each.
-async fn run_upstream_service(path: &std::path::Path, a: &SignServiceArgs) -> Result<(), String> {
-    let config = crate::config::Config::load(Some(path)).unwrap_or_else(|e| refuse(e));
+async fn open_upstream(
+    path: &std::path::Path,
+    a: &SignServiceArgs,
+    url: &str,
+) -> Result<Session, String> {
+    let config = Config::load(Some(path))?;
     let Some(ra) = config.ra else {
-        refuse(format!("{} has no [ra] table", path.display()))
+        return Err(format!("{} has no [ra] table", path.display()));
     };
     let limits = sceau_ra::Limits {
         max_validity: time::Duration::days(a.max_validity_days.min(LONG_VALIDITY_DAYS) as i64),
@@ -205,11 +296,78 @@ async fn run_upstream_service(path: &std::path::Path, a: &SignServiceArgs) -> Re
     };
     let signer = sceau_ra::RaSigner::open(&ra, limits)
         .await
-        .unwrap_or_else(|e| refuse(e.to_string()));
+        .map_err(|e| e.to_string())?;
     tracing::info!(upstream = %signer.describe(), "registration-authority signing service ready");
     let hello = signer.hello();
-    let gated = gate(Arc::new(signer), a);
-    sceau_ca::remote::serve_signer_stdio(gated, None, &hello)
-        .await
-        .map_err(|e| format!("signing service: {e}"))
+    Ok((gate(Arc::new(signer), &a.eab, url)?, None, hello))
+}
+
+/// `signer`: the signing service on its own, for front ends of other OS users (agency guide
+/// R31–R34). It reads the same settings as `serve` (one configuration file for both), listens
+/// on `signer_socket` and serves only the uids in `signer_allowed_uids`.
+pub fn run_socket_signer(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
+    let config = crate::serve::resolve_config(&common, &args)?;
+    let socket = config.signer_socket.clone().ok_or(
+        "signer needs --signer-socket (or signer_socket in the configuration file): where it listens",
+    )?;
+    if config.signer_allowed_uids.is_empty() {
+        return Err(
+            "signer needs --signer-allowed-uid (or signer_allowed_uids): the uid of each front end it serves".into(),
+        );
+    }
+    // Checked before the data directory is touched: a refused start creates nothing.
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if let Ok(m) = std::fs::symlink_metadata(&socket)
+            && !m.file_type().is_socket()
+        {
+            return Err(format!(
+                "--signer-socket {} exists and is not a socket: it is left alone",
+                socket.display()
+            ));
+        }
+    }
+    let ra = crate::serve::ra_config_path(&common, &config)?;
+    let public_url = config
+        .public_url
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("http://{}", config.revocation_listen));
+    let a = SignServiceArgs::from_config(&config, ra, public_url)?;
+    let url = gate_database_url(&config)?;
+    crate::serve::init_logging(&config.log_format)?;
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe { libc::umask(0o077) };
+    if a.ra_config.is_none() {
+        crate::serve::create_data_dir(&a.data_dir)?;
+        crate::serve::tighten_data_dir(&a.data_dir)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        // Opened once before listening: a CA that cannot open is a refusal to start, and the
+        // first start creates it before any two sessions could race to.
+        let (_, _, hello) = open_session(&a, &url).await?;
+        let listener = sceau_ca::remote::bind_socket(&socket)
+            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        println!("sceau-server signer is ready");
+        println!("  socket:      {}", socket.display());
+        println!("  serves uids: {:?}", config.signer_allowed_uids);
+        println!("  fingerprint: SHA-256 {}", hello.root_fingerprint_sha256);
+        let open: sceau_ca::remote::OpenSession = Arc::new(move || {
+            let (a, url) = (a.clone(), url.clone());
+            Box::pin(async move { open_session(&a, &url).await })
+        });
+        tokio::select! {
+            r = sceau_ca::remote::serve_signer_socket(listener, config.signer_allowed_uids.clone(), open) => {
+                r.map_err(|e| format!("signing socket: {e}"))
+            }
+            () = crate::serve::shutdown_signal() => {
+                let _ = std::fs::remove_file(&socket);
+                Ok(())
+            }
+        }
+    })
 }

@@ -33,6 +33,8 @@ pub struct Server {
     /// The file the server's stderr (its log) is appended to, and its `SCEAU_LOG` filter;
     /// `None`: stderr is the test's, at `warn`.
     pub log: Option<(PathBuf, String)>,
+    /// The OS user the server runs as (the test runs as root); `None`: the test's own.
+    pub uid: Option<u32>,
 }
 
 impl Server {
@@ -62,6 +64,7 @@ impl Server {
             env: Vec::new(),
             revocation: Arc::default(),
             log: None,
+            uid: None,
         }
     }
 
@@ -87,6 +90,7 @@ impl Server {
             env: Vec::new(),
             revocation: Arc::default(),
             log: Some((log_file, log_filter.to_owned())),
+            uid: None,
         };
         s.spawn();
         s
@@ -126,6 +130,7 @@ impl Server {
             env: first.env.clone(),
             revocation: Arc::default(),
             log: None,
+            uid: None,
         };
         // Validations of either instance must see the same records: use the first's DNS.
         s.args
@@ -200,6 +205,9 @@ impl Server {
             )
             .stdout(Stdio::piped())
             .stderr(self.stderr());
+        if let Some(uid) = self.uid {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        }
         let mut child = cmd.spawn().expect("run sceau-server");
         // Ready means our server said so: a bare TCP connect could reach another test's
         // listener that took the same free port first.
