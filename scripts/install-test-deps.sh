@@ -16,6 +16,9 @@ packages=(
   postgresql
   # OCSP stapling by a real TLS server (tests/ocsp_stapling.rs); HTTP load for bench/ocsp.sh
   nginx wrk
+  # systemd-analyze verify checks the dist/ units (tests/units.rs); haproxy fronts two
+  # instances in the failover test (tests/failover.rs)
+  systemd haproxy
   # python3: helper scripts; procps: kill(1) for process-group clean-up;
   # util-linux: unshare(1) for uacme's private trust store
   python3 procps util-linux

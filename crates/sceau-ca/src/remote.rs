@@ -21,7 +21,7 @@
 mod link;
 mod service;
 
-pub use link::{CommandMaker, Connector, RemoteSigner};
+pub use link::{CommandMaker, Connector, DialFn, RemoteSigner, Stream};
 pub use service::{
     MAX_LINE, MAX_SESSIONS, OpenSession, Session, bind_socket, refuse_to_start, serve_signer,
     serve_signer_socket, serve_signer_stdio,

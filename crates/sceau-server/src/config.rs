@@ -77,6 +77,17 @@ pub struct Config {
     pub signer_uid: Option<u32>,
     /// The uids of the front ends the signer serves (peer credentials); nobody else.
     pub signer_allowed_uids: Vec<u32>,
+    /// A signer on another host (R32): where `sceau-server signer` listens for front ends
+    /// over mutual TLS.
+    pub signer_listen: Option<SocketAddr>,
+    /// The signer on another host that `serve` reaches over mutual TLS, `host:port`.
+    pub signer_address: Option<String>,
+    /// The deployment CA that certifies both ends of the mutual-TLS link.
+    pub signer_tls_ca: Option<PathBuf>,
+    /// This end's certificate for the link (the signer's server certificate, or the front
+    /// end's client certificate) and its key (mode 0600).
+    pub signer_tls_cert: Option<PathBuf>,
+    pub signer_tls_key: Option<PathBuf>,
 
     /// Networks validation may reach although the default refuses them.
     pub validation_allow: Vec<String>,
@@ -148,6 +159,11 @@ impl Default for Config {
             signer_socket: None,
             signer_uid: None,
             signer_allowed_uids: Vec::new(),
+            signer_listen: None,
+            signer_address: None,
+            signer_tls_ca: None,
+            signer_tls_cert: None,
+            signer_tls_key: None,
             validation_allow: Vec::new(),
             validation_deny: Vec::new(),
             allow_local_identifiers: false,
@@ -172,6 +188,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The link's TLS files, when all three are set; an error names the missing one.
+    pub fn signer_tls(&self, why: &str) -> Result<crate::signer_tls::TlsFiles<'_>, String> {
+        fn need<'c>(v: &'c Option<PathBuf>, why: &str, key: &str) -> Result<&'c Path, String> {
+            v.as_deref().ok_or_else(|| {
+                format!(
+                    "{why} needs --{key} (or {} in the configuration file)",
+                    key.replace('-', "_")
+                )
+            })
+        }
+        Ok(crate::signer_tls::TlsFiles {
+            ca: need(&self.signer_tls_ca, why, "signer-tls-ca")?,
+            cert: need(&self.signer_tls_cert, why, "signer-tls-cert")?,
+            key: need(&self.signer_tls_key, why, "signer-tls-key")?,
+        })
+    }
+
     pub fn load(path: Option<&Path>) -> Result<Config, String> {
         let Some(path) = path else {
             return Ok(Config::default());

@@ -13,6 +13,7 @@ mod ocsp_http;
 mod revocation_http;
 mod serve;
 mod sign_service;
+mod signer_tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -146,6 +147,22 @@ pub struct ServeArgs {
     /// A uid whose front end the signer serves; repeat for more (signer)
     #[arg(long = "signer-allowed-uid", value_name = "UID")]
     pub signer_allowed_uids: Vec<u32>,
+    /// A signer on another host (R32): the address `signer` listens on for front ends over
+    /// mutual TLS (signer)
+    #[arg(long, value_name = "ADDR")]
+    pub signer_listen: Option<std::net::SocketAddr>,
+    /// The signer on another host, host:port, reached over mutual TLS (serve)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub signer_address: Option<String>,
+    /// The deployment CA that certifies both ends of the mutual-TLS link to the signer
+    #[arg(long, value_name = "FILE")]
+    pub signer_tls_ca: Option<PathBuf>,
+    /// This end's certificate for the link to the signer (its chain, PEM)
+    #[arg(long, value_name = "FILE")]
+    pub signer_tls_cert: Option<PathBuf>,
+    /// This end's key for the link to the signer (PEM, mode 0600)
+    #[arg(long, value_name = "FILE")]
+    pub signer_tls_key: Option<PathBuf>,
 
     // ---- what validation may reach (see docs/security.md) ----
     /// A network validation may connect to although the default refuses it (loopback,

@@ -96,6 +96,21 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     }
     c.signer_allowed_uids
         .extend(args.signer_allowed_uids.iter().copied());
+    if let Some(v) = args.signer_listen {
+        c.signer_listen = Some(v);
+    }
+    if let Some(v) = &args.signer_address {
+        c.signer_address = Some(v.clone());
+    }
+    for (to, from) in [
+        (&mut c.signer_tls_ca, &args.signer_tls_ca),
+        (&mut c.signer_tls_cert, &args.signer_tls_cert),
+        (&mut c.signer_tls_key, &args.signer_tls_key),
+    ] {
+        if let Some(v) = from {
+            *to = Some(v.clone());
+        }
+    }
     c.validation_allow
         .extend(args.validation_allow.iter().cloned());
     c.validation_deny
@@ -253,6 +268,17 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     if config.signer_socket.is_some() && config.signer_uid.is_none() {
         return Err("--signer-socket needs --signer-uid: the uid the signer runs as, which the front end checks before it sends a request".into());
     }
+    if config.signer_socket.is_some() && config.signer_address.is_some() {
+        return Err("--signer-socket and --signer-address name two signers: give one".into());
+    }
+    // The link's files are read before anything is written: a bad one changes nothing.
+    let dial = match &config.signer_address {
+        Some(address) => Some(crate::signer_tls::dialer(
+            address,
+            &config.signer_tls("--signer-address")?,
+        )?),
+        None => None,
+    };
     // Everything this process and its signing child create is private to the service user
     // (SQLite's database, WAL and shared-memory files, keys); public files set their mode.
     // SAFETY: umask only changes this process's file creation mask.
@@ -299,12 +325,13 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     runtime.block_on(async move {
         // The CA keys live only in the signing service: a child process, or a service of its
         // own under another OS user (see sceau_ca::remote).
-        let connector = match &config.signer_socket {
-            Some(path) => sceau_ca::remote::Connector::Socket {
+        let connector = match (&config.signer_socket, dial) {
+            (_, Some(dial)) => sceau_ca::remote::Connector::Dial(dial),
+            (Some(path), None) => sceau_ca::remote::Connector::Socket {
                 path: path.clone(),
                 uid: config.signer_uid.expect("checked before start"),
             },
-            None => {
+            (None, None) => {
                 let exe = std::env::current_exe()
                     .map_err(|e| format!("cannot find my own executable: {e}"))?;
                 let sign_args = crate::sign_service::SignServiceArgs::from_config(
@@ -332,7 +359,9 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         })?;
         // A signer of its own keeps the CA files in its directory, out of this user's reach:
         // the root its hello carries is published here, where clients and the banner look.
-        if config.signer_socket.is_some() && !ca.hello().upstream {
+        if (config.signer_socket.is_some() || config.signer_address.is_some())
+            && !ca.hello().upstream
+        {
             sceau_ca::publish_file(
                 &config.data_dir.join("root.pem"),
                 ca.hello().root_pem.as_bytes(),

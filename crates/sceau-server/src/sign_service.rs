@@ -302,23 +302,25 @@ async fn open_upstream(
     Ok((gate(Arc::new(signer), &a.eab, url)?, None, hello))
 }
 
-/// `signer`: the signing service on its own, for front ends of other OS users (agency guide
-/// R31–R34). It reads the same settings as `serve` (one configuration file for both), listens
-/// on `signer_socket` and serves only the uids in `signer_allowed_uids`.
+/// `signer`: the signing service on its own, for front ends of other OS users on this host
+/// (Unix socket, peer credentials) or on other hosts (mutual TLS), agency guide R31–R34. It
+/// reads the same settings as `serve` (one configuration file for both).
 pub fn run_socket_signer(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     let config = crate::serve::resolve_config(&common, &args)?;
-    let socket = config.signer_socket.clone().ok_or(
-        "signer needs --signer-socket (or signer_socket in the configuration file): where it listens",
-    )?;
-    if config.signer_allowed_uids.is_empty() {
+    if config.signer_socket.is_none() && config.signer_listen.is_none() {
+        return Err(
+            "signer needs --signer-socket (front ends on this host) or --signer-listen (front ends on other hosts, mutual TLS): where it listens".into(),
+        );
+    }
+    if config.signer_socket.is_some() && config.signer_allowed_uids.is_empty() {
         return Err(
             "signer needs --signer-allowed-uid (or signer_allowed_uids): the uid of each front end it serves".into(),
         );
     }
     // Checked before the data directory is touched: a refused start creates nothing.
-    {
+    if let Some(socket) = &config.signer_socket {
         use std::os::unix::fs::FileTypeExt;
-        if let Ok(m) = std::fs::symlink_metadata(&socket)
+        if let Ok(m) = std::fs::symlink_metadata(socket)
             && !m.file_type().is_socket()
         {
             return Err(format!(
@@ -327,6 +329,12 @@ pub fn run_socket_signer(common: CommonArgs, args: ServeArgs) -> Result<(), Stri
             ));
         }
     }
+    let acceptor = match &config.signer_listen {
+        Some(_) => Some(crate::signer_tls::acceptor(
+            &config.signer_tls("--signer-listen")?,
+        )?),
+        None => None,
+    };
     let ra = crate::serve::ra_config_path(&common, &config)?;
     let public_url = config
         .public_url
@@ -350,24 +358,44 @@ pub fn run_socket_signer(common: CommonArgs, args: ServeArgs) -> Result<(), Stri
         // Opened once before listening: a CA that cannot open is a refusal to start, and the
         // first start creates it before any two sessions could race to.
         let (_, _, hello) = open_session(&a, &url).await?;
-        let listener = sceau_ca::remote::bind_socket(&socket)
-            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-        println!("sceau-server signer is ready");
-        println!("  socket:      {}", socket.display());
-        println!("  serves uids: {:?}", config.signer_allowed_uids);
-        println!("  fingerprint: SHA-256 {}", hello.root_fingerprint_sha256);
         let open: sceau_ca::remote::OpenSession = Arc::new(move || {
             let (a, url) = (a.clone(), url.clone());
             Box::pin(async move { open_session(&a, &url).await })
         });
-        tokio::select! {
-            r = sceau_ca::remote::serve_signer_socket(listener, config.signer_allowed_uids.clone(), open) => {
-                r.map_err(|e| format!("signing socket: {e}"))
-            }
-            () = crate::serve::shutdown_signal() => {
-                let _ = std::fs::remove_file(&socket);
-                Ok(())
-            }
+        let socket = match &config.signer_socket {
+            Some(path) => Some(
+                sceau_ca::remote::bind_socket(path)
+                    .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let tcp = match config.signer_listen {
+            Some(addr) => Some(crate::signer_tls::bind(addr).await?),
+            None => None,
+        };
+        println!("sceau-server signer is ready");
+        if let Some(path) = &config.signer_socket {
+            println!("  socket:      {}", path.display());
+            println!("  serves uids: {:?}", config.signer_allowed_uids);
         }
+        if let Some(l) = &tcp {
+            println!(
+                "  listen:      {} (mutual TLS)",
+                l.local_addr().map_err(|e| e.to_string())?
+            );
+        }
+        println!("  fingerprint: SHA-256 {}", hello.root_fingerprint_sha256);
+        if let (Some(l), Some(acceptor)) = (tcp, acceptor) {
+            tokio::spawn(crate::signer_tls::serve(l, acceptor, open.clone()));
+        }
+        if let Some(listener) = socket {
+            let uids = config.signer_allowed_uids.clone();
+            tokio::spawn(sceau_ca::remote::serve_signer_socket(listener, uids, open));
+        }
+        crate::serve::shutdown_signal().await;
+        if let Some(path) = &config.signer_socket {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
     })
 }

@@ -308,3 +308,227 @@ fn the_signer_refuses_what_it_cannot_serve() {
         "a refused start creates nothing"
     );
 }
+
+/// A deployment CA for the link, and certificates it issues.
+struct LinkCa {
+    dir: PathBuf,
+    key: rcgen::KeyPair,
+    params: rcgen::CertificateParams,
+}
+
+impl LinkCa {
+    fn new(dir: &Path, name: &str) -> LinkCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} link CA"));
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), cert.pem()).unwrap();
+        LinkCa {
+            dir: dir.to_owned(),
+            key,
+            params,
+        }
+    }
+
+    fn ca_file(&self, name: &str) -> String {
+        self.dir
+            .join(format!("{name}-ca.pem"))
+            .display()
+            .to_string()
+    }
+
+    /// `file.pem` and `file.key` (0600) for `dns` names with `usage`; returns their paths.
+    fn issue(
+        &self,
+        file: &str,
+        dns: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (String, String) {
+        let issuer = rcgen::Issuer::new(self.params.clone(), &self.key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (pem, keyf) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(&keyf, key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&keyf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (pem.display().to_string(), keyf.display().to_string())
+    }
+}
+
+/// `serve` with `link` flags that must not start: its one-line reason.
+fn refused_front(dir: &Path, pg_url: &str, link: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--eab", "off", "--listen", "127.0.0.1:0"])
+        .args(["--revocation-listen", "127.0.0.1:0", "--database", pg_url])
+        .args(link)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{link:?} started");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signer_on_another_host_over_mutual_tls() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let pg = sceau_testkit::Postgres::start();
+    let base = tempfile::tempdir().unwrap();
+    let ca = LinkCa::new(base.path(), "deploy");
+    let (signer_pem, signer_key) = ca.issue("signer", &["localhost"], ServerAuth);
+    let (front_pem, front_key) = ca.issue("front", &[], ClientAuth);
+    let rogue = LinkCa::new(base.path(), "rogue");
+    let (rogue_pem, rogue_key) = rogue.issue("rogue-front", &[], ClientAuth);
+    let port = sceau_testkit::free_port();
+    let signer_dir = base.path().join("signer");
+    let signer = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sceau-server"));
+        cmd.arg("signer")
+            .arg("--data-dir")
+            .arg(&signer_dir)
+            .args(["--eab", "off", "--database", &pg.url])
+            .args(["--signer-listen", &format!("127.0.0.1:{port}")])
+            .args(["--signer-tls-ca", &ca.ca_file("deploy")])
+            .args([
+                "--signer-tls-cert",
+                &signer_pem,
+                "--signer-tls-key",
+                &signer_key,
+            ])
+            .env("SCEAU_LOG", "warn")
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        assert!(
+            lines.any(|l| l.unwrap().contains("signer is ready")),
+            "the signer did not start"
+        );
+        std::thread::spawn(move || lines.for_each(drop));
+        Signer { child }
+    };
+
+    // A peer that is not TLS at all, and one that says nothing, get nothing and stop nothing.
+    {
+        use std::io::{Read, Write};
+        let mut junk = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        junk.write_all(b"{\"id\":1,\"op\":\"ocsp_responder\",\"issuer_id\":\"x\"}\n")
+            .unwrap();
+        junk.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut said = Vec::new();
+        let _ = junk.read_to_end(&mut said);
+        assert!(
+            !String::from_utf8_lossy(&said).contains("root_pem"),
+            "no hello without TLS"
+        );
+    }
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+
+    let address = format!("localhost:{port}");
+    let mut front = Server::unstarted(&[
+        "--eab",
+        "off",
+        "--database",
+        &pg.url,
+        "--signer-address",
+        &address,
+        "--signer-tls-ca",
+        &ca.ca_file("deploy"),
+        "--signer-tls-cert",
+        &front_pem,
+        "--signer-tls-key",
+        &front_key,
+    ]);
+    front.spawn();
+    // The CA's files are the signer's alone: none of them is in the front end's directory.
+    let ca_files: Vec<_> = std::fs::read_dir(&signer_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "root.pem")
+        .collect();
+    assert!(ca_files.iter().any(|n| n.to_string_lossy().contains("key")));
+    for name in &ca_files {
+        assert!(
+            !front.data_dir().join(name).exists(),
+            "{name:?} is in the front end's directory"
+        );
+    }
+    let responder = Http01::start(front.http01_port).await;
+    let mut c = Raw::new(&front).await;
+    c.register().await;
+    front.add_host("remote");
+    let (done, chain) = issue(&c, &responder, &["remote.test"]).await;
+    assert_eq!(done["status"], "valid");
+    openssl_verify(&front, &chain);
+
+    // A front end certified by another CA is refused by the signer.
+    let err = refused_front(
+        &base.path().join("rogue"),
+        &pg.url,
+        &[
+            "--signer-address",
+            &address,
+            "--signer-tls-ca",
+            &ca.ca_file("deploy"),
+            "--signer-tls-cert",
+            &rogue_pem,
+            "--signer-tls-key",
+            &rogue_key,
+        ],
+    );
+    assert!(err.contains("signing service"), "{err}");
+    // A signer whose certificate does not name the address is refused by the front end.
+    let err = refused_front(
+        &base.path().join("misnamed"),
+        &pg.url,
+        &[
+            "--signer-address",
+            &format!("127.0.0.1:{port}"),
+            "--signer-tls-ca",
+            &ca.ca_file("deploy"),
+            "--signer-tls-cert",
+            &front_pem,
+            "--signer-tls-key",
+            &front_key,
+        ],
+    );
+    assert!(err.contains("TLS") && err.contains("certificate"), "{err}");
+    // A key file others can read is refused before anything is written.
+    std::fs::set_permissions(&front_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open_key = base.path().join("open-key");
+    let err = refused_front(
+        &open_key,
+        &pg.url,
+        &[
+            "--signer-address",
+            &address,
+            "--signer-tls-ca",
+            &ca.ca_file("deploy"),
+            "--signer-tls-cert",
+            &front_pem,
+            "--signer-tls-key",
+            &front_key,
+        ],
+    );
+    assert!(err.contains("readable by others"), "{err}");
+    assert!(!open_key.exists(), "a refused start creates nothing");
+
+    // The signer still serves the front end it trusts.
+    front.add_host("still");
+    let (done, _) = issue(&c, &responder, &["still.test"]).await;
+    assert_eq!(done["status"], "valid");
+    drop(signer);
+}

@@ -39,12 +39,28 @@ pub enum Connector {
     /// the kernel's peer credentials must show `uid`, or the front end refuses it (a socket
     /// squatted by another local user gets no CSR and hands back no certificate).
     Socket { path: PathBuf, uid: u32 },
+    /// Opens a stream some other way (mutual TLS to a signer on another host): the dialer
+    /// authenticates the service before it returns.
+    Dial(DialFn),
 }
 
-/// What keeps a session alive: the child, or nothing more than the socket itself.
+/// A session's two halves.
+pub type Stream = (
+    Box<dyn AsyncRead + Send + Unpin>,
+    Box<dyn AsyncWrite + Send + Unpin>,
+);
+
+/// Opens an authenticated stream to the service (called again for every restart).
+pub type DialFn = Box<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Stream, CaError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What keeps a session alive: the child, or nothing more than the stream itself.
 enum Session {
     Child(tokio::process::Child),
-    Socket,
+    Stream,
 }
 
 impl Session {
@@ -60,7 +76,7 @@ impl Session {
                 Ok(status) => status.to_string(),
                 Err(e) => e.to_string(),
             },
-            Session::Socket => "the connection closed".into(),
+            Session::Stream => "the connection closed".into(),
         }
     }
 }
@@ -119,8 +135,12 @@ async fn connect(connector: &Connector) -> Result<(Input, Output, Session), CaEr
             Ok((
                 Box::new(write),
                 tokio::io::BufReader::new(output),
-                Session::Socket,
+                Session::Stream,
             ))
+        }
+        Connector::Dial(dial) => {
+            let (read, write) = dial().await?;
+            Ok((write, tokio::io::BufReader::new(read), Session::Stream))
         }
     }
 }
@@ -199,7 +219,7 @@ impl RemoteSigner {
                         match session {
                             Session::Child(_) => { session.stop(); continue; }
                             // Our end closes with the link, once the callers holding it let go.
-                            Session::Socket => break,
+                            Session::Stream => break,
                         }
                     }
                 };
