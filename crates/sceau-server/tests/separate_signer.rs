@@ -333,13 +333,6 @@ impl LinkCa {
         }
     }
 
-    fn ca_file(&self, name: &str) -> String {
-        self.dir
-            .join(format!("{name}-ca.pem"))
-            .display()
-            .to_string()
-    }
-
     /// `file.pem` and `file.key` (0600) for `dns` names with `usage`; returns their paths.
     fn issue(
         &self,
@@ -365,6 +358,33 @@ impl LinkCa {
     }
 }
 
+/// Runs docs/deployment.md's OpenSSL commands for the link's certificates in `dir`, for a signer
+/// named `localhost`.
+fn link_files_as_documented(dir: &Path) {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deployment.md"),
+    )
+    .unwrap();
+    let start = doc.find("SIGNER=signer.internal").expect("the documented commands");
+    let block = &doc[start..];
+    let block = &block[..block.find("```").unwrap()];
+    let script = block.replacen("SIGNER=signer.internal", "SIGNER=localhost", 1);
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the documented commands failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for key in ["signer.key", "front.key", "link-ca.key"] {
+        let mode = std::fs::metadata(dir.join(key)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{key} is private");
+    }
+}
+
 /// `serve` with `link` flags that must not start: its one-line reason.
 fn refused_front(dir: &Path, pg_url: &str, link: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
@@ -384,12 +404,15 @@ fn refused_front(dir: &Path, pg_url: &str, link: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signer_on_another_host_over_mutual_tls() {
-    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    use rcgen::ExtendedKeyUsagePurpose::ClientAuth;
     let pg = sceau_testkit::Postgres::start();
     let base = tempfile::tempdir().unwrap();
-    let ca = LinkCa::new(base.path(), "deploy");
-    let (signer_pem, signer_key) = ca.issue("signer", &["localhost"], ServerAuth);
-    let (front_pem, front_key) = ca.issue("front", &[], ClientAuth);
+    // The deployment CA and both ends' certificates made as docs/deployment.md says.
+    link_files_as_documented(base.path());
+    let file = |name: &str| base.path().join(name).display().to_string();
+    let deploy_ca = file("link-ca.pem");
+    let (signer_pem, signer_key) = (file("signer.pem"), file("signer.key"));
+    let (front_pem, front_key) = (file("front.pem"), file("front.key"));
     let rogue = LinkCa::new(base.path(), "rogue");
     let (rogue_pem, rogue_key) = rogue.issue("rogue-front", &[], ClientAuth);
     let port = sceau_testkit::free_port();
@@ -401,7 +424,7 @@ async fn a_signer_on_another_host_over_mutual_tls() {
             .arg(&signer_dir)
             .args(["--eab", "off", "--database", &pg.url])
             .args(["--signer-listen", &format!("127.0.0.1:{port}")])
-            .args(["--signer-tls-ca", &ca.ca_file("deploy")])
+            .args(["--signer-tls-ca", &deploy_ca])
             .args([
                 "--signer-tls-cert",
                 &signer_pem,
@@ -446,7 +469,7 @@ async fn a_signer_on_another_host_over_mutual_tls() {
         "--signer-address",
         &address,
         "--signer-tls-ca",
-        &ca.ca_file("deploy"),
+        &deploy_ca,
         "--signer-tls-cert",
         &front_pem,
         "--signer-tls-key",
@@ -482,7 +505,7 @@ async fn a_signer_on_another_host_over_mutual_tls() {
             "--signer-address",
             &address,
             "--signer-tls-ca",
-            &ca.ca_file("deploy"),
+            &deploy_ca,
             "--signer-tls-cert",
             &rogue_pem,
             "--signer-tls-key",
@@ -498,7 +521,7 @@ async fn a_signer_on_another_host_over_mutual_tls() {
             "--signer-address",
             &format!("127.0.0.1:{port}"),
             "--signer-tls-ca",
-            &ca.ca_file("deploy"),
+            &deploy_ca,
             "--signer-tls-cert",
             &front_pem,
             "--signer-tls-key",
@@ -516,7 +539,7 @@ async fn a_signer_on_another_host_over_mutual_tls() {
             "--signer-address",
             &address,
             "--signer-tls-ca",
-            &ca.ca_file("deploy"),
+            &deploy_ca,
             "--signer-tls-cert",
             &front_pem,
             "--signer-tls-key",
