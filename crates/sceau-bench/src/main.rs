@@ -97,6 +97,11 @@ struct Args {
     /// authority).
     #[arg(long)]
     csr_key: Option<PathBuf>,
+    /// Write one line per finished order to this file once the run ends: the wall-clock time
+    /// in Unix milliseconds and `issued` or `failed` (for failover measurements: the gap
+    /// between the last certificate before an outage and the first after).
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +162,7 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         .pebble_workaround
         .then(|| Arc::new(guard::ClassGuard::default()));
     let stats = Arc::new(Stats::default());
+    let timeline: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let next_order = Arc::new(AtomicU64::new(0));
     // Every client and the clock wait here, so the clock starts once all accounts exist.
     let start = Arc::new(Barrier::new(args.concurrency + 1));
@@ -181,6 +187,7 @@ async fn run(args: Args) -> Result<u64, BenchError> {
             }
         };
         let csr_key = csr_key.clone();
+        let timeline = timeline.clone();
         clients.push(tokio::spawn(async move {
             let registered = async {
                 let key = AccountKey::generate(KeyKind::P256)?;
@@ -202,10 +209,23 @@ async fn run(args: Args) -> Result<u64, BenchError> {
                     return;
                 }
                 let began = Instant::now();
-                match session.issue(&name(n), &responder).await {
-                    Ok(_) => stats.issued(began.elapsed()),
-                    Err(e) => stats.failed(e.kind(), e.to_string()),
-                }
+                let outcome = match session.issue(&name(n), &responder).await {
+                    Ok(_) => {
+                        stats.issued(began.elapsed());
+                        "issued"
+                    }
+                    Err(e) => {
+                        stats.failed(e.kind(), e.to_string());
+                        "failed"
+                    }
+                };
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                timeline
+                    .lock()
+                    .expect("timeline lock")
+                    .push(format!("{now} {outcome}"));
             }
         }));
     }
@@ -251,6 +271,13 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         ));
     } else if let Some(pid) = args.server_pid {
         eprintln!("sceau-bench: could not read /proc/{pid}/status");
+    }
+    if let Some(path) = &args.timeline {
+        let mut lines = timeline.lock().expect("timeline lock").join("\n");
+        lines.push('\n');
+        if let Err(e) = std::fs::write(path, lines) {
+            eprintln!("sceau-bench: --timeline {}: {e}", path.display());
+        }
     }
     println!("{line}");
     for (count, kind) in stats.error_kinds() {

@@ -365,7 +365,9 @@ fn link_files_as_documented(dir: &Path) {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deployment.md"),
     )
     .unwrap();
-    let start = doc.find("SIGNER=signer.internal").expect("the documented commands");
+    let start = doc
+        .find("SIGNER=signer.internal")
+        .expect("the documented commands");
     let block = &doc[start..];
     let block = &block[..block.find("```").unwrap()];
     let script = block.replacen("SIGNER=signer.internal", "SIGNER=localhost", 1);
@@ -380,7 +382,10 @@ fn link_files_as_documented(dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     for key in ["signer.key", "front.key", "link-ca.key"] {
-        let mode = std::fs::metadata(dir.join(key)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "{key} is private");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod cmp_mock;
 mod dnsquery;
+mod haproxy;
 mod knot;
 pub mod openssl_ca;
 mod postgres;
@@ -17,6 +18,7 @@ mod tmpfs;
 mod tools;
 
 pub use dnsquery::{QueryError, query};
+pub use haproxy::Haproxy;
 pub use knot::{KnotDns, Tsig};
 pub use openssl_ca::{OpenSslCa, Validity};
 pub use postgres::Postgres;

@@ -736,8 +736,13 @@ pub fn socket(port: u16) -> SocketAddr {
 
 /// Serial numbers and certificates agree (see `sceau-store`'s queue invariants).
 pub async fn assert_serials_accounted_for(s: &Server) {
+    assert_serials_in(&s.store().await).await
+}
+
+/// [`assert_serials_accounted_for`] on any store (a PostgreSQL database of several instances).
+pub async fn assert_serials_in(store: &sceau_store::Store) {
     assert_none(
-        &s.store().await,
+        store,
         &[
             (
                 "a certificate whose serial is not recorded as issued",
