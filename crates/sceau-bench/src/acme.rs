@@ -83,6 +83,9 @@ pub struct Session {
     /// PKCS#8 PEM of the key every CSR certifies (a CA that hands out one fixed certificate,
     /// such as `openssl cmp`'s mock server); `None`: a fresh key per order.
     pub csr_key: Option<Arc<String>>,
+    /// The certificate URL of the last order that became valid, once the CA handed it out
+    /// (even if downloading it then failed); the caller takes it.
+    pub certificate_url: Option<String>,
 }
 
 impl Session {
@@ -101,6 +104,7 @@ impl Session {
             account_url: None,
             nonce: None,
             csr_key: None,
+            certificate_url: None,
             poll,
             guard,
         }
@@ -202,6 +206,7 @@ impl Session {
         else {
             return Err(order_failed("order valid", &order));
         };
+        self.certificate_url = Some(cert_url.clone());
 
         let reply = self.post("certificate", &cert_url, None).await?;
         let pem = String::from_utf8(reply.body).map_err(|_| BenchError::Protocol {

@@ -99,7 +99,8 @@ struct Args {
     csr_key: Option<PathBuf>,
     /// Write one line per finished order to this file once the run ends: the wall-clock time
     /// in Unix milliseconds and `issued` or `failed` (for failover measurements: the gap
-    /// between the last certificate before an outage and the first after).
+    /// between the last certificate before an outage and the first after); before it, `url
+    /// URL` when the CA handed out the order's certificate URL.
     #[arg(long)]
     timeline: Option<PathBuf>,
 }
@@ -222,10 +223,11 @@ async fn run(args: Args) -> Result<u64, BenchError> {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis());
-                timeline
-                    .lock()
-                    .expect("timeline lock")
-                    .push(format!("{now} {outcome}"));
+                let mut timeline = timeline.lock().expect("timeline lock");
+                if let Some(url) = session.certificate_url.take() {
+                    timeline.push(format!("{now} url {url}"));
+                }
+                timeline.push(format!("{now} {outcome}"));
             }
         }));
     }

@@ -3,7 +3,8 @@
 //! through the other; each loses at most the order it had in flight on the dead instance; the
 //! issuances the dead instance held are taken over once their leases expire, so no order is
 //! left `processing`; lego then issues through the survivor, and the restarted instance
-//! rejoins.
+//! rejoins. And the database itself: its primary killed, its synchronous standby promoted
+//! behind HAProxy, not one certificate whose URL was handed out is lost.
 
 mod support;
 
@@ -233,4 +234,136 @@ async fn clients_carry_on_through_the_other_instance_when_one_is_killed() {
     let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(bench_counts(&line), (32, 0), "{line}");
     drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_primary_dies_and_its_synchronous_standby_takes_over() {
+    let mut pg = sceau_testkit::ReplicatedPostgres::start();
+    // The server reaches the database through HAProxy: the primary, or the standby once the
+    // primary is down.
+    let proxy = sceau_testkit::Haproxy::start_with_backup(pg.primary.port, pg.standby.port);
+    let url = format!("postgres://postgres@127.0.0.1:{}/sceau", proxy.port);
+    let server = Server::start(&[
+        "--eab",
+        "off",
+        "--database",
+        &url,
+        "--issuance-lease-secs",
+        "3",
+    ]);
+    server.add_host("*.fail");
+
+    let dir = tempfile::tempdir().unwrap();
+    let timeline = dir.path().join("timeline");
+    let orders = 240;
+    let mut run = bench(
+        &server.base(),
+        &server.root_pem(),
+        server.http01_port,
+        orders,
+        Some(&timeline),
+    )
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n: u64 = pg
+            .primary
+            .sql_in("sceau", "SELECT COUNT(*) FROM certificates")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if n >= 30 {
+            break;
+        }
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the bench stopped before the failover"
+        );
+        assert!(Instant::now() < deadline, "no load reached the database");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The primary crashes; the operator (or Patroni) promotes the standby.
+    let killed_at = now_ms();
+    pg.primary.kill9();
+    proxy.wait_for(0, false);
+    pg.promote();
+    let promoted_at = now_ms();
+    let out = run.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "the bench could not run: {line}"
+    );
+    let (issued, errors) = bench_counts(&line);
+    assert_eq!(issued + errors, orders, "{line}");
+
+    let text = std::fs::read_to_string(&timeline).unwrap();
+    let issued_at: Vec<u128> = text
+        .lines()
+        .filter_map(|l| l.strip_suffix(" issued"))
+        .map(|t| t.parse().unwrap())
+        .collect();
+    let last_before = issued_at.iter().filter(|t| **t <= killed_at).max().copied();
+    let first_after = issued_at
+        .iter()
+        .filter(|t| **t > killed_at)
+        .min()
+        .copied()
+        .expect("certificates after the failover: the server carried on");
+    eprintln!(
+        "database failover: {line}; promoted {} ms after the kill; last certificate {} ms before the kill, first {} ms after it (gap {} ms)",
+        promoted_at - killed_at,
+        last_before.map_or(0, |t| killed_at - t),
+        first_after - killed_at,
+        first_after - last_before.unwrap_or(killed_at)
+    );
+
+    // Not one certificate whose URL a client was given is missing from the new primary.
+    let handed_out: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once(" url ").map(|(_, u)| u))
+        .collect();
+    assert!(handed_out.len() as u64 >= issued);
+    let kept = pg
+        .standby
+        .sql_in("sceau", "SELECT id FROM certificates")
+        .unwrap();
+    let kept: std::collections::HashSet<&str> = kept.lines().collect();
+    for url in &handed_out {
+        let id = url.rsplit('/').next().unwrap();
+        assert!(kept.contains(id), "{url} was handed out and is lost");
+    }
+
+    // No order is left processing: what was in flight at the crash is finished.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stuck = pg.standby.sql_in(
+            "sceau",
+            "SELECT COUNT(*) FROM orders WHERE status = 'processing'",
+        );
+        if stuck.as_deref() == Some("0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders still processing a minute after the failover: {stuck:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = sceau_store::Store::open(&url).await.unwrap();
+    assert_serials_in(&store).await;
+
+    // Service as usual on the new primary.
+    let out = bench(
+        &server.base(),
+        &server.root_pem(),
+        server.http01_port,
+        16,
+        None,
+    )
+    .output()
+    .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(bench_counts(&line), (16, 0), "{line}");
 }

@@ -23,6 +23,18 @@ impl Haproxy {
     /// HAProxy on 127.0.0.1:`port` (a free one) spreading connections over `backends`
     /// (ports on 127.0.0.1).
     pub fn start(backends: &[u16]) -> Haproxy {
+        let all: Vec<(u16, bool)> = backends.iter().map(|b| (*b, false)).collect();
+        Self::start_with(&all)
+    }
+
+    /// HAProxy sending every connection to `primary`, and to `backup` only while the health
+    /// checks find `primary` down (a database primary and its standby).
+    pub fn start_with_backup(primary: u16, backup: u16) -> Haproxy {
+        Self::start_with(&[(primary, false), (backup, true)])
+    }
+
+    /// `backends`: each port, and whether it is a backup.
+    fn start_with(backends: &[(u16, bool)]) -> Haproxy {
         let haproxy = require_tool("haproxy");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -32,9 +44,10 @@ impl Haproxy {
              frontend acme\n  bind 127.0.0.1:{port}\n  default_backend instances\n\
              backend instances\n  balance roundrobin\n"
         );
-        for (i, b) in backends.iter().enumerate() {
+        for (i, (b, backup)) in backends.iter().enumerate() {
             cfg.push_str(&format!(
-                "  server i{i} 127.0.0.1:{b} check inter 200ms fall 1 rise 2\n"
+                "  server i{i} 127.0.0.1:{b} check inter 200ms fall 1 rise 2{}\n",
+                if *backup { " backup" } else { "" }
             ));
         }
         let file: PathBuf = dir.path().join("haproxy.cfg");

@@ -20,7 +20,7 @@ pub struct Postgres {
     _dir: tempfile::TempDir,
 }
 
-fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
@@ -44,7 +44,7 @@ fn is_root() -> bool {
 }
 
 /// Runs `program args` as the `postgres` user when we are root.
-fn command(program: PathBuf) -> Command {
+pub(crate) fn command(program: PathBuf) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
