@@ -121,9 +121,14 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// Every hook is called by the services at the point the guide names; [`OpenPolicy`] allows
 /// everything and knows no EAB key.
 pub trait Policy: Send + Sync {
-    /// The MAC key of a usable external account (RFC 8555 §7.3.4), or `None` if it is
-    /// unknown, suspended, deactivated or expired.
-    fn mac_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>>;
+    /// Whether the MAC of a binding (RFC 8555 §7.3.4) was made with the key of external account
+    /// `kid`: `None` if that account is unknown, suspended, deactivated or expired. Whoever
+    /// holds the MAC keys answers (this process, or the signer of a split deployment).
+    fn check_mac<'a>(
+        &'a self,
+        kid: &'a str,
+        input: &'a sceau_wire::eab::MacInput,
+    ) -> BoxFuture<'a, AcmeResult<Option<bool>>>;
     /// R26, R27, R34, R35: may `account` have these identifiers certified? Called at newOrder,
     /// at finalize and just before signing. Refusals carry a subproblem per identifier.
     fn check_identifiers<'a>(
@@ -152,7 +157,11 @@ pub trait Policy: Send + Sync {
 pub struct OpenPolicy;
 
 impl Policy for OpenPolicy {
-    fn mac_key<'a>(&'a self, _kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>> {
+    fn check_mac<'a>(
+        &'a self,
+        _kid: &'a str,
+        _input: &'a sceau_wire::eab::MacInput,
+    ) -> BoxFuture<'a, AcmeResult<Option<bool>>> {
         Box::pin(async { Ok(None) })
     }
     fn check_identifiers<'a>(

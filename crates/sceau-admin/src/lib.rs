@@ -20,7 +20,7 @@ pub mod wrap;
 
 use sceau_store::StoreError;
 
-pub use policy::AdminPolicy;
+pub use policy::{AdminPolicy, MacOracle};
 pub use registry::{Created, NewExternalAccount, Registry};
 pub use report::Report;
 pub use wrap::WrapKey;

@@ -15,6 +15,9 @@
 
 use sceau_acme::{AcmeError, AcmeResult, BoxFuture, EabMode, Policy};
 use sceau_store::{AccountRecord, AuditEntry, ExternalAccountRecord, now};
+use std::sync::Arc;
+
+use sceau_wire::eab::MacInput;
 use sceau_wire::{Identifier, ProblemType, Subproblem};
 use serde_json::json;
 
@@ -39,14 +42,34 @@ pub(crate) fn unusable(aa: &ExternalAccountRecord) -> Option<String> {
     }
 }
 
+/// Checks a binding's MAC where the MAC keys are (the signer of a split deployment): `None`
+/// if the external account cannot bind now, or the reason it could not be asked.
+pub type MacOracle =
+    Arc<dyn Fn(String, MacInput) -> BoxFuture<'static, Result<Option<bool>, String>> + Send + Sync>;
+
 pub struct AdminPolicy {
     registry: Registry,
     eab: EabMode,
+    /// Where MACs are checked when this process holds no MAC key.
+    oracle: Option<MacOracle>,
 }
 
 impl AdminPolicy {
     pub fn new(registry: Registry, eab: EabMode) -> Self {
-        AdminPolicy { registry, eab }
+        AdminPolicy {
+            registry,
+            eab,
+            oracle: None,
+        }
+    }
+
+    /// A policy whose MAC checks go to `oracle` (the registry then needs no wrap key).
+    pub fn with_mac_oracle(registry: Registry, eab: EabMode, oracle: MacOracle) -> Self {
+        AdminPolicy {
+            registry,
+            eab,
+            oracle: Some(oracle),
+        }
     }
 
     async fn refuse(&self, account: Option<&str>, what: &str, detail: serde_json::Value) {
@@ -106,10 +129,32 @@ impl Policy for AdminPolicy {
         self.eab != EabMode::Off
     }
 
-    fn mac_key<'a>(&'a self, kid: &'a str) -> BoxFuture<'a, AcmeResult<Option<Vec<u8>>>> {
+    fn check_mac<'a>(
+        &'a self,
+        kid: &'a str,
+        input: &'a MacInput,
+    ) -> BoxFuture<'a, AcmeResult<Option<bool>>> {
         Box::pin(async move {
+            if let Some(oracle) = &self.oracle {
+                return match oracle(kid.to_owned(), input.clone()).await {
+                    Ok(None) => {
+                        self.refuse(
+                            None,
+                            "eab.refused",
+                            json!({"kid": kid, "reason": "unknown or not usable (the signer's answer)"}),
+                        )
+                        .await;
+                        Ok(None)
+                    }
+                    Ok(answer) => Ok(answer),
+                    Err(e) => Err(AcmeError::internal(
+                        "checking the binding with the signer",
+                        e,
+                    )),
+                };
+            }
             match self.registry.usable_mac_key(kid).await {
-                Ok(Ok(key)) => Ok(Some(key)),
+                Ok(Ok(key)) => Ok(Some(input.matches(&key))),
                 Ok(Err(why)) => {
                     self.refuse(None, "eab.refused", json!({"kid": kid, "reason": why}))
                         .await;

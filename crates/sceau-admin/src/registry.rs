@@ -45,7 +45,9 @@ pub struct Created {
 #[derive(Clone)]
 pub struct Registry {
     store: Store,
-    wrap: Arc<WrapKey>,
+    /// `None` in a front end whose signer holds the MAC keys (split deployment): it can read
+    /// and change external accounts but neither seal nor open a key.
+    wrap: Option<Arc<WrapKey>>,
 }
 
 fn mac_key() -> Vec<u8> {
@@ -123,7 +125,23 @@ fn describe(names: &[AllowedName]) -> Vec<serde_json::Value> {
 
 impl Registry {
     pub fn new(store: Store, wrap: Arc<WrapKey>) -> Self {
-        Registry { store, wrap }
+        Registry {
+            store,
+            wrap: Some(wrap),
+        }
+    }
+
+    /// A registry that holds no wrap key (see [`Registry`]'s `wrap`).
+    pub fn without_wrap_key(store: Store) -> Self {
+        Registry { store, wrap: None }
+    }
+
+    fn wrap(&self) -> Result<&WrapKey, AdminError> {
+        self.wrap.as_deref().ok_or_else(|| {
+            AdminError::WrapKey(
+                "this process holds no wrap key: MAC keys are the signer's (run admin with the signer's data directory)".into(),
+            )
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -173,7 +191,7 @@ impl Registry {
             kid: kid.clone(),
             owner,
             status: "valid".into(),
-            mac_key_sealed: self.wrap.seal(&kid, &key),
+            mac_key_sealed: self.wrap()?.seal(&kid, &key),
             key_regenerations: 0,
             key_updated_at: t,
             profiles,
@@ -282,7 +300,7 @@ impl Registry {
             ));
         }
         let key = mac_key();
-        let sealed = self.wrap.seal(kid, &key);
+        let sealed = self.wrap()?.seal(kid, &key);
         let change = Change {
             actor,
             action: "external_account.key_regenerated",
@@ -479,7 +497,7 @@ impl Registry {
         if aa.not_after <= now() {
             return Ok(Err("expired".into()));
         }
-        Ok(Ok(self.wrap.open(kid, &aa.mac_key_sealed)?))
+        Ok(Ok(self.wrap()?.open(kid, &aa.mac_key_sealed)?))
     }
 
     /// Records an administrator's read-only command in the audit trail.

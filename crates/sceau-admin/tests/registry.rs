@@ -348,9 +348,27 @@ async fn policy_checks_names_status_expiry_and_profiles() {
             .is_ok()
     );
 
-    // MAC key: known and usable; unknown kid gives none and is audited.
-    assert_eq!(policy.mac_key(&kid).await.unwrap().unwrap(), c.mac_key);
-    assert!(policy.mac_key("unknown-kid").await.unwrap().is_none());
+    // MACs: the AA's key makes a good one, another key a bad one; an unknown kid gives no
+    // answer and is audited.
+    let mac_over = |key: &[u8]| {
+        let account = sceau_wire::AccountKey::generate(sceau_wire::KeyKind::P256)
+            .unwrap()
+            .jwk();
+        let url = "https://ca.test/acme/new-account";
+        let b = sceau_wire::eab::sign(&kid, key, url, &account);
+        sceau_wire::eab::check(&b, url, &account).unwrap()
+    };
+    let good = mac_over(&c.mac_key);
+    assert_eq!(policy.check_mac(&kid, &good).await.unwrap(), Some(true));
+    let forged = mac_over(&[9u8; 32]);
+    assert_eq!(policy.check_mac(&kid, &forged).await.unwrap(), Some(false));
+    assert!(
+        policy
+            .check_mac("unknown-kid", &good)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let audit = e.store.audit_events(None, 0).await.unwrap();
     assert!(
         audit
@@ -368,7 +386,7 @@ async fn policy_checks_names_status_expiry_and_profiles() {
             .kind,
         ProblemType::Unauthorized
     );
-    assert!(policy.mac_key(&kid).await.unwrap().is_none());
+    assert!(policy.check_mac(&kid, &good).await.unwrap().is_none());
 }
 
 #[tokio::test]

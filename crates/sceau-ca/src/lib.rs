@@ -285,6 +285,18 @@ pub trait Signer: Send + Sync {
         let _ = req;
         Box::pin(async { Ok(()) })
     }
+    /// Whether the MAC key of external account `kid` made `mac` over `signing_input` (RFC 8555
+    /// §7.3.4): `None` if that account cannot bind now. Only a signer holding the MAC keys (a
+    /// split deployment's, so that the front end holds none) answers; others refuse.
+    fn check_eab_mac<'a>(
+        &'a self,
+        kid: &'a str,
+        signing_input: Vec<u8>,
+        mac: Vec<u8>,
+    ) -> SignFuture<'a, Option<bool>> {
+        let _ = (kid, signing_input, mac);
+        Box::pin(async { Err(CaError::Refused("this signer holds no MAC keys".into())) })
+    }
     /// Whether signing is possible now (readiness); a signer in another process may be
     /// restarting.
     fn available(&self) -> bool {

@@ -85,11 +85,26 @@ struct WireRevoked {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
     Issue(IssueOp),
-    Revoke { cert: String, reason: u8 },
-    ServerTls { names: Vec<String> },
+    Revoke {
+        cert: String,
+        reason: u8,
+    },
+    ServerTls {
+        names: Vec<String>,
+    },
     SignCrl(SignCrlOp),
-    OcspResponder { issuer_id: String },
-    SignOcsp { issuer_id: String, tbs: String },
+    OcspResponder {
+        issuer_id: String,
+    },
+    SignOcsp {
+        issuer_id: String,
+        tbs: String,
+    },
+    EabMac {
+        kid: String,
+        input: String,
+        mac: String,
+    },
 }
 
 /// [`CrlRequest`] on the wire.
@@ -217,6 +232,7 @@ enum Outcome {
         key_pem: String,
     },
     Bytes(String),
+    Mac(Option<bool>),
     Done,
     InvalidRequest(String),
     Upstream(String),
@@ -293,6 +309,13 @@ async fn answer_with(signer: &dyn Signer, server_tls: Option<&ServerTlsFn>, op: 
                 .await
                 .map(|der| Outcome::Bytes(b64::encode(der))),
             Err(e) => Err(e),
+        },
+        Op::EabMac { kid, input, mac } => match (unb64("input", &input), unb64("mac", &mac)) {
+            (Ok(input), Ok(mac)) => signer
+                .check_eab_mac(&kid, input, mac)
+                .await
+                .map(Outcome::Mac),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         },
         Op::OcspResponder { issuer_id } => signer
             .ocsp_responder(&issuer_id)

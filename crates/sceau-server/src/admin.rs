@@ -163,16 +163,36 @@ pub enum AcmeAccountCommand {
 
 /// The policy `serve` installs, from the configuration; also applies the policy settings
 /// `AcmeConfig` carries (R29 limit).
+///
+/// With a signer of its own (`signer`), the MAC keys are the signer's: this process holds no
+/// wrap key and asks the signer to check each binding.
 pub async fn server_policy(
     config: &Config,
     eab: EabMode,
     store: &Store,
     acme: &mut AcmeConfig,
+    signer: &Arc<dyn sceau_ca::Signer>,
 ) -> Result<Arc<dyn sceau_acme::Policy>, String> {
     acme.max_failed_validations_per_hour = match config.max_failed_validations_per_hour {
         0 => None,
         n => Some(n),
     };
+    if config.signer_socket.is_some() || config.signer_address.is_some() {
+        let signer = signer.clone();
+        let oracle: sceau_admin::MacOracle = Arc::new(move |kid, input| {
+            let signer = signer.clone();
+            Box::pin(async move {
+                signer
+                    .check_eab_mac(&kid, input.signing_input, input.mac)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+        let registry = Registry::without_wrap_key(store.clone());
+        return Ok(Arc::new(AdminPolicy::with_mac_oracle(
+            registry, eab, oracle,
+        )));
+    }
     let wrap = WrapKey::load_or_create(&config.data_dir).map_err(|e| e.to_string())?;
     let registry = Registry::new(store.clone(), Arc::new(wrap));
     Ok(Arc::new(AdminPolicy::new(registry, eab)))

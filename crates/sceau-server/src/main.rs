@@ -310,6 +310,7 @@ fn main() -> ExitCode {
             ocsp_in_leaves: !no_ocsp_url,
             ra_config,
             eab,
+            mac_keys: false,
         }),
     };
     match result {

@@ -430,7 +430,8 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         }
         let fingerprint = ca.hello().root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
-        let policy = crate::admin::server_policy(&config, eab, &store, &mut acme_config).await?;
+        let policy =
+            crate::admin::server_policy(&config, eab, &store, &mut acme_config, &signer).await?;
         let acme = Acme::new(acme_config, store, signer, validator, policy);
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
         if challenges + orders > 0 {

@@ -36,6 +36,9 @@ struct Gated {
     store: tokio::sync::OnceCell<Store>,
     url: String,
     eab: EabMode,
+    /// The wrap key of the external accounts' MAC keys, held here in a split deployment so
+    /// that the front end holds none (it asks [`Signer::check_eab_mac`]).
+    wrap: Option<Arc<sceau_admin::WrapKey>>,
 }
 
 impl Gated {
@@ -77,6 +80,30 @@ impl Signer for Gated {
 
     fn sign_crl<'a>(&'a self, req: CrlRequest) -> SignFuture<'a, Vec<u8>> {
         self.inner.sign_crl(req)
+    }
+
+    fn check_eab_mac<'a>(
+        &'a self,
+        kid: &'a str,
+        signing_input: Vec<u8>,
+        mac: Vec<u8>,
+    ) -> SignFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            let Some(wrap) = &self.wrap else {
+                return Err(CaError::Refused("this signer holds no MAC keys".into()));
+            };
+            let registry = sceau_admin::Registry::new(self.store().await?.clone(), wrap.clone());
+            match registry.usable_mac_key(kid).await {
+                Ok(Ok(key)) => Ok(Some(
+                    sceau_wire::eab::MacInput { signing_input, mac }.matches(&key),
+                )),
+                Ok(Err(why)) => {
+                    tracing::info!(kid, reason = %why, "a binding to an external account that cannot bind");
+                    Ok(None)
+                }
+                Err(e) => Err(CaError::Unavailable(format!("external account {kid}: {e}"))),
+            }
+        })
     }
 
     fn ocsp_responder<'a>(&'a self, issuer_id: &'a str) -> SignFuture<'a, Vec<u8>> {
@@ -130,6 +157,8 @@ pub struct SignServiceArgs {
     pub ra_config: Option<std::path::PathBuf>,
     /// The server's EAB mode, which the signing gate applies too.
     pub eab: String,
+    /// Whether this signer holds the MAC keys' wrap key (a signer of its own: see `Gated`).
+    pub mac_keys: bool,
 }
 
 impl SignServiceArgs {
@@ -160,6 +189,7 @@ impl SignServiceArgs {
             ocsp_in_leaves: config.ocsp_in_certificates,
             ra_config,
             eab: config.eab.clone(),
+            mac_keys: false,
         })
     }
 
@@ -266,16 +296,23 @@ async fn open_session(a: &SignServiceArgs, url: &str) -> Result<Session, String>
     let tls_ca = ca.clone();
     let server_tls: sceau_ca::remote::ServerTlsFn =
         Box::new(move |names: &[String]| tls_ca.server_tls(&dir, names));
-    Ok((gate(ca, &a.eab, url)?, Some(server_tls), hello))
+    Ok((gate(ca, a, url)?, Some(server_tls), hello))
 }
 
 /// `inner` behind the signing gate, on the process's own connection to the database.
-fn gate(inner: Arc<dyn Signer>, eab: &str, url: &str) -> Result<Arc<dyn Signer>, String> {
+fn gate(inner: Arc<dyn Signer>, a: &SignServiceArgs, url: &str) -> Result<Arc<dyn Signer>, String> {
+    let wrap = match a.mac_keys {
+        true => Some(Arc::new(
+            sceau_admin::WrapKey::load_or_create(&a.data_dir).map_err(|e| e.to_string())?,
+        )),
+        false => None,
+    };
     Ok(Arc::new(Gated {
         inner,
         store: tokio::sync::OnceCell::new(),
         url: url.to_owned(),
-        eab: crate::serve::eab_mode(eab)?,
+        eab: crate::serve::eab_mode(&a.eab)?,
+        wrap,
     }))
 }
 
@@ -299,7 +336,7 @@ async fn open_upstream(
         .map_err(|e| e.to_string())?;
     tracing::info!(upstream = %signer.describe(), "registration-authority signing service ready");
     let hello = signer.hello();
-    Ok((gate(Arc::new(signer), &a.eab, url)?, None, hello))
+    Ok((gate(Arc::new(signer), a, url)?, None, hello))
 }
 
 /// `signer`: the signing service on its own, for front ends of other OS users on this host
@@ -341,15 +378,16 @@ pub fn run_socket_signer(common: CommonArgs, args: ServeArgs) -> Result<(), Stri
         .clone()
         .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://{}", config.revocation_listen));
-    let a = SignServiceArgs::from_config(&config, ra, public_url)?;
+    let mut a = SignServiceArgs::from_config(&config, ra, public_url)?;
+    // The front ends of a signer of their own hold no MAC key: it checks their bindings.
+    a.mac_keys = true;
     let url = gate_database_url(&config)?;
     crate::serve::init_logging(&config.log_format)?;
     // SAFETY: umask only changes this process's file creation mask.
     unsafe { libc::umask(0o077) };
-    if a.ra_config.is_none() {
-        crate::serve::create_data_dir(&a.data_dir)?;
-        crate::serve::tighten_data_dir(&a.data_dir)?;
-    }
+    // Its directory holds the CA (unless in RA mode) and the MAC keys' wrap key.
+    crate::serve::create_data_dir(&a.data_dir)?;
+    crate::serve::tighten_data_dir(&a.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

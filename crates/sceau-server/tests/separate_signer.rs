@@ -95,6 +95,22 @@ fn uid_of(pid: u32) -> u32 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// newAccount with an external account binding made with `mac`; sets `kid` on 201.
+async fn register_eab(c: &mut Raw, eab_kid: &str, mac: &[u8]) -> Resp {
+    let url = c.dir.new_account.clone();
+    let binding = sceau_wire::eab::sign(eab_kid, mac, &url, &c.key.jwk());
+    let r = c
+        .post(
+            &url,
+            Some(&serde_json::json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding})),
+        )
+        .await;
+    if r.status == 201 {
+        c.kid = Some(r.location());
+    }
+    r
+}
+
 /// `sceau-server admin db-roles` by the schema's owner (see postgres.rs).
 fn make_roles(pg: &sceau_testkit::Postgres, scratch: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
@@ -135,7 +151,7 @@ async fn front_end_and_signer_run_as_separate_users() {
         "--data-dir",
         signer_dir.to_str().unwrap(),
         "--eab",
-        "off",
+        "required",
         "--database-url-file",
         signer_db.to_str().unwrap(),
         "--signer-socket",
@@ -148,7 +164,7 @@ async fn front_end_and_signer_run_as_separate_users() {
 
     let mut front = Server::unstarted(&[
         "--eab",
-        "off",
+        "required",
         "--database-url-file",
         front_db.to_str().unwrap(),
         "--signer-socket",
@@ -164,9 +180,41 @@ async fn front_end_and_signer_run_as_separate_users() {
 
     // A whole issuance: the front end validates, the signer signs, the root it published in
     // the front end's directory verifies the chain.
+    // The external account is made where the MAC keys are: the signer's directory (its
+    // wrap key), by the schema's owner.
+    let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
+        .args(["admin", "--data-dir"])
+        .arg(&signer_dir)
+        .args(["--actor", "tester", "account", "create", "--json"])
+        .args([
+            "--owner",
+            "Alice Martin <alice@example.org>",
+            "--domain",
+            "split.test",
+        ])
+        .args(["--domain", "again.test"])
+        .env("SCEAU_DATABASE_URL", &pg.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let aa: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kid = aa["kid"].as_str().unwrap().to_owned();
+    let mac = sceau_wire::b64::decode(aa["hmac_key"].as_str().unwrap()).unwrap();
+
+    // The front end holds no MAC key and cannot open one: the signer checks each binding.
     let responder = Http01::start(front.http01_port).await;
+    let mut forger = Raw::new(&front).await;
+    let r = register_eab(&mut forger, &kid, &[7u8; 32]).await;
+    assert_eq!(r.problem_type(), "unauthorized", "{}", r.text());
     let mut c = Raw::new(&front).await;
-    c.register().await;
+    let r = register_eab(&mut c, &kid, &mac).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(!front_dir.join("eab-wrap.key").exists());
+    assert!(signer_dir.join("eab-wrap.key").exists());
     front.add_host("split");
     let (done, chain) = issue(&c, &responder, &["split.test"]).await;
     assert_eq!(done["status"], "valid");

@@ -80,6 +80,33 @@ pub fn verify(
     url: &str,
     account_jwk: &Jwk,
 ) -> Result<(), EabError> {
+    if check(binding, url, account_jwk)?.matches(mac_key) {
+        Ok(())
+    } else {
+        Err(EabError::BadMac)
+    }
+}
+
+/// What the MAC of a binding covers, and the MAC itself: checked by whoever holds the key
+/// (in a split deployment, the signer: the front end never sees MAC keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MacInput {
+    /// `protected.payload`, as signed.
+    pub signing_input: Vec<u8>,
+    pub mac: Vec<u8>,
+}
+
+impl MacInput {
+    /// Whether `mac_key` made this MAC (HMAC-SHA256, compared in constant time).
+    pub fn matches(&self, mac_key: &[u8]) -> bool {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, mac_key);
+        hmac::verify(&key, &self.signing_input, &self.mac).is_ok()
+    }
+}
+
+/// Every check of a binding but its MAC (RFC 8555 §7.3.4): HS256, no nonce, the newAccount
+/// URL, and a payload that is exactly the account's public key.
+pub fn check(binding: &Flattened, url: &str, account_jwk: &Jwk) -> Result<MacInput, EabError> {
     let header = header(binding)?;
     if header.alg != "HS256" {
         return Err(EabError::Algorithm(header.alg));
@@ -90,15 +117,8 @@ pub fn verify(
     if header.url != url {
         return Err(EabError::Url);
     }
-    let signature =
+    let mac =
         b64::decode(&binding.signature).map_err(|_| EabError::Malformed("signature".into()))?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, mac_key);
-    hmac::verify(
-        &key,
-        format!("{}.{}", binding.protected, binding.payload).as_bytes(),
-        &signature,
-    )
-    .map_err(|_| EabError::BadMac)?;
     let payload =
         b64::decode(&binding.payload).map_err(|_| EabError::Malformed("payload".into()))?;
     let inner: serde_json::Value =
@@ -107,7 +127,10 @@ pub fn verify(
     if inner.thumbprint() != account_jwk.thumbprint() {
         return Err(EabError::KeyMismatch);
     }
-    Ok(())
+    Ok(MacInput {
+        signing_input: format!("{}.{}", binding.protected, binding.payload).into_bytes(),
+        mac,
+    })
 }
 
 #[cfg(test)]

@@ -158,21 +158,31 @@ impl Acme {
         }
         let kid = eab::key_id(binding).map_err(|e| AcmeError::malformed(e.to_string()))?;
         self.limits.eab_attempt(&self.store, &kid).await?;
-        let Some(key) = self.policy.mac_key(&kid).await? else {
-            self.limits.eab_unknown(&self.store, &kid, ip).await?;
-            return Err(AcmeError::unauthorized(format!(
-                "external account {kid:?} is unknown, suspended or expired"
-            )));
+        let input = match eab::check(binding, &self.urls.new_account(), &req.jwk) {
+            Ok(input) => input,
+            Err(e @ eab::EabError::KeyMismatch) => {
+                self.limits
+                    .eab_failed(&self.store, &kid, ip, &e.to_string())
+                    .await?;
+                return Err(AcmeError::unauthorized(e.to_string()));
+            }
+            Err(other) => return Err(AcmeError::malformed(other.to_string())),
         };
-        match eab::verify(binding, &key, &self.urls.new_account(), &req.jwk) {
-            Ok(()) => Ok(Some(kid)),
-            Err(e @ (eab::EabError::BadMac | eab::EabError::KeyMismatch)) => {
+        match self.policy.check_mac(&kid, &input).await? {
+            None => {
+                self.limits.eab_unknown(&self.store, &kid, ip).await?;
+                Err(AcmeError::unauthorized(format!(
+                    "external account {kid:?} is unknown, suspended or expired"
+                )))
+            }
+            Some(true) => Ok(Some(kid)),
+            Some(false) => {
+                let e = eab::EabError::BadMac;
                 self.limits
                     .eab_failed(&self.store, &kid, ip, &e.to_string())
                     .await?;
                 Err(AcmeError::unauthorized(e.to_string()))
             }
-            Err(other) => Err(AcmeError::malformed(other.to_string())),
         }
     }
 

@@ -431,6 +431,27 @@ impl Signer for RemoteSigner {
         })
     }
 
+    fn check_eab_mac<'a>(
+        &'a self,
+        kid: &'a str,
+        signing_input: Vec<u8>,
+        mac: Vec<u8>,
+    ) -> SignFuture<'a, Option<bool>> {
+        Box::pin(async move {
+            match self
+                .call(Op::EabMac {
+                    kid: kid.to_owned(),
+                    input: b64::encode(signing_input),
+                    mac: b64::encode(mac),
+                })
+                .await?
+            {
+                Outcome::Mac(answer) => Ok(answer),
+                other => Err(outcome_error(other)),
+            }
+        })
+    }
+
     fn available(&self) -> bool {
         RemoteSigner::available(self)
     }
