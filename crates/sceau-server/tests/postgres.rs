@@ -181,19 +181,7 @@ async fn least_privilege_roles_serve_and_refuse_what_they_may_not() {
     let pg = sceau_testkit::Postgres::start();
     // The schema's owner migrates and sets up the roles (R33).
     let scratch = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sceau-server"))
-        .args(["admin", "--data-dir"])
-        .arg(scratch.path().join("admin"))
-        .args(["--actor", "dba", "db-roles"])
-        .env("SCEAU_DATABASE_URL", &pg.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("are set up"));
+    assert!(make_db_roles(&pg.url, scratch.path()).contains("are set up"));
     let role_url = |role: &str| format!("postgres://{role}@127.0.0.1:{}/sceau", pg.port);
     let signer_file = scratch.path().join("signer-url");
     std::fs::write(&signer_file, role_url("sceau_signer")).unwrap();

@@ -111,29 +111,13 @@ async fn register_eab(c: &mut Raw, eab_kid: &str, mac: &[u8]) -> Resp {
     r
 }
 
-/// `sceau-server admin db-roles` by the schema's owner (see postgres.rs).
-fn make_roles(pg: &sceau_testkit::Postgres, scratch: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
-        .args(["admin", "--data-dir"])
-        .arg(scratch.join("admin"))
-        .args(["--actor", "dba", "db-roles"])
-        .env("SCEAU_DATABASE_URL", &pg.url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn front_end_and_signer_run_as_separate_users() {
     require_root();
     let pg = sceau_testkit::Postgres::start();
     let base = tempfile::tempdir().unwrap();
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    make_roles(&pg, base.path());
+    make_db_roles(&pg.url, base.path());
     let role_url = |role: &str| format!("postgres://{role}@127.0.0.1:{}/sceau", pg.port);
 
     let signer_dir = dir_of(base.path(), "signer", SIGNER_UID, 0o700);
@@ -439,7 +423,7 @@ fn link_files_as_documented(dir: &Path) {
 }
 
 /// `serve` with `link` flags that must not start: its one-line reason.
-fn refused_front(dir: &Path, pg_url: &str, link: &[&str]) -> String {
+fn refused_front(dir: &Path, pg_url: &str, link: &[String]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
         .arg("serve")
         .arg("--data-dir")
@@ -514,20 +498,23 @@ async fn a_signer_on_another_host_over_mutual_tls() {
     let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
 
     let address = format!("localhost:{port}");
-    let mut front = Server::unstarted(&[
-        "--eab",
-        "off",
-        "--database",
-        &pg.url,
-        "--signer-address",
-        &address,
-        "--signer-tls-ca",
-        &deploy_ca,
-        "--signer-tls-cert",
-        &front_pem,
-        "--signer-tls-key",
-        &front_key,
-    ]);
+    // A front end's flags for the link: the signer's address, its own certificate and key.
+    let link = |address: &str, cert: &str, key: &str| -> Vec<String> {
+        [
+            "--signer-address",
+            address,
+            "--signer-tls-ca",
+            &deploy_ca,
+            "--signer-tls-cert",
+            cert,
+            "--signer-tls-key",
+            key,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let mut front = Server::unstarted(&["--eab", "off", "--database", &pg.url]);
+    front.args.extend(link(&address, &front_pem, &front_key));
     front.spawn();
     // The CA's files are the signer's alone: none of them is in the front end's directory.
     let ca_files: Vec<_> = std::fs::read_dir(&signer_dir)
@@ -554,51 +541,20 @@ async fn a_signer_on_another_host_over_mutual_tls() {
     let err = refused_front(
         &base.path().join("rogue"),
         &pg.url,
-        &[
-            "--signer-address",
-            &address,
-            "--signer-tls-ca",
-            &deploy_ca,
-            "--signer-tls-cert",
-            &rogue_pem,
-            "--signer-tls-key",
-            &rogue_key,
-        ],
+        &link(&address, &rogue_pem, &rogue_key),
     );
     assert!(err.contains("signing service"), "{err}");
     // A signer whose certificate does not name the address is refused by the front end.
     let err = refused_front(
         &base.path().join("misnamed"),
         &pg.url,
-        &[
-            "--signer-address",
-            &format!("127.0.0.1:{port}"),
-            "--signer-tls-ca",
-            &deploy_ca,
-            "--signer-tls-cert",
-            &front_pem,
-            "--signer-tls-key",
-            &front_key,
-        ],
+        &link(&format!("127.0.0.1:{port}"), &front_pem, &front_key),
     );
     assert!(err.contains("TLS") && err.contains("certificate"), "{err}");
     // A key file others can read is refused before anything is written.
     std::fs::set_permissions(&front_key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let open_key = base.path().join("open-key");
-    let err = refused_front(
-        &open_key,
-        &pg.url,
-        &[
-            "--signer-address",
-            &address,
-            "--signer-tls-ca",
-            &deploy_ca,
-            "--signer-tls-cert",
-            &front_pem,
-            "--signer-tls-key",
-            &front_key,
-        ],
-    );
+    let err = refused_front(&open_key, &pg.url, &link(&address, &front_pem, &front_key));
     assert!(err.contains("readable by others"), "{err}");
     assert!(!open_key.exists(), "a refused start creates nothing");
 

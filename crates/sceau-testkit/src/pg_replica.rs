@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::postgres::{bin, command};
+use crate::postgres::{bin, command, stop};
 use crate::tools::free_port;
 
 /// One server of the pair.
@@ -102,29 +102,13 @@ impl PgNode {
             let _ = c.wait();
         }
     }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 impl Drop for PgNode {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(c) = self.child.take() {
+            stop(c);
+        }
     }
 }
 

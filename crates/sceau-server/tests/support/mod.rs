@@ -772,3 +772,22 @@ pub async fn assert_none(store: &sceau_store::Store, checks: &[(&str, &'static s
         assert_eq!(store.scalar(sql).await.unwrap(), 0, "{what}");
     }
 }
+
+/// `sceau-server admin db-roles` by the schema's owner (`owner_url`), with a scratch data
+/// directory under `scratch`: the least-privilege roles `sceau_front` and `sceau_signer`.
+/// Returns what it printed.
+pub fn make_db_roles(owner_url: &str, scratch: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sceau-server"))
+        .args(["admin", "--data-dir"])
+        .arg(scratch.join("admin"))
+        .args(["--actor", "dba", "db-roles"])
+        .env("SCEAU_DATABASE_URL", owner_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
