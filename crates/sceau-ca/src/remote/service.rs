@@ -242,3 +242,30 @@ pub async fn serve_signer_socket(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::next_line;
+
+    #[tokio::test]
+    async fn lines_are_read_up_to_their_cap_and_no_further() {
+        let mut input = tokio::io::BufReader::new(&b"short\n0123456789abc\nlast"[..]);
+        assert_eq!(
+            next_line(&mut input, 10).await.unwrap().as_deref(),
+            Some("short")
+        );
+        // Longer than the cap: refused, not buffered whole.
+        let err = next_line(&mut input, 10).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+
+        let mut input = tokio::io::BufReader::new(&b"last"[..]);
+        assert_eq!(
+            next_line(&mut input, 10).await.unwrap().as_deref(),
+            Some("last")
+        );
+        assert_eq!(next_line(&mut input, 10).await.unwrap(), None);
+
+        let mut input = tokio::io::BufReader::new(&b"\xff\xfe\n"[..]);
+        assert!(next_line(&mut input, 10).await.is_err(), "not UTF-8");
+    }
+}
