@@ -23,8 +23,8 @@ mod service;
 
 pub use link::{CommandMaker, Connector, DialFn, RemoteSigner, Stream};
 pub use service::{
-    MAX_LINE, MAX_SESSIONS, OpenSession, Session, bind_socket, refuse_to_start, serve_signer,
-    serve_signer_socket, serve_signer_stdio,
+    MAX_LINE, MAX_SESSIONS, OpenSession, Session, bind_socket, check_socket_path, refuse_to_start,
+    serve_session, serve_signer, serve_signer_socket, serve_signer_stdio,
 };
 
 use sceau_wire::{Identifier, b64};

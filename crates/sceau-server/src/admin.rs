@@ -177,7 +177,7 @@ pub async fn server_policy(
         0 => None,
         n => Some(n),
     };
-    if config.signer_socket.is_some() || config.signer_address.is_some() {
+    if config.separate_signer() {
         let signer = signer.clone();
         let oracle: sceau_admin::MacOracle = Arc::new(move |kid, input| {
             let signer = signer.clone();

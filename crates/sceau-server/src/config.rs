@@ -188,6 +188,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether a signer of its own serves this front end (socket or mutual TLS): it then
+    /// holds the CA and the MAC keys, and this process neither.
+    pub fn separate_signer(&self) -> bool {
+        self.signer_socket.is_some() || self.signer_address.is_some()
+    }
+
     /// The link's TLS files, when all three are set; an error names the missing one.
     pub fn signer_tls(&self, why: &str) -> Result<crate::signer_tls::TlsFiles<'_>, String> {
         fn need<'c>(v: &'c Option<PathBuf>, why: &str, key: &str) -> Result<&'c Path, String> {

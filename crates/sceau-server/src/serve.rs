@@ -359,14 +359,10 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         })?;
         // A signer of its own keeps the CA files in its directory, out of this user's reach:
         // the root its hello carries is published here, where clients and the banner look.
-        if (config.signer_socket.is_some() || config.signer_address.is_some())
-            && !ca.hello().upstream
-        {
-            sceau_ca::publish_file(
-                &config.data_dir.join("root.pem"),
-                ca.hello().root_pem.as_bytes(),
-            )
-            .map_err(|e| format!("root.pem: {e}"))?;
+        let hello = ca.hello();
+        if config.separate_signer() && !hello.upstream {
+            sceau_ca::publish_file(&config.data_dir.join("root.pem"), hello.root_pem.as_bytes())
+                .map_err(|e| format!("root.pem: {e}"))?;
         }
         // RA mode: no local CA, so the listener's certificate comes from the operator's files.
         let tls_files = config
@@ -428,7 +424,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
                 sceau_wire::b64::decode(&key).map_err(|_| "database: the nonce key is corrupt")?,
             );
         }
-        let fingerprint = ca.hello().root_fingerprint_sha256.clone();
+        let fingerprint = hello.root_fingerprint_sha256.clone();
         let signer: Arc<dyn Signer> = ca.clone();
         let policy =
             crate::admin::server_policy(&config, eab, &store, &mut acme_config, &signer).await?;

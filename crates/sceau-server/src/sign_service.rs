@@ -356,15 +356,8 @@ pub fn run_socket_signer(common: CommonArgs, args: ServeArgs) -> Result<(), Stri
     }
     // Checked before the data directory is touched: a refused start creates nothing.
     if let Some(socket) = &config.signer_socket {
-        use std::os::unix::fs::FileTypeExt;
-        if let Ok(m) = std::fs::symlink_metadata(socket)
-            && !m.file_type().is_socket()
-        {
-            return Err(format!(
-                "--signer-socket {} exists and is not a socket: it is left alone",
-                socket.display()
-            ));
-        }
+        sceau_ca::remote::check_socket_path(socket)
+            .map_err(|e| format!("--signer-socket: {e}: it is left alone"))?;
     }
     let acceptor = match &config.signer_listen {
         Some(_) => Some(crate::signer_tls::acceptor(

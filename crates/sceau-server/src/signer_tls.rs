@@ -22,7 +22,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sceau_ca::CaError;
 use sceau_ca::remote::{DialFn, OpenSession, Stream};
-use tokio::io::AsyncWriteExt;
 
 /// How long a TLS handshake may take, on either side.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,26 +130,8 @@ pub async fn serve(
                     return;
                 }
             };
-            tracing::info!(%peer, "signing listener: session opened");
-            let (input, mut output) = tokio::io::split(tls);
-            match open().await {
-                Ok((signer, server_tls, hello)) => {
-                    if let Err(e) =
-                        sceau_ca::remote::serve_signer(input, output, signer, server_tls, &hello)
-                            .await
-                    {
-                        tracing::warn!(%peer, error = %e, "signing listener: session ended");
-                    }
-                }
-                Err(why) => {
-                    tracing::error!(reason = %why, "signing listener: cannot open the signer");
-                    let mut line = serde_json::json!({ "error": why }).to_string();
-                    line.push('\n');
-                    let _ = output.write_all(line.as_bytes()).await;
-                    let _ = output.shutdown().await;
-                }
-            }
-            tracing::info!(%peer, "signing listener: session closed");
+            let (input, output) = tokio::io::split(tls);
+            sceau_ca::remote::serve_session(input, output, &open, &peer.to_string()).await;
         });
     }
 }

@@ -149,6 +149,30 @@ pub async fn serve_signer(
     read.and(written)
 }
 
+/// One session of an authenticated peer (`who`, for the log): opens the signer and serves
+/// it, or tells the peer in one line why it cannot.
+pub async fn serve_session(
+    input: impl AsyncRead + Unpin,
+    mut output: impl AsyncWrite + Unpin + Send + 'static,
+    open: &OpenSession,
+    who: &str,
+) {
+    tracing::info!(peer = who, "signing session opened");
+    match open().await {
+        Ok((signer, server_tls, hello)) => {
+            if let Err(e) = serve_signer(input, output, signer, server_tls, &hello).await {
+                tracing::warn!(peer = who, error = %e, "signing session ended");
+            }
+        }
+        Err(why) => {
+            tracing::error!(reason = %why, "signing session: cannot open the signer");
+            let _ = output.write_all(start_error_line(&why).as_bytes()).await;
+            let _ = output.shutdown().await;
+        }
+    }
+    tracing::info!(peer = who, "signing session closed");
+}
+
 /// What a socket session runs on: the signer, its TLS-certificate maker, its hello; or the
 /// one-line reason it cannot open.
 pub type Session = (Arc<dyn Signer>, Option<ServerTlsFn>, Hello);
@@ -160,21 +184,27 @@ pub type OpenSession = Arc<
         + Sync,
 >;
 
+/// Whether a (stale) socket is at `path`; an error if something else is there, which
+/// [`bind_socket`] would refuse to replace: callers check before they create anything.
+pub fn check_socket_path(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => Ok(true),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Binds the service's Unix socket at `path`: a stale socket left by a killed service is
 /// replaced, any other file there is refused. The socket is reachable by every local user
 /// (mode 0666): the kernel's peer credentials, not the file mode, say who may sign.
 pub fn bind_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
-        Ok(_) => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                format!("{} exists and is not a socket", path.display()),
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    if check_socket_path(path)? {
+        std::fs::remove_file(path)?;
     }
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
@@ -225,20 +255,9 @@ pub async fn serve_signer_socket(
         let open = open.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            tracing::info!(uid, pid = ?pid, "signing socket: session opened");
-            let (input, mut output) = stream.into_split();
-            match open().await {
-                Ok((signer, server_tls, hello)) => {
-                    if let Err(e) = serve_signer(input, output, signer, server_tls, &hello).await {
-                        tracing::warn!(uid, error = %e, "signing socket: session ended");
-                    }
-                }
-                Err(why) => {
-                    tracing::error!(reason = %why, "signing socket: cannot open the signer");
-                    let _ = output.write_all(start_error_line(&why).as_bytes()).await;
-                }
-            }
-            tracing::info!(uid, "signing socket: session closed");
+            let (input, output) = stream.into_split();
+            let who = format!("uid {uid} (pid {pid:?})");
+            serve_session(input, output, &open, &who).await;
         });
     }
 }
