@@ -20,6 +20,9 @@
 //!   `invalid` with a problem that names the last error.
 //! - A certificate that was signed is never signed again because storage failed: its commit
 //!   is retried (with the lease renewed) until storage is back or the lease is lost.
+//! - An upstream CA still at work (RA mode, `CaError::Pending`) is asked again at the time it
+//!   gave (1 s to 1 h, never past the deadline) with the ticket it gave, which is stored with
+//!   the job: that upstream transaction is continued, never doubled by a second request.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -104,9 +107,19 @@ enum Attempt {
     Refused(Problem, SerialOutcome),
     /// Transient: try again later.
     Retry(String, SerialOutcome),
+    /// The upstream CA (RA mode) has the request and is still at it: ask again after this many
+    /// seconds, continuing the transaction of `ticket`.
+    Wait {
+        ticket: String,
+        after: i64,
+        detail: String,
+    },
     /// The lease was lost: another instance has the job now.
     Lost,
 }
+
+/// The longest the queue waits before it asks a waiting upstream again, whatever it says.
+const MAX_UPSTREAM_WAIT: i64 = 3600;
 
 fn backoff(attempts: i64) -> i64 {
     (1i64 << attempts.clamp(1, 6).saturating_sub(1)).min(30)
@@ -218,6 +231,7 @@ impl Acme {
                 account_id: order.account_id.clone(),
                 profile: order.profile.clone(),
             }),
+            resume: job.ticket.clone(),
         };
         let signed = self.with_lease(job, self.signer.issue(request)).await;
         let issued = match signed {
@@ -244,6 +258,17 @@ impl Acme {
                     Problem::new(ProblemType::ServerInternal, detail),
                     SerialOutcome::Failed,
                 );
+            }
+            Some(Err(CaError::Pending {
+                ticket,
+                after,
+                detail,
+            })) => {
+                return Attempt::Wait {
+                    ticket,
+                    after: after.as_secs() as i64,
+                    detail,
+                };
             }
             // It may have signed before it stopped: the serial's outcome is unknown.
             Some(Err(e @ CaError::Unavailable(_))) => {
@@ -377,24 +402,42 @@ impl Acme {
             Attempt::Retry(error, serial_outcome) if now < job.deadline => {
                 let next = now + backoff(job.attempts);
                 tracing::warn!(order = %order.id, attempt = job.attempts, retry_in = next - now, %error, "signing failed; retrying");
-                let r = crate::error::until_stored(|| {
-                    self.store.retry_issuance(
-                        &order.id,
-                        owner,
-                        &job.serial,
-                        serial_outcome,
-                        &error,
-                        next,
-                        now,
-                    )
-                })
+                // A poll that failed leaves the upstream's transaction as it was: keep it.
+                self.release(
+                    job,
+                    serial_outcome,
+                    &error,
+                    job.ticket.as_deref(),
+                    next,
+                    now,
+                )
                 .await;
-                if let Err(e) = r {
-                    tracing::warn!(order = %order.id, error = %e, "could not schedule the retry");
-                }
-                self.queue.wake.notify_one();
                 return None;
             }
+            Attempt::Wait {
+                ticket,
+                after,
+                detail,
+            } if now < job.deadline => {
+                // The upstream's own checkAfter, within reason, and never past the deadline.
+                let next = (now + after.clamp(1, MAX_UPSTREAM_WAIT)).min(job.deadline);
+                tracing::info!(order = %order.id, attempt = job.attempts, ask_again_in = next - now, %detail, "the upstream CA is still working on the request");
+                let error = format!("the upstream CA is still working on the request: {detail}");
+                self.release(job, SerialOutcome::Failed, &error, Some(&ticket), next, now)
+                    .await;
+                return None;
+            }
+            Attempt::Wait { detail, .. } => (
+                Problem::new(
+                    ProblemType::ServerInternal,
+                    format!(
+                        "the upstream CA had not issued the certificate within {} s of finalize, after {} attempts: {detail}",
+                        self.config.issuance_deadline.as_secs(),
+                        job.attempts
+                    ),
+                ),
+                SerialOutcome::Failed,
+            ),
             Attempt::Retry(error, serial_outcome) => (
                 Problem::new(
                     ProblemType::ServerInternal,
@@ -431,6 +474,35 @@ impl Acme {
             Err(e) => tracing::warn!(order = %order.id, error = %e, "could not record the refusal"),
         }
         None
+    }
+
+    /// Hands the job back to the queue for an attempt at `next` that continues `ticket`.
+    async fn release(
+        &self,
+        job: &IssueJob,
+        serial_outcome: SerialOutcome,
+        error: &str,
+        ticket: Option<&str>,
+        next: i64,
+        now: i64,
+    ) {
+        let r = crate::error::until_stored(|| {
+            self.store.retry_issuance(
+                &job.order.id,
+                &self.queue.owner,
+                &job.serial,
+                serial_outcome,
+                error,
+                ticket,
+                next,
+                now,
+            )
+        })
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(order = %job.order.id, error = %e, "could not schedule the next attempt");
+        }
+        self.queue.wake.notify_one();
     }
 
     /// One sweep: takes the jobs that are due and runs them; returns how many it took.

@@ -49,6 +49,16 @@ pub enum CaError {
     /// retrying later may succeed.
     #[error("signing is unavailable: {0}")]
     Unavailable(String),
+    /// The upstream CA (RA mode) has the request and is still working on it: the issuance
+    /// queue saves `ticket` with the job and, after `after`, asks again with it
+    /// ([`crate::IssueRequest::resume`]) instead of sending a new request, so a CA that takes
+    /// minutes or days issues once, even across restarts of either process.
+    #[error("the upstream CA is still working on the request ({detail}); asking again in {} s", after.as_secs())]
+    Pending {
+        ticket: String,
+        after: std::time::Duration,
+        detail: String,
+    },
     /// A token key that cannot be used as named: module, token, PIN or key object.
     #[error(transparent)]
     Pkcs11(#[from] crate::pkcs11::Pkcs11Error),

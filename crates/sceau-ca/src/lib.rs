@@ -155,6 +155,10 @@ pub struct IssueRequest {
     pub csr_der: Option<Vec<u8>>,
     /// Whose issuance this is, for the signing process's own policy check (R35).
     pub gate: Option<GateInfo>,
+    /// The upstream transaction this request continues: the ticket of an earlier attempt's
+    /// [`CaError::Pending`] (RA mode). Opaque to everything but the signer that made it, which
+    /// checks it belongs to this request's key before it uses it.
+    pub resume: Option<String>,
 }
 
 /// What the signing process checks for itself before it signs (agency guide R35): the ACME

@@ -174,6 +174,8 @@ struct IssueOp {
     csr: Option<String>,
     #[serde(default)]
     gate: Option<crate::GateInfo>,
+    #[serde(default)]
+    resume: Option<String>,
 }
 
 impl IssueOp {
@@ -188,6 +190,7 @@ impl IssueOp {
             crl_shard: req.crl_shard,
             csr: req.csr_der.as_deref().map(b64::encode),
             gate: req.gate,
+            resume: req.resume,
         }
     }
 
@@ -203,6 +206,7 @@ impl IssueOp {
             crl_shard: self.crl_shard,
             csr_der: self.csr.map(|c| unb64("csr", &c)).transpose()?,
             gate: self.gate,
+            resume: self.resume,
         })
     }
 }
@@ -238,6 +242,11 @@ enum Outcome {
     Upstream(String),
     Gate(String),
     Unavailable(String),
+    Pending {
+        ticket: String,
+        after_secs: u64,
+        detail: String,
+    },
     Failed(String),
 }
 
@@ -275,6 +284,15 @@ fn error_outcome(e: CaError) -> Outcome {
         CaError::Unavailable(m) => Outcome::Unavailable(m),
         CaError::Upstream(m) => Outcome::Upstream(m),
         CaError::Gate(m) => Outcome::Gate(m),
+        CaError::Pending {
+            ticket,
+            after,
+            detail,
+        } => Outcome::Pending {
+            ticket,
+            after_secs: after.as_secs(),
+            detail,
+        },
         e => Outcome::Failed(e.to_string()),
     }
 }

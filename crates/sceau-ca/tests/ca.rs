@@ -32,6 +32,7 @@ fn request(spki: Vec<u8>, identifiers: Vec<Identifier>, profile: Profile) -> Iss
         crl_shard: None,
         csr_der: None,
         gate: None,
+        resume: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn leaf(ca: &Ca, name: &str) -> Issued {
         crl_shard: None,
         csr_der: None,
         gate: None,
+        resume: None,
     })
     .unwrap()
 }

@@ -256,6 +256,7 @@ fn child_issue(dir: &Path) {
             crl_shard: None,
             csr_der: None,
             gate: None,
+            resume: None,
         })
         .unwrap();
     std::fs::write(dir.join("leaf-chain.pem"), &issued.chain_pem).unwrap();

@@ -235,6 +235,7 @@ async fn a_leaf_and_its_shard_crl_agree_and_openssl_checks_revocation_with_them(
             crl_shard: Some(5),
             csr_der: None,
             gate: None,
+            resume: None,
         },
     )
     .await

@@ -155,6 +155,7 @@ fn the_server_certificate_is_reused_then_replaced() {
                 crl_shard: None,
                 csr_der: None,
                 gate: None,
+                resume: None,
             })
             .unwrap();
         std::fs::write(tmp.path().join("server.pem"), &issued.chain_pem).unwrap();

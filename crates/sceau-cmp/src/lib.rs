@@ -70,6 +70,11 @@ impl Transaction {
     pub fn id_hex(&self) -> String {
         self.id.iter().map(|b| format!("{b:02x}")).collect()
     }
+
+    /// The SubjectPublicKeyInfo of the CSR this transaction enrolls.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
 }
 
 /// What an enrollment step came to.
@@ -204,7 +209,27 @@ impl CmpClient {
         csr_der: &[u8],
         deadline: Instant,
     ) -> Result<Enrolled, CmpError> {
-        let (mut tx, mut polled) = self.request_p10(csr_der).await?;
+        let (tx, polled) = self.request_p10(csr_der).await?;
+        self.wait_by(tx, polled, deadline).await
+    }
+
+    /// Continues a transaction an earlier [`CmpError::StillWaiting`] handed back (perhaps saved
+    /// by another process): polls at once, then as the CA asks until `deadline`.
+    pub async fn resume_by(
+        &self,
+        mut tx: Transaction,
+        deadline: Instant,
+    ) -> Result<Enrolled, CmpError> {
+        let polled = self.poll(&mut tx).await?;
+        self.wait_by(tx, polled, deadline).await
+    }
+
+    async fn wait_by(
+        &self,
+        mut tx: Transaction,
+        mut polled: Polled,
+        deadline: Instant,
+    ) -> Result<Enrolled, CmpError> {
         loop {
             match polled {
                 Polled::Ready(e) => return Ok(e),

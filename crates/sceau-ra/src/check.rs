@@ -279,6 +279,7 @@ mod tests {
             crl_shard: None,
             csr_der: None,
             gate: None,
+            resume: None,
         }
     }
 

@@ -1,19 +1,38 @@
 //! The CMP upstream: enrollment with p10cr and revocation with rr through [`sceau_cmp`].
 //!
-//! Invariant: a refusal by the CA (rejection, an error message, a certificate we refuse) is
-//! final for the request and quotes the CA's own statusString and failInfo; an unreachable,
-//! slow, busy (systemUnavail) or still-waiting CA is retried by the issuance queue.
+//! Invariants:
+//! - A refusal by the CA (rejection, an error message, a certificate we refuse) is final for
+//!   the request and quotes the CA's own statusString and failInfo; an unreachable, slow or
+//!   busy (systemUnavail) CA is retried by the issuance queue with a new request.
+//! - A CA that answered "waiting" has the request: past the attempt's deadline its
+//!   transaction goes back to the queue as a ticket ([`CaError::Pending`]) and is continued
+//!   with pollReq, never doubled by a second p10cr. A ticket is used only for the key it
+//!   enrolls.
 
 use std::time::{Duration, Instant};
 
 use sceau_ca::CaError;
-use sceau_cmp::{CmpClient, CmpConfig, CmpError, Credentials};
+use sceau_cmp::{CmpClient, CmpConfig, CmpError, Credentials, Transaction};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{CmpUpstream, ConfigError, read_certs, read_secret_file};
 
 pub struct CmpSigner {
     client: CmpClient,
+}
+
+/// Tickets of this upstream: `cmp:` and the transaction as base64url JSON (no secret in it:
+/// transactionID, the last nonce, certReqId, the CSR's key).
+const TICKET_PREFIX: &str = "cmp:";
+
+fn transaction_ticket(tx: &Transaction) -> String {
+    let json = serde_json::to_vec(tx).expect("a transaction serializes");
+    format!("{TICKET_PREFIX}{}", sceau_wire::b64::encode(&json))
+}
+
+fn ticket_transaction(ticket: &str) -> Option<Transaction> {
+    let json = sceau_wire::b64::decode(ticket.strip_prefix(TICKET_PREFIX)?).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 fn upstream_error(e: CmpError) -> CaError {
@@ -74,14 +93,50 @@ impl CmpSigner {
         Ok(CmpSigner { client })
     }
 
-    /// Enrolls the CSR, polling a waiting CA until `deadline`; the certificate, then the
-    /// chain the CA sent (extraCerts, caPubs).
-    pub async fn issue(&self, csr_der: &[u8], deadline: Instant) -> Result<Vec<Vec<u8>>, CaError> {
-        let enrolled = self
-            .client
-            .enroll_p10_by(csr_der, deadline)
-            .await
-            .map_err(upstream_error)?;
+    /// Enrolls the CSR, or continues the transaction of `resume`, polling a waiting CA until
+    /// `deadline`; the certificate, then the chain the CA sent (extraCerts, caPubs). A CA still
+    /// waiting at the deadline gives [`CaError::Pending`] with the transaction as its ticket.
+    pub async fn issue(
+        &self,
+        csr_der: &[u8],
+        spki_der: &[u8],
+        resume: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Vec<Vec<u8>>, CaError> {
+        let saved = resume.and_then(|t| match ticket_transaction(t) {
+            Some(tx) if tx.spki_der() == spki_der => Some(tx),
+            // Not a CMP transaction of this request (the upstream changed kind, a row edited
+            // by hand): it is not this request's, so a new request doubles nothing.
+            _ => {
+                tracing::warn!("a saved upstream ticket is not a CMP transaction for this key; sending a new request");
+                None
+            }
+        });
+        let enrolled = match saved {
+            Some(tx) => {
+                tracing::info!(transaction = %tx.id_hex(), "continuing the CMP transaction the CA is still working on");
+                self.client.resume_by(tx, deadline).await
+            }
+            None => self.client.enroll_p10_by(csr_der, deadline).await,
+        };
+        let enrolled = match enrolled {
+            Ok(e) => e,
+            Err(CmpError::StillWaiting {
+                transaction,
+                check_after,
+            }) => {
+                return Err(CaError::Pending {
+                    detail: format!(
+                        "CMP transaction {} waiting, checkAfter {} s",
+                        transaction.id_hex(),
+                        check_after.as_secs()
+                    ),
+                    ticket: transaction_ticket(&transaction),
+                    after: check_after,
+                });
+            }
+            Err(e) => return Err(upstream_error(e)),
+        };
         let mut certs = vec![enrolled.cert_der];
         certs.extend(enrolled.chain_der);
         certs.extend(enrolled.ca_pubs_der);

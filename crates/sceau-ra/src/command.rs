@@ -291,6 +291,7 @@ mod tests {
             crl_shard: None,
             csr_der: Some(b"csr".to_vec()),
             gate: None,
+            resume: None,
         }
     }
 

@@ -129,7 +129,15 @@ impl RaSigner {
         let csr = self.check_request(&req)?;
         let deadline = Instant::now() + self.attempt;
         let certs = match &self.upstream {
-            Upstream::Cmp(c) => c.issue(&csr, deadline).await?,
+            Upstream::Cmp(c) => {
+                c.issue(
+                    &csr,
+                    &req.public_key_spki_der,
+                    req.resume.as_deref(),
+                    deadline,
+                )
+                .await?
+            }
             Upstream::Acme(a) => a.issue(&csr, &req.identifiers, self.attempt).await?,
             Upstream::Command(c) => tokio::time::timeout(self.attempt, c.issue(&req))
                 .await

@@ -374,11 +374,16 @@ impl CmpUpstream {
 
     /// The server's TOML file: `head` (top-level settings), then `[ra]` with `[ra.cmp]`.
     fn config(&self, head: &str) -> PathBuf {
+        self.config_with(head, 20)
+    }
+
+    /// [`CmpUpstream::config`] with one attempt lasting at most `attempt_secs`.
+    fn config_with(&self, head: &str, attempt_secs: u64) -> PathBuf {
         let secret = self.pki.path("cmp-secret");
         private(&secret, CMP_SECRET);
         let text = format!(
             "eab = \"off\"\n{head}\n{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
-            self.pki.ra_table(20),
+            self.pki.ra_table(attempt_secs),
             format!("http://127.0.0.1:{}/pkix/", self.port),
         );
         let p = self.pki.path("sceau.toml");
@@ -474,6 +479,108 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
             .await
             .unwrap(),
         1
+    );
+}
+
+/// A CA that makes the RA wait longer than one attempt (a manual approval, a busy CA): the
+/// transaction it has is saved with the job and continued with pollReq by later attempts, even
+/// after sceau-server was killed and started again, so the CA sees one request and issues once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_cmp_transaction_is_continued_across_a_restart_never_sent_twice() {
+    // Four pollReq before the certificate, each answered "check after 3 s"; an attempt gives
+    // up after 1 s, so only a continued transaction can ever complete.
+    let up = CmpUpstream::start(&["-poll_count", "4", "-check_after", "3"]);
+    let config = up.config_with("", 1);
+    let (mut server, responder, c) = start_ra(
+        &config,
+        &up.pki,
+        &[
+            "--issuance-wait-ms",
+            "200",
+            "--issuance-deadline-secs",
+            "120",
+        ],
+    )
+    .await;
+    server.add_host("cmp");
+    let o = support::ready_order(&c, &responder, &["cmp.test"]).await;
+    let url = o["_url"].as_str().unwrap().to_owned();
+    let order_id = url.rsplit('/').next().unwrap().to_owned();
+    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
+    let r = c.finalize(&o, &csr_b64).await;
+    assert_eq!(r.json()["status"], "processing", "{}", r.text());
+
+    // The first attempt leaves the CA's transaction with the job.
+    let store = server.store().await;
+    let bound = Instant::now() + Duration::from_secs(20);
+    let ticket = loop {
+        if let Some(t) = store.issuance_ticket(&order_id).await.unwrap() {
+            break t;
+        }
+        assert!(
+            Instant::now() < bound,
+            "no ticket saved: {}",
+            up.mock().log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // It holds the transaction, not the shared secret.
+    let saved =
+        String::from_utf8(b64::decode(ticket.strip_prefix("cmp:").unwrap()).unwrap()).unwrap();
+    assert!(saved.contains("\"id\""), "{saved}");
+    assert!(!saved.contains(CMP_SECRET), "{saved}");
+    let (_, _, _, _, error) = store.issuance_state(&order_id).await.unwrap();
+    assert!(
+        error.as_deref().unwrap_or("").contains("still working"),
+        "{error:?}"
+    );
+    assert_eq!(c.post(&url, None).await.json()["status"], "processing");
+
+    // Killed while the CA still works on it, then started again on the same database.
+    drop(store);
+    server.kill();
+    let before_restart = up.mock().requests();
+    server.restart();
+    let done = settle(&c, &url, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "valid", "{done}\n{}", up.mock().log_text());
+    verify_with_upstream_root(&up.pki, &download(&c, &done).await);
+
+    // One p10cr, the four pollReq, one certConf: nothing sent twice, and the restarted server
+    // did send some of them.
+    let log = up.mock().log_text();
+    assert_eq!(up.mock().requests(), 6, "{log}");
+    assert!(up.mock().requests() > before_restart, "{log}");
+    let store = server.store().await;
+    assert_eq!(store.issuance_ticket(&order_id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM certificates")
+            .await
+            .unwrap(),
+        1
+    );
+    // Every attempt's serial is accounted for: the last issued (naming the upstream's serial),
+    // the waiting ones failed with the CA's wait, none left reserved.
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'issued' AND detail LIKE 'upstream serial %'")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        store
+            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'failed' AND detail LIKE '%still working%'")
+            .await
+            .unwrap()
+            >= 2
+    );
+    assert_eq!(
+        store
+            .scalar("SELECT COUNT(*) FROM serials WHERE state NOT IN ('issued', 'failed')")
+            .await
+            .unwrap(),
+        0
     );
 }
 

@@ -26,6 +26,8 @@ pub struct IssueJob {
     /// Attempts including this one.
     pub attempts: i64,
     pub deadline: i64,
+    /// The upstream transaction an earlier attempt left waiting (RA mode), to continue.
+    pub ticket: Option<String>,
 }
 
 /// How an attempt's serial ended when the attempt did not issue.
@@ -72,7 +74,8 @@ impl Store {
         let mut tx = self.db.begin().await?;
         query(
             "UPDATE orders SET status = 'processing', csr = $1, issue_owner = $2, issue_lease = $3,
-             issue_next = NULL, issue_attempts = 1, issue_deadline = $4, issue_serial = $5, issue_error = NULL
+             issue_next = NULL, issue_attempts = 1, issue_deadline = $4, issue_serial = $5, issue_error = NULL,
+             issue_ticket = NULL
              WHERE id = $6 AND status = 'ready'",
         )
         .bind(csr_b64)
@@ -160,7 +163,7 @@ impl Store {
             }
             reserve(&mut tx, &serial, &id, now).await?;
             let order_row = query(format!(
-                "SELECT {}, issue_attempts, issue_deadline FROM orders WHERE id = $1",
+                "SELECT {}, issue_attempts, issue_deadline, issue_ticket FROM orders WHERE id = $1",
                 Self::ORDER_COLS
             ))
             .bind(&id)
@@ -171,6 +174,7 @@ impl Store {
                 serial,
                 attempts: order_row.try_get("issue_attempts")?,
                 deadline: order_row.try_get("issue_deadline")?,
+                ticket: order_row.try_get("issue_ticket")?,
             });
         }
         tx.commit().await?;
@@ -198,7 +202,8 @@ impl Store {
         .one_or("the issuance lease was lost")
     }
 
-    /// A transient failure: the job is released for another attempt at `next_at`, its serial
+    /// A transient failure, or an upstream still at work: the job is released for another
+    /// attempt at `next_at`, which continues `ticket` (`None`: starts afresh), its serial
     /// settled as `outcome`.
     #[allow(clippy::too_many_arguments)]
     pub async fn retry_issuance(
@@ -208,16 +213,19 @@ impl Store {
         serial: &str,
         outcome: SerialOutcome,
         error: &str,
+        ticket: Option<&str>,
         next_at: i64,
         now: i64,
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         query(
-            "UPDATE orders SET issue_owner = NULL, issue_lease = NULL, issue_next = $1, issue_error = $2
-             WHERE id = $3 AND status = 'processing' AND issue_owner = $4 AND issue_serial = $5",
+            "UPDATE orders SET issue_owner = NULL, issue_lease = NULL, issue_next = $1, issue_error = $2,
+             issue_ticket = $3
+             WHERE id = $4 AND status = 'processing' AND issue_owner = $5 AND issue_serial = $6",
         )
         .bind(next_at)
         .bind(error)
+        .bind(ticket)
         .bind(order_id)
         .bind(owner)
         .bind(serial)
@@ -243,7 +251,8 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         query(
-            "UPDATE orders SET status = 'invalid', error = $1, issue_owner = NULL, issue_lease = NULL
+            "UPDATE orders SET status = 'invalid', error = $1, issue_owner = NULL, issue_lease = NULL,
+             issue_ticket = NULL
              WHERE id = $2 AND status = 'processing' AND issue_owner = $3 AND issue_serial = $4",
         )
         .bind(serde_json::to_string(problem).expect("json"))
@@ -272,7 +281,8 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         query(
-            "UPDATE orders SET status = 'valid', cert_id = $1, issue_owner = NULL, issue_lease = NULL
+            "UPDATE orders SET status = 'valid', cert_id = $1, issue_owner = NULL, issue_lease = NULL,
+             issue_ticket = NULL
              WHERE id = $2 AND status = 'processing' AND issue_owner = $3 AND issue_serial = $4",
         )
         .bind(&cert.id)
@@ -342,6 +352,16 @@ impl Store {
             }
         }
         Ok(c)
+    }
+
+    /// The upstream ticket a job keeps for its next attempt (RA mode).
+    #[doc(hidden)]
+    pub async fn issuance_ticket(&self, order_id: &str) -> Result<Option<String>> {
+        query("SELECT issue_ticket FROM orders WHERE id = $1")
+            .bind(order_id)
+            .fetch_one(&self.db)
+            .await?
+            .try_get("issue_ticket")
     }
 
     /// A job's queue state: (owner, lease, next attempt, attempts, last error).

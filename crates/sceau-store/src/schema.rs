@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_ocsp_upkeep.sql")),
     (10, include_str!("../migrations/0010_shared_nonces.sql")),
     (11, include_str!("../migrations/0011_validation_leases.sql")),
+    (12, include_str!("../migrations/0012_upstream_tickets.sql")),
 ];
 
 /// PostgreSQL advisory lock key of the migrations: instances starting together on one database

@@ -80,6 +80,7 @@ impl Acme {
             serial,
             attempts: 1,
             deadline,
+            ticket: None,
         };
         // The job outlives this request; the request waits for it a little (a quick signer
         // answers `valid` at once), else answers `processing` with Retry-After (§7.4).

@@ -118,6 +118,7 @@ fn certificates(
             crl_shard: None,
             csr_der: None,
             gate: None,
+            resume: None,
         })
         .map(drop)
     })

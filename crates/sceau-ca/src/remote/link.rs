@@ -355,6 +355,15 @@ fn outcome_error(o: Outcome) -> CaError {
         Outcome::Unavailable(m) => CaError::Unavailable(m),
         Outcome::Upstream(m) => CaError::Upstream(m),
         Outcome::Gate(m) => CaError::Gate(m),
+        Outcome::Pending {
+            ticket,
+            after_secs,
+            detail,
+        } => CaError::Pending {
+            ticket,
+            after: std::time::Duration::from_secs(after_secs),
+            detail,
+        },
         Outcome::Failed(m) => CaError::Signing(m),
         _ => CaError::Signing("unexpected answer from the signing service".into()),
     }
