@@ -7,22 +7,30 @@
 # own CA, the baseline), then in RA mode in front of each upstream: `command` (a script around
 # a real `openssl ca`), `cmp` (OpenSSL's CMP server, `openssl cmp -port`, with password MAC;
 # it hands out one fixed certificate, so every order is for one name, every CSR certifies one
-# key, and each of $CMP_RUNS single issuances gets a fresh server: latency only), `acme` (Pebble with PEBBLE_VA_ALWAYS_VALID=1, the RA's account trusted). For each:
+# key, and each of $CMP_RUNS single issuances gets a fresh server: latency only; then
+# `cmp-bc`, a CMP CA on Bouncy Castle's CMP implementation that signs every request, from
+# crates/sceau-testkit/java/cmp-ca, built with Maven and javac: the CMP throughput), `acme`
+# (Pebble with PEBBLE_VA_ALWAYS_VALID=1, the RA's account trusted). For each:
 # one client ($ORDERS_ONE orders, the added latency of one issuance), then $CONCURRENCY
 # clients (the throughput). sceau-bench's server_cpu_ms_per_cert is sceau-server's own CPU
 # (front end and signing service, not the upstream: Pebble and the mock are other processes,
 # each `openssl ca` is gone before it is sampled), the figure the RA must keep at or under
-# dedicated mode's.
+# dedicated mode's. CPU per certificate grows as load falls, so for each upstream that sets a
+# lower pace (command, acme) dedicated mode runs again at that upstream's measured rate
+# (sceau-bench --rate): the like-for-like comparison.
 #
 # Prints one bench line per run, then per mode: the median latency at one client and what RA
 # mode adds to dedicated mode's, the throughput at $CONCURRENCY clients, and the server CPU per
-# certificate. Everything listens on 127.0.0.1 on free ports; every process started here is
+# certificate beside dedicated mode's at the same rate. Everything listens on 127.0.0.1 on free ports; every process started here is
 # stopped on exit. Exit status: 0 when every run issued all its orders, 1 otherwise, 2 when
 # something could not start.
 #
 # Environment (all optional): CONCURRENCY=64, ORDERS_ONE=100, ORDERS_MANY=1024,
 # RUN_TIMEOUT=300, START_TIMEOUT=30, SCEAU_SERVER and SCEAU_BENCH (binaries, with --no-build),
-# PEBBLE=pebble, CHALLTESTSRV=pebble-challtestsrv, KEEP=1 (like --keep).
+# PEBBLE=pebble, CHALLTESTSRV=pebble-challtestsrv, KEEP=1 (like --keep), PIN=1 (sceau-server
+# and its children on CPU 0; sceau-bench, the upstream CA and the DNS server on CPU 1: the
+# server's CPU per certificate without the upstream competing for its core, as when the PKI is
+# another machine; needs two CPUs), PACED=0 (skip dedicated mode at each upstream's rate).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +42,8 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 PEBBLE=${PEBBLE:-pebble}
 CHALLTESTSRV=${CHALLTESTSRV:-pebble-challtestsrv}
 KEEP=${KEEP:-0}
+PIN=${PIN:-0}
+PACED=${PACED:-1}
 ONLY=""
 BUILD=1
 
@@ -50,9 +60,19 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$ONLY" in ""|dedicated|command|cmp|acme) ;; *) die "--only takes dedicated, command, cmp or acme" ;; esac
-for tool in "$PEBBLE" "$CHALLTESTSRV" openssl curl ss timeout flock; do
+for tool in "$PEBBLE" "$CHALLTESTSRV" openssl curl ss timeout flock java javac mvn; do
     command -v "$tool" >/dev/null || die "$tool is not installed"
 done
+
+# ON_SERVER / ON_OTHER prefix the commands that start the server / everything else (PIN=1).
+ON_SERVER=(); ON_OTHER=(); UPSTREAM_ARGV=""
+if [ "$PIN" = 1 ]; then
+    command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
+    [ "$(nproc)" -ge 2 ] || die "PIN=1 needs two CPUs"
+    ON_SERVER=(taskset -c 0); ON_OTHER=(taskset -c 1)
+    UPSTREAM_ARGV="\"$(command -v taskset)\", \"-c\", \"1\", "
+
+fi
 
 . "$ROOT/bench/lib.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sceau-ra-bench.XXXXXX")
@@ -70,7 +90,7 @@ SERVER=${SCEAU_SERVER:-"$RELEASE/sceau-server"}
 
 free_port DNS_PORT; free_port DNS_MGMT_PORT; free_port HTTP01_PORT; free_port SCEAU_PORT
 
-setsid "$CHALLTESTSRV" -dns01 "127.0.0.1:$DNS_PORT" -http01 "" -https01 "" -tlsalpn01 "" \
+setsid "${ON_OTHER[@]}" "$CHALLTESTSRV" -dns01 "127.0.0.1:$DNS_PORT" -http01 "" -https01 "" -tlsalpn01 "" \
     -management "127.0.0.1:$DNS_MGMT_PORT" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
     >"$WORK/challtestsrv.log" 2>&1 &
 PIDS+=($!)
@@ -155,7 +175,7 @@ declare -A LINE
 run_bench() { # NAME CONCURRENCY ORDERS CA PID [EXTRA...]
     local name=$1 c=$2 orders=$3 ca=$4 pid=$5 rc=0
     shift 5
-    timeout "$RUN_TIMEOUT" "$BENCH" --directory "https://127.0.0.1:$SCEAU_PORT/directory" \
+    timeout "$RUN_TIMEOUT" "${ON_OTHER[@]}" "$BENCH" --directory "https://127.0.0.1:$SCEAU_PORT/directory" \
         --ca-bundle "$ca" --concurrency "$c" --orders "$orders" --http-port "$HTTP01_PORT" \
         --server-pid "$pid" --max-seconds $((RUN_TIMEOUT - 30)) "$@" \
         >"$WORK/$name-$c.out" 2>"$WORK/$name-$c.err" || rc=$?
@@ -178,7 +198,7 @@ start_server() {
         --limit-orders-per-account off --limit-names-per-account off)
     [ -n "$config" ] && args+=(--config "$config")
     mkdir -m 700 "$data"
-    setsid "$SERVER" "${args[@]}" >>"$WORK/$name.log" 2>&1 &
+    setsid "${ON_SERVER[@]}" "$SERVER" "${args[@]}" >>"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     SERVER_PID=$!
     CA=$2
@@ -203,13 +223,18 @@ ra_head() { # ROOTS
         "$1" "$PKI" "$PKI"
 }
 
+cmp_toml() { # PORT: the settings of a CMP upstream on 127.0.0.1:PORT, password MAC
+    ra_head "$PKI/root.pem"
+    printf '[ra.cmp]\nurl = "http://127.0.0.1:%s/pkix/"\nmac_reference = "sceau-ra"\nmac_secret_file = "%s/cmp-secret"\n' "$1" "$PKI"
+}
+
 want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 
 if want dedicated; then run_mode dedicated "" ""; fi
 
 if want command; then
     { ra_head "$PKI/root.pem"
-      printf '[ra.command]\nissue = ["/bin/sh", "%s/sign.sh", "%s"]\nconcurrency = 2\n' "$PKI" "$PKI"
+      printf '[ra.command]\nissue = [%s"/bin/sh", "%s/sign.sh", "%s"]\nconcurrency = 2\n' "$UPSTREAM_ARGV" "$PKI" "$PKI"
     } >"$WORK/command.toml"
     run_mode command "$PKI/root.pem" "$WORK/command.toml"
 fi
@@ -217,16 +242,14 @@ fi
 if want cmp; then
     # Chosen now: the runs before made thousands of connections from ephemeral ports.
     free_port CMP_PORT
-    setsid openssl cmp -port "$CMP_PORT" -srv_ref upstream -srv_secret "pass:bench cmp secret" \
+    setsid "${ON_OTHER[@]}" openssl cmp -port "$CMP_PORT" -srv_ref upstream -srv_secret "pass:bench cmp secret" \
         -rsp_cert "$PKI/cmp-leaf.pem" -rsp_extracerts "$PKI/issuing.pem" -grant_implicitconf \
         >"$WORK/cmp.log" 2>&1 &
     PIDS+=($!)
     CMP_PID=$!
     for _ in $(seq 50); do [ -n "$(ss -Hltn "sport = :$CMP_PORT")" ] && break; sleep 0.1; done
     [ -n "$(ss -Hltn "sport = :$CMP_PORT")" ] || fail_start "openssl cmp" "$WORK/cmp.log"
-    { ra_head "$PKI/root.pem"
-      printf '[ra.cmp]\nurl = "http://127.0.0.1:%s/pkix/"\nmac_reference = "sceau-ra"\nmac_secret_file = "%s/cmp-secret"\n' "$CMP_PORT" "$PKI"
-    } >"$WORK/cmp.toml"
+    cmp_toml "$CMP_PORT" >"$WORK/cmp.toml"
     # OpenSSL's mock answers every request with its one certificate, which a server hands out
     # once: each issuance gets a fresh server (and database), and there is no throughput run.
     p50s=()
@@ -239,6 +262,25 @@ if want cmp; then
     LINE[cmp-1]="p50_ms=$(printf '%s\n' "${p50s[@]}" | sort -n | sed -n "$(( (CMP_RUNS + 1) / 2 ))p") (median of $CMP_RUNS single issuances: ${p50s[*]} ms)"
     printf '%-9s c=%-3s %s\n' cmp 1 "${LINE[cmp-1]}"
     stop "$CMP_PID"
+
+    # Throughput against a CMP CA that signs every request: sceau-testkit/java/cmp-ca, on Bouncy Castle's
+    # CMP implementation (what EJBCA builds on), fetched with Maven and compiled with javac.
+    CMPCA=$ROOT/crates/sceau-testkit/java/cmp-ca
+    (cd "$CMPCA" && mvn -q -B dependency:build-classpath -Dmdep.outputFile="$WORK/cmpca-cp.txt") \
+        >"$WORK/cmpca-build.log" 2>&1 || die "mvn (Bouncy Castle for the CMP CA) failed: $(tail -n 3 "$WORK/cmpca-build.log")"
+    mkdir "$WORK/cmpca-classes"
+    javac -cp "$(cat "$WORK/cmpca-cp.txt")" -d "$WORK/cmpca-classes" "$CMPCA/src/main/java/CmpCa.java" \
+        >>"$WORK/cmpca-build.log" 2>&1 || die "javac CmpCa.java failed: $(tail -n 3 "$WORK/cmpca-build.log")"
+    free_port CMPCA_PORT
+    setsid "${ON_OTHER[@]}" java -cp "$WORK/cmpca-classes:$(cat "$WORK/cmpca-cp.txt")" CmpCa "$CMPCA_PORT" \
+        "$PKI/issuing.pem" "$PKI/issuing.key" "$PKI/cmp-secret" >"$WORK/cmpca.log" 2>&1 &
+    PIDS+=($!)
+    CMPCA_PID=$!
+    for _ in $(seq 100); do [ -n "$(ss -Hltn "sport = :$CMPCA_PORT")" ] && break; sleep 0.1; done
+    [ -n "$(ss -Hltn "sport = :$CMPCA_PORT")" ] || fail_start "the Bouncy Castle CMP CA" "$WORK/cmpca.log"
+    cmp_toml "$CMPCA_PORT" >"$WORK/cmp-bc.toml"
+    run_mode cmp-bc "$PKI/root.pem" "$WORK/cmp-bc.toml"
+    stop "$CMPCA_PID"
 fi
 
 if want acme; then
@@ -248,7 +290,7 @@ if want acme; then
         die "openssl failed: $(tail -n 3 "$WORK/pebble/openssl.log")"
     sed -i 's/"externalAccountBindingRequired": false/"externalAccountBindingRequired": false,\n  "certificateValidityPeriod": 2592000/' "$WORK/pebble/pebble.json"
     PEBBLE_VA_ALWAYS_VALID=1 PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
-        setsid "$PEBBLE" -config "$WORK/pebble/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" \
+        setsid "${ON_OTHER[@]}" "$PEBBLE" -config "$WORK/pebble/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" \
         >"$WORK/pebble.log" 2>&1 &
     PIDS+=($!)
     PEBBLE_PID=$!
@@ -263,9 +305,23 @@ if want acme; then
     stop "$PEBBLE_PID"
 fi
 
+# --- dedicated mode at each upstream's rate ----------------------------------------------------
+# CPU per certificate falls as load rises (more requests share each wake-up and each commit):
+# an upstream that issues slowly makes the server idle, and its CPU per certificate is then
+# compared with dedicated mode's at that same rate, paced by sceau-bench --rate.
+for m in command cmp-bc acme; do
+    [ "$PACED" = 1 ] && [ -n "${LINE[$m-$CONCURRENCY]:-}" ] || continue
+    rate=$(field "${LINE[$m-$CONCURRENCY]}" certs_per_s)
+    [ -n "$rate" ] || continue
+    orders=$(awk -v r="$rate" 'BEGIN { n = int(r * 10); print (n < 64 ? 64 : n) }')
+    start_server "dedicated-at-$m" "" "" "$WORK/data-dedicated-at-$m"
+    run_bench "at-$m" "$CONCURRENCY" "$orders" "$CA" "$SERVER_PID" --rate "$rate"
+    stop "$SERVER_PID"
+done
+
 # --- summary ---------------------------------------------------------------------------------
 base=$(field "${LINE[dedicated-1]:-}" p50_ms)
-for m in dedicated command cmp acme; do
+for m in dedicated command cmp cmp-bc acme; do
     [ -n "${LINE[$m-1]:-}" ] || continue
     p50=$(field "${LINE[$m-1]}" p50_ms)
     tput=$(field "${LINE[$m-$CONCURRENCY]:-}" certs_per_s)
@@ -277,7 +333,10 @@ for m in dedicated command cmp acme; do
             "$m" "$p50" "$added"
         continue
     fi
-    printf 'summary %-9s one client p50 %s ms%s; c=%s %s certs/s; server CPU %s ms/cert\n' \
-        "$m" "$p50" "$added" "$CONCURRENCY" "${tput:-?}" "${cpu:-?}"
+    paced=""
+    [ -n "${LINE[at-$m-$CONCURRENCY]:-}" ] &&
+        paced="; dedicated at that rate $(field "${LINE[at-$m-$CONCURRENCY]}" server_cpu_ms_per_cert) ms/cert"
+    printf 'summary %-9s one client p50 %s ms%s; c=%s %s certs/s; server CPU %s ms/cert%s\n' \
+        "$m" "$p50" "$added" "$CONCURRENCY" "${tput:-?}" "${cpu:-?}" "$paced"
 done
 [ "$FAILED" = 0 ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sceau's test suite runs: the real ACME clients and servers of the
-# interoperability suite, a DNS server and its update tools, openssl, SoftHSM, and
-# cargo-nextest. Idempotent: does nothing when everything is present, and only runs
+# interoperability suite, a DNS server and its update tools, openssl, SoftHSM, a JDK with
+# Maven (Bouncy Castle for a CMP CA), and cargo-nextest. Idempotent: does nothing when everything is present, and only runs
 # `apt-get update` when a package is missing. Debian/Ubuntu only (apt).
 set -euo pipefail
 
@@ -24,6 +24,9 @@ packages=(
   python3 procps util-linux
   # building the workspace (aws-lc-rs compiles C)
   build-essential pkg-config
+  # the Bouncy Castle CMP CA of the RA tests (sceau-testkit/java/cmp-ca): javac, and Maven to
+  # fetch Bouncy Castle from Maven Central
+  maven openjdk-17-jdk-headless
 )
 
 missing=()
@@ -60,10 +63,18 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# Bouncy Castle for the CMP CA, into the local Maven repository, so the tests resolve it offline.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if ! (cd "$ROOT/crates/sceau-testkit/java/cmp-ca" &&
+      mvn -q -B dependency:build-classpath -Dmdep.outputFile=/dev/null); then
+  echo "install-test-deps: Maven could not fetch Bouncy Castle (org.bouncycastle:bcpkix-jdk18on)" >&2
+  exit 1
+fi
+
 # Fail here, with a clear message, rather than in the middle of the tests.
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for tool in pebble certbot lego dehydrated uacme knotd knotc knsupdate kdig nsupdate \
-            openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare; do
+            openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare java javac mvn; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "install-test-deps: $tool still missing after installation" >&2
     exit 1

@@ -103,12 +103,21 @@ struct Args {
     /// URL` when the CA handed out the order's certificate URL.
     #[arg(long)]
     timeline: Option<PathBuf>,
+    /// Start at most this many orders per second, all clients together (0: as fast as the
+    /// clients go): to compare the server's CPU per certificate at one load with another
+    /// run's, since per-request CPU grows as load falls (fewer requests share each wake-up).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.concurrency == 0 {
         eprintln!("sceau-bench: --concurrency must be at least 1");
+        return ExitCode::from(2);
+    }
+    if !(args.rate.is_finite() && (0.0..=1_000_000.0).contains(&args.rate)) {
+        eprintln!("sceau-bench: --rate is a number of orders per second, from 0 to 1000000");
         return ExitCode::from(2);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -165,6 +174,11 @@ async fn run(args: Args) -> Result<u64, BenchError> {
     let stats = Arc::new(Stats::default());
     let timeline: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let next_order = Arc::new(AtomicU64::new(0));
+    let pacer = (args.rate > 0.0).then(|| {
+        let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Arc::new(tokio::sync::Mutex::new(every))
+    });
     // Every client and the clock wait here, so the clock starts once all accounts exist.
     let start = Arc::new(Barrier::new(args.concurrency + 1));
     let run_tag = run_tag();
@@ -189,6 +203,7 @@ async fn run(args: Args) -> Result<u64, BenchError> {
         };
         let csr_key = csr_key.clone();
         let timeline = timeline.clone();
+        let pacer = pacer.clone();
         clients.push(tokio::spawn(async move {
             let registered = async {
                 let key = AccountKey::generate(KeyKind::P256)?;
@@ -205,6 +220,9 @@ async fn run(args: Args) -> Result<u64, BenchError> {
                 Err(e) => return stats.failed(e.kind(), e.to_string()),
             };
             while Instant::now() < deadline {
+                if let Some(p) = &pacer {
+                    p.lock().await.tick().await;
+                }
                 let n = next_order.fetch_add(1, Ordering::Relaxed);
                 if n >= orders {
                     return;

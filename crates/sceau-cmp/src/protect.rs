@@ -71,11 +71,12 @@ fn pbm_key(
     let mut ctx = digest::Context::new(owf);
     ctx.update(secret);
     ctx.update(salt);
-    let mut k = ctx.finish().as_ref().to_vec();
+    let mut k = ctx.finish();
+    // Thousands of rounds per message: each hashes the last digest in place, no allocation.
     for _ in 1..iterations {
-        k = digest::digest(owf, &k).as_ref().to_vec();
+        k = digest::digest(owf, k.as_ref());
     }
-    k
+    k.as_ref().to_vec()
 }
 
 /// The PBM AlgorithmIdentifier of a request with a fresh salt, and the MAC over `protected`.

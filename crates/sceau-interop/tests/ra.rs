@@ -14,6 +14,7 @@ use ca_flows::Trust;
 use sceau_interop::process::CLIENT_TIMEOUT;
 use sceau_interop::server::{PebbleOptions, SceauOptions, ValidationTargets, sceau_server_binary};
 use sceau_interop::{AcmeServer, Interop, run, run_ok};
+use sceau_testkit::bc_cmp::BcCmpCa;
 use sceau_testkit::cmp_mock::MockCmp;
 use sceau_testkit::ra_upstream::{CommandUpstream, UpstreamPki};
 use sceau_testkit::{KnotDns, free_port};
@@ -37,6 +38,20 @@ fn trust(pki: &UpstreamPki, issuer_root: &Path) -> Trust {
         scratch,
         tls: Some(pki.root_pem()),
     }
+}
+
+/// The RA's settings for a CMP CA at `url`, password MAC with the secret in `secret`.
+fn cmp_config(pki: &UpstreamPki, url: &str, secret: &Path) -> PathBuf {
+    let config = pki.path("sceau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[ra.cmp]\nurl = {url:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
+            pki.ra_table(30),
+        ),
+    )
+    .unwrap();
+    config
 }
 
 fn private(path: &Path, text: &str) {
@@ -73,6 +88,50 @@ fn certbot_and_lego_through_ra_in_front_of_openssl_ca() {
     );
 }
 
+/// certbot and lego obtain, renew (a new key each time) and revoke through the RA in front of
+/// a CMP CA that signs every request (Bouncy Castle's CMP implementation, password MAC): the
+/// CA's own records show each certificate issued once and each revocation received once.
+#[test]
+fn certbot_and_lego_through_ra_in_front_of_a_bouncy_castle_cmp_ca() {
+    let pki = UpstreamPki::new();
+    let issuing = pki.path("issuing.pem");
+    std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
+    let secret = pki.path("cmp-secret");
+    private(&secret, "interop bc cmp secret\n");
+    let ca = BcCmpCa::start(&issuing, &pki.issuing.dir().join("ca.key"), &secret);
+    let config = cmp_config(&pki, &ca.url(), &secret);
+    let env = ra_server(&pki, &config, &pki.root_pem());
+    let t = trust(&pki, &pki.root_pem());
+    let (c1, c2) = ca_flows::certbot_obtains_renews_and_revokes(&env, &t, 1);
+    let (l1, l2) = ca_flows::lego_obtains_renews_and_revokes(&env, &t);
+    let norm = |s: &str| s.trim_start_matches('0').to_ascii_lowercase();
+    let issued: Vec<String> = ca.issued();
+    assert_eq!(issued.len(), 4, "{:?}\n{}", ca.records(), ca.log_text());
+    for s in [&c1, &c2, &l1, &l2] {
+        assert_eq!(
+            issued.iter().filter(|i| **i == norm(s)).count(),
+            1,
+            "{s} issued once by the CA: {issued:?}"
+        );
+    }
+    for s in [&c1, &l1] {
+        assert_eq!(ca.revoked(s), None, "{s} kept");
+    }
+    for s in [&c2, &l2] {
+        assert!(
+            ca.revoked(s).is_some(),
+            "{s} revoked at the CA: {:?}",
+            ca.records()
+        );
+    }
+    let revocations = ca
+        .records()
+        .iter()
+        .filter(|l| l.starts_with("revoked "))
+        .count();
+    assert_eq!(revocations, 2, "each revocation reached the CA once");
+}
+
 /// OpenSSL's CMP server (password MAC) handing out one certificate, for `cmp.test`, and the RA
 /// in front of it; the key of that certificate is `cmp.key` in the PKI's directory.
 struct CmpRa {
@@ -99,16 +158,7 @@ impl CmpRa {
         ]);
         let secret = pki.path("cmp-secret");
         private(&secret, "interop cmp secret\n");
-        let config = pki.path("sceau.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{}[ra.cmp]\nurl = {:?}\nmac_reference = \"sceau-ra\"\nmac_secret_file = {secret:?}\n",
-                pki.ra_table(30),
-                mock.url()
-            ),
-        )
-        .unwrap();
+        let config = cmp_config(&pki, &mock.url(), &secret);
         let env = ra_server(&pki, &config, &pki.root_pem());
         CmpRa { pki, mock, env }
     }

@@ -111,6 +111,11 @@ async fn download(c: &Raw, order: &Value) -> String {
     r.text()
 }
 
+/// `SELECT COUNT(*) …` on the server's database.
+async fn count(store: &sceau_store::Store, sql: &'static str) -> i64 {
+    store.scalar(sql).await.unwrap()
+}
+
 async fn audit_events(server: &Server, event: &str) -> i64 {
     let store = server.store().await;
     let sql: &'static str =
@@ -152,18 +157,16 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
     // No CRL shard of ours: the upstream publishes revocation for what it signs.
     let store = server.store().await;
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM certificates WHERE crl_shard IS NULL")
-            .await
-            .unwrap(),
+        count(
+            &store,
+            "SELECT COUNT(*) FROM certificates WHERE crl_shard IS NULL"
+        )
+        .await,
         1
     );
     // The reserved attempt serial ended issued, naming the upstream's serial.
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'issued' AND detail LIKE 'upstream serial %'")
-            .await
-            .unwrap(),
+        count(&store, "SELECT COUNT(*) FROM serials WHERE state = 'issued' AND detail LIKE 'upstream serial %'").await,
         1
     );
 
@@ -191,10 +194,11 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
     assert!(r.text().contains("revocation desk closed"), "{}", r.text());
     assert_eq!(up.pki.upstream_status(&serial), Some('V'));
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL")
-            .await
-            .unwrap(),
+        count(
+            &store,
+            "SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL"
+        )
+        .await,
         0
     );
     // Once it takes it, the upstream revokes first, then Sceau records it.
@@ -204,10 +208,7 @@ async fn command_upstream_signs_through_openssl_ca_and_revokes_there_first() {
     assert_eq!(up.pki.upstream_status(&serial), Some('R'));
     assert_eq!(up.revoked(), vec![format!("{serial} 1")]);
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL AND revocation_reason = 1")
-            .await
-            .unwrap(),
+        count(&store, "SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL AND revocation_reason = 1").await,
         1
     );
     let again = c.post(&url, Some(&body)).await;
@@ -247,13 +248,7 @@ async fn what_the_upstream_returns_wrong_is_refused_and_never_handed_out() {
         assert!(done.get("certificate").is_none(), "{mode}: {done}");
     }
     let store = server.store().await;
-    assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM certificates")
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM certificates").await, 0);
     // Every refusal is in the audit trail.
     assert_eq!(
         audit_events(&server, "certificate.refused").await,
@@ -261,10 +256,11 @@ async fn what_the_upstream_returns_wrong_is_refused_and_never_handed_out() {
     );
     // No attempt serial is left reserved.
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'reserved'")
-            .await
-            .unwrap(),
+        count(
+            &store,
+            "SELECT COUNT(*) FROM serials WHERE state = 'reserved'"
+        )
+        .await,
         0
     );
 }
@@ -449,13 +445,7 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
     assert!(detail.contains("CMP upstream"), "{detail}");
     assert!(detail.to_lowercase().contains("key"), "{detail}");
     let store = server.store().await;
-    assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM certificates")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM certificates").await, 1);
 
     // Revocation goes upstream with rr; the mock accepts, then it is recorded.
     let url = c.dir.revoke_cert.clone();
@@ -474,12 +464,37 @@ async fn cmp_upstream_enrolls_polls_and_refuses_a_certificate_for_another_key() 
         up.mock().log_text()
     );
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM certificates WHERE revocation_reason = 4")
-            .await
-            .unwrap(),
+        count(
+            &store,
+            "SELECT COUNT(*) FROM certificates WHERE revocation_reason = 4"
+        )
+        .await,
         1
     );
+}
+
+/// The RA with `config` (finalize waits 500 ms, orders have 120 s), an order for `cmp.test`
+/// finalized with the key of the CMP upstream's certificate and still `processing` (with
+/// Retry-After): the server, responder, client and the order's URL.
+async fn finalized_processing(up: &CmpUpstream, config: &Path) -> (Server, Http01, Raw, String) {
+    let wait = [
+        "--issuance-wait-ms",
+        "500",
+        "--issuance-deadline-secs",
+        "120",
+    ];
+    let (server, responder, c) = start_ra(config, &up.pki, &wait).await;
+    server.add_host("cmp");
+    let o = support::ready_order(&c, &responder, &["cmp.test"]).await;
+    let url = o["_url"].as_str().unwrap().to_owned();
+    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
+    let r = c.finalize(&o, &csr_b64).await;
+    assert_eq!(r.json()["status"], "processing", "{}", r.text());
+    assert!(
+        r.headers.get("retry-after").is_some(),
+        "Retry-After while processing"
+    );
+    (server, responder, c, url)
 }
 
 /// A CA that makes the RA wait longer than one attempt (a manual approval, a busy CA): the
@@ -491,24 +506,8 @@ async fn a_waiting_cmp_transaction_is_continued_across_a_restart_never_sent_twic
     // up after 1 s, so only a continued transaction can ever complete.
     let up = CmpUpstream::start(&["-poll_count", "4", "-check_after", "3"]);
     let config = up.config_with("", 1);
-    let (mut server, responder, c) = start_ra(
-        &config,
-        &up.pki,
-        &[
-            "--issuance-wait-ms",
-            "200",
-            "--issuance-deadline-secs",
-            "120",
-        ],
-    )
-    .await;
-    server.add_host("cmp");
-    let o = support::ready_order(&c, &responder, &["cmp.test"]).await;
-    let url = o["_url"].as_str().unwrap().to_owned();
+    let (mut server, _responder, c, url) = finalized_processing(&up, &config).await;
     let order_id = url.rsplit('/').next().unwrap().to_owned();
-    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
-    let r = c.finalize(&o, &csr_b64).await;
-    assert_eq!(r.json()["status"], "processing", "{}", r.text());
 
     // The first attempt leaves the CA's transaction with the job.
     let store = server.store().await;
@@ -552,34 +551,27 @@ async fn a_waiting_cmp_transaction_is_continued_across_a_restart_never_sent_twic
     assert!(up.mock().requests() > before_restart, "{log}");
     let store = server.store().await;
     assert_eq!(store.issuance_ticket(&order_id).await.unwrap(), None);
-    assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM certificates")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM certificates").await, 1);
     // Every attempt's serial is accounted for: the last issued (naming the upstream's serial),
     // the waiting ones failed with the CA's wait, none left reserved.
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'issued' AND detail LIKE 'upstream serial %'")
-            .await
-            .unwrap(),
+        count(&store, "SELECT COUNT(*) FROM serials WHERE state = 'issued' AND detail LIKE 'upstream serial %'").await,
         1
     );
     assert!(
-        store
-            .scalar("SELECT COUNT(*) FROM serials WHERE state = 'failed' AND detail LIKE '%still working%'")
-            .await
-            .unwrap()
+        count(
+            &store,
+            "SELECT COUNT(*) FROM serials WHERE state = 'failed' AND detail LIKE '%still working%'"
+        )
+        .await
             >= 2
     );
     assert_eq!(
-        store
-            .scalar("SELECT COUNT(*) FROM serials WHERE state NOT IN ('issued', 'failed')")
-            .await
-            .unwrap(),
+        count(
+            &store,
+            "SELECT COUNT(*) FROM serials WHERE state NOT IN ('issued', 'failed')"
+        )
+        .await,
         0
     );
 }
@@ -677,37 +669,18 @@ fn ra_settings_that_cannot_work_are_refused_at_start_in_one_line() {
 async fn a_cmp_upstream_that_is_down_is_waited_for_and_the_order_completes_once_it_is_back() {
     let mut up = CmpUpstream::prepared(&[]);
     let config = up.config("");
-    let (server, responder, c) = start_ra(
-        &config,
-        &up.pki,
-        &[
-            "--issuance-wait-ms",
-            "500",
-            "--issuance-deadline-secs",
-            "120",
-        ],
-    )
-    .await;
-    server.add_host("cmp");
-    let o = support::ready_order(&c, &responder, &["cmp.test"]).await;
-    let url = o["_url"].as_str().unwrap().to_owned();
-    let (csr_b64, _) = csr_with_key(&["cmp.test"], &up.key());
-    let r = c.finalize(&o, &csr_b64).await;
-    assert_eq!(r.json()["status"], "processing", "{}", r.text());
-    assert!(
-        r.headers.get("retry-after").is_some(),
-        "Retry-After while processing"
-    );
+    let (server, _responder, c, url) = finalized_processing(&up, &config).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let waiting = c.post(&url, None).await.json();
     assert_eq!(waiting["status"], "processing", "{waiting}");
     // The attempts so far are recorded with the upstream's fault.
     let store = server.store().await;
     assert!(
-        store
-            .scalar("SELECT COUNT(*) FROM orders WHERE issue_error LIKE '%unreachable%'")
-            .await
-            .unwrap()
+        count(
+            &store,
+            "SELECT COUNT(*) FROM orders WHERE issue_error LIKE '%unreachable%'"
+        )
+        .await
             == 1
     );
     up.bring_up();

@@ -6,6 +6,7 @@
 //! - Every launched server lives in its own temp dir and is killed when its handle drops.
 //! - A missing tool is a test failure, never a silent skip.
 
+pub mod bc_cmp;
 pub mod cmp_mock;
 mod dnsquery;
 mod haproxy;
