@@ -197,13 +197,22 @@ fn dns01_manual_hooks(kind: ServerKind) {
     run_ok("certbot renew dns-01", &mut renew);
     let second = certbot.check_lineage(host);
     assert_ne!(first, second, "renewal must issue a new certificate");
-    // A server may reuse the still-valid authorization (RFC 8555 §7.1.3; Pebble here never
-    // does, Sceau does): then the hooks are not called. Either way they come in pairs and
-    // leave nothing behind.
+    // A server may reuse the still-valid authorization (RFC 8555 §7.1.3; Sceau does, Pebble
+    // with PEBBLE_AUTHZREUSE=0 almost never does, but now and then still does): then the hooks
+    // are not called. Either way they come in pairs and leave nothing behind.
     let c = hooks::calls(&calls);
     assert!(c.len() == 2 || c.len() == 4, "hook calls: {c:?}");
-    if env.kind() == ServerKind::Pebble {
-        assert_eq!(c.len(), 4, "PEBBLE_AUTHZREUSE=0: renewal validates again");
+    if env.kind() == ServerKind::Pebble
+        && env
+            .server
+            .log_text()
+            .contains("There are now 2 authorizations")
+    {
+        assert_eq!(
+            c.len(),
+            4,
+            "Pebble made a new authorization: renewal validates again"
+        );
     }
     if c.len() == 4 {
         assert!(

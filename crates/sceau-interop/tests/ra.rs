@@ -142,44 +142,129 @@ struct CmpRa {
 
 impl CmpRa {
     fn start() -> CmpRa {
-        let mut pki = UpstreamPki::new();
-        let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
-        let issuing = pki.path("issuing.pem");
-        std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
-        let mock = MockCmp::start(&[
-            "-srv_ref",
-            "upstream",
-            "-srv_secret",
-            "pass:interop cmp secret",
-            "-rsp_cert",
-            leaf.to_str().unwrap(),
-            "-rsp_extracerts",
-            issuing.to_str().unwrap(),
-        ]);
-        let secret = pki.path("cmp-secret");
-        private(&secret, "interop cmp secret\n");
-        let config = cmp_config(&pki, &mock.url(), &secret);
+        let (pki, mock, config) = cmp_upstream(&[]);
         let env = ra_server(&pki, &config, &pki.root_pem());
         CmpRa { pki, mock, env }
     }
 
     /// A CSR (PEM) for `cmp.test` with the key in `key`, at `out`.
     fn csr(&self, key: &Path, out: &Path) {
-        run_ok(
-            "openssl req",
-            Command::new("openssl")
-                .args(["req", "-new", "-key"])
-                .arg(key)
-                .args([
-                    "-subj",
-                    "/CN=cmp.test",
-                    "-addext",
-                    "subjectAltName=DNS:cmp.test",
-                    "-out",
-                ])
-                .arg(out),
-        );
+        cmp_csr(key, out);
     }
+}
+
+/// OpenSSL's CMP server (password MAC, `extra` switches) handing out one certificate for
+/// `cmp.test`, whose key is `cmp.key` in the PKI's directory, and the RA settings for it.
+fn cmp_upstream(extra: &[&str]) -> (UpstreamPki, MockCmp, PathBuf) {
+    let mut pki = UpstreamPki::new();
+    let leaf = pki.leaf("cmp", "cmp.test", "DNS:cmp.test");
+    let issuing = pki.path("issuing.pem");
+    std::fs::write(&issuing, pki.issuing.chain_pem()).unwrap();
+    let mut args = vec![
+        "-srv_ref",
+        "upstream",
+        "-srv_secret",
+        "pass:interop cmp secret",
+        "-rsp_cert",
+        leaf.to_str().unwrap(),
+        "-rsp_extracerts",
+        issuing.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let mock = MockCmp::start(&args);
+    let secret = pki.path("cmp-secret");
+    private(&secret, "interop cmp secret\n");
+    let config = cmp_config(&pki, &mock.url(), &secret);
+    (pki, mock, config)
+}
+
+/// A CSR (PEM) for `cmp.test` with the key in `key`, at `out`.
+fn cmp_csr(key: &Path, out: &Path) {
+    run_ok(
+        "openssl req",
+        Command::new("openssl")
+            .args(["req", "-new", "-key"])
+            .arg(key)
+            .args([
+                "-subj",
+                "/CN=cmp.test",
+                "-addext",
+                "subjectAltName=DNS:cmp.test",
+                "-out",
+            ])
+            .arg(out),
+    );
+}
+
+/// lego against `env`, its state in `dir`, trusting the PKI's root: `args` follow.
+fn lego(env: &Interop, pki: &UpstreamPki, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(sceau_testkit::require_tool("lego"));
+    c.args(["--server", &env.server.directory_url])
+        .arg("--path")
+        .arg(dir)
+        .args(["--email", "pki-team@example.org", "--accept-tos"])
+        .args(args)
+        .env("LEGO_CA_CERTIFICATES", pki.root_pem());
+    c
+}
+
+/// A sceau-server (`extra` flags) as the RA's upstream ACME CA: EAB required, validating in
+/// its own knot DNS, with an external account for `domains`. Returns the server, its DNS, and
+/// the RA's `[ra.acme]` table for dns-01 through that DNS (key id, MAC and TSIG key files
+/// written 0600 in the PKI's directory).
+fn sceau_upstream(
+    pki: &UpstreamPki,
+    domains: &[&str],
+    ra_config: Option<&Path>,
+    extra: &[&str],
+) -> (AcmeServer, KnotDns, String) {
+    let upstream_dns = KnotDns::start("test.").expect("knot DNS");
+    let targets = ValidationTargets {
+        dns: upstream_dns.addr,
+        http01_port: free_port(),
+        tlsalpn01_port: free_port(),
+    };
+    // The harness turns EAB off; the upstream requires it.
+    let mut args = vec!["--eab".to_owned(), "required".to_owned()];
+    if let Some(c) = ra_config {
+        args.extend(["--config".to_owned(), c.to_str().unwrap().to_owned()]);
+    }
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let upstream = AcmeServer::start_sceau_with(
+        &pki.path("upstream"),
+        targets,
+        &SceauOptions {
+            args,
+            // An upstream in RA mode serves the PKI's certificate and hands out the PKI's.
+            tls_ca: ra_config.map(|_| pki.root_pem()),
+            issuer_root: ra_config.map(|_| pki.root_pem()),
+            ..SceauOptions::default()
+        },
+    );
+    let mut admin = Command::new(sceau_server_binary());
+    admin
+        .args(["admin", "--data-dir"])
+        .arg(upstream.data_dir().unwrap())
+        .args(["--actor", "interop", "account", "create"])
+        .args(["--owner", "RA <ra@example.org>", "--json"]);
+    for d in domains {
+        admin.args(["--domain", d]);
+    }
+    let out = run_ok("admin account create", &mut admin);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let hmac = pki.path("eab-hmac");
+    private(&hmac, v["hmac_key"].as_str().unwrap());
+    let tsig = pki.path("tsig.key");
+    upstream_dns.write_tsig_key_file(&tsig).unwrap();
+    let table = format!(
+        "[ra.acme]\ndirectory = {:?}\ntls_roots = {:?}\naccount_key_file = {:?}\neab_kid = {:?}\neab_hmac_file = {hmac:?}\nchallenges = \"dns-01\"\ndns_server = \"{}\"\ntsig_key_file = {tsig:?}\n",
+        upstream.directory_url,
+        upstream.tls_ca,
+        pki.path("ra-account.pem"),
+        v["kid"].as_str().unwrap(),
+        upstream_dns.addr,
+    );
+    (upstream, upstream_dns, table)
 }
 
 /// certbot enrolls the key of the mock's certificate with `--csr`; the same certificate for
@@ -271,16 +356,7 @@ fn lego_through_ra_in_front_of_a_cmp_ca() {
     let dir = up.env.path("lego");
     let csr = up.pki.path("lego.csr");
     up.csr(&up.pki.path("cmp.key"), &csr);
-    let lego = |args: &[&str]| {
-        let mut c = Command::new(sceau_testkit::require_tool("lego"));
-        c.args(["--server", &up.env.server.directory_url])
-            .arg("--path")
-            .arg(&dir)
-            .args(["--email", "pki-team@example.org", "--accept-tos"])
-            .args(args)
-            .env("LEGO_CA_CERTIFICATES", up.pki.root_pem());
-        c
-    };
+    let lego = |args: &[&str]| lego(&up.env, &up.pki, &dir, args);
     let csr_arg = csr.to_str().unwrap().to_owned();
     let port = format!(":{}", up.env.http01_port);
     run_ok(
@@ -362,55 +438,14 @@ fn certbot_and_lego_through_ra_in_front_of_pebble() {
 #[test]
 fn certbot_and_lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
     let pki = UpstreamPki::new();
-    let upstream_dns = KnotDns::start("test.").expect("knot DNS");
-    let targets = ValidationTargets {
-        dns: upstream_dns.addr,
-        http01_port: free_port(),
-        tlsalpn01_port: free_port(),
-    };
-    let upstream = AcmeServer::start_sceau_with(
-        &pki.path("upstream"),
-        targets,
-        &SceauOptions {
-            // The harness turns EAB off; the upstream requires it.
-            args: vec!["--eab".into(), "required".into()],
-            ..SceauOptions::default()
-        },
-    );
-    let out = run_ok(
-        "admin account create",
-        Command::new(sceau_server_binary())
-            .args(["admin", "--data-dir"])
-            .arg(upstream.data_dir().unwrap())
-            .args([
-                "--actor",
-                "interop",
-                "account",
-                "create",
-                "--owner",
-                "RA <ra@example.org>",
-            ])
-            .args(["--domain", "web1.test", "--domain", "web2.test", "--json"]),
-    );
-    let field = |key: &str| -> String {
-        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        v[key].as_str().unwrap().to_owned()
-    };
-    let hmac = pki.path("eab-hmac");
-    private(&hmac, &field("hmac_key"));
-    let tsig = pki.path("tsig.key");
-    upstream_dns.write_tsig_key_file(&tsig).unwrap();
+    let (upstream, upstream_dns, acme_table) =
+        sceau_upstream(&pki, &["web1.test", "web2.test"], None, &[]);
     let config = pki.path("sceau.toml");
     std::fs::write(
         &config,
         format!(
-            "{}[ra.acme]\ndirectory = {:?}\ntls_roots = {:?}\naccount_key_file = {:?}\neab_kid = {:?}\neab_hmac_file = {hmac:?}\nchallenges = \"dns-01\"\ndns_server = \"{}\"\ntsig_key_file = {tsig:?}\n",
-            pki.ra_table_for(&upstream.issuer_root, 60),
-            upstream.directory_url,
-            upstream.tls_ca,
-            pki.path("ra-account.pem"),
-            field("kid"),
-            upstream_dns.addr,
+            "{}{acme_table}",
+            pki.ra_table_for(&upstream.issuer_root, 60)
         ),
     )
     .unwrap();
@@ -469,5 +504,74 @@ fn certbot_and_lego_through_ra_in_front_of_a_dedicated_sceau_with_dns01() {
         !dir.join("certificates")
             .join(format!("{other}.crt"))
             .exists()
+    );
+}
+
+/// An upstream ACME CA that takes longer than one of the RA's attempts to issue (here a second
+/// sceau-server, itself an RA in front of a CMP CA that makes it poll): the RA keeps the
+/// upstream order's URL with its job and continues that order, so lego gets its certificate
+/// and the upstream issues it once, from one order.
+#[test]
+fn an_upstream_acme_order_still_processing_is_continued_never_ordered_twice() {
+    // Four pollReq, 2 s apart: the upstream's order stays processing for 8 s or more, and
+    // the upstream answers finalize with `processing` after 200 ms.
+    let (pki, mock, upstream_config) = cmp_upstream(&["-poll_count", "4", "-check_after", "2"]);
+    let (upstream, upstream_dns, acme_table) = sceau_upstream(
+        &pki,
+        &["cmp.test"],
+        Some(&upstream_config),
+        &["--issuance-wait-ms", "200"],
+    );
+    upstream_dns.set_a("cmp", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    // The RA gives each attempt 2 s: the first ends with the upstream order still processing.
+    let config = pki.path("ra.toml");
+    std::fs::write(&config, format!("{}{acme_table}", pki.ra_table(2))).unwrap();
+    let env = ra_server(&pki, &config, &pki.root_pem());
+    let host = env.host("cmp");
+    let dir = env.path("lego");
+    let csr = pki.path("lego.csr");
+    cmp_csr(&pki.path("cmp.key"), &csr);
+    let port = format!(":{}", env.http01_port);
+    run_ok(
+        "lego --csr run",
+        &mut lego(
+            &env,
+            &pki,
+            &dir,
+            &[
+                "--csr",
+                csr.to_str().unwrap(),
+                "--http",
+                "--http.port",
+                &port,
+                "--cert.timeout",
+                "90",
+                "run",
+            ],
+        ),
+    );
+    let t = trust(&pki, &pki.root_pem());
+    t.verify(
+        &dir.join("certificates").join(format!("{host}.crt")),
+        Some(&dir.join("certificates").join(format!("{host}.issuer.crt"))),
+        &host,
+    );
+    // The RA waited on the upstream order rather than ordering again...
+    let log = env.server.log_text();
+    assert!(
+        log.contains("the upstream CA is still working on the request"),
+        "{log}"
+    );
+    // ...so the CMP CA behind the upstream saw one request: p10cr, four pollReq, certConf.
+    assert_eq!(mock.requests(), 6, "{}", mock.log_text());
+    let upstream_log = upstream.log_text();
+    assert_eq!(
+        upstream_log.matches("certificate.issued").count(),
+        1,
+        "{upstream_log}"
+    );
+    assert!(
+        !upstream_log.contains("certificate.refused"),
+        "{upstream_log}"
     );
 }

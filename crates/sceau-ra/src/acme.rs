@@ -12,16 +12,22 @@
 //!   the queue), it does not stop the server.
 //! - Transport faults, timeouts, 5xx answers and `rateLimited` / `serverInternal` problems are
 //!   transient; any other problem is the upstream's refusal and ends the request.
+//! - Once the upstream order exists, a transient end of the attempt hands its URL back to the
+//!   queue as a ticket ([`CaError::Pending`]); the next attempt continues that order (finalize
+//!   if ready, wait while processing, download once valid) and orders afresh only when it
+//!   cannot (gone, other names, authorizations not valid), so one request never makes the
+//!   upstream issue twice.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sceau_ca::CaError;
 use sceau_client::account::{Account, Eab, NewAccountOptions};
-use sceau_client::order::RevokeWith;
-use sceau_client::{AcmeClient, Error, KeySource, Method, Plan};
-use sceau_wire::{AccountKey, Identifier, KeyKind, ProblemType};
+use sceau_client::order::{OrderHandle, RevokeWith};
+use sceau_client::{AcmeClient, Error, Event, KeySource, Method, Plan};
+use sceau_wire::{AccountKey, Identifier, KeyKind, OrderStatus, ProblemType};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, read_secret_file};
@@ -112,6 +118,111 @@ fn key_of(path: &std::path::Path) -> Result<AccountKey, ConfigError> {
     sceau_client::files::write_atomic(path, key.to_pem().as_bytes(), 0o600)
         .map_err(|e| ConfigError(format!("acme.account_key_file: {e}")))?;
     Ok(key)
+}
+
+/// Tickets of this upstream: `acme:` and the upstream order's URL.
+const TICKET_PREFIX: &str = "acme:";
+
+/// How soon the queue asks again about an upstream order still in progress.
+const ORDER_RECHECK: Duration = Duration::from_secs(5);
+
+/// A transient failure once the upstream order exists (it is still processing, the upstream
+/// stopped answering): the queue keeps the order's URL and continues it, so the upstream
+/// issues one certificate for the request, not one per attempt.
+fn pending_or(e: CaError, order_url: Option<&str>) -> CaError {
+    match (e, order_url) {
+        (CaError::Unavailable(detail), Some(url)) => CaError::Pending {
+            ticket: format!("{TICKET_PREFIX}{url}"),
+            after: ORDER_RECHECK,
+            detail: format!("upstream order {url}: {detail}"),
+        },
+        (e, _) => e,
+    }
+}
+
+enum Resumed {
+    /// The chain, or the final word on the request (a refusal, still pending).
+    Done(Result<Vec<Vec<u8>>, CaError>),
+    /// The order cannot be continued (gone, not for these names, still awaiting its
+    /// authorizations): a new order is the way, and it doubles nothing.
+    Afresh(String),
+}
+
+/// Continues the upstream order at `url` (RFC 8555 §7.4): downloads its certificate once
+/// valid, finalizes it if it is ready, waits while it is processing.
+async fn resume_order(
+    client: &AcmeClient,
+    account: &Account,
+    url: &str,
+    csr_der: &[u8],
+    identifiers: &[Identifier],
+    deadline: Instant,
+) -> Resumed {
+    let pending = |e: Error| Resumed::Done(Err(pending_or(upstream_error(e), Some(url))));
+    let order = match client.get_order(account, url).await {
+        Ok((order, _)) => order,
+        Err(e) => match upstream_error(e) {
+            CaError::Unavailable(d) => {
+                return Resumed::Done(Err(pending_or(CaError::Unavailable(d), Some(url))));
+            }
+            other => return Resumed::Afresh(other.to_string()),
+        },
+    };
+    let mut theirs: Vec<&Identifier> = order.identifiers.iter().collect();
+    let mut ours: Vec<&Identifier> = identifiers.iter().collect();
+    theirs.sort();
+    ours.sort();
+    if theirs != ours {
+        return Resumed::Afresh("the upstream order is for other names".into());
+    }
+    let order = match order.status {
+        OrderStatus::Pending => {
+            return Resumed::Afresh("its authorizations are not valid yet".into());
+        }
+        OrderStatus::Invalid => {
+            return Resumed::Done(Err(CaError::Upstream(format!(
+                "ACME upstream: the order {url} is invalid: {}",
+                order
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "no reason given".to_owned(), |p| p.to_string())
+            ))));
+        }
+        OrderStatus::Ready => {
+            let handle = OrderHandle {
+                url: url.to_owned(),
+                order,
+            };
+            if let Err(e) = client.finalize(account, &handle, csr_der).await {
+                return pending(e);
+            }
+            match client.poll_order(account, url, false, deadline).await {
+                Ok(o) => o,
+                Err(e) => return pending(e),
+            }
+        }
+        OrderStatus::Processing => match client.poll_order(account, url, false, deadline).await {
+            Ok(o) => o,
+            Err(e) => return pending(e),
+        },
+        OrderStatus::Valid => order,
+    };
+    let cert_url = match (&order.status, &order.certificate) {
+        (OrderStatus::Valid, Some(c)) => c.clone(),
+        _ => {
+            return Resumed::Done(Err(CaError::Upstream(format!(
+                "ACME upstream: the order {url} ended {:?} without a certificate",
+                order.status
+            ))));
+        }
+    };
+    match client.download_certificate(account, &cert_url).await {
+        Ok(chain) => Resumed::Done(Ok(sceau_wire::key::pem_decode_all(
+            &chain.pem,
+            "CERTIFICATE",
+        ))),
+        Err(e) => pending(e),
+    }
 }
 
 fn upstream_error(e: Error) -> CaError {
@@ -209,15 +320,26 @@ impl AcmeSigner {
     }
 
     /// Orders, answers the upstream's challenges, finalizes with the client's own CSR; the
-    /// chain the upstream returned, leaf first.
+    /// chain the upstream returned, leaf first. `resume`: the ticket of an earlier attempt
+    /// whose upstream order was still in progress, continued instead of a new order.
     pub async fn issue(
         &self,
         csr_der: &[u8],
         identifiers: &[Identifier],
         timeout: Duration,
+        resume: Option<&str>,
     ) -> Result<Vec<Vec<u8>>, CaError> {
         let _slot = self.slot().await?;
         let (client, account) = self.state().await?;
+        let deadline = Instant::now() + timeout;
+        if let Some(url) = resume.and_then(|t| t.strip_prefix(TICKET_PREFIX)) {
+            match resume_order(client, account, url, csr_der, identifiers, deadline).await {
+                Resumed::Done(chain) => return chain,
+                Resumed::Afresh(why) => {
+                    tracing::info!(order = %url, %why, "the upstream order cannot be continued; ordering afresh");
+                }
+            }
+        }
         let request = sceau_client::IssueRequest {
             identifiers: identifiers.to_vec(),
             key: KeySource::Csr(csr_der.to_vec()),
@@ -226,14 +348,26 @@ impl AcmeSigner {
             profile: self.config.profile.clone(),
             timeout,
         };
-        let issued =
-            sceau_client::issue(client, account, request, &sceau_client::events::discard())
-                .await
-                .map_err(upstream_error)?;
-        Ok(sceau_wire::key::pem_decode_all(
-            &issued.chain_pem,
-            "CERTIFICATE",
-        ))
+        // The upstream order's URL, once it exists, for the ticket if the attempt ends early.
+        let created = Arc::new(Mutex::new(None::<String>));
+        let sink: sceau_client::EventSink = {
+            let created = Arc::clone(&created);
+            Arc::new(move |e: &Event| {
+                if let Event::OrderCreated { order, .. } = e {
+                    *created.lock().expect("order url lock") = Some(order.clone());
+                }
+            })
+        };
+        match sceau_client::issue(client, account, request, &sink).await {
+            Ok(issued) => Ok(sceau_wire::key::pem_decode_all(
+                &issued.chain_pem,
+                "CERTIFICATE",
+            )),
+            Err(e) => {
+                let url = created.lock().expect("order url lock").take();
+                Err(pending_or(upstream_error(e), url.as_deref()))
+            }
+        }
     }
 
     pub async fn revoke(&self, cert_der: &[u8], reason: u8) -> Result<(), CaError> {

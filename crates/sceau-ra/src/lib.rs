@@ -138,7 +138,10 @@ impl RaSigner {
                 )
                 .await?
             }
-            Upstream::Acme(a) => a.issue(&csr, &req.identifiers, self.attempt).await?,
+            Upstream::Acme(a) => {
+                a.issue(&csr, &req.identifiers, self.attempt, req.resume.as_deref())
+                    .await?
+            }
             Upstream::Command(c) => tokio::time::timeout(self.attempt, c.issue(&req))
                 .await
                 .map_err(|_| {
