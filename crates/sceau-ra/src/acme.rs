@@ -140,6 +140,18 @@ fn pending_or(e: CaError, order_url: Option<&str>) -> CaError {
     }
 }
 
+/// Scheme, host and port of `a` and `b` agree (RFC 6454 §4), both being URLs.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
 enum Resumed {
     /// The chain, or the final word on the request (a refusal, still pending).
     Done(Result<Vec<Vec<u8>>, CaError>),
@@ -332,7 +344,13 @@ impl AcmeSigner {
         let _slot = self.slot().await?;
         let (client, account) = self.state().await?;
         let deadline = Instant::now() + timeout;
-        if let Some(url) = resume.and_then(|t| t.strip_prefix(TICKET_PREFIX)) {
+        // The ticket comes back through the front end and its database: only an order on the
+        // upstream's own origin is continued, so a ticket cannot send our signed requests
+        // elsewhere.
+        let resume = resume
+            .and_then(|t| t.strip_prefix(TICKET_PREFIX))
+            .filter(|url| same_origin(url, &self.config.directory));
+        if let Some(url) = resume {
             match resume_order(client, account, url, csr_der, identifiers, deadline).await {
                 Resumed::Done(chain) => return chain,
                 Resumed::Afresh(why) => {
@@ -387,5 +405,24 @@ impl AcmeSigner {
             }
             Err(e) => Err(upstream_error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn only_orders_on_the_upstreams_origin_are_continued() {
+        let dir = "https://ca.example:8443/directory";
+        assert!(same_origin("https://ca.example:8443/acme/order/1", dir));
+        assert!(!same_origin("https://ca.example/acme/order/1", dir));
+        assert!(!same_origin("http://ca.example:8443/acme/order/1", dir));
+        assert!(!same_origin("https://169.254.169.254:8443/latest", dir));
+        assert!(!same_origin("not a url", dir));
+        assert!(same_origin(
+            "https://ca.example/o",
+            "https://ca.example:443/directory"
+        ));
     }
 }
