@@ -30,7 +30,8 @@
 # PEBBLE=pebble, CHALLTESTSRV=pebble-challtestsrv, KEEP=1 (like --keep), PIN=1 (sceau-server
 # and its children on CPU 0; sceau-bench, the upstream CA and the DNS server on CPU 1: the
 # server's CPU per certificate without the upstream competing for its core, as when the PKI is
-# another machine; needs two CPUs), PACED=0 (skip dedicated mode at each upstream's rate).
+# another machine; needs two CPUs), PACED=0 (skip dedicated mode at each upstream's rate),
+# CMP_MAC_ITERATIONS=N (the RA's `[ra.cmp] mac_iterations`; default: the server's, 10000).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +45,7 @@ CHALLTESTSRV=${CHALLTESTSRV:-pebble-challtestsrv}
 KEEP=${KEEP:-0}
 PIN=${PIN:-0}
 PACED=${PACED:-1}
+CMP_MAC_ITERATIONS=${CMP_MAC_ITERATIONS:-}
 ONLY=""
 BUILD=1
 
@@ -226,6 +228,7 @@ ra_head() { # ROOTS
 cmp_toml() { # PORT: the settings of a CMP upstream on 127.0.0.1:PORT, password MAC
     ra_head "$PKI/root.pem"
     printf '[ra.cmp]\nurl = "http://127.0.0.1:%s/pkix/"\nmac_reference = "sceau-ra"\nmac_secret_file = "%s/cmp-secret"\n' "$1" "$PKI"
+    [ -z "$CMP_MAC_ITERATIONS" ] || printf 'mac_iterations = %s\n' "$CMP_MAC_ITERATIONS"
 }
 
 want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }

@@ -100,6 +100,10 @@ fn certbot_and_lego_through_ra_in_front_of_a_bouncy_castle_cmp_ca() {
     private(&secret, "interop bc cmp secret\n");
     let ca = BcCmpCa::start(&issuing, &pki.issuing.dir().join("ca.key"), &secret);
     let config = cmp_config(&pki, &ca.url(), &secret);
+    // The operator's PBM iteration count reaches the CA in every request.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("mac_iterations = 2000\n");
+    std::fs::write(&config, text).unwrap();
     let env = ra_server(&pki, &config, &pki.root_pem());
     let t = trust(&pki, &pki.root_pem());
     let (c1, c2) = ca_flows::certbot_obtains_renews_and_revokes(&env, &t, 1);
@@ -124,6 +128,13 @@ fn certbot_and_lego_through_ra_in_front_of_a_bouncy_castle_cmp_ca() {
             ca.records()
         );
     }
+    let rounds: Vec<String> = ca
+        .records()
+        .into_iter()
+        .filter(|l| l.starts_with("pbm "))
+        .collect();
+    assert!(rounds.len() >= 6, "{rounds:?}");
+    assert!(rounds.iter().all(|l| l == "pbm 2000"), "{rounds:?}");
     let revocations = ca
         .records()
         .iter()

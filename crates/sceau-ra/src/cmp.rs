@@ -52,7 +52,12 @@ impl CmpSigner {
             &c.cert_file,
         ) {
             (Some(reference), Some(secret), _, _) => {
-                CmpConfig::mac(reference.as_bytes(), read_secret_file(secret)?)
+                let mut mac = CmpConfig::mac(reference.as_bytes(), read_secret_file(secret)?);
+                if let (Credentials::Mac { iterations, .. }, Some(n)) = (&mut mac, c.mac_iterations)
+                {
+                    *iterations = n;
+                }
+                mac
             }
             (_, _, Some(key), Some(cert)) => {
                 let key_pem = read_secret_file(key)?;

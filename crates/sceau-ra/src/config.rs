@@ -57,6 +57,10 @@ pub struct CmpUpstream {
     pub mac_reference: Option<String>,
     /// ...and the file holding the shared secret (0600).
     pub mac_secret_file: Option<PathBuf>,
+    /// PBM iterationCount of our requests (RFC 4210 §5.1.3.1) [default: 10000]: each round
+    /// is a SHA-256 the CA repeats to check the MAC, and each slows a guess at the secret.
+    /// From 1000 (RFC 9481 §6.1.1 asks for at least 100) to 100000 (OpenSSL's cap).
+    pub mac_iterations: Option<u32>,
     /// Signature protection instead: the RA's key (PKCS#8 PEM, 0600)...
     pub key_file: Option<PathBuf>,
     /// ...its certificate, then any intermediates (PEM), sent in extraCerts.
@@ -138,6 +142,14 @@ impl RaConfig {
             }
             if c.timeout_secs == Some(0) {
                 return err("cmp.timeout_secs must be at least 1");
+            }
+            if c.mac_iterations
+                .is_some_and(|n| !(1000..=100_000).contains(&n))
+            {
+                return err("cmp.mac_iterations is between 1000 and 100000");
+            }
+            if c.mac_iterations.is_some() && c.mac_reference.is_none() {
+                return err("cmp.mac_iterations goes with mac_reference and mac_secret_file");
             }
         }
         if let Some(c) = &self.command {
@@ -223,6 +235,18 @@ mod tests {
             "{FILES}[cmp]\nurl = \"ftp://ca/cmp\"\nmac_reference = \"r\"\nmac_secret_file = \"/s\"\n"
         );
         assert!(parse(&ftp).unwrap_err().contains("http"));
+        let rounds = |n: u32| {
+            parse(&format!(
+                "{FILES}[cmp]\nurl = \"http://ca/cmp\"\nmac_reference = \"r\"\nmac_secret_file = \"/s\"\nmac_iterations = {n}\n"
+            ))
+        };
+        assert!(rounds(999).unwrap_err().contains("mac_iterations"));
+        assert!(rounds(100_001).unwrap_err().contains("mac_iterations"));
+        assert!(rounds(1000).is_ok());
+        let unmac = format!(
+            "{FILES}[cmp]\nurl = \"http://ca/cmp\"\nkey_file = \"/k\"\ncert_file = \"/c\"\nmac_iterations = 2000\n"
+        );
+        assert!(parse(&unmac).unwrap_err().contains("mac_iterations"));
         let empty = format!("{FILES}[command]\nissue = []\n");
         assert!(parse(&empty).unwrap_err().contains("command.issue"));
         let typo = format!("{FILES}[command]\nisue = [\"/bin/true\"]\n");

@@ -3,7 +3,8 @@
 //! obtain, renew with a new key and revoke through a registration authority in front of it,
 //! and a benchmark can measure throughput. The server (`java/cmp-ca/`, one Java file around
 //! Bouncy Castle's message, protection and certificate classes) keeps its records on stdout:
-//! `issued SERIAL`, `confirmed N`, `revoked SERIAL REASON`.
+//! `pbm N` (a request's MAC iteration count, once verified), `issued SERIAL`, `confirmed N`,
+//! `revoked SERIAL REASON`.
 //!
 //! Built on first use into a directory named after the source's hash under the system's
 //! temporary directory: Maven resolves Bouncy Castle (the README's test command fetched it

@@ -6,7 +6,8 @@
 //
 //   java -cp CLASSPATH CmpCa PORT ISSUING_CERT_PEM ISSUING_KEY_PEM SECRET_FILE
 //
-// Listens on 127.0.0.1:PORT, path /pkix/. Its records are lines on stdout: "issued SERIAL",
+// Listens on 127.0.0.1:PORT, path /pkix/. Its records are lines on stdout: "pbm N" (the
+// iteration count of a request's MAC, once it verified), "issued SERIAL",
 // "confirmed N" (a certConf
 // of N statuses), "revoked SERIAL REASON" (serials in lowercase hex). Nothing persists.
 
@@ -153,6 +154,8 @@ public final class CmpCa {
             throw new IllegalArgumentException("request protection does not verify");
         }
         PKIHeader h = msg.getHeader();
+        record("pbm " + PBMParameter.getInstance(h.getProtectionAlg().getParameters())
+                .getIterationCount().getValue());
         boolean implicit = false;
         if (h.getGeneralInfo() != null) {
             for (InfoTypeAndValue i : h.getGeneralInfo()) {
