@@ -5,6 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
+/// PBM iterationCount of requests unless configured otherwise.
+pub const DEFAULT_PBM_ITERATIONS: u32 = 10_000;
+
 /// How our requests are protected (RFC 4210 §5.1.3; RFC 9483 §3.2).
 #[derive(Clone)]
 pub enum Credentials {
@@ -91,7 +94,7 @@ impl CmpConfig {
         Credentials::Mac {
             reference: reference.into(),
             secret: secret.into(),
-            iterations: 10_000,
+            iterations: DEFAULT_PBM_ITERATIONS,
         }
     }
 }

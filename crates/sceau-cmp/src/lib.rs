@@ -33,7 +33,7 @@ use sceau_wire::der;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
 
 pub use asn1::ParseError;
-pub use config::{CmpConfig, Credentials};
+pub use config::{CmpConfig, Credentials, DEFAULT_PBM_ITERATIONS};
 pub use error::{CmpError, FAIL_INFO_NAMES, PkiStatus, ProtectionError, StatusInfo};
 use message::{Body, HeaderFields};
 use protect::{PbmRequest, SigningKey, Verifier};

@@ -18,6 +18,7 @@
 //!   cannot (gone, other names, authorizations not valid), so one request never makes the
 //!   upstream issue twice.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -171,34 +172,20 @@ async fn resume_order(
     deadline: Instant,
 ) -> Resumed {
     let pending = |e: Error| Resumed::Done(Err(pending_or(upstream_error(e), Some(url))));
-    let order = match client.get_order(account, url).await {
+    let mut order = match client.get_order(account, url).await {
         Ok((order, _)) => order,
         Err(e) => match upstream_error(e) {
-            CaError::Unavailable(d) => {
-                return Resumed::Done(Err(pending_or(CaError::Unavailable(d), Some(url))));
-            }
+            e @ CaError::Unavailable(_) => return Resumed::Done(Err(pending_or(e, Some(url)))),
             other => return Resumed::Afresh(other.to_string()),
         },
     };
-    let mut theirs: Vec<&Identifier> = order.identifiers.iter().collect();
-    let mut ours: Vec<&Identifier> = identifiers.iter().collect();
-    theirs.sort();
-    ours.sort();
-    if theirs != ours {
+    let theirs: BTreeSet<&Identifier> = order.identifiers.iter().collect();
+    if theirs != identifiers.iter().collect() {
         return Resumed::Afresh("the upstream order is for other names".into());
     }
-    let order = match order.status {
+    match order.status {
         OrderStatus::Pending => {
             return Resumed::Afresh("its authorizations are not valid yet".into());
-        }
-        OrderStatus::Invalid => {
-            return Resumed::Done(Err(CaError::Upstream(format!(
-                "ACME upstream: the order {url} is invalid: {}",
-                order
-                    .error
-                    .as_ref()
-                    .map_or_else(|| "no reason given".to_owned(), |p| p.to_string())
-            ))));
         }
         OrderStatus::Ready => {
             let handle = OrderHandle {
@@ -208,23 +195,30 @@ async fn resume_order(
             if let Err(e) = client.finalize(account, &handle, csr_der).await {
                 return pending(e);
             }
-            match client.poll_order(account, url, false, deadline).await {
-                Ok(o) => o,
-                Err(e) => return pending(e),
-            }
+            order = handle.order;
         }
-        OrderStatus::Processing => match client.poll_order(account, url, false, deadline).await {
+        _ => {}
+    }
+    if matches!(order.status, OrderStatus::Ready | OrderStatus::Processing) {
+        order = match client.poll_order(account, url, false, deadline).await {
             Ok(o) => o,
             Err(e) => return pending(e),
-        },
-        OrderStatus::Valid => order,
-    };
-    let cert_url = match (&order.status, &order.certificate) {
+        };
+    }
+    let cert_url = match (order.status, &order.certificate) {
         (OrderStatus::Valid, Some(c)) => c.clone(),
-        _ => {
+        (OrderStatus::Invalid, _) => {
             return Resumed::Done(Err(CaError::Upstream(format!(
-                "ACME upstream: the order {url} ended {:?} without a certificate",
-                order.status
+                "ACME upstream: the order {url} is invalid: {}",
+                order
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "no reason given".to_owned(), |p| p.to_string())
+            ))));
+        }
+        (status, _) => {
+            return Resumed::Done(Err(CaError::Upstream(format!(
+                "ACME upstream: the order {url} ended {status:?} without a certificate"
             ))));
         }
     };

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use sceau_ca::CaError;
-use sceau_cmp::{CmpClient, CmpConfig, CmpError, Credentials, Transaction};
+use sceau_cmp::{CmpClient, CmpConfig, CmpError, Credentials, DEFAULT_PBM_ITERATIONS, Transaction};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{CmpUpstream, ConfigError, read_certs, read_secret_file};
@@ -51,14 +51,11 @@ impl CmpSigner {
             &c.key_file,
             &c.cert_file,
         ) {
-            (Some(reference), Some(secret), _, _) => {
-                let mut mac = CmpConfig::mac(reference.as_bytes(), read_secret_file(secret)?);
-                if let (Credentials::Mac { iterations, .. }, Some(n)) = (&mut mac, c.mac_iterations)
-                {
-                    *iterations = n;
-                }
-                mac
-            }
+            (Some(reference), Some(secret), _, _) => Credentials::Mac {
+                reference: reference.as_bytes().to_vec(),
+                secret: read_secret_file(secret)?,
+                iterations: c.mac_iterations.unwrap_or(DEFAULT_PBM_ITERATIONS),
+            },
             (_, _, Some(key), Some(cert)) => {
                 let key_pem = read_secret_file(key)?;
                 let key_pem = String::from_utf8_lossy(&key_pem);
