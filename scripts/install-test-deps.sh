@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Sceau's test suite runs: the real ACME clients and servers of the
 # interoperability suite, a DNS server and its update tools, openssl, SoftHSM, a JDK with
-# Maven (Bouncy Castle for a CMP CA), and cargo-nextest. Idempotent: does nothing when everything is present, and only runs
+# Maven (Bouncy Castle for a CMP CA), Chromium with playwright-core, promtool, and cargo-nextest. Idempotent: does nothing when everything is present, and only runs
 # `apt-get update` when a package is missing. Debian/Ubuntu only (apt).
 set -euo pipefail
 
@@ -27,7 +27,15 @@ packages=(
   # the Bouncy Castle CMP CA of the RA tests (sceau-testkit/java/cmp-ca): javac, and Maven to
   # fetch Bouncy Castle from Maven Central
   maven openjdk-17-jdk-headless
+  # the web console's browser tests (crates/sceau-interop/console): Debian's Chromium, driven
+  # by playwright-core from npm on Node.js; promtool (prometheus) checks /metrics
+  chromium prometheus
 )
+# Node.js with npm usually comes with the machine (NodeSource's nodejs bundles npm, and Debian's
+# npm package would conflict with it); Debian's are the fallback.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -71,10 +79,17 @@ if ! (cd "$ROOT/crates/sceau-testkit/java/cmp-ca" &&
   exit 1
 fi
 
+# playwright-core (pinned in package.json) for the console's browser tests; Chromium is Debian's.
+if [ ! -d "$ROOT/crates/sceau-interop/console/node_modules/playwright-core" ]; then
+  echo "install-test-deps: installing playwright-core from npm"
+  (cd "$ROOT/crates/sceau-interop/console" && npm install --no-audit --no-fund --loglevel=error)
+fi
+
 # Fail here, with a clear message, rather than in the middle of the tests.
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for tool in pebble certbot lego dehydrated uacme knotd knotc knsupdate kdig nsupdate \
-            openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare java javac mvn; do
+            openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare java javac mvn \
+            chromium node npm promtool; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "install-test-deps: $tool still missing after installation" >&2
     exit 1

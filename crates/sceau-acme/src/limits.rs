@@ -111,6 +111,10 @@ pub struct RateLimits {
     pub eab_failures_per_key: Option<Rate>,
     /// newNonce requests per client address.
     pub nonces_per_address: Option<Rate>,
+    /// Failed console logins (password or second factor) per user name...
+    pub console_failures_per_user: Option<Rate>,
+    /// ...and per client address.
+    pub console_failures_per_address: Option<Rate>,
 }
 
 impl Default for RateLimits {
@@ -128,6 +132,8 @@ impl Default for RateLimits {
             pending_authzs_per_account: Some(1000),
             eab_failures_per_key: rate(10, 3600),
             nonces_per_address: rate(2000, 10),
+            console_failures_per_user: rate(5, 900),
+            console_failures_per_address: rate(20, 900),
         }
     }
 }
@@ -147,10 +153,14 @@ const PENDING: &str = "limit_pending_authzs_per_account";
 const EAB: &str = "limit_eab_failures_per_key";
 const NONCES: &str = "limit_nonces_per_address";
 const FAILED_VALIDATIONS: &str = "max_failed_validations_per_hour";
+const CONSOLE_USER: &str = "limit_console_failures_per_user";
+const CONSOLE_ADDRESS: &str = "limit_console_failures_per_address";
 
 /// `limit_events` kinds.
 const EVENT_EAB_FAILED: &str = "eab.failed";
 const EVENT_EAB_UNKNOWN: &str = "eab.unknown_kid";
+const EVENT_CONSOLE_USER: &str = "console.failed.user";
+const EVENT_CONSOLE_ADDRESS: &str = "console.failed.address";
 
 fn refusal(limit: &str, detail: String, retry_after: u64) -> AcmeError {
     let mut err = AcmeError::new(
@@ -411,6 +421,88 @@ impl Limiter {
                 Err(self.refuse(NONCES, &ip.to_string(), err))
             }
         }
+    }
+
+    /// Before checking a console login (password or second factor) of `user` from `ip`:
+    /// refused while either failed too often lately (guessing a password, or a code, is
+    /// limited per account and per address, across instances).
+    pub async fn console_attempt(&self, store: &Store, user: &str, ip: &str) -> AcmeResult<()> {
+        let now = now();
+        for (limit, kind, subject, rate, what) in [
+            (
+                CONSOLE_USER,
+                EVENT_CONSOLE_USER,
+                user,
+                self.settings.console_failures_per_user,
+                "failed logins for this user",
+            ),
+            (
+                CONSOLE_ADDRESS,
+                EVENT_CONSOLE_ADDRESS,
+                ip,
+                self.settings.console_failures_per_address,
+                "failed logins from this address",
+            ),
+        ] {
+            let Some(rate) = rate else { continue };
+            let w = store
+                .limit_events_since(kind, subject, now - rate.period.as_secs() as i64)
+                .await?;
+            if w.count >= i64::from(rate.count) {
+                return Err(self.window_full(
+                    limit,
+                    subject,
+                    format!("{} {what}", w.count),
+                    rate,
+                    w,
+                    now,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A console login that failed: counted for the user and the address, audited with the
+    /// reason (which the person trying is not told).
+    pub async fn console_failed(
+        &self,
+        store: &Store,
+        user: &str,
+        ip: &str,
+        why: &str,
+    ) -> AcmeResult<()> {
+        let now = now();
+        let audit = AuditEntry {
+            event: "console.login_failed",
+            account_id: None,
+            client_ip: Some(ip),
+            detail: json!({"user": user, "reason": why}),
+        };
+        let mut audited = false;
+        for (kind, subject, rate) in [
+            (
+                EVENT_CONSOLE_USER,
+                user,
+                self.settings.console_failures_per_user,
+            ),
+            (
+                EVENT_CONSOLE_ADDRESS,
+                ip,
+                self.settings.console_failures_per_address,
+            ),
+        ] {
+            let Some(rate) = rate else { continue };
+            let with = (!audited).then_some(&audit);
+            store
+                .record_limit_event(kind, subject, now, now - rate.period.as_secs() as i64, with)
+                .await?;
+            audited = true;
+        }
+        if !audited {
+            store.audit(&audit).await?;
+        }
+        audit.log();
+        Ok(())
     }
 
     /// R29: before starting a validation of `identifier` for `account_id`.

@@ -44,7 +44,13 @@ fn random<const N: usize>() -> [u8; N] {
 impl WrapKey {
     /// Reads `<data_dir>/eab-wrap.key`, creating it on first use.
     pub fn load_or_create(data_dir: &Path) -> Result<WrapKey, AdminError> {
-        let path = data_dir.join(WRAP_KEY_FILE);
+        Self::load_or_create_named(data_dir, WRAP_KEY_FILE)
+    }
+
+    /// Reads `<data_dir>/<file>`, creating it on first use: a key of its own for another kind
+    /// of secret (the console's TOTP secrets), so that neither key opens the other's.
+    pub fn load_or_create_named(data_dir: &Path, file: &str) -> Result<WrapKey, AdminError> {
+        let path = data_dir.join(file);
         let bytes = match read_key(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(data_dir, &path)?,

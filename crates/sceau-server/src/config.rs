@@ -112,6 +112,11 @@ pub struct Config {
     pub limit_pending_authzs_per_account: String,
     pub limit_eab_failures_per_key: String,
     pub limit_nonces_per_address: String,
+    pub limit_console_failures_per_user: String,
+    pub limit_console_failures_per_address: String,
+
+    /// The web console's HTTPS listener; none by default.
+    pub console_listen: Option<SocketAddr>,
 
     /// Registration-authority mode: an upstream CA signs (TOML only, `[ra]`; see docs/ra.md).
     pub ra: Option<sceau_ra::RaConfig>,
@@ -182,6 +187,9 @@ impl Default for Config {
             limit_pending_authzs_per_account: "1000".into(),
             limit_eab_failures_per_key: "10/1h".into(),
             limit_nonces_per_address: "2000/10s".into(),
+            limit_console_failures_per_user: "5/15m".into(),
+            limit_console_failures_per_address: "20/15m".into(),
+            console_listen: None,
             ra: None,
         }
     }

@@ -441,6 +441,8 @@ pub fn with_client_addr(
         router,
         move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ClientAddr(peer));
+            req.extensions_mut()
+                .insert(sceau_console::Peer(peer.ip().to_canonical()));
             req.map(AxumBody::new)
         },
     )

@@ -7,6 +7,7 @@ mod admin;
 mod admin_cert;
 mod ca_cli;
 mod config;
+mod console_cli;
 mod http;
 mod listener;
 mod ocsp_http;
@@ -224,6 +225,17 @@ pub struct ServeArgs {
     /// New nonces per client address [default: 2000/10s]
     #[arg(long, value_name = "RATE")]
     pub limit_nonces_per_address: Option<String>,
+
+    // ---- the web console (see docs/console.md) ----
+    /// HTTPS listener of the web console [default: none, no console]
+    #[arg(long, value_name = "ADDR")]
+    pub console_listen: Option<std::net::SocketAddr>,
+    /// Failed console logins per user name [default: 5/15m]
+    #[arg(long, value_name = "RATE")]
+    pub limit_console_failures_per_user: Option<String>,
+    /// Failed console logins per client address [default: 20/15m]
+    #[arg(long, value_name = "RATE")]
+    pub limit_console_failures_per_address: Option<String>,
 }
 
 // `serve` carries every setting: the enum is parsed once, its size does not matter.
@@ -239,6 +251,8 @@ enum Command {
     },
     /// Manage external admin accounts (EAB) and ACME accounts; works while `serve` runs
     Admin(admin::AdminArgs),
+    /// The web console's users: create operators, list users
+    Console(console_cli::ConsoleArgs),
     /// The CA: create it (dedicated or delegated), import its certificate, rotate its key, show it
     Ca(ca_cli::CaArgs),
     /// Run the signing service on its own, as its own OS user, for front ends (`serve
@@ -285,6 +299,7 @@ fn main() -> ExitCode {
         Command::Serve { common, args } => serve::run(common, args),
         Command::Admin(args) => admin::run(args),
         Command::Ca(args) => ca_cli::run(args),
+        Command::Console(args) => console_cli::run(args),
         Command::Signer { common, args } => sign_service::run_socket_signer(common, args),
         Command::SignService {
             data_dir,

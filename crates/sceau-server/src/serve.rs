@@ -146,7 +146,12 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
         limit_pending_authzs_per_account,
         limit_eab_failures_per_key,
         limit_nonces_per_address,
+        limit_console_failures_per_user,
+        limit_console_failures_per_address,
     );
+    if let Some(v) = args.console_listen {
+        c.console_listen = Some(v);
+    }
     Ok(c)
 }
 
@@ -193,6 +198,14 @@ fn rate_limits(c: &Config) -> Result<RateLimits, String> {
             .map_err(|e| format!("--limit-pending-authzs-per-account: {e}"))?,
         eab_failures_per_key: rate("limit_eab_failures_per_key", &c.limit_eab_failures_per_key)?,
         nonces_per_address: rate("limit_nonces_per_address", &c.limit_nonces_per_address)?,
+        console_failures_per_user: rate(
+            "limit_console_failures_per_user",
+            &c.limit_console_failures_per_user,
+        )?,
+        console_failures_per_address: rate(
+            "limit_console_failures_per_address",
+            &c.limit_console_failures_per_address,
+        )?,
     })
 }
 
@@ -428,6 +441,14 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let signer: Arc<dyn Signer> = ca.clone();
         let policy =
             crate::admin::server_policy(&config, eab, &store, &mut acme_config, &signer).await?;
+        let console = match config.console_listen {
+            Some(_) => Some(crate::console_cli::console(
+                &config,
+                &store,
+                acme_config.limits.clone(),
+            )?),
+            None => None,
+        };
         let acme = Acme::new(acme_config, store, signer, validator, policy);
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
         if challenges + orders > 0 {
@@ -508,6 +529,20 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             revocation_settings,
             std::future::pending(),
         ));
+        if let (Some(addr), Some(console)) = (config.console_listen, console) {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (--console-listen): {e}"))?;
+            let settings = listener::Settings::from_config(&config).map_err(|e| e.to_string())?;
+            tokio::spawn(listener::serve_https(
+                l,
+                tls.clone(),
+                sceau_console::router(console),
+                settings,
+                std::future::pending(),
+            ));
+            println!("  console:     https://{addr}/ (operators: `sceau-server console add-operator NAME`)");
+        }
         let router = http::router(acme, body_limits);
         listener::serve_https(listener, tls, router, settings, shutdown_signal()).await;
         Ok(())

@@ -20,6 +20,7 @@
 //!   each such condition once (`health`), so callers answer it and do not log it.
 
 mod certs;
+mod console;
 mod crls;
 mod db;
 mod durable;
@@ -37,6 +38,7 @@ mod schema;
 use db::{Row, query};
 
 pub use certs::*;
+pub use console::*;
 pub use crls::*;
 pub use external::*;
 pub use health::StorageFault;

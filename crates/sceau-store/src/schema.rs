@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_shared_nonces.sql")),
     (11, include_str!("../migrations/0011_validation_leases.sql")),
     (12, include_str!("../migrations/0012_upstream_tickets.sql")),
+    (13, include_str!("../migrations/0013_console.sql")),
 ];
 
 /// PostgreSQL advisory lock key of the migrations: instances starting together on one database

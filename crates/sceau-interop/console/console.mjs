@@ -1,0 +1,229 @@
+// Drives Debian's Chromium (headless, through playwright-core) through the Sceau web console,
+// as an operator does it. Run by crates/sceau-interop/tests/console.rs:
+//
+//   node console.mjs first  '{"url": ..., "user": ..., "password": ..., "names": [...], "shots": DIR}'
+//   node console.mjs second '{"url": ..., "user": ..., "password": ..., "secret": ..., "step": N,
+//                             "code": ..., "recovery": [...], "owner": ..., "name": ..., "shots": DIR}'
+//
+// Each phase prints one JSON line of what it saw, and exits non-zero (with the reason on stderr)
+// as soon as the console does something an operator would not expect. The TOTP codes are
+// computed here, by an implementation of RFC 6238 independent of the server's.
+import { chromium } from 'playwright-core';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const [phase, configText] = process.argv.slice(2);
+const cfg = JSON.parse(configText);
+
+function fail(message) {
+  console.error(`console.mjs ${phase}: ${message}`);
+  process.exit(1);
+}
+
+function expect(cond, message) {
+  if (!cond) fail(message);
+}
+
+// RFC 4648 base32 decoding, RFC 4226 HOTP, RFC 6238 TOTP (SHA-1, 30 s, 6 digits).
+function base32Decode(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0, value = 0;
+  const out = [];
+  for (const ch of text.replace(/=+$/, '').toUpperCase()) {
+    const i = alphabet.indexOf(ch);
+    if (i < 0) fail(`not base32: ${text}`);
+    value = (value << 5) | i;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(out);
+}
+
+function hotp(secret, counter) {
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(counter));
+  const mac = createHmac('sha1', secret).update(msg).digest();
+  const off = mac[mac.length - 1] & 0x0f;
+  const bin = mac.readUInt32BE(off) & 0x7fffffff;
+  return String(bin % 1000000).padStart(6, '0');
+}
+
+const stepNow = () => Math.floor(Date.now() / 1000 / 30);
+
+async function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// A fresh profile for every run (launchPersistentContext is Playwright's way to give Chromium
+// its --user-data-dir). The console's certificate comes from the server's own test CA, which
+// this profile does not trust; what is tested here is the console, not the trust store.
+const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sceau-chromium-')), {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+  ignoreHTTPSErrors: true,
+  viewport: { width: 1280, height: 800 },
+});
+const page = await context.newPage();
+let dialogs = 0;
+page.on('dialog', async (d) => { dialogs += 1; await d.dismiss(); });
+const cspViolations = [];
+page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
+
+const shot = async (name) => {
+  if (cfg.shots) await page.screenshot({ path: join(cfg.shots, `console-${name}.png`), fullPage: true });
+};
+
+async function goto(path) {
+  const resp = await page.goto(cfg.url + path);
+  expect(resp, `no answer for ${path}`);
+  return resp;
+}
+
+async function submit(selector) {
+  const [resp] = await Promise.all([page.waitForNavigation(), page.click(selector)]);
+  return resp;
+}
+
+async function loginPassword(password) {
+  await goto('/login');
+  await page.fill('input[name=user]', cfg.user);
+  await page.fill('input[name=password]', password);
+  return submit('main button[type=submit]');
+}
+
+const bodyText = () => page.innerText('main');
+
+try {
+  if (phase === 'first') {
+    // A wrong password: refused, the login form again, no hint of which part was wrong.
+    let r = await loginPassword(cfg.password + 'x');
+    expect(r.status() === 401, `wrong password answered ${r.status()}`);
+    expect((await bodyText()).includes('Wrong user name or password.'), 'no refusal shown for a wrong password');
+    const csp = r.headers()['content-security-policy'] || '';
+    expect(csp.includes("default-src 'none'") && csp.includes("frame-ancestors 'none'"), `weak CSP: ${csp}`);
+
+    // The right password: the first login enrols the authenticator.
+    r = await loginPassword(cfg.password);
+    expect(page.url().endsWith('/enrol'), `first login went to ${page.url()}, not /enrol`);
+    const secretText = (await page.innerText('code.secret')).trim();
+    const qr = await page.getAttribute('img', 'src');
+    expect(qr && qr.startsWith('data:image/svg+xml;base64,'), 'no QR code on the enrolment page');
+    await shot('enrol');
+    const secret = base32Decode(secretText);
+    // A wrong code first: refused, still enrolling.
+    await page.fill('input[name=code]', hotp(secret, stepNow() + 10));
+    r = await submit('main button[type=submit]');
+    expect(r.status() === 401 && page.url().endsWith('/enrol'), 'a wrong enrolment code was accepted');
+    const step = stepNow();
+    const code = hotp(secret, step);
+    await page.fill('input[name=code]', code);
+    r = await submit('main button[type=submit]');
+    expect(r.status() === 200, `enrolment answered ${r.status()}`);
+    const recovery = await page.$$eval('ol.codes code', (els) => els.map((e) => e.textContent.trim()));
+    expect(recovery.length === 10, `expected 10 recovery codes, saw ${recovery.length}`);
+
+    // Create an external account; the second factor is fresh, so no code is asked for.
+    await goto('/accounts/new');
+    await page.fill('input[name=owner]', cfg.owner);
+    await page.fill('textarea[name=names]', cfg.names.join('\n'));
+    await page.fill('input[name=days]', '90');
+    await shot('new-account');
+    r = await submit('main button[type=submit]');
+    expect(r.status() === 201, `creating the account answered ${r.status()}: ${await bodyText()}`);
+    const kid = (await page.innerText('#kid')).trim();
+    const mac = (await page.innerText('#mac-key')).trim();
+    expect(/^[A-Za-z0-9_-]{20,}$/.test(kid) && /^[A-Za-z0-9_-]{40,}$/.test(mac), `kid ${kid} / key ${mac}`);
+    await shot('created');
+
+    // A form posted without the CSRF token (what another site's page would send): refused.
+    const forged = await context.request.post(cfg.url + '/accounts/new', {
+      form: { owner: 'Mallory Forger <mallory@example.org>', names: 'forged.test', days: '30' },
+      maxRedirects: 0,
+    });
+    expect(forged.status() === 403, `a form without CSRF token answered ${forged.status()}`);
+    await goto('/accounts');
+    expect(!(await bodyText()).includes('Mallory'), 'the forged form created an account');
+
+    // An oversized field, with the right token: refused with the reason, nothing created.
+    await goto('/accounts/new');
+    const csrf = await page.getAttribute('input[name=csrf]', 'value');
+    const long = await context.request.post(cfg.url + '/accounts/new', {
+      form: { csrf, owner: 'A'.repeat(300) + ' <long@example.org>', names: 'long.test', days: '30' },
+      maxRedirects: 0,
+    });
+    expect(long.status() === 400 && (await long.text()).includes('too long'), `an oversized owner answered ${long.status()}`);
+    // A body over the console's limit is refused before it is read.
+    const huge = await context.request.post(cfg.url + '/accounts/new', {
+      form: { csrf, owner: 'Big Body <big@example.org>', names: 'x'.repeat(40000), days: '30' },
+      maxRedirects: 0,
+    });
+    expect(huge.status() === 413, `a 40 kB form answered ${huge.status()}`);
+
+    // Script in a field is shown as text: escaped, and the CSP would stop it anyway.
+    await goto('/audit?q=' + encodeURIComponent('<script>alert(1)</script>'));
+    const html = await page.content();
+    expect(html.includes('&lt;script&gt;alert(1)&lt;/script&gt;'), 'the filter text is not escaped');
+    expect(!html.includes('<script>alert(1)'), 'the filter text reached the page as markup');
+    await goto('/audit');
+    await shot('audit');
+    expect(dialogs === 0, 'a script ran in the console');
+
+    console.log(JSON.stringify({ kid, mac, secret: secretText, step, code, recovery }));
+  } else if (phase === 'second') {
+    const secret = base32Decode(cfg.secret);
+    // The enrolment's code again: a replay, refused.
+    let r = await loginPassword(cfg.password);
+    expect(page.url().endsWith('/login/code'), `password step went to ${page.url()}`);
+    await page.fill('input[name=code]', cfg.code);
+    r = await submit('main button[type=submit]');
+    expect(r.status() === 401, `a replayed code answered ${r.status()}`);
+    expect((await bodyText()).includes('Wrong or already used code.'), 'no refusal shown for a replayed code');
+    // A code of a later step logs in.
+    while (stepNow() <= cfg.step) await sleep(500);
+    await page.fill('input[name=code]', hotp(secret, stepNow()));
+    r = await submit('main button[type=submit]');
+    expect(page.url().endsWith('/accounts'), `login went to ${page.url()}`);
+    expect((await bodyText()).includes(cfg.owner), 'the account is not listed');
+    await shot('accounts');
+
+    // The certificate certbot obtained is on the account's page.
+    await Promise.all([page.waitForNavigation(), page.click(`a[href="/accounts/${cfg.kid}"]`)]);
+    const certs = await page.innerText('#certificates');
+    expect(certs.includes(cfg.name) && certs.includes('valid'), `certificates shown: ${certs}`);
+    await shot('account');
+
+    // Suspend it (R15), within the fresh second-factor window: no code asked.
+    await page.selectOption('select[name=action]', 'suspend');
+    r = await submit('form[action$="/status"] button[type=submit]');
+    expect((await page.innerText('#status')).trim() === 'suspended', 'the account is not suspended');
+
+    // Log out, then in again with a recovery code; the same code a second time is refused.
+    await submit('form.logout button[type=submit]');
+    expect(page.url().endsWith('/login'), `logout went to ${page.url()}`);
+    await loginPassword(cfg.password);
+    await page.fill('input[name=code]', cfg.recovery[0]);
+    await submit('main button[type=submit]');
+    expect(page.url().endsWith('/accounts'), `a recovery code did not log in (${page.url()})`);
+    await submit('form.logout button[type=submit]');
+    await loginPassword(cfg.password);
+    await page.fill('input[name=code]', cfg.recovery[0]);
+    r = await submit('main button[type=submit]');
+    expect(r.status() === 401, `a used recovery code answered ${r.status()}`);
+    expect(dialogs === 0, 'a script ran in the console');
+    expect(cspViolations.length === 0, `CSP violations: ${cspViolations.join('; ')}`);
+    console.log(JSON.stringify({ suspended: true }));
+  } else {
+    fail(`unknown phase ${phase}`);
+  }
+} catch (e) {
+  fail(e && e.stack ? e.stack : String(e));
+} finally {
+  await context.close();
+}

@@ -1,0 +1,37 @@
+-- The web console (issue 15): the people who log in, and their sessions.
+-- A user is an operator (the PKI team) or the holder of one external account (kid). The
+-- password is an Argon2id PHC string; the TOTP secret is stored sealed (hex) like the EAB MAC keys
+-- (never in clear); totp_last_step is the last time step a code was accepted for, so a code is
+-- never accepted twice (RFC 6238 §5.2). Recovery codes are stored as SHA-256 hex, one row each,
+-- used at most once.
+CREATE TABLE console_users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    kid TEXT,
+    password_hash TEXT NOT NULL,
+    totp_sealed TEXT,
+    totp_last_step BIGINT NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE console_recovery_codes (
+    name TEXT NOT NULL,
+    code_sha256 TEXT NOT NULL,
+    used_at BIGINT,
+    PRIMARY KEY (name, code_sha256)
+);
+-- A session is a random token held in a cookie; only its SHA-256 is stored. user_name is NULL
+-- before login (the login form's CSRF token lives there too); stage says how far the login got
+-- ('anonymous', 'password', 'enrol', 'done'); mfa_at is when a second factor was last given.
+CREATE TABLE console_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_name TEXT,
+    stage TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    pending_totp TEXT,
+    created_at BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    mfa_at BIGINT
+);
+CREATE INDEX console_sessions_seen ON console_sessions (seen_at);

@@ -1,0 +1,364 @@
+//! The web console's users and sessions (issue 15; agency guide R2, R4, R13, R86).
+//!
+//! Invariants:
+//! - A user is created, gets a second factor, or changes status in one transaction with its
+//!   audit row: never a change without its record.
+//! - A TOTP time step is accepted at most once per user: the update that records it only moves
+//!   `totp_last_step` forward (compare-and-swap), so a code replayed — on this instance or
+//!   another — finds the step taken and is refused (RFC 6238 §5.2).
+//! - A recovery code is used at most once, by the same kind of compare-and-swap.
+//! - Sessions are stored by the SHA-256 of their token: a copy of the database opens none.
+//!   Rotating a session (at login) deletes the old row in the transaction that inserts the new.
+
+use crate::db::{Row, query};
+use crate::{AuditEntry, AuditRecord, Result, Store, StoreError, audit_query, get, now};
+
+/// A person who logs in to the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleUser {
+    pub name: String,
+    /// `operator` or `holder`.
+    pub role: String,
+    /// The external account a holder holds; `None` for operators.
+    pub kid: Option<String>,
+    /// Argon2id, PHC string format.
+    pub password_hash: String,
+    /// The TOTP secret, sealed (hex); `None` until enrolled.
+    pub totp_sealed: Option<String>,
+    pub totp_last_step: i64,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+const USER_COLS: &str =
+    "name, role, kid, password_hash, totp_sealed, totp_last_step, status, created_at, created_by";
+
+impl ConsoleUser {
+    fn from_row(row: &Row) -> Result<Self> {
+        Ok(ConsoleUser {
+            name: get(row, "name")?,
+            role: get(row, "role")?,
+            kid: get(row, "kid")?,
+            password_hash: get(row, "password_hash")?,
+            totp_sealed: get(row, "totp_sealed")?,
+            totp_last_step: get(row, "totp_last_step")?,
+            status: get(row, "status")?,
+            created_at: get(row, "created_at")?,
+            created_by: get(row, "created_by")?,
+        })
+    }
+}
+
+/// One console session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub token_sha256: String,
+    pub user_name: Option<String>,
+    /// `anonymous`, `password` (second factor awaited), `enrol` (TOTP enrolment awaited),
+    /// `done`.
+    pub stage: String,
+    pub csrf: String,
+    /// During enrolment: the secret shown to the user, sealed, until a code confirms it.
+    pub pending_totp: Option<String>,
+    pub created_at: i64,
+    pub seen_at: i64,
+    pub mfa_at: Option<i64>,
+}
+
+const SESSION_COLS: &str =
+    "token_sha256, user_name, stage, csrf, pending_totp, created_at, seen_at, mfa_at";
+
+impl ConsoleSession {
+    fn from_row(row: &Row) -> Result<Self> {
+        Ok(ConsoleSession {
+            token_sha256: get(row, "token_sha256")?,
+            user_name: get(row, "user_name")?,
+            stage: get(row, "stage")?,
+            csrf: get(row, "csrf")?,
+            pending_totp: get(row, "pending_totp")?,
+            created_at: get(row, "created_at")?,
+            seen_at: get(row, "seen_at")?,
+            mfa_at: get(row, "mfa_at")?,
+        })
+    }
+}
+
+/// What the audit page filters on.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Events starting with this text (`admin.`, `console.login`…).
+    pub event_prefix: Option<String>,
+    /// Events whose detail mentions this text (an actor, a kid, a name).
+    pub mentions: Option<String>,
+    pub since: i64,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Creates a console user; a name already taken is a [`StoreError::Conflict`].
+    pub async fn insert_console_user(
+        &self,
+        user: &ConsoleUser,
+        audit: &AuditEntry<'_>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let exists = query("SELECT COUNT(*) AS n FROM console_users WHERE name = $1")
+            .bind(&user.name)
+            .fetch_one(&mut tx)
+            .await?;
+        if get::<i64>(&exists, "n")? > 0 {
+            return Err(StoreError::Conflict(format!(
+                "a console user named {:?} exists already",
+                user.name
+            )));
+        }
+        query(format!(
+            "INSERT INTO console_users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&user.name)
+        .bind(&user.role)
+        .bind(&user.kid)
+        .bind(&user.password_hash)
+        .bind(&user.totp_sealed)
+        .bind(user.totp_last_step)
+        .bind(&user.status)
+        .bind(user.created_at)
+        .bind(&user.created_by)
+        .execute(&mut tx)
+        .await?;
+        audit_query(audit).execute(&mut tx).await?;
+        tx.commit().await?;
+        audit.log();
+        Ok(())
+    }
+
+    pub async fn console_user(&self, name: &str) -> Result<ConsoleUser> {
+        let row = query(format!(
+            "SELECT {USER_COLS} FROM console_users WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        ConsoleUser::from_row(&row)
+    }
+
+    pub async fn console_users(&self) -> Result<Vec<ConsoleUser>> {
+        let rows = query(format!(
+            "SELECT {USER_COLS} FROM console_users ORDER BY name"
+        ))
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(ConsoleUser::from_row).collect()
+    }
+
+    /// Records the user's confirmed TOTP secret (sealed), the step its confirming code used,
+    /// and fresh recovery codes (SHA-256 hex), replacing any earlier ones.
+    pub async fn set_console_totp(
+        &self,
+        name: &str,
+        sealed: &str,
+        step: i64,
+        recovery_sha256: &[String],
+        audit: &AuditEntry<'_>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let done = query("UPDATE console_users SET totp_sealed = $1, totp_last_step = $2 WHERE name = $3 AND status = 'active'")
+            .bind(sealed)
+            .bind(step)
+            .bind(name)
+            .execute(&mut tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        query("DELETE FROM console_recovery_codes WHERE name = $1")
+            .bind(name)
+            .execute(&mut tx)
+            .await?;
+        for code in recovery_sha256 {
+            query("INSERT INTO console_recovery_codes (name, code_sha256, used_at) VALUES ($1, $2, NULL)")
+                .bind(name)
+                .bind(code)
+                .execute(&mut tx)
+                .await?;
+        }
+        audit_query(audit).execute(&mut tx).await?;
+        tx.commit().await?;
+        audit.log();
+        Ok(())
+    }
+
+    /// Takes TOTP time step `step` for `name`: true only if no code of this step or a later
+    /// one was accepted before.
+    pub async fn take_totp_step(&self, name: &str, step: i64) -> Result<bool> {
+        let done = query(
+            "UPDATE console_users SET totp_last_step = $1 WHERE name = $2 AND totp_last_step < $1",
+        )
+        .bind(step)
+        .bind(name)
+        .execute(&self.db)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Uses one recovery code: true the first time only.
+    pub async fn use_recovery_code(&self, name: &str, code_sha256: &str) -> Result<bool> {
+        let done = query("UPDATE console_recovery_codes SET used_at = $1 WHERE name = $2 AND code_sha256 = $3 AND used_at IS NULL")
+            .bind(now())
+            .bind(name)
+            .bind(code_sha256)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Recovery codes of `name` not used yet.
+    pub async fn recovery_codes_left(&self, name: &str) -> Result<i64> {
+        let row = query(
+            "SELECT COUNT(*) AS n FROM console_recovery_codes WHERE name = $1 AND used_at IS NULL",
+        )
+        .bind(name)
+        .fetch_one(&self.db)
+        .await?;
+        get(&row, "n")
+    }
+
+    pub async fn insert_console_session(&self, s: &ConsoleSession) -> Result<()> {
+        query(format!(
+            "INSERT INTO console_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&s.token_sha256)
+        .bind(&s.user_name)
+        .bind(&s.stage)
+        .bind(&s.csrf)
+        .bind(&s.pending_totp)
+        .bind(s.created_at)
+        .bind(s.seen_at)
+        .bind(s.mfa_at)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces session `old` by `new` (a new token after each step of the login, so a token
+    /// known before the login is worth nothing after it).
+    pub async fn rotate_console_session(&self, old: &str, new: &ConsoleSession) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let gone = query("DELETE FROM console_sessions WHERE token_sha256 = $1")
+            .bind(old)
+            .execute(&mut tx)
+            .await?;
+        if gone.rows_affected() != 1 {
+            return Err(StoreError::Conflict("the session ended meanwhile".into()));
+        }
+        query(format!(
+            "INSERT INTO console_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&new.token_sha256)
+        .bind(&new.user_name)
+        .bind(&new.stage)
+        .bind(&new.csrf)
+        .bind(&new.pending_totp)
+        .bind(new.created_at)
+        .bind(new.seen_at)
+        .bind(new.mfa_at)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn console_session(&self, token_sha256: &str) -> Result<Option<ConsoleSession>> {
+        let row = query(format!(
+            "SELECT {SESSION_COLS} FROM console_sessions WHERE token_sha256 = $1"
+        ))
+        .bind(token_sha256)
+        .fetch_optional(&self.db)
+        .await?;
+        row.as_ref().map(ConsoleSession::from_row).transpose()
+    }
+
+    /// Marks the session seen now, with a second factor given now when `mfa` is set.
+    pub async fn touch_console_session(&self, token_sha256: &str, mfa: bool) -> Result<()> {
+        let t = now();
+        let q = if mfa {
+            "UPDATE console_sessions SET seen_at = $1, mfa_at = $1 WHERE token_sha256 = $2"
+        } else {
+            "UPDATE console_sessions SET seen_at = $1 WHERE token_sha256 = $2"
+        };
+        query(q)
+            .bind(t)
+            .bind(token_sha256)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_console_session(&self, token_sha256: &str) -> Result<()> {
+        query("DELETE FROM console_sessions WHERE token_sha256 = $1")
+            .bind(token_sha256)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of `name` (password changed, user disabled).
+    pub async fn delete_console_sessions_of(&self, name: &str) -> Result<u64> {
+        let done = query("DELETE FROM console_sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Forgets sessions idle since before `idle_before` or created before `created_before`.
+    pub async fn forget_console_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> Result<u64> {
+        let done = query("DELETE FROM console_sessions WHERE seen_at < $1 OR created_at < $2")
+            .bind(idle_before)
+            .bind(created_before)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The audit trail, newest first, filtered.
+    pub async fn audit_log(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        let prefix = f
+            .event_prefix
+            .as_ref()
+            .map(|p| format!("{}%", like_escape(p)));
+        let mention = f.mentions.as_ref().map(|m| format!("%{}%", like_escape(m)));
+        let rows = query(
+            "SELECT at, event, account_id, client_ip, detail FROM audit
+             WHERE at >= $1 AND ($2 IS NULL OR event LIKE $2 ESCAPE '!')
+               AND ($3 IS NULL OR detail LIKE $3 ESCAPE '!' OR account_id = $4)
+             ORDER BY at DESC, id DESC LIMIT $5",
+        )
+        .bind(f.since)
+        .bind(prefix)
+        .bind(mention)
+        .bind(f.mentions.clone())
+        .bind(f.limit)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(AuditRecord::from_row).collect()
+    }
+}
+
+/// `text` as a literal inside a LIKE pattern whose escape character is `!`.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out
+}
