@@ -13,6 +13,7 @@ pub mod crl;
 pub mod error;
 pub mod identifier_policy;
 pub mod limits;
+pub mod metrics;
 pub mod nonce;
 pub mod ocsp;
 pub mod queue;
@@ -195,6 +196,8 @@ pub struct Acme {
     pub ocsp: ocsp::Responder,
     pub urls: urls::Urls,
     pub policy: Arc<dyn Policy>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 impl Acme {
@@ -220,6 +223,7 @@ impl Acme {
             nonces,
             limits,
             queue: queue::Queue::new(),
+            metrics: metrics::Metrics::default(),
             events: Events::default(),
             ocsp,
             urls,

@@ -233,7 +233,9 @@ impl Acme {
             }),
             resume: job.ticket.clone(),
         };
+        let started = std::time::Instant::now();
         let signed = self.with_lease(job, self.signer.issue(request)).await;
+        self.metrics.signer_latency.observe(started.elapsed());
         let issued = match signed {
             None => return Attempt::Lost,
             Some(Ok(i)) => i,
@@ -394,7 +396,12 @@ impl Acme {
         let owner = &self.queue.owner;
         let now = now();
         let (problem, serial_outcome) = match outcome {
-            Attempt::Issued(done) => return Some(*done),
+            Attempt::Issued(done) => {
+                self.metrics
+                    .issued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Some(*done);
+            }
             Attempt::Lost => {
                 tracing::warn!(order = %order.id, "another instance took this issuance over");
                 return None;
@@ -470,7 +477,12 @@ impl Acme {
         })
         .await
         {
-            Ok(()) => audit.log(),
+            Ok(()) => {
+                audit.log();
+                self.metrics
+                    .issuance_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(e) => tracing::warn!(order = %order.id, error = %e, "could not record the refusal"),
         }
         None

@@ -115,6 +115,8 @@ pub struct Config {
     pub limit_console_failures_per_user: String,
     pub limit_console_failures_per_address: String,
 
+    /// The operators' /metrics listener (plain HTTP); none by default.
+    pub metrics_listen: Option<SocketAddr>,
     /// The web console's HTTPS listener; none by default.
     pub console_listen: Option<SocketAddr>,
 
@@ -190,6 +192,7 @@ impl Default for Config {
             limit_console_failures_per_user: "5/15m".into(),
             limit_console_failures_per_address: "20/15m".into(),
             console_listen: None,
+            metrics_listen: None,
             ra: None,
         }
     }

@@ -114,6 +114,7 @@ fn closing(mut resp: Response) -> Response {
 }
 
 fn problem_response(acme: &Acme, err: &AcmeError) -> Response {
+    acme.metrics.problem(err.kind.name());
     let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = serde_json::to_vec(&err.problem()).expect("problem serialises");
     let mut resp = (status, body).into_response();
@@ -180,13 +181,13 @@ fn reply_response(acme: &Acme, reply: Reply, with_nonce: bool) -> Response {
 }
 
 /// Liveness: the process answers.
-async fn livez() -> Response {
+pub(crate) async fn livez() -> Response {
     (StatusCode::OK, "live\n").into_response()
 }
 
 /// Readiness: certificates can be issued now — the signing service runs and the database
 /// answers. Otherwise 503 with Retry-After and what is missing, one line each.
-async fn readyz(State(acme): State<Arc<Acme>>) -> Response {
+pub(crate) async fn readyz(State(acme): State<Arc<Acme>>) -> Response {
     let mut missing = Vec::new();
     if !acme.signer.available() {
         missing.push("signing: the signing service is not running (it is being restarted)");

@@ -10,6 +10,7 @@ mod config;
 mod console_cli;
 mod http;
 mod listener;
+mod metrics_http;
 mod ocsp_http;
 mod revocation_http;
 mod serve;
@@ -225,6 +226,11 @@ pub struct ServeArgs {
     /// New nonces per client address [default: 2000/10s]
     #[arg(long, value_name = "RATE")]
     pub limit_nonces_per_address: Option<String>,
+
+    /// Plain-HTTP listener of /metrics (Prometheus), /livez and /readyz for operators
+    /// [default: none]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 
     // ---- the web console (see docs/console.md) ----
     /// HTTPS listener of the web console [default: none, no console]

@@ -152,6 +152,9 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
     if let Some(v) = args.console_listen {
         c.console_listen = Some(v);
     }
+    if let Some(v) = args.metrics_listen {
+        c.metrics_listen = Some(v);
+    }
     Ok(c)
 }
 
@@ -500,6 +503,20 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let revocation_settings =
             listener::Settings::from_config(&config).map_err(|e| e.to_string())?;
         let root = config.data_dir.join("root.pem");
+        // The operators' listeners are bound before the banner, so that "ready" means every
+        // listener accepts.
+        let console_listener = match config.console_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                format!("cannot listen on {addr} (--console-listen): {e}")
+            })?),
+            None => None,
+        };
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                format!("cannot listen on {addr} (--metrics-listen): {e}")
+            })?),
+            None => None,
+        };
         println!("sceau-server is ready");
         println!("  directory:   {}", acme.urls.directory());
         match &config.ra {
@@ -517,22 +534,19 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         }
         println!("  fingerprint: SHA-256 {fingerprint}");
         println!("  revocation:  {public_url} (CRLs and OCSP, plain HTTP)");
+        if let Some(addr) = console_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!(
+                "  console:     https://{addr}/ (operators: `sceau-server console add-operator NAME`)"
+            );
+        }
+        if let Some(addr) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!("  metrics:     http://{addr}/metrics (Prometheus; /livez, /readyz)");
+        }
         println!(
             "  database:    {}",
             crate::config::redact_url(&database_url)
         );
-        let revocation =
-            TcpListener::from_std(revocation).map_err(|e| format!("revocation listener: {e}"))?;
-        tokio::spawn(listener::serve_http(
-            revocation,
-            crate::revocation_http::router(acme.clone()),
-            revocation_settings,
-            std::future::pending(),
-        ));
-        if let (Some(addr), Some(console)) = (config.console_listen, console) {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} (--console-listen): {e}"))?;
+        if let (Some(l), Some(console)) = (console_listener, console) {
             let settings = listener::Settings::from_config(&config).map_err(|e| e.to_string())?;
             tokio::spawn(listener::serve_https(
                 l,
@@ -541,8 +555,24 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
                 settings,
                 std::future::pending(),
             ));
-            println!("  console:     https://{addr}/ (operators: `sceau-server console add-operator NAME`)");
         }
+        if let Some(l) = metrics_listener {
+            let settings = listener::Settings::from_config(&config).map_err(|e| e.to_string())?;
+            tokio::spawn(listener::serve_http(
+                l,
+                crate::metrics_http::router(acme.clone()),
+                settings,
+                std::future::pending(),
+            ));
+        }
+        let revocation =
+            TcpListener::from_std(revocation).map_err(|e| format!("revocation listener: {e}"))?;
+        tokio::spawn(listener::serve_http(
+            revocation,
+            crate::revocation_http::router(acme.clone()),
+            revocation_settings,
+            std::future::pending(),
+        ));
         let router = http::router(acme, body_limits);
         listener::serve_https(listener, tls, router, settings, shutdown_signal()).await;
         Ok(())

@@ -308,6 +308,14 @@ impl Store {
     }
 
     /// A round trip to the database (readiness).
+    /// Orders waiting for their certificate (`processing`), for the queue-depth metric.
+    pub async fn queue_depth(&self) -> Result<i64> {
+        let row = query("SELECT COUNT(*) AS n FROM orders WHERE status = 'processing'")
+            .fetch_one(&self.db)
+            .await?;
+        crate::get(&row, "n")
+    }
+
     pub async fn ping(&self) -> Result<()> {
         query("SELECT 1").fetch_one(&self.db).await.map(|_| ())
     }

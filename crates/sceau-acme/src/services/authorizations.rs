@@ -226,6 +226,7 @@ impl Acme {
             Ok(()) => {
                 audit.log();
                 let valid = problem.is_none();
+                self.metrics.validation(&challenge.kind, valid);
                 Some(ChallengeRecord {
                     status: if valid { "valid" } else { "invalid" }.to_owned(),
                     validated: valid.then_some(at),
