@@ -140,7 +140,7 @@ async fn failed(
     csrf: &str,
     text: &str,
 ) -> Response {
-    if let Err(e) = c.limits.console_failed(&c.store, user, ip, why).await {
+    if let Err(e) = c.acme.limits.console_failed(&c.store, user, ip, why).await {
         return internal(c, e);
     }
     c.page(
@@ -227,7 +227,7 @@ pub async fn login(
             context! { csrf => s.csrf, error => "Wrong user name or password." },
         );
     }
-    if let Err(e) = c.limits.console_attempt(&c.store, name, &ip).await {
+    if let Err(e) = c.acme.limits.console_attempt(&c.store, name, &ip).await {
         return too_many(&c, &e);
     }
     let user = match c.store.console_user(name).await {
@@ -358,7 +358,12 @@ pub async fn code(
     if !csrf_ok(&s, &f.csrf) {
         return csrf_refused(&c);
     }
-    if let Err(e) = c.limits.console_attempt(&c.store, &user.name, &ip).await {
+    if let Err(e) = c
+        .acme
+        .limits
+        .console_attempt(&c.store, &user.name, &ip)
+        .await
+    {
         return too_many(&c, &e);
     }
     match second_factor(&c, &user, &f.code).await {
@@ -463,7 +468,12 @@ pub async fn enrol(
     if !csrf_ok(&s, &f.csrf) {
         return csrf_refused(&c);
     }
-    if let Err(e) = c.limits.console_attempt(&c.store, &user.name, &ip).await {
+    if let Err(e) = c
+        .acme
+        .limits
+        .console_attempt(&c.store, &user.name, &ip)
+        .await
+    {
         return too_many(&c, &e);
     }
     let (Some(sealed), Some(secret)) = (
@@ -476,6 +486,7 @@ pub async fn enrol(
     };
     let Some(step) = totp::matching_step(&secret, &f.code, now()) else {
         if let Err(e) = c
+            .acme
             .limits
             .console_failed(&c.store, &user.name, &ip, "wrong enrolment code")
             .await

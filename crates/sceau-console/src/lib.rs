@@ -18,7 +18,10 @@
 // never stored, so its size costs nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod approvals;
 pub mod auth;
+pub mod holder;
+pub mod invitations;
 pub mod operator;
 pub mod password;
 pub mod session;
@@ -33,7 +36,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use minijinja::Environment;
-use sceau_acme::limits::Limiter;
+use sceau_acme::Acme;
 use sceau_admin::{Registry, WrapKey};
 use sceau_store::Store;
 
@@ -71,9 +74,10 @@ impl Default for Settings {
 
 /// The console's state: the services it calls and its templates.
 pub struct Console {
+    /// The ACME services: rate limits, revocation, the validator's CAA lookups.
+    pub acme: Arc<Acme>,
     pub store: Store,
     pub registry: Registry,
-    pub limits: Arc<Limiter>,
     pub totp_key: WrapKey,
     pub settings: Settings,
     templates: Environment<'static>,
@@ -94,6 +98,17 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("created.html", include_str!("../templates/created.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("mine.html", include_str!("../templates/mine.html")),
+    ("key.html", include_str!("../templates/key.html")),
+    ("invited.html", include_str!("../templates/invited.html")),
+    (
+        "invitation.html",
+        include_str!("../templates/invitation.html"),
+    ),
+    (
+        "approvals.html",
+        include_str!("../templates/approvals.html"),
+    ),
 ];
 
 const CSS: &str = include_str!("../static/console.css");
@@ -104,9 +119,8 @@ pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data
 
 impl Console {
     pub fn new(
-        store: Store,
+        acme: Arc<Acme>,
         registry: Registry,
-        limits: Arc<Limiter>,
         totp_key: WrapKey,
         settings: Settings,
     ) -> Arc<Console> {
@@ -118,9 +132,9 @@ impl Console {
         }
         templates.add_filter("when", |t: i64| sceau_admin::report::when(t));
         Arc::new(Console {
-            store,
+            store: acme.store.clone(),
+            acme,
             registry,
-            limits,
             totp_key,
             settings,
             templates,
@@ -206,6 +220,18 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/accounts/{kid}/status", post(operator::account_status))
         .route("/accounts/{kid}/names", post(operator::account_names))
         .route("/audit", get(operator::audit))
+        .route("/accounts/{kid}/invite", post(invitations::invite))
+        .route("/approvals", get(approvals::approvals))
+        .route("/approvals/{id}", post(approvals::decide))
+        .route(
+            "/invite/{token}",
+            get(invitations::invitation_form).post(invitations::accept_invitation),
+        )
+        .route("/mine", get(holder::mine))
+        .route("/mine/names", post(holder::request_name))
+        .route("/mine/key", post(holder::regenerate_key))
+        .route("/mine/acme/{id}/suspend", post(holder::suspend_acme))
+        .route("/mine/certs/{serial}/revoke", post(holder::revoke))
         .route("/static/console.css", get(css))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))

@@ -29,10 +29,10 @@ use crate::{Console, Peer};
 /// Longest list of names one form may add.
 const MAX_NAMES: usize = 100;
 /// Longest free-text field (an owner, a filter).
-const MAX_TEXT: usize = 256;
+pub(crate) const MAX_TEXT: usize = 256;
 
 /// The logged-in operator, or the answer to give instead.
-async fn operator(
+pub(crate) async fn operator(
     c: &Console,
     headers: &HeaderMap,
 ) -> Result<(ConsoleSession, ConsoleUser), Response> {
@@ -53,12 +53,12 @@ async fn operator(
     }
 }
 
-fn actor(user: &ConsoleUser, ip: &str) -> String {
+pub(crate) fn actor(user: &ConsoleUser, ip: &str) -> String {
     format!("{} (console from {ip})", user.name)
 }
 
 /// A change needs a second factor given within the fresh window, or `code` now.
-async fn step_up(
+pub(crate) async fn step_up(
     c: &Console,
     s: &ConsoleSession,
     user: &ConsoleUser,
@@ -68,7 +68,12 @@ async fn step_up(
     if mfa_fresh(s, &c.settings) && code.trim().is_empty() {
         return Ok(());
     }
-    if let Err(e) = c.limits.console_attempt(&c.store, &user.name, ip).await {
+    if let Err(e) = c
+        .acme
+        .limits
+        .console_attempt(&c.store, &user.name, ip)
+        .await
+    {
         return Err(c.message(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed attempts",
@@ -85,7 +90,8 @@ async fn step_up(
         }
         Ok(Err(why)) => {
             let why = format!("change refused: {why}");
-            c.limits
+            c.acme
+                .limits
                 .console_failed(&c.store, &user.name, ip, &why)
                 .await
                 .map_err(|e| internal(c, e))?;
@@ -102,7 +108,7 @@ async fn step_up(
     }
 }
 
-fn admin_refused(c: &Console, e: AdminError) -> Response {
+pub(crate) fn admin_refused(c: &Console, e: AdminError) -> Response {
     match e {
         AdminError::Invalid(text) | AdminError::State(text) => c.message(
             StatusCode::BAD_REQUEST,
@@ -128,10 +134,22 @@ struct AccountLine {
     expired: bool,
 }
 
+/// Operators start at the external accounts, holders at their own.
 pub async fn home(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    match operator(&c, &headers).await {
+    let s = match session_or(&c, &headers).await {
+        Ok(Some(s)) if s.stage == "done" => s,
+        Ok(_) => return Redirect::to("/login").into_response(),
+        Err(r) => return r,
+    };
+    match c
+        .store
+        .console_user(s.user_name.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(u) if u.role == "holder" => Redirect::to("/mine").into_response(),
         Ok(_) => Redirect::to("/accounts").into_response(),
-        Err(r) => r,
+        Err(StoreError::NotFound) => expired(&c),
+        Err(e) => internal(&c, e),
     }
 }
 
@@ -300,7 +318,7 @@ struct CertLine {
     state: &'static str,
 }
 
-fn cert_names(der: &[u8]) -> String {
+pub(crate) fn cert_names(der: &[u8]) -> String {
     use x509_parser::prelude::*;
     let Ok((_, cert)) = parse_x509_certificate(der) else {
         return String::new();
@@ -347,6 +365,27 @@ pub async fn account(
     ) {
         (Ok(a), Ok(b), Ok(ch)) => (a, b, ch),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return internal(&c, e),
+    };
+    let holders: Vec<HashMap<&str, String>> = match c.store.holders_of(&kid).await {
+        Ok(list) => list
+            .iter()
+            .map(|h| {
+                HashMap::from([
+                    ("name", h.name.clone()),
+                    ("status", h.status.clone()),
+                    (
+                        "totp",
+                        if h.totp_sealed.is_some() {
+                            "yes"
+                        } else {
+                            "not yet"
+                        }
+                        .to_owned(),
+                    ),
+                ])
+            })
+            .collect(),
+        Err(e) => return internal(&c, e),
     };
     let t = now();
     let certs: Vec<CertLine> = certs
@@ -401,7 +440,7 @@ pub async fn account(
                 key_updated_at => aa.key_updated_at,
             },
             names => aa.names.iter().map(|n| context! { name => n.name, subdomains => n.subdomains, added_by => n.added_by }).collect::<Vec<_>>(),
-            acme => acme, certs => certs, changes => changes,
+            acme => acme, certs => certs, changes => changes, holders => holders,
         },
     )
 }

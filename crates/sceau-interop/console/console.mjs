@@ -187,7 +187,8 @@ try {
     expect((await bodyText()).includes('Wrong or already used code.'), 'no refusal shown for a replayed code');
     // A code of a later step logs in.
     while (stepNow() <= cfg.step) await sleep(500);
-    await page.fill('input[name=code]', hotp(secret, stepNow()));
+    const step = stepNow();
+    await page.fill('input[name=code]', hotp(secret, step));
     r = await submit('main button[type=submit]');
     expect(page.url().endsWith('/accounts'), `login went to ${page.url()}`);
     expect((await bodyText()).includes(cfg.owner), 'the account is not listed');
@@ -199,9 +200,107 @@ try {
     expect(certs.includes(cfg.name) && certs.includes('valid'), `certificates shown: ${certs}`);
     await shot('account');
 
-    // Suspend it (R15), within the fresh second-factor window: no code asked.
-    await page.selectOption('select[name=action]', 'suspend');
-    r = await submit('form[action$="/status"] button[type=submit]');
+    // Invite the account's holder: a one-time link, shown once.
+    await page.fill('form[action$="/invite"] input[name=name]', cfg.holder);
+    r = await submit('form[action$="/invite"] button[type=submit]');
+    expect(r.status() === 201, `inviting answered ${r.status()}: ${await bodyText()}`);
+    const link = (await page.innerText('#invitation')).trim();
+    expect(link.startsWith(cfg.url + '/invite/'), `invitation link ${link}`);
+    await goto('/approvals');
+    expect(await page.$('#no-approvals'), 'approvals are waiting before any request');
+    await submit('form.logout button[type=submit]');
+    console.log(JSON.stringify({ link, step }));
+  } else if (phase === 'holder') {
+    // The invitation: two different passwords first (refused), then the password.
+    await page.goto(cfg.link);
+    await page.fill('input[name=password]', cfg.password);
+    await page.fill('input[name=confirm]', cfg.password + '!');
+    let r = await submit('main button[type=submit]');
+    expect(r.status() === 400 && (await bodyText()).includes('differ'), 'different passwords were accepted');
+    await page.fill('input[name=password]', cfg.password);
+    await page.fill('input[name=confirm]', cfg.password);
+    await submit('main button[type=submit]');
+    expect(page.url().endsWith('/login'), `the invitation went to ${page.url()}`);
+    const again = await page.goto(cfg.link);
+    expect(again.status() === 404, 'an invitation link works twice');
+
+    // First login: password, then enrolment of the holder's own authenticator.
+    r = await loginPassword(cfg.password);
+    expect(page.url().endsWith('/enrol'), `the holder's first login went to ${page.url()}`);
+    const secret = base32Decode((await page.innerText('code.secret')).trim());
+    await page.fill('input[name=code]', hotp(secret, stepNow()));
+    await submit('main button[type=submit]');
+    await Promise.all([page.waitForNavigation(), page.click('main a.button')]);
+    expect(page.url().endsWith('/mine'), `the holder landed on ${page.url()}`);
+
+    // The holder's dashboard: the certificate certbot obtained, valid; search by name.
+    let certs = await page.innerText('#certificates');
+    expect(certs.includes(cfg.name) && certs.includes('valid'), `holder sees: ${certs}`);
+    await goto('/mine?q=nothing-like-this');
+    expect(!(await page.$('#certificates')), 'the search does not filter');
+    await goto('/mine');
+    await shot('holder');
+
+    // Another account's objects, by changing ids in URLs: not found, nothing changed.
+    const csrf = await page.getAttribute('input[name=csrf]', 'value');
+    const other = await context.request.post(cfg.url + '/mine/certs/00deadbeef/revoke', {
+      form: { csrf, reason: '1' }, maxRedirects: 0,
+    });
+    expect(other.status() === 404, `revoking a certificate not of this account answered ${other.status()}`);
+    const otherAcct = await context.request.post(cfg.url + '/mine/acme/not-mine/suspend', {
+      form: { csrf }, maxRedirects: 0,
+    });
+    expect(otherAcct.status() === 404, `suspending an ACME account not of this account answered ${otherAcct.status()}`);
+    const opPage = await context.request.get(cfg.url + `/accounts/${cfg.kid}`, { maxRedirects: 0 });
+    expect(opPage.status() === 403, `an operator page answered the holder ${opPage.status()}`);
+
+    // Ask for a name (R6); it waits for an operator, with the CAA lookup's result (R7).
+    await page.fill('form[action="/mine/names"] input[name=name]', cfg.requested);
+    await submit('form[action="/mine/names"] button[type=submit]');
+    const requests = await page.innerText('#requests');
+    expect(requests.includes(cfg.requested) && requests.includes('pending'), `requests: ${requests}`);
+
+    // A new MAC key (R9), shown once.
+    await submit('form[action="/mine/key"] button[type=submit]');
+    const mac = (await page.innerText('#mac-key')).trim();
+    expect(/^[A-Za-z0-9_-]{40,}$/.test(mac), `new key ${mac}`);
+    await goto('/mine');
+
+    // Revoke the certificate (keyCompromise), then suspend the ACME account (R13).
+    await page.selectOption('form.revoke select[name=reason]', '1');
+    await submit('form.revoke button[type=submit]');
+    certs = await page.innerText('#certificates');
+    expect(certs.includes('revoked'), `after revocation: ${certs}`);
+    await submit('form.suspend button[type=submit]');
+    const acme = await page.innerText('#acme');
+    expect(acme.includes('suspended'), `after suspension: ${acme}`);
+    await shot('holder-after');
+    expect(dialogs === 0, 'a script ran in the console');
+    console.log(JSON.stringify({ mac }));
+  } else if (phase === 'third') {
+    const secret = base32Decode(cfg.secret);
+    while (stepNow() <= cfg.step) await sleep(500);
+    await loginPassword(cfg.password);
+    await page.fill('input[name=code]', hotp(secret, stepNow()));
+    await submit('main button[type=submit]');
+    expect(page.url().endsWith('/accounts'), `login went to ${page.url()}`);
+
+    // The holder's request, with its CAA lookup, approved (R6, R7).
+    await goto('/approvals');
+    const waiting = await page.innerText('#approvals');
+    expect(waiting.includes(cfg.requested), `approvals: ${waiting}`);
+    expect(waiting.includes('issue "other-ca.example"') && waiting.includes('may not issue'),
+      `the CAA records and their meaning are not shown: ${waiting}`);
+    await shot('approvals');
+    await page.selectOption('form.decision select[name=decision]', 'approve');
+    await submit('form.decision button[type=submit]');
+    expect(await page.$('#no-approvals'), 'the approved request still waits');
+    await goto(`/accounts/${cfg.kid}`);
+    expect((await page.innerText('#names')).includes(cfg.requested), 'the approved name is not allowed');
+
+    // Suspend the account (R15), within the fresh second-factor window: no code asked.
+    await page.selectOption('form[action$="/status"] select[name=action]', 'suspend');
+    await submit('form[action$="/status"] button[type=submit]');
     expect((await page.innerText('#status')).trim() === 'suspended', 'the account is not suspended');
 
     // Log out, then in again with a recovery code; the same code a second time is refused.
@@ -214,7 +313,7 @@ try {
     await submit('form.logout button[type=submit]');
     await loginPassword(cfg.password);
     await page.fill('input[name=code]', cfg.recovery[0]);
-    r = await submit('main button[type=submit]');
+    const r = await submit('main button[type=submit]');
     expect(r.status() === 401, `a used recovery code answered ${r.status()}`);
     expect(dialogs === 0, 'a script ran in the console');
     expect(cspViolations.length === 0, `CSP violations: ${cspViolations.join('; ')}`);

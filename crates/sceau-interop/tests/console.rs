@@ -1,10 +1,15 @@
-//! The web console in a real browser (issue 15; agency guide R2, R4, R86): Debian's Chromium,
-//! driven by playwright-core (`console/console.mjs`), logs an operator in with a password and
-//! a TOTP code it computes itself, enrols the authenticator, creates an external account whose
-//! EAB credentials certbot then uses to get a real certificate, sees that certificate on the
-//! account's page, and suspends the account; the refusals (wrong password, wrong and replayed
-//! codes, a used recovery code, a form without its CSRF token, oversized fields, script in a
-//! field) change nothing and are audited.
+//! The web console in a real browser (issue 15; agency guide R2, R4, R6, R7, R9, R13, R86):
+//! Debian's Chromium, driven by playwright-core (`console/console.mjs`), logs an operator in
+//! with a password and a TOTP code it computes itself, enrols the authenticator, creates an
+//! external account whose EAB credentials certbot then uses to get a real certificate, sees
+//! that certificate on the account's page and invites its holder. The holder, in a browser of
+//! their own, sets a password through the invitation, enrols, finds the certificate on their
+//! dashboard, asks for a name, makes a new MAC key (the old one stops binding, the new one
+//! binds: certbot), revokes the certificate and suspends the ACME account; the operator
+//! approves the name (its CAA lookup shown) and suspends the external account, after which
+//! certbot is refused. The refusals (wrong password, wrong and replayed codes, a used recovery
+//! code, a form without its CSRF token, oversized fields, script in a field, a holder reaching
+//! for objects of other accounts) change nothing and are audited.
 //!
 //! Screenshots land in `$SCEAU_CONSOLE_SHOTS` when it is set (docs/img is made this way).
 
@@ -23,6 +28,8 @@ use serde_json::{Value, json};
 const NAME: &str = "www.console.test";
 const OWNER: &str = "Alice Martin <alice@example.org>";
 const PASSWORD: &str = "a long operator passphrase";
+const HOLDER_PASSWORD: &str = "the holder's own passphrase";
+const REQUESTED: &str = "api.console.test";
 
 struct Env {
     dns: KnotDns,
@@ -42,12 +49,18 @@ impl Env {
         let console_port = free_port();
         let http01_port = free_port();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        // CAA is checked for this CA's identity (RFC 8659), so the approval page can say what
+        // a name's CAA records mean for it.
+        let config = dir.path().join("sceau.toml");
+        std::fs::write(&config, "caa_identities = [\"sceau.test\"]\n").unwrap();
         let child = Command::new(sceau_server_binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--console-listen", &format!("127.0.0.1:{console_port}")])
+            .arg("--config")
+            .arg(&config)
             .args(["--revocation-listen", "127.0.0.1:0"])
             .args(["--dns-server", &dns.addr.to_string()])
             .args(["--http01-port", &http01_port.to_string()])
@@ -76,6 +89,8 @@ impl Env {
             std::thread::sleep(Duration::from_millis(20));
         }
         env.dns.set_a(NAME, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        // The name the holder asks for names another CA only (R7: the operator sees it).
+        env.dns.set_caa(REQUESTED, 0, "issue", "other-ca.example");
         env
     }
 
@@ -193,7 +208,7 @@ fn an_operator_runs_an_external_account_from_chromium() {
     // certificate for the account's name.
     let root = env.data().join("root.pem");
     let cb = env.dir.path().join("certbot");
-    let certbot = |d: &Path| {
+    let certbot = |d: &Path, mac: &str| {
         let mut c = sceau_interop::certbot("certonly", d, &root);
         c.args([
             "--server",
@@ -205,13 +220,13 @@ fn an_operator_runs_an_external_account_from_chromium() {
             "--http-01-port",
             &env.http01_port.to_string(),
         ])
-        .args(["--eab-kid", &kid, "--eab-hmac-key", &mac])
+        .args(["--eab-kid", &kid, "--eab-hmac-key", mac])
         .args(["-d", NAME]);
         c
     };
     run_ok(
         "certbot with the console's EAB credentials",
-        &mut certbot(&cb),
+        &mut certbot(&cb, &mac),
     );
     let live = cb.join("config/live").join(NAME);
     verify(
@@ -223,11 +238,69 @@ fn an_operator_runs_an_external_account_from_chromium() {
     .expect("openssl verify");
     assert_eq!(cert_info(&live.join("cert.pem")).dns_names, [NAME]);
 
-    browser(
+    let second = browser(
         "second",
         &json!({"url": url, "user": "alice", "password": PASSWORD, "owner": OWNER,
                 "kid": kid, "name": NAME, "secret": first["secret"], "step": first["step"],
-                "code": first["code"], "recovery": first["recovery"], "shots": shots}),
+                "code": first["code"], "holder": "hana", "shots": shots}),
+    );
+
+    // The holder, invited by the link the operator was shown, in a browser of their own.
+    let holder = browser(
+        "holder",
+        &json!({"url": url, "user": "hana", "password": HOLDER_PASSWORD, "kid": kid,
+                "link": second["link"], "name": NAME, "requested": REQUESTED, "shots": shots}),
+    );
+    let new_mac = holder["mac"].as_str().unwrap().to_owned();
+    assert_ne!(new_mac, mac);
+    // The holder's revocation went through the one revocation path (keyCompromise).
+    assert_eq!(
+        sqlite(&env, "SELECT revocation_reason FROM certificates"),
+        "1",
+        "the holder's revocation is not recorded"
+    );
+    let revoked_by = sqlite(
+        &env,
+        "SELECT json_extract(detail, '$.by') FROM audit WHERE event = 'certificate.revoked'",
+    );
+    assert_eq!(revoked_by, "console:hana");
+    assert_eq!(
+        sqlite(
+            &env,
+            "SELECT COUNT(*) FROM audit WHERE event = 'console.refused'"
+        ),
+        "2",
+        "the holder's two attempts on objects not theirs are audited"
+    );
+    // The old MAC key binds no new ACME account any more (R9); the new one does.
+    let cb_old = env.dir.path().join("certbot-old-key");
+    run(
+        "certbot with the MAC key from before the regeneration",
+        &mut certbot(&cb_old, &mac),
+        Duration::from_secs(180),
+    )
+    .expect_failure();
+    let cb_new = env.dir.path().join("certbot-new-key");
+    run_ok(
+        "certbot with the new MAC key",
+        &mut certbot(&cb_new, &new_mac),
+    );
+
+    browser(
+        "third",
+        &json!({"url": url, "user": "alice", "password": PASSWORD, "owner": OWNER,
+                "kid": kid, "secret": first["secret"], "step": second["step"],
+                "recovery": first["recovery"], "requested": REQUESTED, "shots": shots}),
+    );
+    assert_eq!(
+        sqlite(
+            &env,
+            &format!(
+                "SELECT COUNT(*) FROM external_account_names WHERE kid = '{kid}' AND name = '{REQUESTED}'"
+            )
+        ),
+        "1",
+        "the approved name is not on the account's list"
     );
 
     // The suspension made in the browser holds for ACME at once (R15): certbot's account is
@@ -241,7 +314,7 @@ fn an_operator_runs_an_external_account_from_chromium() {
     );
     let again = run(
         "certbot after the suspension",
-        certbot(&cb).arg("--force-renewal"),
+        certbot(&cb_new, &new_mac).arg("--force-renewal"),
         Duration::from_secs(180),
     );
     again.expect_failure();
@@ -275,10 +348,18 @@ fn an_operator_runs_an_external_account_from_chromium() {
     assert_eq!(
         sqlite(
             &env,
-            "SELECT COUNT(*) FROM audit WHERE event = 'console.login'"
+            "SELECT COUNT(*) FROM audit WHERE event = 'console.totp_enrolled'"
         ),
         "2",
-        "a TOTP login and a recovery-code login"
+        "the operator's and the holder's enrolments"
+    );
+    assert_eq!(
+        sqlite(
+            &env,
+            "SELECT COUNT(*) FROM audit WHERE event = 'console.login'"
+        ),
+        "3",
+        "the operator's two TOTP logins and one with a recovery code (enrolments are console.totp_enrolled)"
     );
     assert_eq!(
         sqlite(

@@ -151,9 +151,9 @@ pub fn run(args: ConsoleArgs) -> Result<(), String> {
 /// missing.
 pub fn console(
     config: &Config,
-    store: &Store,
-    limits: sceau_acme::limits::RateLimits,
+    acme: &Arc<sceau_acme::Acme>,
 ) -> Result<Arc<sceau_console::Console>, String> {
+    let store = &acme.store;
     let totp_key = WrapKey::load_or_create_named(&config.data_dir, sceau_console::TOTP_KEY_FILE)
         .map_err(|e| format!("console: {e}"))?;
     // Creating an external account seals its MAC key: the console needs the wrap key, which a
@@ -166,9 +166,8 @@ pub fn console(
         Registry::new(store.clone(), Arc::new(wrap))
     };
     Ok(sceau_console::Console::new(
-        store.clone(),
+        acme.clone(),
         registry,
-        Arc::new(sceau_acme::limits::Limiter::new(limits)),
         totp_key,
         sceau_console::Settings::default(),
     ))

@@ -444,15 +444,11 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let signer: Arc<dyn Signer> = ca.clone();
         let policy =
             crate::admin::server_policy(&config, eab, &store, &mut acme_config, &signer).await?;
+        let acme = Acme::new(acme_config, store, signer, validator, policy);
         let console = match config.console_listen {
-            Some(_) => Some(crate::console_cli::console(
-                &config,
-                &store,
-                acme_config.limits.clone(),
-            )?),
+            Some(_) => Some(crate::console_cli::console(&config, &acme)?),
             None => None,
         };
-        let acme = Acme::new(acme_config, store, signer, validator, policy);
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
         if challenges + orders > 0 {
             tracing::info!(

@@ -3,6 +3,7 @@
 //! token from before the login, reaching pages with half a login; and the operator commands'
 //! refusals. The browser flows are in sceau-interop's tests/console.rs.
 
+mod admin_support;
 mod support;
 
 use std::io::Write;
@@ -10,8 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use admin_support::{account_id, bound_client, create_aa};
 use sceau_testkit::free_port;
-use support::Server;
+use support::{Http01, Server, issue};
 
 const PASSWORD: &str = "operator passphrase 1";
 
@@ -117,6 +119,15 @@ impl Console {
             req = req.header("cookie", c);
         }
         Self::read(req.send().await.unwrap()).await
+    }
+
+    /// The first CSRF token in a page.
+    fn csrf_of(body: &str) -> String {
+        body.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a CSRF token in the page")
+            .to_owned()
     }
 
     /// A fresh login page: its session cookie and CSRF token.
@@ -348,4 +359,154 @@ async fn operator_commands_refuse_bad_input_and_change_nothing() {
                 .any(|w| w == PASSWORD.as_bytes())
         );
     }
+}
+
+/// Logs `user` in with its password and a TOTP code of `secret`; the session cookie.
+async fn log_in(console: &Console, user: &str, password: &str, secret: &[u8]) -> String {
+    let (cookie, csrf) = console.login_page().await;
+    let p = console
+        .post(
+            "/login",
+            Some(&cookie),
+            &[("csrf", &csrf), ("user", user), ("password", password)],
+        )
+        .await;
+    assert_eq!(p.location.as_deref(), Some("/login/code"), "{}", p.body);
+    let half = p.cookie.unwrap();
+    let page = console.get("/login/code", Some(&half)).await;
+    let code =
+        sceau_console::totp::code_at(secret, sceau_console::totp::step_at(sceau_store::now()));
+    let p = console
+        .post(
+            "/login/code",
+            Some(&half),
+            &[("csrf", &Console::csrf_of(&page.body)), ("code", &code)],
+        )
+        .await;
+    assert_eq!(p.location.as_deref(), Some("/"), "{}", p.body);
+    p.cookie.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_holder_reaches_only_their_own_external_account() {
+    let (server, console) = start();
+    let (kid_a, mac_a) = create_aa(&server, &["a.test"], &[]);
+    let (kid_b, mac_b) = create_aa(&server, &["b.test"], &[]);
+    server.add_host("a.test");
+    server.add_host("b.test");
+    let responder = Http01::start(server.http01_port).await;
+    let client_a = bound_client(&server, &kid_a, &mac_a).await;
+    let client_b = bound_client(&server, &kid_b, &mac_b).await;
+    issue(&client_a, &responder, &["a.test"]).await;
+    issue(&client_b, &responder, &["b.test"]).await;
+    let store = server.store().await;
+    let serial_of = |kid: String| {
+        let store = store.clone();
+        async move {
+            store.certificates_of_external(&kid).await.unwrap()[0]
+                .serial
+                .clone()
+        }
+    };
+    let serial_a = serial_of(kid_a.clone()).await;
+    let serial_b = serial_of(kid_b.clone()).await;
+
+    // The holder of A, enrolled (the browser test enrols through the pages).
+    let secret = sceau_console::totp::new_secret();
+    let key = sceau_admin::WrapKey::load_or_create_named(
+        &server.data_dir(),
+        sceau_console::TOTP_KEY_FILE,
+    )
+    .unwrap();
+    let holder = sceau_store::ConsoleUser {
+        name: "hana".into(),
+        role: "holder".into(),
+        kid: Some(kid_a.clone()),
+        password_hash: sceau_console::password::hash(PASSWORD),
+        totp_sealed: Some(sceau_wire::hex::encode(
+            &key.seal("console-totp:hana", &secret),
+        )),
+        totp_last_step: 0,
+        status: "active".into(),
+        created_at: sceau_store::now(),
+        created_by: "test".into(),
+    };
+    let audit = sceau_store::AuditEntry {
+        event: "test.fixture",
+        account_id: None,
+        client_ip: None,
+        detail: serde_json::json!({}),
+    };
+    store.insert_console_user(&holder, &audit).await.unwrap();
+    let cookie = log_in(&console, "hana", PASSWORD, &secret).await;
+
+    // Their dashboard shows A's certificate and nothing of B's, whatever the search.
+    let mine = console.get("/mine", Some(&cookie)).await;
+    assert_eq!(mine.status, 200);
+    assert!(mine.body.contains(&serial_a) && !mine.body.contains(&serial_b));
+    let search = console.get("/mine?q=b.test", Some(&cookie)).await;
+    assert!(!search.body.contains(&serial_b));
+    let csrf = Console::csrf_of(&mine.body);
+
+    // B's certificate and ACME account, named in the URL: not found, nothing changed, audited.
+    let p = console
+        .post(
+            &format!("/mine/certs/{serial_b}/revoke"),
+            Some(&cookie),
+            &[("csrf", &csrf), ("reason", "1")],
+        )
+        .await;
+    assert_eq!(p.status, 404, "{}", p.body);
+    assert!(
+        store
+            .cert_by_serial(&serial_b)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    let acme_b = account_id(&client_b);
+    let p = console
+        .post(
+            &format!("/mine/acme/{acme_b}/suspend"),
+            Some(&cookie),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 404, "{}", p.body);
+    assert_eq!(store.account_by_id(&acme_b).await.unwrap().status, "valid");
+    // Operator pages: refused, B's page included.
+    for path in [
+        format!("/accounts/{kid_b}"),
+        "/accounts".into(),
+        "/approvals".into(),
+        "/audit".into(),
+    ] {
+        assert_eq!(
+            console.get(&path, Some(&cookie)).await.status,
+            403,
+            "{path}"
+        );
+    }
+    let refused = store
+        .audit_log(&sceau_store::AuditFilter {
+            event_prefix: Some("console.refused".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 2);
+
+    // Their own certificate, the same way: revoked (the refusal above was not blanket).
+    let p = console
+        .post(
+            &format!("/mine/certs/{serial_a}/revoke"),
+            Some(&cookie),
+            &[("csrf", &csrf), ("reason", "1")],
+        )
+        .await;
+    assert_eq!(p.location.as_deref(), Some("/mine"), "{}", p.body);
+    let a = store.cert_by_serial(&serial_a).await.unwrap();
+    assert_eq!(a.revocation_reason, Some(1));
 }

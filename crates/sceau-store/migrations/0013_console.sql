@@ -35,3 +35,29 @@ CREATE TABLE console_sessions (
     mfa_at BIGINT
 );
 CREATE INDEX console_sessions_seen ON console_sessions (seen_at);
+-- An operator invites the holder of an external account: the invitation's token (its SHA-256
+-- here) sets the holder's first password, once, before it expires. Until then the user is
+-- 'invited' and cannot log in.
+CREATE TABLE console_invitations (
+    token_sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+-- A holder asks for a name; an operator approves or refuses it (agency guide R6). The CAA
+-- records found when it was asked are kept with it (R7), for the operator who decides.
+CREATE TABLE name_requests (
+    id TEXT PRIMARY KEY,
+    kid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    subdomains BIGINT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at BIGINT NOT NULL,
+    caa TEXT NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at BIGINT,
+    reason TEXT
+);
+CREATE INDEX name_requests_status ON name_requests (status, requested_at);
+CREATE INDEX name_requests_kid ON name_requests (kid, requested_at);

@@ -362,3 +362,235 @@ fn like_escape(text: &str) -> String {
     }
     out
 }
+
+/// A holder's request for a name (agency guide R6, R7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRequest {
+    pub id: String,
+    pub kid: String,
+    pub name: String,
+    pub subdomains: bool,
+    pub requested_by: String,
+    pub requested_at: i64,
+    /// What the CAA lookup found when the name was asked for.
+    pub caa: String,
+    /// `pending`, `approved` or `refused`.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+const REQUEST_COLS: &str = "id, kid, name, subdomains, requested_by, requested_at, caa, status, decided_by, decided_at, reason";
+
+impl NameRequest {
+    fn from_row(row: &Row) -> Result<Self> {
+        Ok(NameRequest {
+            id: get(row, "id")?,
+            kid: get(row, "kid")?,
+            name: get(row, "name")?,
+            subdomains: get::<i64>(row, "subdomains")? != 0,
+            requested_by: get(row, "requested_by")?,
+            requested_at: get(row, "requested_at")?,
+            caa: get(row, "caa")?,
+            status: get(row, "status")?,
+            decided_by: get(row, "decided_by")?,
+            decided_at: get(row, "decided_at")?,
+            reason: get(row, "reason")?,
+        })
+    }
+}
+
+impl Store {
+    /// Creates an invited holder (no password yet) and the invitation that sets it.
+    pub async fn insert_invitation(
+        &self,
+        user: &ConsoleUser,
+        token_sha256: &str,
+        expires_at: i64,
+        audit: &AuditEntry<'_>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let exists = query("SELECT COUNT(*) AS n FROM console_users WHERE name = $1")
+            .bind(&user.name)
+            .fetch_one(&mut tx)
+            .await?;
+        if get::<i64>(&exists, "n")? > 0 {
+            return Err(StoreError::Conflict(format!(
+                "a console user named {:?} exists already",
+                user.name
+            )));
+        }
+        query(format!(
+            "INSERT INTO console_users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&user.name)
+        .bind(&user.role)
+        .bind(&user.kid)
+        .bind(&user.password_hash)
+        .bind(&user.totp_sealed)
+        .bind(user.totp_last_step)
+        .bind(&user.status)
+        .bind(user.created_at)
+        .bind(&user.created_by)
+        .execute(&mut tx)
+        .await?;
+        query("INSERT INTO console_invitations (token_sha256, name, expires_at, used_at) VALUES ($1, $2, $3, NULL)")
+            .bind(token_sha256)
+            .bind(&user.name)
+            .bind(expires_at)
+            .execute(&mut tx)
+            .await?;
+        audit_query(audit).execute(&mut tx).await?;
+        tx.commit().await?;
+        audit.log();
+        Ok(())
+    }
+
+    /// The user an unused, unexpired invitation is for.
+    pub async fn invitation_user(&self, token_sha256: &str) -> Result<Option<String>> {
+        let row = query("SELECT name FROM console_invitations WHERE token_sha256 = $1 AND used_at IS NULL AND expires_at > $2")
+            .bind(token_sha256)
+            .bind(now())
+            .fetch_optional(&self.db)
+            .await?;
+        row.as_ref().map(|r| get(r, "name")).transpose()
+    }
+
+    /// Uses the invitation (once: compare-and-swap) to set its user's first password and make
+    /// the user active. Returns the user's name.
+    pub async fn accept_invitation(
+        &self,
+        token_sha256: &str,
+        password_hash: &str,
+        ip: &str,
+    ) -> Result<String> {
+        let t = now();
+        let mut tx = self.db.begin().await?;
+        let row = query("SELECT name FROM console_invitations WHERE token_sha256 = $1 AND used_at IS NULL AND expires_at > $2")
+            .bind(token_sha256)
+            .bind(t)
+            .fetch_optional(&mut tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let name: String = get(&row, "name")?;
+        let used = query("UPDATE console_invitations SET used_at = $1 WHERE token_sha256 = $2 AND used_at IS NULL")
+            .bind(t)
+            .bind(token_sha256)
+            .execute(&mut tx)
+            .await?;
+        let set = query("UPDATE console_users SET password_hash = $1, status = 'active' WHERE name = $2 AND status = 'invited'")
+            .bind(password_hash)
+            .bind(&name)
+            .execute(&mut tx)
+            .await?;
+        if used.rows_affected() != 1 || set.rows_affected() != 1 {
+            return Err(StoreError::Conflict(
+                "the invitation was used already".into(),
+            ));
+        }
+        let audit = AuditEntry {
+            event: "console.invitation_accepted",
+            account_id: None,
+            client_ip: Some(ip),
+            detail: serde_json::json!({"user": name}),
+        };
+        audit_query(&audit).execute(&mut tx).await?;
+        tx.commit().await?;
+        audit.log();
+        Ok(name)
+    }
+
+    /// The holders of an external account.
+    pub async fn holders_of(&self, kid: &str) -> Result<Vec<ConsoleUser>> {
+        let rows = query(format!(
+            "SELECT {USER_COLS} FROM console_users WHERE kid = $1 ORDER BY name"
+        ))
+        .bind(kid)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(ConsoleUser::from_row).collect()
+    }
+
+    pub async fn insert_name_request(&self, r: &NameRequest, audit: &AuditEntry<'_>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        query(format!(
+            "INSERT INTO name_requests ({REQUEST_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        ))
+        .bind(&r.id)
+        .bind(&r.kid)
+        .bind(&r.name)
+        .bind(i64::from(r.subdomains))
+        .bind(&r.requested_by)
+        .bind(r.requested_at)
+        .bind(&r.caa)
+        .bind(&r.status)
+        .bind(&r.decided_by)
+        .bind(r.decided_at)
+        .bind(&r.reason)
+        .execute(&mut tx)
+        .await?;
+        audit_query(audit).execute(&mut tx).await?;
+        tx.commit().await?;
+        audit.log();
+        Ok(())
+    }
+
+    /// Name requests, newest first: of one external account, or every pending one.
+    pub async fn name_requests(&self, kid: Option<&str>) -> Result<Vec<NameRequest>> {
+        let rows = match kid {
+            Some(kid) => query(format!(
+                "SELECT {REQUEST_COLS} FROM name_requests WHERE kid = $1 ORDER BY requested_at DESC, id"
+            ))
+            .bind(kid),
+            None => query(format!(
+                "SELECT {REQUEST_COLS} FROM name_requests WHERE status = 'pending' ORDER BY requested_at, id"
+            )),
+        }
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(NameRequest::from_row).collect()
+    }
+
+    pub async fn name_request(&self, id: &str) -> Result<NameRequest> {
+        let row = query(format!(
+            "SELECT {REQUEST_COLS} FROM name_requests WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        NameRequest::from_row(&row)
+    }
+
+    /// Decides a pending request (compare-and-swap from `pending`): false if it was decided
+    /// already.
+    pub async fn decide_name_request(
+        &self,
+        id: &str,
+        status: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let done = query("UPDATE name_requests SET status = $1, decided_by = $2, decided_at = $3, reason = $4 WHERE id = $5 AND status = 'pending'")
+            .bind(status)
+            .bind(by)
+            .bind(now())
+            .bind(reason)
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+impl Store {
+    /// Puts an approved request back to pending (its name could not be added).
+    pub async fn reopen_name_request(&self, id: &str) -> Result<()> {
+        query("UPDATE name_requests SET status = 'pending', decided_by = NULL, decided_at = NULL WHERE id = $1 AND status = 'approved'")
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+}

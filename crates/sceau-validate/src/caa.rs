@@ -183,6 +183,85 @@ fn params_allow(
     Ok(())
 }
 
+/// What an operator is shown when a name is asked for (agency guide R7): the relevant CAA
+/// record set (RFC 8659 §3: the closest one up the tree) and what it means for this CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaaReport {
+    /// Where the set was found; `None`: no CAA record up to the root.
+    pub at: Option<String>,
+    /// The records, as zone-file text (`0 issue "ca.example"`).
+    pub records: Vec<String>,
+    /// One line: whether this CA may issue for the name (http-01, any account), and why.
+    pub verdict: String,
+}
+
+pub(crate) async fn report(dns: &Dns, identities: &[String], id: &Identifier) -> CaaReport {
+    let domain = match ident::domain(id) {
+        Ok(d) => d,
+        Err(e) => {
+            return CaaReport {
+                at: None,
+                records: Vec::new(),
+                verdict: e.detail,
+            };
+        }
+    };
+    let (wildcard, base) = match domain.strip_prefix("*.") {
+        Some(base) => (true, base.to_owned()),
+        None => (false, domain.clone()),
+    };
+    let mut name = base.as_str();
+    loop {
+        let set = match dns.caa(name).await {
+            Ok(set) => set,
+            Err(e) => {
+                return CaaReport {
+                    at: Some(name.to_owned()),
+                    records: Vec::new(),
+                    verdict: format!("the CAA lookup failed: {}", e.detail),
+                };
+            }
+        };
+        if !set.is_empty() {
+            let props: Vec<CaaProperty> = set.iter().map(CaaProperty::from).collect();
+            let records = props
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {} \"{}\"",
+                        u8::from(p.critical) * 128,
+                        p.tag,
+                        String::from_utf8_lossy(&p.value)
+                    )
+                })
+                .collect();
+            let verdict = if identities.is_empty() {
+                "CAA is not enforced by this server (no caa_identities configured)".to_owned()
+            } else {
+                match decide(&props, identities, wildcard, "", "http-01") {
+                    Ok(()) => "this CA may issue for the name".to_owned(),
+                    Err(why) => format!("this CA may not issue for the name: {why}"),
+                }
+            };
+            return CaaReport {
+                at: Some(name.to_owned()),
+                records,
+                verdict,
+            };
+        }
+        match name.split_once('.') {
+            Some((_, parent)) if !parent.is_empty() => name = parent,
+            _ => {
+                return CaaReport {
+                    at: None,
+                    records: Vec::new(),
+                    verdict: "no CAA record: any CA may issue (RFC 8659 §3)".to_owned(),
+                };
+            }
+        }
+    }
+}
+
 pub(crate) async fn check(
     dns: &Dns,
     identities: &[String],

@@ -24,7 +24,7 @@
 //!   signature is still checked, so the peer holds the certificate's key.
 
 mod addrs;
-mod caa;
+pub mod caa;
 mod dns;
 mod dns01;
 mod error;
@@ -174,6 +174,25 @@ impl Validator {
     /// RFC 8659 with RFC 8657: may we issue for `id`, requested by `account_uri`, validated with
     /// `method` (e.g. `http-01`)? IP identifiers and an empty `caa_identities` always pass.
     /// Policy refusals are `caa`; failed lookups (SERVFAIL, timeout) are `dns` and refuse too.
+    /// The CAA records relevant to `id` and what they mean for this CA (agency guide R7),
+    /// for a person to read; issuance itself uses [`Validator::caa`].
+    pub async fn caa_report(&self, id: &Identifier) -> caa::CaaReport {
+        let inner = &self.inner;
+        match tokio::time::timeout(
+            inner.cfg.timeout,
+            caa::report(&inner.dns, &inner.cfg.caa_identities, id),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => caa::CaaReport {
+                at: None,
+                records: Vec::new(),
+                verdict: format!("the CAA lookup timed out after {:?}", inner.cfg.timeout),
+            },
+        }
+    }
+
     pub async fn caa(
         &self,
         id: &Identifier,
