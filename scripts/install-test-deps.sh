@@ -30,6 +30,8 @@ packages=(
   # the web console's browser tests (crates/sceau-interop/console): Debian's Chromium, driven
   # by playwright-core from npm on Node.js; promtool (prometheus) checks /metrics
   chromium prometheus
+  # the SMTP server that receives the scheduled reports (tests/reports.rs), with STARTTLS
+  python3-aiosmtpd
 )
 # Node.js with npm usually comes with the machine (NodeSource's nodejs bundles npm, and Debian's
 # npm package would conflict with it); Debian's are the fallback.

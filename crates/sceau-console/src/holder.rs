@@ -121,6 +121,10 @@ pub async fn mine(
         (Ok(a), Ok(b), Ok(r)) => (a, b, r),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return internal(&c, e),
     };
+    let figures = match crate::dashboard::figures(&c, Some(&kid)).await {
+        Ok(f) => f,
+        Err(e) => return internal(&c, e),
+    };
     let t = now();
     let all: Vec<CertLine> = certs
         .iter()
@@ -192,6 +196,8 @@ pub async fn mine(
             },
             acme => acme, certs => shown, counts => counts, total => all.len(),
             requests => requests, q => f.q, state => f.state,
+            chart => figures.chart, days => figures.days, issued => figures.issued,
+            failed => figures.failed, expiring => figures.expiring, span => crate::dashboard::DAYS,
         },
     )
 }
@@ -420,4 +426,44 @@ pub async fn revoke(
         ),
         Err(e) => internal(&c, e),
     }
+}
+
+/// R50: the holder's own live dashboard (reloads itself every 30 seconds).
+pub async fn dashboard(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let (s, user, kid) = match holder(&c, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (aa, f) = match (
+        c.registry.get(&kid).await,
+        crate::dashboard::figures(&c, Some(&kid)).await,
+    ) {
+        (Ok(a), Ok(f)) => (a, f),
+        (Err(e), _) => return admin_refused(&c, e),
+        (_, Err(e)) => return internal(&c, e),
+    };
+    c.page(
+        StatusCode::OK,
+        "mydash.html",
+        context! {
+            csrf => s.csrf, user => user.name, role => "holder", owner => aa.owner,
+            chart => f.chart, days => f.days, issued => f.issued, failed => f.failed,
+            expiring => f.expiring, span => crate::dashboard::DAYS,
+        },
+    )
+}
+
+/// R49: the holder's own report, as CSV or HTML.
+pub async fn report(
+    State(c): State<Arc<Console>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+    Query(q): Query<crate::reports::ReportQuery>,
+) -> Response {
+    let (_, user, kid) = match holder(&c, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let ip = ip(peer);
+    crate::reports::answer(&c, &kid, &q, &actor(&user, &ip)).await
 }

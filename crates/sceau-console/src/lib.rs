@@ -20,10 +20,14 @@
 
 pub mod approvals;
 pub mod auth;
+pub mod charts;
+pub mod dashboard;
 pub mod holder;
 pub mod invitations;
+pub mod mail;
 pub mod operator;
 pub mod password;
+pub mod reports;
 pub mod session;
 pub mod totp;
 
@@ -109,6 +113,13 @@ const TEMPLATES: &[(&str, &str)] = &[
         "approvals.html",
         include_str!("../templates/approvals.html"),
     ),
+    (
+        "dashboard.html",
+        include_str!("../templates/dashboard.html"),
+    ),
+    ("figures.html", include_str!("../templates/figures.html")),
+    ("mydash.html", include_str!("../templates/mydash.html")),
+    ("report.html", include_str!("../templates/report.html")),
 ];
 
 const CSS: &str = include_str!("../static/console.css");
@@ -159,6 +170,11 @@ impl Console {
                 (StatusCode::INTERNAL_SERVER_ERROR, "console page error\n").into_response()
             }
         }
+    }
+
+    /// Renders `name` with `ctx` to text (a report for a mail).
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        self.templates.get_template(name)?.render(ctx)
     }
 
     /// A page with one message (an error, a refusal), and a link onwards.
@@ -220,6 +236,9 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/accounts/{kid}/status", post(operator::account_status))
         .route("/accounts/{kid}/names", post(operator::account_names))
         .route("/audit", get(operator::audit))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/accounts/{kid}/report", get(reports::operator_report))
+        .route("/mine/report", get(holder::report))
         .route("/accounts/{kid}/invite", post(invitations::invite))
         .route("/approvals", get(approvals::approvals))
         .route("/approvals/{id}", post(approvals::decide))
@@ -228,6 +247,7 @@ pub fn router(console: Arc<Console>) -> Router {
             get(invitations::invitation_form).post(invitations::accept_invitation),
         )
         .route("/mine", get(holder::mine))
+        .route("/mine/dashboard", get(holder::dashboard))
         .route("/mine/names", post(holder::request_name))
         .route("/mine/key", post(holder::regenerate_key))
         .route("/mine/acme/{id}/suspend", post(holder::suspend_acme))

@@ -254,6 +254,17 @@ try {
     const opPage = await context.request.get(cfg.url + `/accounts/${cfg.kid}`, { maxRedirects: 0 });
     expect(opPage.status() === 403, `an operator page answered the holder ${opPage.status()}`);
 
+    // The dashboard (R50) counts the certificate; the report (R49) lists it, as CSV.
+    await goto('/mine/dashboard');
+    expect((await page.innerText('#totals')).startsWith('1 certificates issued'), `dashboard: ${await page.innerText('#totals')}`);
+    expect((await page.getAttribute('img.chart', 'src')).startsWith('data:image/svg+xml;base64,'), 'no chart');
+    await shot('holder-dashboard');
+    const csv = await context.request.get(cfg.url + '/mine/report?days=7&format=csv');
+    expect(csv.status() === 200 && csv.headers()['content-type'].startsWith('text/csv'), `CSV report: ${csv.status()}`);
+    const csvText = await csv.text();
+    expect(csvText.split('\r\n').some((l) => l.startsWith('issued,') && l.includes(cfg.name)), `CSV report: ${csvText}`);
+    await goto('/mine');
+
     // Ask for a name (R6); it waits for an operator, with the CAA lookup's result (R7).
     await page.fill('form[action="/mine/names"] input[name=name]', cfg.requested);
     await submit('form[action="/mine/names"] button[type=submit]');
@@ -284,6 +295,15 @@ try {
     await page.fill('input[name=code]', hotp(secret, stepNow()));
     await submit('main button[type=submit]');
     expect(page.url().endsWith('/accounts'), `login went to ${page.url()}`);
+
+    // The overall dashboard: the two certificates certbot obtained, the failures.
+    await goto('/dashboard');
+    const totals = await page.innerText('#totals');
+    expect(totals.startsWith('2 certificates issued'), `dashboard: ${totals}`);
+    await shot('dashboard');
+    const html = await context.request.get(cfg.url + `/accounts/${cfg.kid}/report?days=7&format=html`);
+    const htmlText = await html.text();
+    expect(html.status() === 200 && htmlText.includes('2 issued, 1 revoked'), `HTML report: ${htmlText.slice(0, 400)}`);
 
     // The holder's request, with its CAA lookup, approved (R6, R7).
     await goto('/approvals');

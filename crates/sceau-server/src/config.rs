@@ -122,6 +122,10 @@ pub struct Config {
 
     /// Registration-authority mode: an upstream CA signs (TOML only, `[ra]`; see docs/ra.md).
     pub ra: Option<sceau_ra::RaConfig>,
+
+    /// Scheduled reports to each external account's owner by e-mail (TOML only, `[reports]`;
+    /// see docs/console.md).
+    pub reports: Option<sceau_console::mail::ReportsConfig>,
 }
 
 impl Default for Config {
@@ -194,6 +198,7 @@ impl Default for Config {
             console_listen: None,
             metrics_listen: None,
             ra: None,
+            reports: None,
         }
     }
 }

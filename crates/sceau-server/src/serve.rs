@@ -280,6 +280,15 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     // Checked before anything is written, like the settings above.
     let address_policy = validation_targets(&config)?;
     let limits = rate_limits(&config)?;
+    // Scheduled reports: the SMTP settings and secrets are read now; a bad one stops here.
+    let mailer = match &config.reports {
+        Some(r) => Some((
+            Arc::new(r.load()?),
+            r.period_secs()?,
+            Duration::from_secs(r.check_every_secs.unwrap_or(3600).max(1)),
+        )),
+        None => None,
+    };
     let database_url = config.database_url()?;
     if config.signer_socket.is_some() && config.signer_uid.is_none() {
         return Err("--signer-socket needs --signer-uid: the uid the signer runs as, which the front end checks before it sends a request".into());
@@ -445,9 +454,9 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let policy =
             crate::admin::server_policy(&config, eab, &store, &mut acme_config, &signer).await?;
         let acme = Acme::new(acme_config, store, signer, validator, policy);
-        let console = match config.console_listen {
-            Some(_) => Some(crate::console_cli::console(&config, &acme)?),
-            None => None,
+        let console = match (config.console_listen, &config.reports) {
+            (None, None) => None,
+            _ => Some(crate::console_cli::console(&config, &acme)?),
         };
         let (challenges, orders) = acme.recover().await.map_err(|e| format!("recovery: {e}"))?;
         if challenges + orders > 0 {
@@ -464,6 +473,27 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme.start_nonce_upkeep(&scheduler);
         acme.start_validation_sweeper(&scheduler);
         sceau_acme::ocsp::job::start(&acme, &scheduler);
+        if let (Some(reports), Some(console)) = (&mailer, &console) {
+            let (mailer, period, every) = reports.clone();
+            let console = console.clone();
+            scheduler.every(
+                "reports",
+                every,
+                Duration::from_secs(5),
+                Scope::OneInstance,
+                move || {
+                    let (console, mailer) = (console.clone(), mailer.clone());
+                    async move {
+                        let sent = sceau_console::mail::send_due_reports(&console, &mailer, period)
+                            .await?;
+                        if sent > 0 {
+                            tracing::info!(sent, "scheduled reports sent");
+                        }
+                        Ok(())
+                    }
+                },
+            );
+        }
         {
             let (ca, names, cert) = (ca.clone(), tls_names.clone(), tls_cert.clone());
             let files = tls_files.clone();

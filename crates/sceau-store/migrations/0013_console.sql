@@ -61,3 +61,8 @@ CREATE TABLE name_requests (
 );
 CREATE INDEX name_requests_status ON name_requests (status, requested_at);
 CREATE INDEX name_requests_kid ON name_requests (kid, requested_at);
+-- When each external account's scheduled report (R49) was last accepted by the mail server.
+CREATE TABLE report_sends (
+    kid TEXT PRIMARY KEY,
+    sent_at BIGINT NOT NULL
+);

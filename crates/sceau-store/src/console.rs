@@ -594,3 +594,104 @@ impl Store {
         Ok(())
     }
 }
+
+/// Seconds of a day: the dashboard counts per UTC day.
+const DAY: i64 = 86400;
+
+impl Store {
+    /// Certificates issued per UTC day (day number since the epoch, count) since `since`, for
+    /// one external account or all.
+    pub async fn issued_per_day(&self, kid: Option<&str>, since: i64) -> Result<Vec<(i64, i64)>> {
+        let rows = query(
+            "SELECT c.created_at / 86400 AS day, COUNT(*) AS n FROM certificates c JOIN accounts a ON a.id = c.account_id
+             WHERE c.created_at >= $1 AND ($2 IS NULL OR a.eab_kid = $2) GROUP BY c.created_at / 86400 ORDER BY day",
+        )
+        .bind(since)
+        .bind(kid)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "day")?, get(r, "n")?)))
+            .collect()
+    }
+
+    /// Failures per UTC day since `since` (failed validations, refused issuances, policy
+    /// refusals), for one external account or all.
+    pub async fn failures_per_day(&self, kid: Option<&str>, since: i64) -> Result<Vec<(i64, i64)>> {
+        let rows = query(
+            "SELECT at / 86400 AS day, COUNT(*) AS n FROM audit
+             WHERE at >= $1 AND event IN ('validation.failed', 'certificate.refused', 'policy.refused')
+               AND ($2 IS NULL OR account_id IN (SELECT id FROM accounts WHERE eab_kid = $2))
+             GROUP BY at / 86400 ORDER BY day",
+        )
+        .bind(since)
+        .bind(kid)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "day")?, get(r, "n")?)))
+            .collect()
+    }
+
+    /// Certificates not revoked whose validity ends between `from` and `until`, soonest first,
+    /// with the key id of their external account.
+    pub async fn expiring_certificates(
+        &self,
+        kid: Option<&str>,
+        from: i64,
+        until: i64,
+    ) -> Result<Vec<(crate::CertRecord, Option<String>)>> {
+        let cols: Vec<String> = Self::CERT_COLS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect();
+        let rows = query(format!(
+            "SELECT {}, a.eab_kid FROM certificates c JOIN accounts a ON a.id = c.account_id
+             WHERE c.revoked_at IS NULL AND c.not_after > $1 AND c.not_after <= $2 AND ($3 IS NULL OR a.eab_kid = $3)
+             ORDER BY c.not_after LIMIT 200",
+            cols.join(", ")
+        ))
+        .bind(from)
+        .bind(until)
+        .bind(kid)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((crate::CertRecord::from_row(r)?, get(r, "eab_kid")?)))
+            .collect()
+    }
+}
+
+/// The day number of Unix time `t` (what the per-day counts are keyed by).
+pub fn day_of(t: i64) -> i64 {
+    t.div_euclid(DAY)
+}
+
+impl Store {
+    /// When the account's scheduled report was last sent.
+    pub async fn report_sent_at(&self, kid: &str) -> Result<Option<i64>> {
+        let row = query("SELECT sent_at FROM report_sends WHERE kid = $1")
+            .bind(kid)
+            .fetch_optional(&self.db)
+            .await?;
+        row.as_ref().map(|r| get(r, "sent_at")).transpose()
+    }
+
+    /// Records that the account's report was sent at `at`, with its audit row.
+    pub async fn set_report_sent(&self, kid: &str, at: i64, audit: &AuditEntry<'_>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        query("DELETE FROM report_sends WHERE kid = $1")
+            .bind(kid)
+            .execute(&mut tx)
+            .await?;
+        query("INSERT INTO report_sends (kid, sent_at) VALUES ($1, $2)")
+            .bind(kid)
+            .bind(at)
+            .execute(&mut tx)
+            .await?;
+        audit_query(audit).execute(&mut tx).await?;
+        tx.commit().await?;
+        audit.log();
+        Ok(())
+    }
+}
