@@ -27,6 +27,7 @@ pub mod invitations;
 pub mod mail;
 pub mod operator;
 pub mod password;
+pub mod procedures;
 pub mod reports;
 pub mod session;
 pub mod totp;
@@ -120,6 +121,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("figures.html", include_str!("../templates/figures.html")),
     ("mydash.html", include_str!("../templates/mydash.html")),
     ("report.html", include_str!("../templates/report.html")),
+    (
+        "procedures.html",
+        include_str!("../templates/procedures.html"),
+    ),
+    (
+        "procedure.html",
+        include_str!("../templates/procedure.html"),
+    ),
+    (
+        "procedure_done.html",
+        include_str!("../templates/procedure_done.html"),
+    ),
 ];
 
 const CSS: &str = include_str!("../static/console.css");
@@ -237,6 +250,9 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/accounts/{kid}/names", post(operator::account_names))
         .route("/audit", get(operator::audit))
         .route("/dashboard", get(dashboard::dashboard))
+        .route("/procedures", get(procedures::index))
+        .route("/procedures/review", post(procedures::review))
+        .route("/procedures/run", post(procedures::run))
         .route("/accounts/{kid}/report", get(reports::operator_report))
         .route("/mine/report", get(holder::report))
         .route("/accounts/{kid}/invite", post(invitations::invite))

@@ -291,7 +291,7 @@ try {
   } else if (phase === 'third') {
     const secret = base32Decode(cfg.secret);
     while (stepNow() <= cfg.step) await sleep(500);
-    await loginPassword(cfg.password);
+    let r = await loginPassword(cfg.password);
     await page.fill('input[name=code]', hotp(secret, stepNow()));
     await submit('main button[type=submit]');
     expect(page.url().endsWith('/accounts'), `login went to ${page.url()}`);
@@ -323,6 +323,25 @@ try {
     await submit('form[action$="/status"] button[type=submit]');
     expect((await page.innerText('#status')).trim() === 'suspended', 'the account is not suspended');
 
+    // Annex A.2 as guided steps: the plan first (nothing changed), a run without the
+    // confirmation refused, then the run: the remaining valid certificate is revoked.
+    await goto('/procedures');
+    await page.selectOption('#a2 select[name=target]', cfg.kid);
+    await submit('#a2 button[type=submit]');
+    const steps = await page.innerText('#steps');
+    expect(steps.includes('revoke 1 valid certificate(s)') && steps.includes('1 revoked already'), `plan: ${steps}`);
+    await shot('procedure');
+    const csrf = await page.getAttribute('input[name=csrf]', 'value');
+    const unconfirmed = await context.request.post(cfg.url + '/procedures/run', {
+      form: { csrf, procedure: 'external', target: cfg.kid, since: '', reason: 'keyCompromise' },
+      maxRedirects: 0,
+    });
+    expect(unconfirmed.status() === 400, `a run without confirmation answered ${unconfirmed.status()}`);
+    await page.check('input[name=confirm]');
+    r = await submit('main button[type=submit]');
+    const outcome = await page.innerText('#outcome');
+    expect(r.status() === 200 && outcome.includes('1 certificate(s) revoked (keyCompromise)'), `outcome: ${outcome}`);
+
     // Log out, then in again with a recovery code; the same code a second time is refused.
     await submit('form.logout button[type=submit]');
     expect(page.url().endsWith('/login'), `logout went to ${page.url()}`);
@@ -333,7 +352,7 @@ try {
     await submit('form.logout button[type=submit]');
     await loginPassword(cfg.password);
     await page.fill('input[name=code]', cfg.recovery[0]);
-    const r = await submit('main button[type=submit]');
+    r = await submit('main button[type=submit]');
     expect(r.status() === 401, `a used recovery code answered ${r.status()}`);
     expect(dialogs === 0, 'a script ran in the console');
     expect(cspViolations.length === 0, `CSP violations: ${cspViolations.join('; ')}`);

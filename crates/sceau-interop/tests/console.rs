@@ -303,6 +303,22 @@ fn an_operator_runs_an_external_account_from_chromium() {
         "the approved name is not on the account's list"
     );
 
+    // Annex A.2 in the browser revoked the remaining certificate, with its procedure recorded.
+    assert_eq!(
+        sqlite(
+            &env,
+            "SELECT COUNT(*) FROM certificates WHERE revoked_at IS NULL"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sqlite(
+            &env,
+            "SELECT COUNT(*) FROM audit WHERE event = 'certificate.revoked' AND json_extract(detail, '$.procedure') = 'external_account'"
+        ),
+        "1"
+    );
+
     // The suspension made in the browser holds for ACME at once (R15): certbot's account is
     // refused a new certificate.
     assert_eq!(
