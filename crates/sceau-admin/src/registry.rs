@@ -48,6 +48,8 @@ pub struct Registry {
     /// `None` in a front end whose signer holds the MAC keys (split deployment): it can read
     /// and change external accounts but neither seal nor open a key.
     wrap: Option<Arc<WrapKey>>,
+    /// R9: a MAC key older than this (seconds) binds no new ACME account; `None`: no limit.
+    max_key_age: Option<i64>,
 }
 
 fn mac_key() -> Vec<u8> {
@@ -128,12 +130,17 @@ impl Registry {
         Registry {
             store,
             wrap: Some(wrap),
+            max_key_age: None,
         }
     }
 
     /// A registry that holds no wrap key (see [`Registry`]'s `wrap`).
     pub fn without_wrap_key(store: Store) -> Self {
-        Registry { store, wrap: None }
+        Registry {
+            store,
+            wrap: None,
+            max_key_age: None,
+        }
     }
 
     fn wrap(&self) -> Result<&WrapKey, AdminError> {
@@ -142,6 +149,13 @@ impl Registry {
                 "this process holds no wrap key: MAC keys are the signer's (run admin with the signer's data directory)".into(),
             )
         })
+    }
+
+    /// R9: refuse new bindings with a MAC key older than `secs` (`None`: no limit); the
+    /// holder or an operator regenerates the key.
+    pub fn with_max_key_age(mut self, secs: Option<i64>) -> Self {
+        self.max_key_age = secs.filter(|s| *s > 0);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -496,6 +510,15 @@ impl Registry {
         }
         if aa.not_after <= now() {
             return Ok(Err("expired".into()));
+        }
+        if let Some(max) = self.max_key_age
+            && now() - aa.key_updated_at > max
+        {
+            return Ok(Err(format!(
+                "MAC key {} days old, over the limit of {} days (R9): regenerate it",
+                (now() - aa.key_updated_at) / 86400,
+                max / 86400
+            )));
         }
         Ok(Ok(self.wrap()?.open(kid, &aa.mac_key_sealed)?))
     }

@@ -192,6 +192,7 @@ pub async fn mine(
                 kid => aa.kid, owner => aa.owner, status => aa.status,
                 not_after => aa.not_after, key_updated_at => aa.key_updated_at,
                 key_age_days => (t - aa.key_updated_at) / 86400,
+                key_due => c.settings.max_key_age.map(|m| aa.key_updated_at + m),
                 names => aa.names.iter().map(|n| context! { name => n.name, subdomains => n.subdomains }).collect::<Vec<_>>(),
             },
             acme => acme, certs => shown, counts => counts, total => all.len(),

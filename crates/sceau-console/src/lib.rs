@@ -64,6 +64,8 @@ pub struct Settings {
     pub absolute_timeout: Duration,
     /// A second factor given this recently covers a change without asking again.
     pub fresh_mfa: Duration,
+    /// R9: the server's limit on a MAC key's age (seconds), shown to holders.
+    pub max_key_age: Option<i64>,
 }
 
 impl Default for Settings {
@@ -73,6 +75,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(30 * 60),
             absolute_timeout: Duration::from_secs(12 * 3600),
             fresh_mfa: Duration::from_secs(5 * 60),
+            max_key_age: None,
         }
     }
 }

@@ -194,7 +194,8 @@ pub async fn server_policy(
         )));
     }
     let wrap = WrapKey::load_or_create(&config.data_dir).map_err(|e| e.to_string())?;
-    let registry = Registry::new(store.clone(), Arc::new(wrap));
+    let registry =
+        Registry::new(store.clone(), Arc::new(wrap)).with_max_key_age(config.max_key_age_secs());
     Ok(Arc::new(AdminPolicy::new(registry, eab)))
 }
 

@@ -113,6 +113,8 @@ pub struct Config {
     pub limit_eab_failures_per_key: String,
     pub limit_nonces_per_address: String,
     pub limit_console_failures_per_user: String,
+    /// R9: days after which a MAC key binds no new ACME account (0: no limit).
+    pub eab_max_key_age_days: u64,
     pub limit_console_failures_per_address: String,
 
     /// The operators' /metrics listener (plain HTTP); none by default.
@@ -194,6 +196,7 @@ impl Default for Config {
             limit_eab_failures_per_key: "10/1h".into(),
             limit_nonces_per_address: "2000/10s".into(),
             limit_console_failures_per_user: "5/15m".into(),
+            eab_max_key_age_days: 0,
             limit_console_failures_per_address: "20/15m".into(),
             console_listen: None,
             metrics_listen: None,
@@ -204,6 +207,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// R9's limit on a MAC key's age, in seconds; `None`: no limit.
+    pub fn max_key_age_secs(&self) -> Option<i64> {
+        (self.eab_max_key_age_days > 0).then(|| self.eab_max_key_age_days as i64 * 86400)
+    }
+
     /// Whether a signer of its own serves this front end (socket or mutual TLS): it then
     /// holds the CA and the MAC keys, and this process neither.
     pub fn separate_signer(&self) -> bool {

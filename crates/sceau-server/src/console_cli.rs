@@ -163,12 +163,15 @@ pub fn console(
         Registry::without_wrap_key(store.clone())
     } else {
         let wrap = WrapKey::load_or_create(&config.data_dir).map_err(|e| e.to_string())?;
-        Registry::new(store.clone(), Arc::new(wrap))
+        Registry::new(store.clone(), Arc::new(wrap)).with_max_key_age(config.max_key_age_secs())
     };
     Ok(sceau_console::Console::new(
         acme.clone(),
         registry,
         totp_key,
-        sceau_console::Settings::default(),
+        sceau_console::Settings {
+            max_key_age: config.max_key_age_secs(),
+            ..sceau_console::Settings::default()
+        },
     ))
 }

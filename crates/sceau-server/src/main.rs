@@ -220,6 +220,10 @@ pub struct ServeArgs {
     /// Pending authorizations one ACME account may hold at once, or "off" [default: 1000]
     #[arg(long, value_name = "N")]
     pub limit_pending_authzs_per_account: Option<String>,
+    /// R9: days after which an external account's MAC key binds no new ACME account until it
+    /// is regenerated; 0: no limit [default: 0]
+    #[arg(long, value_name = "DAYS")]
+    pub eab_max_key_age_days: Option<u64>,
     /// Failed external account bindings per EAB key id [default: 10/1h]
     #[arg(long, value_name = "RATE")]
     pub limit_eab_failures_per_key: Option<String>,
@@ -332,6 +336,7 @@ fn main() -> ExitCode {
             ra_config,
             eab,
             mac_keys: false,
+            max_key_age: None,
         }),
     };
     match result {

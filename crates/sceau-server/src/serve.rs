@@ -148,6 +148,7 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
         limit_nonces_per_address,
         limit_console_failures_per_user,
         limit_console_failures_per_address,
+        eab_max_key_age_days,
     );
     if let Some(v) = args.console_listen {
         c.console_listen = Some(v);

@@ -39,6 +39,7 @@ struct Gated {
     /// The wrap key of the external accounts' MAC keys, held here in a split deployment so
     /// that the front end holds none (it asks [`Signer::check_eab_mac`]).
     wrap: Option<Arc<sceau_admin::WrapKey>>,
+    max_key_age: Option<i64>,
 }
 
 impl Gated {
@@ -92,7 +93,8 @@ impl Signer for Gated {
             let Some(wrap) = &self.wrap else {
                 return Err(CaError::Refused("this signer holds no MAC keys".into()));
             };
-            let registry = sceau_admin::Registry::new(self.store().await?.clone(), wrap.clone());
+            let registry = sceau_admin::Registry::new(self.store().await?.clone(), wrap.clone())
+                .with_max_key_age(self.max_key_age);
             match registry.usable_mac_key(kid).await {
                 Ok(Ok(key)) => Ok(Some(
                     sceau_wire::eab::MacInput { signing_input, mac }.matches(&key),
@@ -159,6 +161,8 @@ pub struct SignServiceArgs {
     pub eab: String,
     /// Whether this signer holds the MAC keys' wrap key (a signer of its own: see `Gated`).
     pub mac_keys: bool,
+    /// R9: the MAC keys' maximum age in seconds, for the bindings this signer checks.
+    pub max_key_age: Option<i64>,
 }
 
 impl SignServiceArgs {
@@ -190,6 +194,7 @@ impl SignServiceArgs {
             ra_config,
             eab: config.eab.clone(),
             mac_keys: false,
+            max_key_age: config.max_key_age_secs(),
         })
     }
 
@@ -313,6 +318,7 @@ fn gate(inner: Arc<dyn Signer>, a: &SignServiceArgs, url: &str) -> Result<Arc<dy
         url: url.to_owned(),
         eab: crate::serve::eab_mode(&a.eab)?,
         wrap,
+        max_key_age: a.max_key_age,
     }))
 }
 

@@ -172,7 +172,7 @@ impl Acme {
             None => {
                 self.limits.eab_unknown(&self.store, &kid, ip).await?;
                 Err(AcmeError::unauthorized(format!(
-                    "external account {kid:?} is unknown, suspended or expired"
+                    "external account {kid:?} is unknown, suspended or expired, or its MAC key is past the server's maximum age (R9: regenerate it)"
                 )))
             }
             Some(true) => Ok(Some(kid)),
