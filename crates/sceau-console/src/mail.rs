@@ -151,6 +151,10 @@ impl ReportsConfig {
 
 /// The address inside `Name <address>` (or the whole text), if it looks like one.
 pub fn address_of(text: &str) -> Option<String> {
+    // A line break anywhere could end a header line: such text names no one.
+    if text.contains(char::is_control) {
+        return None;
+    }
     let a = match (text.rfind('<'), text.rfind('>')) {
         (Some(i), Some(j)) if i < j => &text[i + 1..j],
         _ => text,
