@@ -142,6 +142,8 @@ impl Default for RateLimits {
 pub struct Limiter {
     pub settings: RateLimits,
     nonces: Buckets,
+    /// Console sessions opened before login (each a database row), per address.
+    console_sessions: Buckets,
     log: RefusalLog,
 }
 
@@ -154,6 +156,7 @@ const EAB: &str = "limit_eab_failures_per_key";
 const NONCES: &str = "limit_nonces_per_address";
 const FAILED_VALIDATIONS: &str = "max_failed_validations_per_hour";
 const CONSOLE_USER: &str = "limit_console_failures_per_user";
+const CONSOLE_SESSIONS: &str = "console_sessions_per_address";
 const CONSOLE_ADDRESS: &str = "limit_console_failures_per_address";
 
 /// `limit_events` kinds.
@@ -182,6 +185,7 @@ impl Limiter {
         Limiter {
             settings,
             nonces: Buckets::new(100_000),
+            console_sessions: Buckets::new(100_000),
             log: RefusalLog::default(),
         }
     }
@@ -421,6 +425,25 @@ impl Limiter {
                 Err(self.refuse(NONCES, &ip.to_string(), err))
             }
         }
+    }
+
+    /// Before the console opens a session for a visitor not logged in (a database row each):
+    /// at most 30 a minute per address, so that a client reloading the login page in a loop
+    /// cannot fill the database.
+    pub fn console_session(&self, ip: Option<IpAddr>) -> AcmeResult<()> {
+        let Some(ip) = ip else { return Ok(()) };
+        let rate = Rate {
+            count: 30,
+            period: Duration::from_secs(60),
+        };
+        self.console_sessions.take(ip, rate).map_err(|wait| {
+            let err = refusal(
+                CONSOLE_SESSIONS,
+                format!("too many console sessions opened from {ip} (limit 30/1m)"),
+                wait.as_secs().max(1),
+            );
+            self.refuse(CONSOLE_SESSIONS, &ip.to_string(), err)
+        })
     }
 
     /// Before checking a console login (password or second factor) of `user` from `ip`:

@@ -54,6 +54,10 @@ pub(crate) fn expired(c: &Console) -> Response {
     )
 }
 
+pub(crate) fn peer_ip(peer: &Option<Extension<Peer>>) -> Option<std::net::IpAddr> {
+    peer.as_ref().map(|Extension(Peer(ip))| *ip)
+}
+
 pub(crate) fn ip(peer: Option<Extension<Peer>>) -> String {
     peer.map_or_else(
         || "unknown".to_owned(),
@@ -117,7 +121,7 @@ async fn advance(
     }
 }
 
-fn too_many(c: &Console, e: &sceau_acme::AcmeError) -> Response {
+pub(crate) fn too_many(c: &Console, e: &sceau_acme::AcmeError) -> Response {
     let mut r = c.message(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many failed attempts",
@@ -150,7 +154,11 @@ async fn failed(
     )
 }
 
-pub async fn login_form(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+pub async fn login_form(
+    State(c): State<Arc<Console>>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
     let current = match session_or(&c, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -166,6 +174,9 @@ pub async fn login_form(State(c): State<Arc<Console>>, headers: HeaderMap) -> Re
                 && let Err(e) = c.store.delete_console_session(&s.token_sha256).await
             {
                 return internal(&c, e);
+            }
+            if let Err(e) = c.acme.limits.console_session(peer_ip(&peer)) {
+                return too_many(&c, &e);
             }
             let (token, row) = session::fresh(None, "anonymous", false);
             if let Err(e) = c.store.insert_console_session(&row).await {

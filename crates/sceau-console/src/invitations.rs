@@ -125,11 +125,16 @@ pub async fn invite(
 /// request's own if it has one.
 async fn anonymous(
     c: &Console,
+    peer: &Option<Extension<Peer>>,
     headers: &HeaderMap,
 ) -> Result<(ConsoleSession, Option<String>), Response> {
     match session_or(c, headers).await? {
         Some(s) if s.stage == "anonymous" => Ok((s, None)),
         _ => {
+            c.acme
+                .limits
+                .console_session(crate::auth::peer_ip(peer))
+                .map_err(|e| crate::auth::too_many(c, &e))?;
             let (token, row) = session::fresh(None, "anonymous", false);
             c.store
                 .insert_console_session(&row)
@@ -150,6 +155,7 @@ fn invitation_gone(c: &Console) -> Response {
 
 pub async fn invitation_form(
     State(c): State<Arc<Console>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
@@ -161,7 +167,7 @@ pub async fn invitation_form(
         Ok(None) => return invitation_gone(&c),
         Err(e) => return internal(&c, e),
     };
-    let (s, cookie) = match anonymous(&c, &headers).await {
+    let (s, cookie) = match anonymous(&c, &peer, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };

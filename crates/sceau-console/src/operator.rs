@@ -115,6 +115,11 @@ pub(crate) fn admin_refused(c: &Console, e: AdminError) -> Response {
             "Refused",
             &format!("{text}. Nothing was changed."),
         ),
+        AdminError::WrapKey(_) => c.message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not here",
+            "Making a MAC key needs the key that seals them, which this front end does not hold (its signing service does): run `sceau-server admin account create` or `regenerate-key` with the signer's data directory. Nothing was changed.",
+        ),
         AdminError::UnknownExternalAccount(kid) => c.message(
             StatusCode::NOT_FOUND,
             "Not found",

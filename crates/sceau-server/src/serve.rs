@@ -474,6 +474,33 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme.start_nonce_upkeep(&scheduler);
         acme.start_validation_sweeper(&scheduler);
         sceau_acme::ocsp::job::start(&acme, &scheduler);
+        if let Some(console) = &console {
+            // Sessions past their idle or absolute timeout are deleted when seen; these are
+            // the ones never seen again.
+            let console = console.clone();
+            scheduler.every(
+                "console-sessions",
+                Duration::from_secs(600),
+                Duration::from_secs(60),
+                Scope::OneInstance,
+                move || {
+                    let console = console.clone();
+                    async move {
+                        let t = sceau_store::now();
+                        let s = &console.settings;
+                        console
+                            .store
+                            .forget_console_sessions(
+                                t - s.idle_timeout.as_secs() as i64,
+                                t - s.absolute_timeout.as_secs() as i64,
+                            )
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    }
+                },
+            );
+        }
         if let (Some(reports), Some(console)) = (&mailer, &console) {
             let (mailer, period, every) = reports.clone();
             let console = console.clone();

@@ -510,3 +510,24 @@ async fn a_holder_reaches_only_their_own_external_account() {
     let a = store.cert_by_serial(&serial_a).await.unwrap();
     assert_eq!(a.revocation_reason, Some(1));
 }
+
+#[tokio::test]
+async fn a_client_reloading_the_login_page_cannot_fill_the_database() {
+    let (server, console) = start();
+    for _ in 0..30 {
+        assert_eq!(console.get("/login", None).await.status, 200);
+    }
+    let p = console.get("/login", None).await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.retry_after.is_some());
+    assert!(p.cookie.is_none(), "no session for the refused request");
+    let store = server.store().await;
+    assert_eq!(
+        store
+            .forget_console_sessions(sceau_store::now() + 1, 0)
+            .await
+            .unwrap(),
+        30,
+        "30 sessions, not 31"
+    );
+}
