@@ -18,9 +18,9 @@ use minijinja::context;
 use sceau_store::StoreError;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{csrf_refused, internal, ip};
-use crate::operator::{MAX_TEXT, actor, admin_refused, operator, step_up};
-use crate::session::{csrf_ok, mfa_fresh};
+use crate::auth::{internal, ip};
+use crate::operator::{MAX_TEXT, actor, admin_refused, operator, operator_change, step_up};
+use crate::session::mfa_fresh;
 use crate::{Console, Peer};
 
 #[derive(Serialize)]
@@ -92,13 +92,10 @@ pub async fn decide(
     Form(f): Form<DecisionForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user) = match operator(&c, &headers).await {
+    let (s, user) = match operator_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     if !matches!(f.decision.as_str(), "approve" | "refuse") || f.reason.chars().count() > MAX_TEXT {
         return c.message(StatusCode::BAD_REQUEST, "Refused", "The decision is approve or refuse, with a reason of at most 256 characters. Nothing was changed.");
     }

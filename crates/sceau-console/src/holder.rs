@@ -53,6 +53,19 @@ async fn holder(
     }
 }
 
+/// The logged-in holder making a change, once the form's CSRF token matched the session's.
+async fn holder_change(
+    c: &Console,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<(ConsoleSession, ConsoleUser, String), Response> {
+    let (s, user, kid) = holder(c, headers).await?;
+    if !csrf_ok(&s, csrf) {
+        return Err(csrf_refused(c));
+    }
+    Ok((s, user, kid))
+}
+
 fn actor(user: &ConsoleUser, ip: &str) -> String {
     format!("{} (holder, console from {ip})", user.name)
 }
@@ -224,13 +237,10 @@ pub async fn request_name(
     Form(f): Form<NameForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user, kid) = match holder(&c, &headers).await {
+    let (s, user, kid) = match holder_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     // The same rules as names an operator adds: checked before anything is written.
     let name = match sceau_admin::names::normalise_entry(f.name.trim()) {
         Ok(n) => n,
@@ -295,13 +305,10 @@ pub async fn regenerate_key(
     Form(f): Form<CodeOnly>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user, kid) = match holder(&c, &headers).await {
+    let (s, user, kid) = match holder_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     if let Err(r) = step_up(&c, &s, &user, &f.code, &ip).await {
         return r;
     }
@@ -325,13 +332,10 @@ pub async fn suspend_acme(
     Form(f): Form<CodeOnly>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user, kid) = match holder(&c, &headers).await {
+    let (s, user, kid) = match holder_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     match c.store.accounts_of_external(&kid).await {
         Ok(list) if list.iter().any(|a| a.id == id) => {}
         Ok(_) => return not_theirs(&c, &user, &ip, "ACME account", &id).await,
@@ -369,13 +373,10 @@ pub async fn revoke(
     Form(f): Form<RevokeForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user, kid) = match holder(&c, &headers).await {
+    let (s, user, kid) = match holder_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     let reason: u8 = match f.reason.parse() {
         Ok(r) if [0u8, 1, 3, 4, 5].contains(&r) => r,
         _ => {

@@ -18,7 +18,7 @@ use sceau_store::{ConsoleSession, ConsoleUser, StoreError, now};
 use serde::Deserialize;
 
 use crate::auth::{csrf_refused, expired, internal, ip, session_or};
-use crate::operator::{actor, admin_refused, operator, step_up};
+use crate::operator::{actor, admin_refused, operator_change, step_up};
 use crate::session::{self, csrf_ok};
 use crate::{Console, Peer, password};
 
@@ -45,13 +45,10 @@ pub async fn invite(
     Form(f): Form<InviteForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user) = match operator(&c, &headers).await {
+    let (s, user) = match operator_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     let name = f.name.trim();
     if let Err(e) = crate::auth::check_user_name(name) {
         return c.message(
@@ -94,7 +91,11 @@ pub async fn invite(
     };
     match c
         .store
-        .insert_invitation(&holder, &row.token_sha256, now() + INVITATION_SECS, &audit)
+        .insert_console_user(
+            &holder,
+            Some((&row.token_sha256, now() + INVITATION_SECS)),
+            &audit,
+        )
         .await
     {
         Ok(()) => {}

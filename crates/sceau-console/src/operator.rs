@@ -53,6 +53,19 @@ pub(crate) async fn operator(
     }
 }
 
+/// The logged-in operator making a change, once the form's CSRF token matched the session's.
+pub(crate) async fn operator_change(
+    c: &Console,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<(ConsoleSession, ConsoleUser), Response> {
+    let (s, user) = operator(c, headers).await?;
+    if !csrf_ok(&s, csrf) {
+        return Err(csrf_refused(c));
+    }
+    Ok((s, user))
+}
+
 pub(crate) fn actor(user: &ConsoleUser, ip: &str) -> String {
     format!("{} (console from {ip})", user.name)
 }
@@ -263,13 +276,10 @@ pub async fn new_account(
     Form(f): Form<NewAccountForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user) = match operator(&c, &headers).await {
+    let (s, user) = match operator_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     if f.owner.chars().count() > MAX_TEXT {
         return too_long(&c, "owner");
     }
@@ -468,13 +478,10 @@ pub async fn account_status(
     Form(f): Form<StatusForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user) = match operator(&c, &headers).await {
+    let (s, user) = match operator_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     if !matches!(f.action.as_str(), "suspend" | "resume" | "deactivate") {
         return c.message(
             StatusCode::BAD_REQUEST,
@@ -517,13 +524,10 @@ pub async fn account_names(
     Form(f): Form<NamesForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user) = match operator(&c, &headers).await {
+    let (s, user) = match operator_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     let names = match split_names(&c, &f.names) {
         Ok(n) => n,
         Err(r) => return r,

@@ -24,9 +24,9 @@ use sceau_store::{CertListing, CertQuery, CertStatus, now};
 use sceau_wire::reason;
 use serde::Deserialize;
 
-use crate::auth::{csrf_refused, internal, ip};
-use crate::operator::{actor, admin_refused, operator, step_up};
-use crate::session::{csrf_ok, mfa_fresh};
+use crate::auth::{internal, ip};
+use crate::operator::{actor, admin_refused, operator, operator_change, step_up};
+use crate::session::mfa_fresh;
 use crate::{Console, Peer};
 
 pub async fn index(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
@@ -197,13 +197,10 @@ pub async fn review(
     headers: HeaderMap,
     Form(f): Form<PlanForm>,
 ) -> Response {
-    let (s, user) = match operator(&c, &headers).await {
+    let (s, user) = match operator_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     let p = match plan(&c, &f).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -228,13 +225,10 @@ pub async fn run(
     Form(f): Form<PlanForm>,
 ) -> Response {
     let ip = ip(peer);
-    let (s, user) = match operator(&c, &headers).await {
+    let (s, user) = match operator_change(&c, &headers, &f.csrf).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
-    }
     let code = match reason::parse_end_entity(f.reason.trim()) {
         Ok(code) => code,
         Err(e) => return refused(&c, &format!("{e}.")),

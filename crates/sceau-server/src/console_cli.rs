@@ -106,7 +106,7 @@ pub fn run(args: ConsoleArgs) -> Result<(), String> {
                     client_ip: None,
                     detail: json!({"user": name, "role": "operator", "actor": actor}),
                 };
-                match store.insert_console_user(&user, &audit).await {
+                match store.insert_console_user(&user, None, &audit).await {
                     Ok(()) => {}
                     Err(StoreError::Conflict(what)) => return Err(what),
                     Err(e) => return Err(format!("database: {e}")),

@@ -437,7 +437,10 @@ async fn a_holder_reaches_only_their_own_external_account() {
         client_ip: None,
         detail: serde_json::json!({}),
     };
-    store.insert_console_user(&holder, &audit).await.unwrap();
+    store
+        .insert_console_user(&holder, None, &audit)
+        .await
+        .unwrap();
     let cookie = log_in(&console, "hana", PASSWORD, &secret).await;
 
     // Their dashboard shows A's certificate and nothing of B's, whatever the search.

@@ -97,10 +97,13 @@ pub struct AuditFilter {
 }
 
 impl Store {
-    /// Creates a console user; a name already taken is a [`StoreError::Conflict`].
+    /// Creates a console user, and with `invitation` (its token's SHA-256, its expiry) the
+    /// invitation that sets an invited holder's first password; a name already taken is a
+    /// [`StoreError::Conflict`].
     pub async fn insert_console_user(
         &self,
         user: &ConsoleUser,
+        invitation: Option<(&str, i64)>,
         audit: &AuditEntry<'_>,
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
@@ -128,6 +131,14 @@ impl Store {
         .bind(&user.created_by)
         .execute(&mut tx)
         .await?;
+        if let Some((token_sha256, expires_at)) = invitation {
+            query("INSERT INTO console_invitations (token_sha256, name, expires_at, used_at) VALUES ($1, $2, $3, NULL)")
+                .bind(token_sha256)
+                .bind(&user.name)
+                .bind(expires_at)
+                .execute(&mut tx)
+                .await?;
+        }
         audit_query(audit).execute(&mut tx).await?;
         tx.commit().await?;
         audit.log();
@@ -227,19 +238,7 @@ impl Store {
     }
 
     pub async fn insert_console_session(&self, s: &ConsoleSession) -> Result<()> {
-        query(format!(
-            "INSERT INTO console_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind(&s.token_sha256)
-        .bind(&s.user_name)
-        .bind(&s.stage)
-        .bind(&s.csrf)
-        .bind(&s.pending_totp)
-        .bind(s.created_at)
-        .bind(s.seen_at)
-        .bind(s.mfa_at)
-        .execute(&self.db)
-        .await?;
+        session_insert(s).execute(&self.db).await?;
         Ok(())
     }
 
@@ -254,19 +253,7 @@ impl Store {
         if gone.rows_affected() != 1 {
             return Err(StoreError::Conflict("the session ended meanwhile".into()));
         }
-        query(format!(
-            "INSERT INTO console_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind(&new.token_sha256)
-        .bind(&new.user_name)
-        .bind(&new.stage)
-        .bind(&new.csrf)
-        .bind(&new.pending_totp)
-        .bind(new.created_at)
-        .bind(new.seen_at)
-        .bind(new.mfa_at)
-        .execute(&mut tx)
-        .await?;
+        session_insert(new).execute(&mut tx).await?;
         tx.commit().await
     }
 
@@ -351,6 +338,21 @@ impl Store {
     }
 }
 
+/// The insert of session `s`.
+fn session_insert(s: &ConsoleSession) -> crate::db::Query {
+    query(format!(
+        "INSERT INTO console_sessions ({SESSION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(&s.token_sha256)
+    .bind(&s.user_name)
+    .bind(&s.stage)
+    .bind(&s.csrf)
+    .bind(&s.pending_totp)
+    .bind(s.created_at)
+    .bind(s.seen_at)
+    .bind(s.mfa_at)
+}
+
 /// `text` as a literal inside a LIKE pattern whose escape character is `!`.
 fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -402,51 +404,6 @@ impl NameRequest {
 }
 
 impl Store {
-    /// Creates an invited holder (no password yet) and the invitation that sets it.
-    pub async fn insert_invitation(
-        &self,
-        user: &ConsoleUser,
-        token_sha256: &str,
-        expires_at: i64,
-        audit: &AuditEntry<'_>,
-    ) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        let exists = query("SELECT COUNT(*) AS n FROM console_users WHERE name = $1")
-            .bind(&user.name)
-            .fetch_one(&mut tx)
-            .await?;
-        if get::<i64>(&exists, "n")? > 0 {
-            return Err(StoreError::Conflict(format!(
-                "a console user named {:?} exists already",
-                user.name
-            )));
-        }
-        query(format!(
-            "INSERT INTO console_users ({USER_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(&user.name)
-        .bind(&user.role)
-        .bind(&user.kid)
-        .bind(&user.password_hash)
-        .bind(&user.totp_sealed)
-        .bind(user.totp_last_step)
-        .bind(&user.status)
-        .bind(user.created_at)
-        .bind(&user.created_by)
-        .execute(&mut tx)
-        .await?;
-        query("INSERT INTO console_invitations (token_sha256, name, expires_at, used_at) VALUES ($1, $2, $3, NULL)")
-            .bind(token_sha256)
-            .bind(&user.name)
-            .bind(expires_at)
-            .execute(&mut tx)
-            .await?;
-        audit_query(audit).execute(&mut tx).await?;
-        tx.commit().await?;
-        audit.log();
-        Ok(())
-    }
-
     /// The user an unused, unexpired invitation is for.
     pub async fn invitation_user(&self, token_sha256: &str) -> Result<Option<String>> {
         let row = query("SELECT name FROM console_invitations WHERE token_sha256 = $1 AND used_at IS NULL AND expires_at > $2")
