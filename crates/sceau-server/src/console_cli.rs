@@ -48,17 +48,58 @@ pub enum ConsoleCommand {
 fn read_password(file: &Option<PathBuf>) -> Result<String, String> {
     let text = match file {
         Some(path) => crate::config::read_secret_file(path)?,
-        None => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| format!("reading the password from stdin: {e}"))?;
-            line.trim_end_matches(['\r', '\n']).to_owned()
+        None if stdin_is_terminal() => {
+            let first = prompt_hidden("Password (12 characters or more): ")?;
+            let again = prompt_hidden("The same password again: ")?;
+            if first != again {
+                return Err("the two passwords differ; nothing was created".into());
+            }
+            first
         }
+        None => read_line()?,
     };
     password::check_new(&text)?;
     Ok(text)
+}
+
+fn read_line() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn stdin_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+}
+
+/// Asks on stderr and reads a line from the terminal with its echo off, so the password is
+/// not shown on the screen (nor kept in the terminal's scrollback).
+fn prompt_hidden(prompt: &str) -> Result<String, String> {
+    use std::io::Write;
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    // SAFETY: tcgetattr/tcsetattr on stdin with a termios value owned here.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
+            return Err("cannot read the terminal's settings".into());
+        }
+        let saved = t;
+        t.c_lflag &= !libc::ECHO;
+        t.c_lflag |= libc::ECHONL;
+        libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
+        saved
+    };
+    let line = read_line();
+    // SAFETY: restores the settings read above.
+    unsafe {
+        libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved);
+    }
+    line
 }
 
 pub fn run(args: ConsoleArgs) -> Result<(), String> {
