@@ -30,6 +30,8 @@ packages=(
   # the web console's browser tests (crates/sceau-interop/console): Debian's Chromium, driven
   # by playwright-core from npm on Node.js; promtool (prometheus) checks /metrics
   chromium prometheus
+  # certutil: the passkey test's Chromium profile trusts the server's root through NSS
+  libnss3-tools
   # the SMTP server that receives the scheduled reports (tests/reports.rs), with STARTTLS
   python3-aiosmtpd
 )
@@ -91,7 +93,7 @@ fi
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for tool in pebble certbot lego dehydrated uacme knotd knotc knsupdate kdig nsupdate \
             openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare java javac mvn \
-            chromium node npm promtool; do
+            chromium node npm promtool certutil; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "install-test-deps: $tool still missing after installation" >&2
     exit 1

@@ -5,9 +5,11 @@
 //! - The console calls the same services as the CLI (`sceau_admin::Registry`, the store, the
 //!   rate limiter): no rule lives twice. Every change is audited with who (the console user),
 //!   when, and from where (the client address).
-//! - Every page answers with a strict Content-Security-Policy (no script, no inline style, no
-//!   framing, forms only to this origin), `no-store`, `nosniff` and no referrer. Templates
-//!   escape every value (minijinja's HTML auto-escaping).
+//! - Every page answers with a strict Content-Security-Policy (scripts only from the console
+//!   itself — one file, for the passkey ceremonies — no inline script or style, no framing,
+//!   forms and fetches to this origin only), `no-store`, `nosniff` and no referrer. Templates
+//!   escape every value (minijinja's HTML auto-escaping). Every page works without script;
+//!   passkeys need it.
 //! - Every POST carries the session's CSRF token, compared in constant time, or changes
 //!   nothing; the session cookie is `__Host-`, `Secure`, `HttpOnly`, `SameSite=Strict`.
 //! - A change to an external account needs a second factor given within
@@ -26,11 +28,13 @@ pub mod holder;
 pub mod invitations;
 pub mod mail;
 pub mod operator;
+pub mod passkeys;
 pub mod password;
 pub mod procedures;
 pub mod reports;
 pub mod session;
 pub mod totp;
+pub mod webauthn;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -136,13 +140,15 @@ const TEMPLATES: &[(&str, &str)] = &[
         "procedure_done.html",
         include_str!("../templates/procedure_done.html"),
     ),
+    ("passkeys.html", include_str!("../templates/passkeys.html")),
 ];
 
 const CSS: &str = include_str!("../static/console.css");
+const JS: &str = include_str!("../static/webauthn.js");
 
 /// The Content-Security-Policy of every answer: nothing runs, nothing is framed, forms post
 /// here only; images only from here or `data:` (the enrolment QR code).
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 impl Console {
     pub fn new(
@@ -231,6 +237,14 @@ async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }
 
+async fn js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        JS,
+    )
+        .into_response()
+}
+
 async fn not_found(axum::extract::State(c): axum::extract::State<Arc<Console>>) -> Response {
     c.message(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
 }
@@ -272,6 +286,11 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/mine/acme/{id}/suspend", post(holder::suspend_acme))
         .route("/mine/certs/{serial}/revoke", post(holder::revoke))
         .route("/static/console.css", get(css))
+        .route("/static/webauthn.js", get(js))
+        .route("/passkeys", get(passkeys::page).post(passkeys::register))
+        .route("/passkeys/options", post(passkeys::register_options))
+        .route("/login/passkey/options", post(passkeys::login_options))
+        .route("/login/passkey", post(passkeys::login))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(axum::middleware::map_response(protect))

@@ -10,7 +10,8 @@
 // computed here, by an implementation of RFC 6238 independent of the server's.
 import { chromium } from 'playwright-core';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -62,12 +63,24 @@ async function sleep(ms) {
 // A fresh profile for every run (launchPersistentContext is Playwright's way to give Chromium
 // its --user-data-dir). The console's certificate comes from the server's own test CA, which
 // this profile does not trust; what is tested here is the console, not the trust store.
+// With cfg.root, the profile trusts the server's root instead (a HOME of its own whose NSS
+// database holds it): WebAuthn refuses to run on a page with certificate errors.
+let env = process.env;
+if (cfg.root) {
+  const home = mkdtempSync(join(tmpdir(), 'sceau-home-'));
+  const db = `sql:${join(home, '.pki', 'nssdb')}`;
+  mkdirSync(join(home, '.pki', 'nssdb'), { recursive: true });
+  execFileSync('certutil', ['-d', db, '-N', '--empty-password']);
+  execFileSync('certutil', ['-d', db, '-A', '-t', 'C,,', '-n', 'sceau test root', '-i', cfg.root]);
+  env = { ...process.env, HOME: home };
+}
 const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'sceau-chromium-')), {
   executablePath: '/usr/bin/chromium',
   headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'],
-  ignoreHTTPSErrors: true,
+  ignoreHTTPSErrors: !cfg.root,
+  env,
   viewport: { width: 1280, height: 800 },
 });
 const page = await context.newPage();
@@ -292,7 +305,8 @@ try {
     const secret = base32Decode(cfg.secret);
     while (stepNow() <= cfg.step) await sleep(500);
     let r = await loginPassword(cfg.password);
-    await page.fill('input[name=code]', hotp(secret, stepNow()));
+    const loginStep = stepNow();
+    await page.fill('input[name=code]', hotp(secret, loginStep));
     await submit('main button[type=submit]');
     expect(page.url().endsWith('/accounts'), `login went to ${page.url()}`);
 
@@ -356,7 +370,38 @@ try {
     expect(r.status() === 401, `a used recovery code answered ${r.status()}`);
     expect(dialogs === 0, 'a script ran in the console');
     expect(cspViolations.length === 0, `CSP violations: ${cspViolations.join('; ')}`);
-    console.log(JSON.stringify({ suspended: true }));
+    console.log(JSON.stringify({ suspended: true, step: loginStep }));
+  } else if (phase === 'passkey') {
+    // A passkey: registered after a TOTP login, through Chromium's virtual authenticator
+    // (DevTools WebAuthn domain), then used instead of a code.
+    const secret = base32Decode(cfg.secret);
+    while (stepNow() <= cfg.step) await sleep(500);
+    await loginPassword(cfg.password);
+    await page.fill('input[name=code]', hotp(secret, stepNow()));
+    await submit('main button[type=submit]');
+    expect(page.url().endsWith('/accounts'), `login went to ${page.url()}`);
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+        hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+      },
+    });
+    await goto('/passkeys');
+    await page.fill('#passkey-label', 'test key');
+    await Promise.all([page.waitForNavigation(), page.click('#passkey-register')]);
+    const keys = await page.innerText('#passkeys');
+    expect(keys.includes('test key'), `passkeys: ${keys} ${await page.innerText('#passkey-status').catch(() => '')}`);
+    await shot('passkeys');
+    await submit('form.logout button[type=submit]');
+    await loginPassword(cfg.password);
+    expect(page.url().endsWith('/login/code'), `password step went to ${page.url()}`);
+    await Promise.all([page.waitForURL('**/accounts'), page.click('#passkey-login')]).catch(async (e) => {
+      fail(`passkey login: ${e.message}; status: ${await page.innerText('#passkey-status').catch(() => '')}`);
+    });
+    expect(cspViolations.length === 0, `CSP violations: ${cspViolations.join('; ')}`);
+    console.log(JSON.stringify({ passkey: true }));
   } else {
     fail(`unknown phase ${phase}`);
   }

@@ -286,7 +286,7 @@ fn an_operator_runs_an_external_account_from_chromium() {
         &mut certbot(&cb_new, &new_mac),
     );
 
-    browser(
+    let third = browser(
         "third",
         &json!({"url": url, "user": "alice", "password": PASSWORD, "owner": OWNER,
                 "kid": kid, "secret": first["secret"], "step": second["step"],
@@ -335,6 +335,28 @@ fn an_operator_runs_an_external_account_from_chromium() {
     );
     again.expect_failure();
 
+    // A passkey, on the console's host name with the server's root trusted (WebAuthn runs
+    // only on a page without certificate errors).
+    browser(
+        "passkey",
+        &json!({"url": format!("https://localhost:{}", env.console_port), "user": "alice",
+                "password": PASSWORD, "secret": first["secret"], "step": third["step"],
+                "root": env.data().join("root.pem"), "shots": shots}),
+    );
+    assert_eq!(
+        sqlite(
+            &env,
+            "SELECT COUNT(*) FROM audit WHERE event = 'console.login' AND json_extract(detail, '$.factor') = 'passkey'"
+        ),
+        "1",
+        "the passkey login is audited"
+    );
+    assert_ne!(
+        sqlite(&env, "SELECT sign_count FROM console_passkeys"),
+        "",
+        "the passkey is stored"
+    );
+
     // Who did what, when and from where.
     let created = sqlite(
         &env,
@@ -374,8 +396,8 @@ fn an_operator_runs_an_external_account_from_chromium() {
             &env,
             "SELECT COUNT(*) FROM audit WHERE event = 'console.login'"
         ),
-        "3",
-        "the operator's two TOTP logins and one with a recovery code (enrolments are console.totp_enrolled)"
+        "5",
+        "the operator's logins: three with TOTP, one with a recovery code, one with a passkey (enrolments are console.totp_enrolled)"
     );
     assert_eq!(
         sqlite(

@@ -534,3 +534,79 @@ async fn a_client_reloading_the_login_page_cannot_fill_the_database() {
         "30 sessions, not 31"
     );
 }
+
+#[tokio::test]
+async fn passkeys_need_a_host_name_and_the_csrf_token() {
+    let (server, console) = start();
+    // An operator with TOTP enrolled, so the password leads to the second-factor step.
+    let key = sceau_admin::WrapKey::load_or_create_named(
+        &server.data_dir(),
+        sceau_console::TOTP_KEY_FILE,
+    )
+    .unwrap();
+    let secret = sceau_console::totp::new_secret();
+    let pat = sceau_store::ConsoleUser {
+        name: "pat".into(),
+        role: "operator".into(),
+        kid: None,
+        password_hash: sceau_console::password::hash(PASSWORD),
+        totp_sealed: Some(sceau_wire::hex::encode(
+            &key.seal("console-totp:pat", &secret),
+        )),
+        totp_last_step: 0,
+        status: "active".into(),
+        created_at: sceau_store::now(),
+        created_by: "test".into(),
+    };
+    let audit = sceau_store::AuditEntry {
+        event: "test.fixture",
+        account_id: None,
+        client_ip: None,
+        detail: serde_json::json!({}),
+    };
+    let store = server.store().await;
+    store.insert_console_user(&pat, None, &audit).await.unwrap();
+    let (cookie, csrf) = console.login_page().await;
+    let p = console
+        .post(
+            "/login",
+            Some(&cookie),
+            &[("csrf", &csrf), ("user", "pat"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(p.location.as_deref(), Some("/login/code"));
+    let half = p.cookie.unwrap();
+    let page = console.get("/login/code", Some(&half)).await;
+    assert!(
+        page.body.contains("id=\"passkey-login\" hidden"),
+        "{}",
+        page.body
+    );
+    let token = Console::csrf_of(&page.body);
+    let json = |body: String| {
+        console
+            .http
+            .post(format!("{}/login/passkey/options", console.base))
+            .header("cookie", &half)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // Without the session's token: refused.
+    let r = json("{\"csrf\": \"wrong\"}".into()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("CSRF"));
+    // Reached by an IP address: WebAuthn has no relying party id for it.
+    let r = json(format!("{{\"csrf\": \"{token}\"}}")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("host name"));
+    // Nothing moved: the login still waits for its second factor.
+    assert_eq!(
+        console
+            .get("/accounts", Some(&half))
+            .await
+            .location
+            .as_deref(),
+        Some("/login")
+    );
+}

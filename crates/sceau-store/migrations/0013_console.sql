@@ -66,3 +66,17 @@ CREATE TABLE report_sends (
     kid TEXT PRIMARY KEY,
     sent_at BIGINT NOT NULL
 );
+-- Passkeys (WebAuthn Level 2): a second factor instead of a TOTP code. The public key is the
+-- uncompressed P-256 point (hex) of an ES256 credential; sign_count only grows (a copied
+-- authenticator shows itself by reusing a count). The session holds the challenge of the
+-- ceremony in progress.
+CREATE TABLE console_passkeys (
+    credential_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    sign_count BIGINT NOT NULL,
+    label TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX console_passkeys_name ON console_passkeys (name);
+ALTER TABLE console_sessions ADD COLUMN webauthn_challenge TEXT;

@@ -652,3 +652,118 @@ impl Store {
         Ok(())
     }
 }
+
+/// A passkey of a console user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passkey {
+    /// base64url, as the authenticator gave it.
+    pub credential_id: String,
+    pub name: String,
+    /// The uncompressed P-256 point, hex.
+    pub public_key: String,
+    pub sign_count: i64,
+    pub label: String,
+    pub created_at: i64,
+}
+
+impl Passkey {
+    fn from_row(row: &Row) -> Result<Self> {
+        Ok(Passkey {
+            credential_id: get(row, "credential_id")?,
+            name: get(row, "name")?,
+            public_key: get(row, "public_key")?,
+            sign_count: get(row, "sign_count")?,
+            label: get(row, "label")?,
+            created_at: get(row, "created_at")?,
+        })
+    }
+}
+
+const PASSKEY_COLS: &str = "credential_id, name, public_key, sign_count, label, created_at";
+
+impl Store {
+    /// Records a passkey; a credential id registered already is a [`StoreError::Conflict`].
+    pub async fn insert_passkey(&self, p: &Passkey, audit: &AuditEntry<'_>) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let exists = query("SELECT COUNT(*) AS n FROM console_passkeys WHERE credential_id = $1")
+            .bind(&p.credential_id)
+            .fetch_one(&mut tx)
+            .await?;
+        if get::<i64>(&exists, "n")? > 0 {
+            return Err(StoreError::Conflict(
+                "this passkey is registered already".into(),
+            ));
+        }
+        query(format!(
+            "INSERT INTO console_passkeys ({PASSKEY_COLS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&p.credential_id)
+        .bind(&p.name)
+        .bind(&p.public_key)
+        .bind(p.sign_count)
+        .bind(&p.label)
+        .bind(p.created_at)
+        .execute(&mut tx)
+        .await?;
+        audit_query(audit).execute(&mut tx).await?;
+        tx.commit().await?;
+        audit.log();
+        Ok(())
+    }
+
+    pub async fn passkeys_of(&self, name: &str) -> Result<Vec<Passkey>> {
+        let rows = query(format!(
+            "SELECT {PASSKEY_COLS} FROM console_passkeys WHERE name = $1 ORDER BY created_at"
+        ))
+        .bind(name)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(Passkey::from_row).collect()
+    }
+
+    /// Moves a passkey's signature counter from `old` to `new` (compare-and-swap): false if
+    /// another use moved it first.
+    pub async fn bump_passkey_count(
+        &self,
+        credential_id: &str,
+        old: i64,
+        new: i64,
+    ) -> Result<bool> {
+        let done = query("UPDATE console_passkeys SET sign_count = $1 WHERE credential_id = $2 AND sign_count = $3")
+            .bind(new)
+            .bind(credential_id)
+            .bind(old)
+            .execute(&self.db)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Keeps the challenge of a WebAuthn ceremony with the session.
+    pub async fn set_session_challenge(&self, token_sha256: &str, challenge: &str) -> Result<()> {
+        query("UPDATE console_sessions SET webauthn_challenge = $1 WHERE token_sha256 = $2")
+            .bind(challenge)
+            .bind(token_sha256)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The session's pending challenge, cleared as it is read: a challenge answers once.
+    pub async fn take_session_challenge(&self, token_sha256: &str) -> Result<Option<String>> {
+        let mut tx = self.db.begin().await?;
+        let row = query("SELECT webauthn_challenge FROM console_sessions WHERE token_sha256 = $1")
+            .bind(token_sha256)
+            .fetch_optional(&mut tx)
+            .await?;
+        let challenge: Option<String> = match row {
+            Some(r) => get(&r, "webauthn_challenge")?,
+            None => None,
+        };
+        query("UPDATE console_sessions SET webauthn_challenge = NULL WHERE token_sha256 = $1")
+            .bind(token_sha256)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(challenge)
+    }
+}
