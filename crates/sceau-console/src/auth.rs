@@ -38,7 +38,23 @@ pub(crate) fn internal(c: &Console, e: impl std::fmt::Display) -> Response {
     )
 }
 
-pub(crate) fn csrf_refused(c: &Console) -> Response {
+/// Records a refused request of session `s` (a forged or stale form) in the audit trail.
+pub(crate) async fn audit_refusal(c: &Console, s: &ConsoleSession, why: &str) {
+    let audit = AuditEntry {
+        event: "console.refused",
+        account_id: None,
+        client_ip: None,
+        detail: json!({"user": s.user_name, "stage": s.stage, "reason": why}),
+    };
+    match c.store.audit(&audit).await {
+        Ok(()) => audit.log(),
+        Err(e) => tracing::warn!("console: could not audit a refusal: {e}"),
+    }
+}
+
+/// A form without the session's CSRF token: refused, audited.
+pub(crate) async fn csrf_refused(c: &Console, s: &ConsoleSession) -> Response {
+    audit_refusal(c, s, "missing or wrong CSRF token").await;
     c.message(
         StatusCode::FORBIDDEN,
         "Refused",
@@ -228,7 +244,7 @@ pub async fn login(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
+        return csrf_refused(&c, &s).await;
     }
     let name = f.user.trim();
     if check_user_name(name).is_err() {
@@ -367,7 +383,7 @@ pub async fn code(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
+        return csrf_refused(&c, &s).await;
     }
     if let Err(e) = c
         .acme
@@ -477,7 +493,7 @@ pub async fn enrol(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
+        return csrf_refused(&c, &s).await;
     }
     if let Err(e) = c
         .acme
@@ -556,7 +572,7 @@ pub async fn logout(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
+        return csrf_refused(&c, &s).await;
     }
     if let Err(e) = c.store.delete_console_session(&s.token_sha256).await {
         return internal(&c, e);

@@ -103,6 +103,20 @@ pub async fn dashboard(
         Ok(f) => f,
         Err(e) => return internal(&c, e),
     };
+    // Server health, as /readyz and /metrics see it.
+    let started = std::time::Instant::now();
+    let database = c
+        .store
+        .ping()
+        .await
+        .ok()
+        .map(|()| format!("{:.1} ms", started.elapsed().as_secs_f64() * 1000.0));
+    let health = context! {
+        signer => c.acme.signer.available(),
+        database => database,
+        queue => c.store.queue_depth().await.ok(),
+        version => env!("CARGO_PKG_VERSION"),
+    };
     let owners: HashMap<&str, &str> = accounts
         .iter()
         .map(|a| (a.kid.as_str(), a.owner.as_str()))
@@ -127,7 +141,7 @@ pub async fn dashboard(
         context! {
             csrf => s.csrf, user => user.name, kid => q.kid, accounts => choices,
             chart => f.chart, days => f.days, issued => f.issued, failed => f.failed,
-            expiring => expiring, span => DAYS,
+            expiring => expiring, span => DAYS, health => health,
         },
     )
 }

@@ -61,7 +61,7 @@ async fn holder_change(
 ) -> Result<(ConsoleSession, ConsoleUser, String), Response> {
     let (s, user, kid) = holder(c, headers).await?;
     if !csrf_ok(&s, csrf) {
-        return Err(csrf_refused(c));
+        return Err(csrf_refused(c, &s).await);
     }
     Ok((s, user, kid))
 }

@@ -208,7 +208,7 @@ pub async fn accept_invitation(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
-        return csrf_refused(&c);
+        return csrf_refused(&c, &s).await;
     }
     let hash = session::token_hash(&token);
     let user = match c.store.invitation_user(&hash).await {

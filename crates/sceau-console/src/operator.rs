@@ -61,7 +61,7 @@ pub(crate) async fn operator_change(
 ) -> Result<(ConsoleSession, ConsoleUser), Response> {
     let (s, user) = operator(c, headers).await?;
     if !csrf_ok(&s, csrf) {
-        return Err(csrf_refused(c));
+        return Err(csrf_refused(c, &s).await);
     }
     Ok((s, user))
 }

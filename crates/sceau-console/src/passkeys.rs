@@ -102,6 +102,7 @@ pub async fn register_options(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
+        crate::auth::audit_refusal(&c, &s, "missing or wrong CSRF token").await;
         return json_error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
     }
     if !mfa_fresh(&s, &c.settings) {
@@ -173,6 +174,7 @@ pub async fn register(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
+        crate::auth::audit_refusal(&c, &s, "missing or wrong CSRF token").await;
         return json_error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
     }
     let Some((rp_id, origin)) = rp(&headers) else {
@@ -263,6 +265,7 @@ pub async fn login_options(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
+        crate::auth::audit_refusal(&c, &s, "missing or wrong CSRF token").await;
         return json_error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
     }
     let Some((rp_id, _)) = rp(&headers) else {
@@ -321,6 +324,7 @@ pub async fn login(
         Err(r) => return r,
     };
     if !csrf_ok(&s, &f.csrf) {
+        crate::auth::audit_refusal(&c, &s, "missing or wrong CSRF token").await;
         return json_error(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
     }
     if let Err(e) = c

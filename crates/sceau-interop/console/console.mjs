@@ -314,6 +314,8 @@ try {
     await goto('/dashboard');
     const totals = await page.innerText('#totals');
     expect(totals.startsWith('2 certificates issued'), `dashboard: ${totals}`);
+    const health = await page.innerText('#health');
+    expect(health.includes('running') && health.includes('answers in'), `health: ${health}`);
     await shot('dashboard');
     const html = await context.request.get(cfg.url + `/accounts/${cfg.kid}/report?days=7&format=html`);
     const htmlText = await html.text();

@@ -267,10 +267,18 @@ fn an_operator_runs_an_external_account_from_chromium() {
     assert_eq!(
         sqlite(
             &env,
-            "SELECT COUNT(*) FROM audit WHERE event = 'console.refused'"
+            "SELECT COUNT(*) FROM audit WHERE event = 'console.refused' AND json_extract(detail, '$.reason') LIKE '%is not of this external account'"
         ),
         "2",
         "the holder's two attempts on objects not theirs are audited"
+    );
+    assert_eq!(
+        sqlite(
+            &env,
+            "SELECT COUNT(*) FROM audit WHERE event = 'console.refused' AND json_extract(detail, '$.reason') = 'missing or wrong CSRF token'"
+        ),
+        "1",
+        "the form without its CSRF token is audited"
     );
     // The old MAC key binds no new ACME account any more (R9); the new one does.
     let cb_old = env.dir.path().join("certbot-old-key");

@@ -304,6 +304,15 @@ async fn nothing_happens_without_a_session_a_csrf_token_or_the_whole_login() {
 
     let store = server.store().await;
     assert!(store.external_accounts().await.unwrap().is_empty());
+    let refused = store
+        .audit_log(&sceau_store::AuditFilter {
+            event_prefix: Some("console.refused".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), 2, "both forged logins are audited");
     let bob = store.console_user("bob").await.unwrap();
     assert!(bob.totp_sealed.is_none(), "enrolment is not done");
 }
