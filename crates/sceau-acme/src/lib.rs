@@ -31,6 +31,7 @@ pub use request::{Verified, VerifiedKey};
 use sceau_ca::Signer;
 use sceau_store::Store;
 use sceau_validate::Validator;
+pub use services::star::StarSettings;
 pub use services::{Endpoint, RevokeError, Revoker, revoke_certificate};
 
 /// External account binding policy (RFC 8555 §7.3.4).
@@ -83,6 +84,8 @@ pub struct AcmeConfig {
     /// The nonce key the instances of one database share (`Store::nonce_key`); `None`: this
     /// instance's own, redemptions kept in memory (an embedded database has one instance).
     pub shared_nonce_key: Option<Vec<u8>>,
+    /// STAR (RFC 8739): the terms this server agrees to; `None`: no STAR orders.
+    pub star: Option<StarSettings>,
 }
 
 impl AcmeConfig {
@@ -112,6 +115,7 @@ impl AcmeConfig {
             crl: crl::CrlSettings::default(),
             ocsp: ocsp::OcspSettings::default(),
             shared_nonce_key: None,
+            star: Some(StarSettings::default()),
         }
     }
 }
@@ -253,6 +257,8 @@ pub struct Reply {
     /// `(url, rel)` pairs for `Link` headers (RFC 8555 §7.1: `up`, `next`, `alternate`).
     pub links: Vec<(String, &'static str)>,
     pub retry_after: Option<u64>,
+    /// Other response headers (RFC 8739 §3.3's Cert-Not-Before and Cert-Not-After).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug)]
@@ -270,6 +276,7 @@ impl Reply {
             location: None,
             links: Vec::new(),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 

@@ -80,9 +80,21 @@ fn parse_period(text: &str) -> Option<Duration> {
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
+        "w" => 7 * 86400,
+        "y" => 365 * 86400,
         _ => return None,
     };
     n.checked_mul(secs).map(Duration::from_secs)
+}
+
+/// A length of time such as `90s`, `30m`, `1h`, `2d`, `1w` or `1y` (365 days), above zero.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    match parse_period(text.trim()) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{text:?} is not a duration such as 90s, 30m, 1h, 2d, 1w or 1y"
+        )),
+    }
 }
 
 fn describe_period(d: Duration) -> String {

@@ -37,7 +37,7 @@ use sceau_wire::{Problem, ProblemType, b64};
 use serde_json::json;
 
 use crate::render::ts;
-use crate::services::{PROFILE_SERVER_CLIENT, spki_sha256};
+use crate::services::{PROFILE_SERVER_CLIENT, spki_sha256, star};
 use crate::{Acme, AcmeError};
 
 /// Jobs one instance signs at once.
@@ -201,14 +201,29 @@ impl Acme {
             return Attempt::Refused(e.problem(), SerialOutcome::Failed);
         }
         let now_t = time::OffsetDateTime::now_utc();
-        let not_before = order
-            .not_before
-            .map(ts)
-            .unwrap_or(now_t - Duration::from_secs(60));
-        let not_after = order
-            .not_after
-            .map(ts)
-            .unwrap_or(not_before + self.config.cert_validity);
+        // RFC 8739 §3.5: a STAR series' certificate of this nominal renewal date.
+        let first = order.cert_id.is_none();
+        let star_nrd = order
+            .star
+            .as_ref()
+            .map(|t| star::nominal(t, first, now_t.unix_timestamp()));
+        let (not_before, not_after) = match (&order.star, star_nrd) {
+            (Some(t), Some(nrd)) => {
+                let (nb, na) = star::validity(t, nrd, first);
+                (ts(nb), ts(na))
+            }
+            _ => {
+                let not_before = order
+                    .not_before
+                    .map(ts)
+                    .unwrap_or(now_t - Duration::from_secs(60));
+                let not_after = order
+                    .not_after
+                    .map(ts)
+                    .unwrap_or(not_before + self.config.cert_validity);
+                (not_before, not_after)
+            }
+        };
         let upstream = self.signer.upstream();
         let request = IssueRequest {
             public_key_spki_der: spki.clone(),
@@ -335,15 +350,24 @@ impl Acme {
             event: "certificate.issued",
             account_id: Some(&order.account_id),
             client_ip: ip,
-            detail: json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile, "issuer": cert.issuer_id, "attempt": job.attempts}),
+            detail: json!({"order": order.id, "serial": cert.serial, "identifiers": order.identifiers, "not_after": cert.not_after, "profile": order.profile, "issuer": cert.issuer_id, "attempt": job.attempts, "star": order.star.is_some()}),
+        };
+        let star_next = match (&order.star, star_nrd) {
+            (Some(t), Some(nrd)) => star::after(t, nrd),
+            _ => (None, None),
         };
         // Signed: store it, however long storage takes to come back; never sign it again.
         let stored = self
             .with_lease(
                 job,
                 crate::error::until_stored(|| {
-                    self.store
-                        .finish_issuance(&cert, &job.serial, &self.queue.owner, &audit)
+                    self.store.finish_issuance(
+                        &cert,
+                        &job.serial,
+                        &self.queue.owner,
+                        &audit,
+                        star_next,
+                    )
                 }),
             )
             .await;
@@ -543,8 +567,26 @@ impl Acme {
     }
 
     /// Starts this instance's background work on `scheduler`: the queue's sweeper, every
-    /// second or sooner when a retry is due.
+    /// second or sooner when a retry is due, and the STAR renewal job (RFC 8739), every second
+    /// on one instance at a time.
     pub fn start_background(self: &Arc<Self>, scheduler: &crate::scheduler::Scheduler) {
+        let me = Arc::clone(self);
+        scheduler.every(
+            "star-renewals",
+            Duration::from_secs(1),
+            Duration::ZERO,
+            crate::scheduler::Scope::OneInstance,
+            move || {
+                let me = Arc::clone(&me);
+                async move {
+                    match me.renew_due_series().await {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.status == Some(503) => Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+        );
         let me = Arc::clone(self);
         scheduler.every_or_woken(
             "issuance-queue",

@@ -89,16 +89,37 @@ pub fn order_status(status: &str) -> OrderStatus {
 }
 
 pub fn order(urls: &Urls, o: &OrderRecord) -> Order {
+    // RFC 8739 §3.1.1: a STAR order is `valid` while it issues, renewals included (which the
+    // queue runs as `processing`), and lasts until its end-date.
+    let publishing = crate::services::star::publishing(o);
+    let status = match o.status.as_str() {
+        "canceled" => OrderStatus::Canceled,
+        _ if publishing => OrderStatus::Valid,
+        s => order_status(s),
+    };
+    let expires = match &o.star {
+        Some(t) if publishing => t.end,
+        _ => o.expires,
+    };
     Order {
-        status: order_status(&o.status),
-        expires: Some(ts(o.expires)),
+        status,
+        expires: Some(ts(expires)),
         identifiers: o.identifiers.clone(),
         not_before: o.not_before.map(ts),
         not_after: o.not_after.map(ts),
         error: o.error.clone(),
         authorizations: o.authz_ids.iter().map(|id| urls.authz(id)).collect(),
         finalize: urls.finalize(&o.id),
-        certificate: o.cert_id.as_ref().map(|id| urls.certificate(id)),
+        certificate: match &o.star {
+            None => o.cert_id.as_ref().map(|id| urls.certificate(id)),
+            Some(_) => None,
+        },
+        auto_renewal: o.star.as_ref().map(crate::services::star::render_terms),
+        star_certificate: o
+            .star
+            .as_ref()
+            .and(o.cert_id.as_ref())
+            .map(|_| urls.star_certificate(&o.id)),
         replaces: o.replaces.clone(),
         profile: o.profile.clone(),
     }

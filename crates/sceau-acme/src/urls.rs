@@ -64,6 +64,10 @@ impl Urls {
     pub fn certificate(&self, id: &str) -> String {
         self.path(&format!("/acme/cert/{id}"))
     }
+    /// RFC 8739 §3.1.1: the rolling certificate of STAR order `order_id`.
+    pub fn star_certificate(&self, order_id: &str) -> String {
+        self.path(&format!("/acme/star/{order_id}"))
+    }
 
     /// The account id in an account URL used as `kid`, if it is one of ours.
     pub fn account_id_from_kid<'a>(&self, kid: &'a str) -> Option<&'a str> {

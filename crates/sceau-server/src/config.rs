@@ -122,6 +122,12 @@ pub struct Config {
     /// The web console's HTTPS listener; none by default.
     pub console_listen: Option<SocketAddr>,
 
+    /// STAR (RFC 8739): the shortest lifetime, the longest series, whether unauthenticated GET
+    /// of a series' certificate may be agreed.
+    pub star_min_lifetime: String,
+    pub star_max_duration: String,
+    pub star_allow_certificate_get: bool,
+
     /// Registration-authority mode: an upstream CA signs (TOML only, `[ra]`; see docs/ra.md).
     pub ra: Option<sceau_ra::RaConfig>,
 
@@ -200,6 +206,9 @@ impl Default for Config {
             limit_console_failures_per_address: "20/15m".into(),
             console_listen: None,
             metrics_listen: None,
+            star_min_lifetime: "1h".into(),
+            star_max_duration: "1y".into(),
+            star_allow_certificate_get: true,
             ra: None,
             reports: None,
         }

@@ -84,6 +84,8 @@ pub fn router(acme: Arc<Acme>, body_limits: BodyLimits) -> Router {
         .route("/readyz", get(readyz))
         .route("/acme/new-nonce", get(new_nonce).head(new_nonce))
         .route("/acme/cert/{id}", get(get_cert).post(acme_post))
+        // RFC 8739 §3.3, §3.4: GET and HEAD where unauthenticated GET was agreed, POST-as-GET always.
+        .route("/acme/star/{id}", get(get_star_cert).post(acme_post))
         .route(
             "/acme/cert/{id}/alt/{n}",
             get(get_cert_alternate).post(acme_post),
@@ -176,6 +178,11 @@ fn reply_response(acme: &Acme, reply: Reply, with_nonce: bool) -> Response {
     if let Some(secs) = reply.retry_after {
         h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    for (name, value) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -250,6 +257,15 @@ async fn get_cert(State(acme): State<Arc<Acme>>, Path(id): Path<String>) -> Resp
     }
 }
 
+/// A STAR order's rolling certificate without authentication (RFC 8739 §3.4); axum answers
+/// HEAD from this handler too, without the body.
+async fn get_star_cert(State(acme): State<Arc<Acme>>, Path(id): Path<String>) -> Response {
+    match acme.star_certificate(&id, None).await {
+        Ok(reply) => reply_response(&acme, reply, false),
+        Err(e) => problem_response(&acme, &e),
+    }
+}
+
 /// An alternate chain of a certificate (RFC 8555 §7.4.2), public like the certificate.
 async fn get_cert_alternate(
     State(acme): State<Arc<Acme>>,
@@ -308,6 +324,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         ["authz", a] => Endpoint::Authz(id(a)?),
         ["chall", c] => Endpoint::Challenge(id(c)?),
         ["cert", c] => Endpoint::Cert(id(c)?),
+        ["star", o] => Endpoint::StarCert(id(o)?),
         ["cert", c, "alt", n] => Endpoint::CertAlternate(id(c)?, alternate_index(n)?),
         _ => return None,
     })

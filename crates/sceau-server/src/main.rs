@@ -246,6 +246,18 @@ pub struct ServeArgs {
     /// Failed console logins per client address [default: 20/15m]
     #[arg(long, value_name = "RATE")]
     pub limit_console_failures_per_address: Option<String>,
+
+    // ---- STAR, short-term automatically renewed certificates (RFC 8739; docs/star.md) ----
+    /// Shortest lifetime a STAR order may ask for (90s, 30m, 1h, 1d…) [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub star_min_lifetime: Option<String>,
+    /// Longest span from a STAR series' start to its end-date [default: 1y]
+    #[arg(long, value_name = "DURATION")]
+    pub star_max_duration: Option<String>,
+    /// Whether a STAR order may agree to unauthenticated GET of its certificate (RFC 8739
+    /// §3.4): true or false [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub star_allow_certificate_get: Option<bool>,
 }
 
 // `serve` carries every setting: the enum is parsed once, its size does not matter.

@@ -149,7 +149,12 @@ pub fn resolve_config(common: &CommonArgs, args: &ServeArgs) -> Result<Config, S
         limit_console_failures_per_user,
         limit_console_failures_per_address,
         eab_max_key_age_days,
+        star_min_lifetime,
+        star_max_duration,
     );
+    if let Some(v) = args.star_allow_certificate_get {
+        c.star_allow_certificate_get = v;
+    }
     if let Some(v) = args.console_listen {
         c.console_listen = Some(v);
     }
@@ -210,6 +215,30 @@ fn rate_limits(c: &Config) -> Result<RateLimits, String> {
             "limit_console_failures_per_address",
             &c.limit_console_failures_per_address,
         )?,
+    })
+}
+
+/// STAR's terms (RFC 8739 §3.2); a bad value is a one-line error naming its setting.
+fn star_settings(c: &Config) -> Result<sceau_acme::StarSettings, String> {
+    let duration = |name: &str, v: &str| {
+        sceau_acme::limits::parse_duration(v).map_err(|e| format!("--{name}: {e}"))
+    };
+    let min_lifetime = duration("star-min-lifetime", &c.star_min_lifetime)?;
+    let max_duration = duration("star-max-duration", &c.star_max_duration)?;
+    if min_lifetime > max_duration {
+        return Err("--star-min-lifetime is longer than --star-max-duration".into());
+    }
+    // R39: no certificate of a series may live longer than any other certificate.
+    if min_lifetime.as_secs() > c.cert_validity_days * 86400 {
+        return Err(format!(
+            "--star-min-lifetime is longer than the {}-day certificate validity (--cert-validity-days)",
+            c.cert_validity_days
+        ));
+    }
+    Ok(sceau_acme::StarSettings {
+        min_lifetime,
+        max_duration,
+        allow_certificate_get: c.star_allow_certificate_get,
     })
 }
 
@@ -280,6 +309,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     }
     // Checked before anything is written, like the settings above.
     let address_policy = validation_targets(&config)?;
+    let star = star_settings(&config)?;
     let limits = rate_limits(&config)?;
     // Scheduled reports: the SMTP settings and secrets are read now; a bad one stops here.
     let mailer = match &config.reports {
@@ -434,6 +464,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.issuance_wait = Duration::from_millis(config.issuance_wait_ms);
         acme_config.issuance_deadline = Duration::from_secs(config.issuance_deadline_secs);
         acme_config.crl_shards = config.crl_shards;
+        acme_config.star = Some(star);
         acme_config.crl = crl_settings(&config);
         if !(120..=10 * 86400).contains(&config.ocsp_validity_secs) {
             return Err("--ocsp-validity-secs is between 120 and 864000 (10 days)".into());

@@ -34,6 +34,7 @@ mod queue;
 mod records;
 pub mod roles;
 mod schema;
+mod star;
 
 use db::{Row, query};
 
@@ -253,8 +254,9 @@ impl Store {
             }
         }
         query(
-            "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at, new_authzs)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11, $12)",
+            "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at, new_authzs,
+             star_start, star_end, star_lifetime, star_adjust, star_get)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(&order.id)
         .bind(&order.account_id)
@@ -268,6 +270,11 @@ impl Store {
         .bind(&order.replaces)
         .bind(order.created_at)
         .bind(new_authzs.len() as i64)
+        .bind(order.star.as_ref().and_then(|t| t.start))
+        .bind(order.star.as_ref().map(|t| t.end))
+        .bind(order.star.as_ref().map(|t| t.lifetime))
+        .bind(order.star.as_ref().map(|t| t.adjust))
+        .bind(order.star.as_ref().map(|t| t.allow_get as i64))
         .execute(&mut tx)
         .await?;
         insert_audit(&mut tx, audit).await?;
@@ -275,7 +282,7 @@ impl Store {
         Ok(())
     }
 
-    const ORDER_COLS: &'static str = "id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at";
+    pub(crate) const ORDER_COLS: &'static str = "id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at, star_start, star_end, star_lifetime, star_adjust, star_get, star_next, star_due";
 
     pub async fn order_by_id(&self, id: &str) -> Result<OrderRecord> {
         let q = format!("SELECT {} FROM orders WHERE id = $1", Self::ORDER_COLS);
@@ -543,7 +550,7 @@ impl Store {
 
     // ---- certificates -------------------------------------------------------------------
 
-    const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, crl_shard, revoked_at, revocation_reason, replaced_by, created_at";
+    pub(crate) const CERT_COLS: &'static str = "id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, issuer_id, crl_shard, revoked_at, revocation_reason, replaced_by, created_at";
 
     pub async fn cert_by_id(&self, id: &str) -> Result<CertRecord> {
         self.cert_where("id", id).await

@@ -237,7 +237,10 @@ impl Store {
     }
 
     /// A permanent failure (or the deadline): the order becomes invalid with `problem`, its
-    /// serial settled as `outcome`, the audit row in the same transaction.
+    /// serial settled as `outcome`, the audit row in the same transaction. A STAR order that
+    /// has a certificate already (a renewal failed) stays `valid` with the problem and its
+    /// series stopped: its certificates so far remain (RFC 8739 §3.1.1 keeps such an order
+    /// `valid`).
     #[allow(clippy::too_many_arguments)]
     pub async fn fail_issuance(
         &self,
@@ -251,8 +254,9 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         query(
-            "UPDATE orders SET status = 'invalid', error = $1, issue_owner = NULL, issue_lease = NULL,
-             issue_ticket = NULL
+            "UPDATE orders SET status = CASE WHEN star_end IS NOT NULL AND cert_id IS NOT NULL
+             THEN 'valid' ELSE 'invalid' END, error = $1, issue_owner = NULL, issue_lease = NULL,
+             issue_ticket = NULL, star_next = NULL, star_due = NULL
              WHERE id = $2 AND status = 'processing' AND issue_owner = $3 AND issue_serial = $4",
         )
         .bind(serde_json::to_string(problem).expect("json"))
@@ -272,23 +276,30 @@ impl Store {
     /// valid and the attempt's `reserved` serial `issued`, in one durable commit. `Conflict`
     /// when the lease was lost. An upstream CA (RA mode) chooses its own serial: the certificate
     /// then carries another serial than the one reserved, which records it in its detail.
+    ///
+    /// `star_next`: for a STAR order (RFC 8739), the nominal renewal date of the certificate
+    /// after this one and when it is due, `(None, None)` when this one is the series' last;
+    /// `(None, None)` for every other order.
     pub async fn finish_issuance(
         &self,
         cert: &CertRecord,
         reserved_serial: &str,
         owner: &str,
         audit: &AuditEntry<'_>,
+        star_next: (Option<i64>, Option<i64>),
     ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         query(
             "UPDATE orders SET status = 'valid', cert_id = $1, issue_owner = NULL, issue_lease = NULL,
-             issue_ticket = NULL
+             issue_ticket = NULL, star_next = $5, star_due = $6
              WHERE id = $2 AND status = 'processing' AND issue_owner = $3 AND issue_serial = $4",
         )
         .bind(&cert.id)
         .bind(&cert.order_id)
         .bind(owner)
         .bind(reserved_serial)
+        .bind(star_next.0)
+        .bind(star_next.1)
         .execute(&mut tx)
         .await?
         .one_or("the issuance lease was lost")?;

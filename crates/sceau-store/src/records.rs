@@ -63,6 +63,29 @@ pub struct OrderRecord {
     pub csr: Option<String>,
     pub cert_id: Option<String>,
     pub created_at: i64,
+    /// RFC 8739: the terms of a STAR series; `None` for every other order.
+    pub star: Option<StarTerms>,
+}
+
+/// The terms of a STAR order (RFC 8739 §3.1.1) as agreed, and where its series is. Times are
+/// Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StarTerms {
+    /// The earliest notBefore of the first certificate, if the client gave one.
+    pub start: Option<i64>,
+    /// No certificate of the series has a notAfter after it.
+    pub end: i64,
+    /// Seconds each certificate lives, before `adjust`.
+    pub lifetime: i64,
+    /// The client's `lifetime-adjust`, at most `lifetime`.
+    pub adjust: i64,
+    /// Unauthenticated GET of the star-certificate URL was agreed (§3.4).
+    pub allow_get: bool,
+    /// The nominal renewal date (§3.5) of the next certificate; `None` before the first one
+    /// and once the series is complete, stopped or canceled.
+    pub next: Option<i64>,
+    /// When the next certificate is handed to the issuance queue.
+    pub due: Option<i64>,
 }
 
 impl OrderRecord {
@@ -82,6 +105,18 @@ impl OrderRecord {
             csr: get(row, "csr")?,
             cert_id: get(row, "cert_id")?,
             created_at: get(row, "created_at")?,
+            star: match get::<Option<i64>>(row, "star_end")? {
+                None => None,
+                Some(end) => Some(StarTerms {
+                    start: get(row, "star_start")?,
+                    end,
+                    lifetime: get::<Option<i64>>(row, "star_lifetime")?.unwrap_or_default(),
+                    adjust: get::<Option<i64>>(row, "star_adjust")?.unwrap_or_default(),
+                    allow_get: get::<Option<i64>>(row, "star_get")?.unwrap_or_default() != 0,
+                    next: get(row, "star_next")?,
+                    due: get(row, "star_due")?,
+                }),
+            },
         })
     }
 }

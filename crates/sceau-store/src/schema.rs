@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/0011_validation_leases.sql")),
     (12, include_str!("../migrations/0012_upstream_tickets.sql")),
     (13, include_str!("../migrations/0013_console.sql")),
+    (14, include_str!("../migrations/0014_star.sql")),
 ];
 
 /// PostgreSQL advisory lock key of the migrations: instances starting together on one database
@@ -117,7 +118,7 @@ mod tests {
                 );
                 let head = statement.split_whitespace().next().unwrap_or("");
                 assert!(
-                    ["CREATE", "DROP", "ALTER"].contains(&head),
+                    ["CREATE", "DROP", "ALTER", "INSERT"].contains(&head),
                     "migration {version} starts a statement with {head:?}"
                 );
             }

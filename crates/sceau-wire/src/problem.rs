@@ -34,6 +34,11 @@ problem_types! {
     AccountDoesNotExist => "accountDoesNotExist", 400;
     AlreadyReplaced => "alreadyReplaced", 409;
     AlreadyRevoked => "alreadyRevoked", 400;
+    // RFC 8739 §3.1.2, §3.3, §6.4.
+    AutoRenewalCanceled => "autoRenewalCanceled", 403;
+    AutoRenewalCancellationInvalid => "autoRenewalCancellationInvalid", 400;
+    AutoRenewalExpired => "autoRenewalExpired", 403;
+    AutoRenewalRevocationNotSupported => "autoRenewalRevocationNotSupported", 403;
     BadCsr => "badCSR", 400;
     BadNonce => "badNonce", 400;
     BadPublicKey => "badPublicKey", 400;

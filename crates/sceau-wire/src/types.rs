@@ -45,6 +45,13 @@ pub struct Meta {
     /// draft-ietf-acme-profiles §3: profile name to human description.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub profiles: BTreeMap<String, String>,
+    /// RFC 8739 §3.2: present when the server issues STAR certificates.
+    #[serde(
+        rename = "auto-renewal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_renewal: Option<AutoRenewalMeta>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +182,53 @@ pub enum OrderStatus {
     Processing,
     Valid,
     Invalid,
+    /// RFC 8739 §3.1.2: an auto-renewal order its client canceled.
+    Canceled,
+}
+
+/// RFC 8739 §3.1.1: the `auto-renewal` object of a STAR order, in newOrder and in the order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRenewal {
+    #[serde(
+        rename = "start-date",
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start_date: Option<OffsetDateTime>,
+    #[serde(rename = "end-date", with = "time::serde::rfc3339")]
+    pub end_date: OffsetDateTime,
+    /// Seconds each certificate lives, not counting `lifetime-adjust`.
+    pub lifetime: u64,
+    /// Seconds each certificate's notBefore is pre-dated by (§3.5).
+    #[serde(
+        rename = "lifetime-adjust",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lifetime_adjust: Option<u64>,
+    #[serde(
+        rename = "allow-certificate-get",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_certificate_get: Option<bool>,
+}
+
+/// RFC 8739 §3.2: the directory's `meta.auto-renewal`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoRenewalMeta {
+    #[serde(rename = "min-lifetime")]
+    pub min_lifetime: u64,
+    #[serde(rename = "max-duration")]
+    pub max_duration: u64,
+    #[serde(
+        rename = "allow-certificate-get",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_certificate_get: Option<bool>,
 }
 
 /// The order object (RFC 8555 §7.1.3), with `replaces` (RFC 9773 §5) and `profile`.
@@ -211,6 +265,20 @@ pub struct Order {
     pub replaces: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// RFC 8739 §3.1.1: the terms of a STAR order, as the server agreed them.
+    #[serde(
+        rename = "auto-renewal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_renewal: Option<AutoRenewal>,
+    /// RFC 8739 §3.1.1: the rolling certificate of a STAR order, instead of `certificate`.
+    #[serde(
+        rename = "star-certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub star_certificate: Option<String>,
 }
 
 /// newOrder payload (RFC 8555 §7.4).
@@ -234,6 +302,13 @@ pub struct NewOrder {
     pub replaces: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// RFC 8739 §3.1.1: asks for a STAR order.
+    #[serde(
+        rename = "auto-renewal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_renewal: Option<AutoRenewal>,
 }
 
 /// The orders list (RFC 8555 §7.1.2.1).

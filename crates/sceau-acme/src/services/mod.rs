@@ -17,6 +17,7 @@ mod identifiers;
 mod orders;
 pub(crate) mod recovery;
 mod revocation;
+pub(crate) mod star;
 
 pub use revocation::{RevokeError, Revoker, revoke_certificate};
 
@@ -43,6 +44,8 @@ pub enum Endpoint {
     Cert(String),
     /// Alternate chain `n` (from 1) of a certificate (RFC 8555 §7.4.2).
     CertAlternate(String, usize),
+    /// The rolling certificate of a STAR order (RFC 8739 §3.3), by the order's id.
+    StarCert(String),
     Revoke,
 }
 
@@ -142,6 +145,7 @@ impl Acme {
                     ),
                 ]
                 .into(),
+                auto_renewal: self.config.star.as_ref().map(|s| s.meta()),
             }),
         }
     }
@@ -161,7 +165,17 @@ impl Acme {
             Endpoint::Orders(id) => self.orders(&req, &id, url).await,
             Endpoint::KeyChange => self.key_change(&req, client_ip).await,
             Endpoint::NewOrder => self.new_order(&req, client_ip).await,
-            Endpoint::Order(id) => self.get_order(&req, &id).await,
+            Endpoint::Order(id) if req.jws.is_post_as_get() => self.get_order(&req, &id).await,
+            // RFC 8739 §3.1.2: the one change an order takes.
+            Endpoint::Order(id) => self.cancel_series(&req, &id, client_ip).await,
+            Endpoint::StarCert(id) => {
+                if !req.jws.is_post_as_get() {
+                    return Err(AcmeError::malformed(
+                        "certificate download is a POST-as-GET (empty payload)",
+                    ));
+                }
+                self.star_certificate(&id, Some(req.account()?)).await
+            }
             Endpoint::Finalize(id) => self.finalize(&req, &id, client_ip).await,
             Endpoint::Authz(id) => self.authz(&req, &id, client_ip).await,
             Endpoint::Challenge(id) => self.challenge(&req, &id, client_ip).await,
@@ -236,6 +250,7 @@ impl Acme {
             location: None,
             links,
             retry_after: None,
+            headers: Vec::new(),
         })
     }
 

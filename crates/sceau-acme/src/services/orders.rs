@@ -75,6 +75,7 @@ impl Acme {
             self.policy.check_profile(account, p).await?;
         }
         let now = now();
+        let star = self.check_auto_renewal(&payload, now)?;
         let (not_before, not_after) = self.check_validity_request(&payload, now)?;
         if let Some(replaces) = &payload.replaces {
             self.check_replaces(account, replaces, &identifiers).await?;
@@ -148,6 +149,7 @@ impl Acme {
             csr: None,
             cert_id: None,
             created_at: now,
+            star,
         };
         self.limits
             .new_order(&self.store, &account.id, new_authzs.len())
@@ -156,7 +158,8 @@ impl Acme {
             event: "order.created",
             account_id: Some(&account.id),
             client_ip: ip,
-            detail: json!({"order": order.id, "identifiers": order.identifiers, "profile": order.profile, "replaces": order.replaces}),
+            detail: json!({"order": order.id, "identifiers": order.identifiers, "profile": order.profile, "replaces": order.replaces,
+                "auto_renewal": order.star.as_ref().map(|t| json!({"start": t.start, "end": t.end, "lifetime": t.lifetime, "adjust": t.adjust, "allow_get": t.allow_get}))}),
         };
         self.store.create_order(&order, &new_authzs, &audit).await?;
         audit.log();

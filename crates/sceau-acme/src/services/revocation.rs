@@ -150,6 +150,13 @@ impl Acme {
                 "certificate-key".to_owned()
             }
         };
+        // RFC 8739 §3.1.2: a STAR certificate ends by canceling its series, not by revokeCert.
+        if self.store.order_by_id(&cert.order_id).await?.star.is_some() {
+            return Err(AcmeError::new(
+                ProblemType::AutoRenewalRevocationNotSupported,
+                "this certificate is one of a STAR series: cancel the series (POST {\"status\": \"canceled\"} to its order) instead of revoking (RFC 8739 §3.1.2)",
+            ));
+        }
         let account = match &req.key {
             VerifiedKey::Account(a) => Some(a.id.as_str()),
             VerifiedKey::Jwk(_) => None,
@@ -189,6 +196,7 @@ impl Acme {
             location: None,
             links: Vec::new(),
             retry_after: None,
+            headers: Vec::new(),
         })
     }
 

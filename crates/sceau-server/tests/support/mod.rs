@@ -757,8 +757,9 @@ pub async fn assert_serials_in(store: &sceau_store::Store) {
                 "SELECT COUNT(*) FROM serials s JOIN orders o ON o.id = s.order_id WHERE s.state = 'reserved' AND o.status <> 'processing'",
             ),
             (
-                "a valid order without exactly one issued serial",
-                "SELECT COUNT(*) FROM orders o WHERE o.status = 'valid' AND (SELECT COUNT(*) FROM serials s WHERE s.order_id = o.id AND s.state = 'issued') <> 1",
+                "a valid order without exactly one issued serial (a STAR series: one per certificate)",
+                "SELECT COUNT(*) FROM orders o WHERE o.status = 'valid' AND (SELECT COUNT(*) FROM serials s WHERE s.order_id = o.id AND s.state = 'issued')
+                 <> CASE WHEN o.star_end IS NULL THEN 1 ELSE (SELECT COUNT(*) FROM certificates c WHERE c.order_id = o.id) END",
             ),
         ],
     )

@@ -80,6 +80,7 @@ pub fn order(account_id: &str, name: &str, kinds: &[&str]) -> (OrderRecord, Auth
         csr: None,
         cert_id: None,
         created_at: now(),
+        star: None,
     };
     (order, authz)
 }
