@@ -82,6 +82,12 @@ if ! (cd "$ROOT/crates/sceau-testkit/java/cmp-ca" &&
   echo "install-test-deps: Maven could not fetch Bouncy Castle (org.bouncycastle:bcpkix-jdk18on)" >&2
   exit 1
 fi
+# acme4j for sceau-interop's STAR client test (tests/acme4j.rs), the same way.
+if ! (cd "$ROOT/crates/sceau-interop/acme4j" &&
+      mvn -q -B dependency:build-classpath -Dmdep.outputFile=/dev/null); then
+  echo "install-test-deps: Maven could not fetch acme4j (org.shredzone.acme4j:acme4j-client)" >&2
+  exit 1
+fi
 
 # playwright-core (pinned in package.json) for the console's browser tests; Chromium is Debian's.
 if [ ! -d "$ROOT/crates/sceau-interop/console/node_modules/playwright-core" ]; then
@@ -92,7 +98,7 @@ fi
 # Fail here, with a clear message, rather than in the middle of the tests.
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 for tool in pebble certbot lego dehydrated uacme knotd knotc knsupdate kdig nsupdate \
-            openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare java javac mvn \
+            openssl softhsm2-util pkcs11-tool sqlite3 curl python3 kill unshare java javac keytool mvn \
             chromium node npm promtool certutil; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "install-test-deps: $tool still missing after installation" >&2

@@ -31,7 +31,7 @@ pub use request::{Verified, VerifiedKey};
 use sceau_ca::Signer;
 use sceau_store::Store;
 use sceau_validate::Validator;
-pub use services::star::StarSettings;
+pub use services::star::{StarSettings, cancel_star_series};
 pub use services::{Endpoint, RevokeError, Revoker, revoke_certificate};
 
 /// External account binding policy (RFC 8555 §7.3.4).

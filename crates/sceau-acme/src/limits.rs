@@ -69,42 +69,23 @@ pub fn parse_count(text: &str) -> Result<Option<u32>, String> {
     }
 }
 
+/// A rate's period: a duration, where a bare unit (`5/d`) means one of it.
 fn parse_period(text: &str) -> Option<Duration> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (n, unit) = text.split_at(split);
-    let n: u64 = if n.is_empty() { 1 } else { n.parse().ok()? };
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        "w" => 7 * 86400,
-        "y" => 365 * 86400,
-        _ => return None,
-    };
-    n.checked_mul(secs).map(Duration::from_secs)
+    let text = text.trim();
+    if text.starts_with(|c: char| c.is_ascii_digit()) {
+        sceau_wire::duration::parse(text).ok()
+    } else {
+        sceau_wire::duration::parse(&format!("1{text}")).ok()
+    }
 }
 
 /// A length of time such as `90s`, `30m`, `1h`, `2d`, `1w` or `1y` (365 days), above zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    match parse_period(text.trim()) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "{text:?} is not a duration such as 90s, 30m, 1h, 2d, 1w or 1y"
-        )),
-    }
+    sceau_wire::duration::parse(text)
 }
 
 fn describe_period(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        _ if s.is_multiple_of(86400) => format!("{}d", s / 86400),
-        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
-        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
-        _ => format!("{s}s"),
-    }
+    sceau_wire::duration::describe(d)
 }
 
 /// Every rate limit's setting; `None` turns a limit off.
@@ -690,8 +671,12 @@ mod tests {
         );
         assert_eq!(Rate::parse("5/d").unwrap().unwrap().period.as_secs(), 86400);
         assert_eq!(Rate::parse("OFF").unwrap(), None);
+        assert_eq!(
+            Rate::parse("5/1w").unwrap().unwrap().period.as_secs(),
+            7 * 86400
+        );
         for bad in [
-            "", "50", "50/", "/1h", "0/1h", "5/0h", "5/1w", "x/1h", "-1/1h",
+            "", "50", "50/", "/1h", "0/1h", "5/0h", "5/1x", "x/1h", "-1/1h", "5/1hh",
         ] {
             assert!(Rate::parse(bad).is_err(), "{bad:?}");
         }

@@ -59,23 +59,8 @@ pub(crate) use sceau_wire::hex::encode as hex;
 
 /// Parses a duration such as `90d`, `2w`, `12h` or `3y` into seconds; a year is 365 days.
 pub fn parse_duration(text: &str) -> Result<i64, AdminError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let bad = || {
-        AdminError::Invalid(format!(
-            "{text:?} is not a duration: use a number and a unit h, d, w or y (e.g. 90d, 3y)"
-        ))
-    };
-    let n: i64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "h" => 3600,
-        "d" => 86400,
-        "w" => 7 * 86400,
-        "y" => 365 * 86400,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(unit_secs).filter(|s| *s > 0).ok_or_else(bad)
+    let d = sceau_wire::duration::parse(text).map_err(AdminError::Invalid)?;
+    i64::try_from(d.as_secs()).map_err(|_| AdminError::Invalid(format!("{text:?} is too long")))
 }
 
 #[cfg(test)]

@@ -55,6 +55,26 @@ pub enum Event {
         name: String,
         reason: String,
     },
+    /// A STAR series (RFC 8739) was ordered.
+    StarOrdered {
+        name: String,
+        order: String,
+        lifetime: u64,
+        end_date: String,
+    },
+    /// The next certificate of a STAR series was fetched and installed.
+    StarInstalled {
+        name: String,
+        serial: String,
+        not_before: String,
+        not_after: String,
+    },
+    /// A STAR series is over: `canceled` or `expired`.
+    StarEnded {
+        name: String,
+        outcome: String,
+        detail: String,
+    },
     Revoked {
         name: Option<String>,
         serial: String,

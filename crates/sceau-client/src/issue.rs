@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use sceau_wire::{
-    AccountKey, AuthorizationStatus, ChallengeStatus, Identifier, KeyKind, NewOrder, OrderStatus,
-    ProblemType,
+    AccountKey, AuthorizationStatus, AutoRenewal, ChallengeStatus, Identifier, KeyKind, NewOrder,
+    OrderStatus, ProblemType,
 };
 
 use crate::account::Account;
@@ -38,6 +38,8 @@ pub struct IssueRequest {
     /// RFC 9773 §5: the ARI identifier of the certificate this one replaces.
     pub replaces: Option<String>,
     pub profile: Option<String>,
+    /// RFC 8739: order a STAR series with these terms instead of one certificate.
+    pub auto_renewal: Option<AutoRenewal>,
     pub timeout: Duration,
 }
 
@@ -49,6 +51,9 @@ pub struct Issued {
     /// PKCS#8 PEM of the certificate key; `None` for a CSR made elsewhere.
     pub key_pem: Option<String>,
     pub info: CertInfo,
+    /// A STAR order: the terms the server agreed (RFC 8739 §3.1.1); `certificate_url` is then
+    /// the series' rolling star-certificate URL.
+    pub auto_renewal: Option<AutoRenewal>,
 }
 
 /// Runs one order to completion.
@@ -68,6 +73,7 @@ pub async fn issue(
         identifiers: request.identifiers.clone(),
         replaces: request.replaces.clone(),
         profile: request.profile.clone(),
+        auto_renewal: request.auto_renewal.clone(),
         ..Default::default()
     };
     let order = match client.new_order(account, &new_order).await {
@@ -173,7 +179,8 @@ pub async fn issue(
     // says valid (or invalid), and polling would only cost a round trip.
     let done = match finalized {
         Some(o)
-            if (o.status == OrderStatus::Valid && o.certificate.is_some())
+            if (o.status == OrderStatus::Valid
+                && (o.certificate.is_some() || o.star_certificate.is_some()))
                 || o.status == OrderStatus::Invalid =>
         {
             o
@@ -187,10 +194,12 @@ pub async fn issue(
     if done.status != OrderStatus::Valid {
         return Err(order_failed(&done));
     }
-    let cert_url = done
-        .certificate
-        .clone()
-        .ok_or_else(|| Error::Order("valid order without certificate URL".into()))?;
+    // RFC 8739 §3.1.1: a STAR order names its rolling certificate instead.
+    let cert_url = match &request.auto_renewal {
+        None => done.certificate.clone(),
+        Some(_) => done.star_certificate.clone(),
+    }
+    .ok_or_else(|| Error::Order("valid order without certificate URL".into()))?;
     let chain = client.download_certificate(account, &cert_url).await?;
     let info = CertInfo::from_pem_chain(&chain.pem)?;
     if let Some(key) = &key {
@@ -207,6 +216,7 @@ pub async fn issue(
         chain_pem: chain.pem,
         key_pem: key.map(|k| k.to_pem()),
         info,
+        auto_renewal: done.auto_renewal.clone(),
     })
 }
 

@@ -22,6 +22,7 @@ pub mod issue;
 pub mod order;
 pub mod renewal;
 pub mod solver;
+pub mod star;
 pub mod state;
 
 pub use account::{Account, Eab, NewAccountOptions};
@@ -31,3 +32,4 @@ pub use error::{Error, Result};
 pub use events::{Event, EventSink};
 pub use issue::{IssueRequest, Issued, KeySource, issue};
 pub use solver::{Method, Plan};
+pub use star::StarFetch;

@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sceau_wire::{AccountKey, Identifier};
+use sceau_wire::{AccountKey, AutoRenewal, Identifier};
 use serde::{Deserialize, Serialize};
 
 use crate::account::Account;
@@ -59,6 +59,29 @@ pub struct ManagedCert {
     pub profile: Option<String>,
     #[serde(default)]
     pub revoked: bool,
+    /// A STAR series (RFC 8739): the CA renews this certificate itself; `sceau star fetch`
+    /// installs each new one and `renew` leaves the entry alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub star: Option<StarSeries>,
+}
+
+/// Where a STAR series lives on its server and what was agreed for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StarSeries {
+    pub order_url: String,
+    /// The rolling star-certificate URL (§3.3).
+    pub certificate_url: String,
+    /// The terms as the server agreed them in the order (§3.1.1).
+    pub terms: AutoRenewal,
+    /// Set once the series is over: `canceled` or `expired`, with the server's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
+}
+
+impl StarSeries {
+    pub fn is_active(&self) -> bool {
+        self.ended.is_none()
+    }
 }
 
 fn default_fraction() -> f64 {

@@ -66,6 +66,7 @@ async fn issue_with(
         plan,
         replaces: None,
         profile: None,
+        auto_renewal: None,
         timeout: Duration::from_secs(60),
     };
     let _ = env;
@@ -99,6 +100,7 @@ async fn http01_listener_issues_for_two_names(server: ServerFactory) {
         plan: Plan::single(http_method(&env)),
         replaces: None,
         profile: None,
+        auto_renewal: None,
         timeout: Duration::from_secs(60),
     };
     let issued = sceau_client::issue(&c, &a, req, &sink).await.unwrap();

@@ -62,6 +62,12 @@ impl Interop {
         Self::build_with(ServerKind::Sceau, false, Some(options))
     }
 
+    /// For clients that write files for a web server, against `sceau-server` started as
+    /// `options` say (e.g. STAR's `--star-min-lifetime`).
+    pub fn start_sceau_with_webroot(options: &crate::server::SceauOptions) -> Interop {
+        Self::build_with(ServerKind::Sceau, true, Some(options))
+    }
+
     fn build(kind: ServerKind, with_webroot: bool) -> Interop {
         Self::build_with(kind, with_webroot, None)
     }

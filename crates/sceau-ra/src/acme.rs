@@ -358,6 +358,7 @@ impl AcmeSigner {
             plan: self.plan(),
             replaces: None,
             profile: self.config.profile.clone(),
+            auto_renewal: None,
             timeout,
         };
         // The upstream order's URL, once it exists, for the ticket if the attempt ends early.

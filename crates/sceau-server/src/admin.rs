@@ -45,6 +45,9 @@ pub enum AdminCommand {
     /// Certificates: list, show, revoke (one, or in bulk by the compromise procedures)
     #[command(subcommand)]
     Cert(crate::admin_cert::CertCommand),
+    /// STAR series (RFC 8739): list, show with their certificates, cancel
+    #[command(subcommand)]
+    Star(crate::admin_star::StarCommand),
     /// PostgreSQL: create or update the front end's and the signing process's least-privilege
     /// roles (R33); run with the schema owner's URL
     DbRoles {
@@ -301,6 +304,7 @@ async fn dispatch(
         AdminCommand::Cert(c) => {
             crate::admin_cert::run(r, urls, public_url, upstream, actor, c).await
         }
+        AdminCommand::Star(c) => crate::admin_star::run(r, urls, actor, c).await,
         AdminCommand::AcmeAccount(c) => {
             let (id, change) = match &c {
                 AcmeAccountCommand::Suspend { account } => {

@@ -5,6 +5,7 @@
 
 mod admin;
 mod admin_cert;
+mod admin_star;
 mod ca_cli;
 mod config;
 mod console_cli;

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use support::*;
 
+/// notBefore, notAfter, serial and public key of a certificate, as openssl prints them.
+type Dates = (i64, i64, String, String);
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -191,7 +193,8 @@ async fn a_series_is_renewed_by_the_server_until_its_end_date() {
     let adjust = 8;
 
     // Poll the rolling certificate without authentication (§3.4) until the series ends.
-    let mut seen: Vec<(i64, String, (i64, i64, String, String))> = Vec::new();
+    // (fetched at, PEM, (notBefore, notAfter, serial, public key)) of each new certificate.
+    let mut seen: Vec<(i64, String, Dates)> = Vec::new();
     let mut headers_checked = false;
     loop {
         let r = c.http.get(&star_url).send().await.unwrap();

@@ -6,12 +6,9 @@
 //! `pbm N` (a request's MAC iteration count, once verified), `issued SERIAL`, `confirmed N`,
 //! `revoked SERIAL REASON`.
 //!
-//! Built on first use into a directory named after the source's hash under the system's
-//! temporary directory: Maven resolves Bouncy Castle (the README's test command fetched it
-//! beforehand), javac compiles; concurrent test processes each build into a scratch directory
-//! and the first rename wins.
+//! Built on first use by [`crate::java::build`]; Maven resolves Bouncy Castle, which the
+//! README's test command fetched beforehand.
 
-use std::hash::{Hash, Hasher};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,52 +19,10 @@ use crate::{free_port, require_tool};
 const POM: &str = include_str!("../java/cmp-ca/pom.xml");
 const SOURCE: &str = include_str!("../java/cmp-ca/src/main/java/CmpCa.java");
 
-/// The compiled server: its class directory and Bouncy Castle's classpath.
+/// The compiled server: its class directory and its dependencies' classpath.
 fn built() -> (PathBuf, String) {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (POM, SOURCE).hash(&mut h);
-    let root = std::env::temp_dir().join("sceau-testkit-cmp-ca");
-    let done = root.join(format!("{:016x}", h.finish()));
-    if !done.join("classpath.txt").exists() {
-        std::fs::create_dir_all(&root).expect("cmp-ca build directory");
-        let scratch = tempfile::tempdir_in(&root).expect("scratch directory");
-        let dir = scratch.path();
-        std::fs::create_dir_all(dir.join("src/main/java")).unwrap();
-        std::fs::write(dir.join("pom.xml"), POM).unwrap();
-        std::fs::write(dir.join("src/main/java/CmpCa.java"), SOURCE).unwrap();
-        let out = Command::new(require_tool("mvn"))
-            .args(["-q", "-B", "dependency:build-classpath"])
-            .arg(format!("-Dmdep.outputFile={}", dir.join("cp").display()))
-            .current_dir(dir)
-            .output()
-            .expect("run mvn");
-        assert!(
-            out.status.success(),
-            "mvn could not resolve Bouncy Castle for the CMP CA: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let cp = std::fs::read_to_string(dir.join("cp")).expect("classpath written");
-        let out = Command::new(require_tool("javac"))
-            .args(["-cp", cp.trim(), "-d"])
-            .arg(dir.join("classes"))
-            .arg(dir.join("src/main/java/CmpCa.java"))
-            .output()
-            .expect("run javac");
-        assert!(
-            out.status.success(),
-            "javac CmpCa.java: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(dir.join("classpath.txt"), cp.trim()).unwrap();
-        let kept = scratch.keep();
-        // Another test process may have finished first: its build is as good as ours.
-        if std::fs::rename(&kept, &done).is_err() {
-            let _ = std::fs::remove_dir_all(&kept);
-        }
-    }
-    let cp = std::fs::read_to_string(done.join("classpath.txt")).expect("classpath");
-    (done.join("classes"), cp)
+    let b = crate::java::build("sceau-testkit-cmp-ca", POM, "CmpCa", SOURCE);
+    (b.classes, b.classpath)
 }
 
 /// The CA on a free loopback port, killed on drop.

@@ -10,6 +10,7 @@ pub mod bc_cmp;
 pub mod cmp_mock;
 mod dnsquery;
 mod haproxy;
+pub mod java;
 mod knot;
 pub mod openssl_ca;
 mod pg_replica;

@@ -14,6 +14,7 @@
 pub mod b64;
 pub mod der;
 pub mod dns;
+pub mod duration;
 pub mod eab;
 pub mod hex;
 pub mod json;

@@ -46,6 +46,72 @@ pub enum Command {
     Revoke(RevokeArgs),
     /// Show managed certificates; non-zero exit when one expires within --warn-days
     Status(StatusArgs),
+    /// Short-term certificates the CA renews by itself (STAR, RFC 8739)
+    #[command(subcommand)]
+    Star(StarCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StarCmd {
+    /// Order a STAR series: the CA issues a new certificate for the same key every
+    /// --lifetime until --until
+    Order(Box<StarOrderArgs>),
+    /// Fetch the current certificate of each series and install it when it is new
+    Fetch(StarSelect),
+    /// Keep fetching until every series has ended (run it as a service)
+    Watch(StarWatchArgs),
+    /// Ask the CA to stop a series (RFC 8739 §3.1.2)
+    Cancel {
+        /// The series (its certificate name)
+        #[arg(long, required = true)]
+        cert_name: Vec<String>,
+    },
+    /// Show the STAR series and their current certificates
+    List {
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StarOrderArgs {
+    #[command(flatten)]
+    pub issue: IssueArgs,
+    /// How long each certificate of the series lives, e.g. 1d, 12h
+    #[arg(long)]
+    pub lifetime: String,
+    /// When the series ends: an RFC 3339 time, a date (midnight UTC), or a duration from
+    /// now such as 30d
+    #[arg(long)]
+    pub until: String,
+    /// When the first certificate starts (same forms as --until) [default: now]
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Pre-date each certificate's notBefore by this much, for clients with skewed clocks
+    /// (RFC 8739 §3.1.1)
+    #[arg(long)]
+    pub lifetime_adjust: Option<String>,
+    /// Let the certificates be fetched without the account key (RFC 8739 §3.4), for a
+    /// machine that only holds the certificate key
+    #[arg(long)]
+    pub allow_certificate_get: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StarSelect {
+    /// Only these series (repeatable) [default: every active series]
+    #[arg(long)]
+    pub cert_name: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StarWatchArgs {
+    #[command(flatten)]
+    pub select: StarSelect,
+    /// Longest wait between two fetches of a series, in seconds
+    #[arg(long, default_value_t = 3600)]
+    pub max_interval: u64,
 }
 
 #[derive(Debug, Args, Clone)]

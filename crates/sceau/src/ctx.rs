@@ -57,6 +57,13 @@ fn progress(event: &Event) {
             name, not_after, ..
         } => format!("{name}: renewed, valid until {not_after}"),
         Event::RenewalSkipped { name, reason } => format!("{name}: not due ({reason})"),
+        Event::StarOrdered { name, end_date, .. } => {
+            format!("{name}: STAR series ordered, renewed by the CA until {end_date}")
+        }
+        Event::StarInstalled {
+            name, not_after, ..
+        } => format!("{name}: next STAR certificate installed, valid until {not_after}"),
+        Event::StarEnded { name, outcome, .. } => format!("{name}: STAR series {outcome}"),
         Event::Revoked { serial, .. } => format!("certificate {serial} revoked"),
         Event::DeployHook { name, success, .. } => {
             format!(

@@ -8,8 +8,10 @@ use sceau_client::events::Event;
 use sceau_client::files::{CertFiles, Modes};
 use sceau_client::renewal::{self, Decision};
 use sceau_client::state::{ManagedCert, check_name};
-use sceau_client::{AcmeClient, CertInfo, Error, IssueRequest, KeySource, Method, Plan, Result};
-use sceau_wire::{AccountKey, Identifier};
+use sceau_client::{
+    AcmeClient, CertInfo, Error, IssueRequest, Issued, KeySource, Method, Plan, Result,
+};
+use sceau_wire::{AccountKey, AutoRenewal, Identifier};
 
 use crate::account::{ensure_account, key_kind};
 use crate::cli::{IssueArgs, RenewArgs};
@@ -82,6 +84,28 @@ fn plan_from(a: &IssueArgs) -> Result<Plan> {
 }
 
 pub async fn run_issue(ctx: &Ctx, a: &IssueArgs) -> Result<()> {
+    let cert = managed_from(a)?;
+    let client = connect(&cert.server, cert.ca_bundle.as_deref()).await?;
+    ensure_account(ctx, &client, Some(&a.register)).await?;
+    obtain(
+        ctx,
+        &client,
+        &cert,
+        Obtain {
+            replaces: None,
+            renewal: false,
+            auto_renewal: None,
+            timeout: Duration::from_secs(a.timeout),
+        },
+    )
+    .await?;
+    // Saved only after success: a failed first issuance leaves no managed entry behind.
+    ctx.state.save_cert(&cert)?;
+    Ok(())
+}
+
+/// The managed entry that `sceau issue` (and `sceau star order`) arguments describe, checked.
+pub fn managed_from(a: &IssueArgs) -> Result<ManagedCert> {
     let mut identifiers: Vec<Identifier> = a
         .domains
         .iter()
@@ -149,33 +173,35 @@ pub async fn run_issue(ctx: &Ctx, a: &IssueArgs) -> Result<()> {
         group_readable: a.group_readable,
         profile: a.profile.clone(),
         revoked: false,
+        star: None,
     };
-    let client = connect(&cert.server, cert.ca_bundle.as_deref()).await?;
-    ensure_account(ctx, &client, Some(&a.register)).await?;
-    obtain(
-        ctx,
-        &client,
-        &cert,
-        None,
-        false,
-        Duration::from_secs(a.timeout),
-    )
-    .await?;
-    // Saved only after success: a failed first issuance leaves no managed entry behind.
-    ctx.state.save_cert(&cert)?;
-    Ok(())
+    Ok(cert)
 }
 
-/// Issues for `cert` through `client` (connected to `cert.server`) and installs the result;
-/// `replaces` is the ARI id of the predecessor.
-async fn obtain(
+/// How [`obtain`] orders.
+pub struct Obtain {
+    /// The ARI id of the predecessor (RFC 9773 §5).
+    pub replaces: Option<String>,
+    pub renewal: bool,
+    /// Order a STAR series with these terms (RFC 8739 §3.1.1).
+    pub auto_renewal: Option<AutoRenewal>,
+    pub timeout: Duration,
+}
+
+/// Issues for `cert` through `client` (connected to `cert.server`), installs the result and
+/// runs the deploy hook.
+pub async fn obtain(
     ctx: &Ctx,
     client: &AcmeClient,
     cert: &ManagedCert,
-    replaces: Option<String>,
-    renewal: bool,
-    timeout: Duration,
-) -> Result<()> {
+    how: Obtain,
+) -> Result<Issued> {
+    let Obtain {
+        replaces,
+        renewal,
+        auto_renewal,
+        timeout,
+    } = how;
     let account = ensure_account(ctx, client, None).await?;
     let files = CertFiles::new(&ctx.cert_dir, &cert.name, Modes::new(cert.group_readable));
     let key = match (&cert.csr, cert.reuse_key, files.read_key()) {
@@ -207,6 +233,7 @@ async fn obtain(
         plan: cert.plan.clone(),
         replaces,
         profile: cert.profile.clone(),
+        auto_renewal,
         timeout,
     };
     let issued = sceau_client::issue(client, &account, request, &ctx.events).await?;
@@ -251,10 +278,10 @@ async fn obtain(
     if let Some(hook) = &cert.deploy_hook {
         run_deploy_hook(ctx, cert, &files, hook).await?;
     }
-    Ok(())
+    Ok(issued)
 }
 
-async fn run_deploy_hook(
+pub async fn run_deploy_hook(
     ctx: &Ctx,
     cert: &ManagedCert,
     files: &CertFiles,
@@ -331,7 +358,18 @@ async fn renew_one(ctx: Arc<Ctx>, cert: ManagedCert, a: Arc<RenewArgsShared>) ->
         ))
         .await;
     }
-    obtain(&ctx, &client, &cert, replaces, true, a.timeout).await?;
+    obtain(
+        &ctx,
+        &client,
+        &cert,
+        Obtain {
+            replaces,
+            renewal: true,
+            auto_renewal: None,
+            timeout: a.timeout,
+        },
+    )
+    .await?;
     Ok(true)
 }
 
@@ -354,8 +392,15 @@ pub async fn run_renew(ctx: Ctx, a: &RenewArgs) -> Result<usize> {
             }
         }
         certs.retain(|c| a.cert_name.contains(&c.name));
+        if let Some(c) = certs.iter().find(|c| c.star.is_some()) {
+            return Err(Error::Config(format!(
+                "{} is a STAR series: the CA renews it; use `sceau star fetch --cert-name {}`",
+                c.name, c.name
+            )));
+        }
     }
-    certs.retain(|c| !c.revoked);
+    // STAR series are renewed by the CA (RFC 8739 §3.3); `sceau star fetch` installs them.
+    certs.retain(|c| !c.revoked && c.star.is_none());
     let ctx = Arc::new(ctx);
     let shared = Arc::new(RenewArgsShared {
         force: a.force,

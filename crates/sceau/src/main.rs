@@ -7,6 +7,7 @@ mod cli;
 mod ctx;
 mod issue;
 mod misc;
+mod star;
 
 use std::process::ExitCode;
 
@@ -49,14 +50,19 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Revoke(a) => misc::run_revoke(&ctx, a).await.map(|_| 0),
         Command::Status(a) => misc::run_status(&ctx, a),
         Command::Renew(a) => issue::run_renew(ctx, a).await,
+        Command::Star(cmd) => star::run(&ctx, cmd).await,
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
-            if matches!(cli.command, Command::Renew(_)) {
-                eprintln!(
+            match cli.command {
+                Command::Renew(_) => eprintln!(
                     "sceau: error: {n} certificate(s) failed to renew; see the lines above and the event log"
-                );
+                ),
+                Command::Star(_) => eprintln!(
+                    "sceau: error: {n} STAR series could not be fetched; see the lines above and the event log"
+                ),
+                _ => {}
             }
             ExitCode::from(1)
         }

@@ -91,8 +91,26 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
             .read_fullchain()
             .and_then(|p| CertInfo::from_pem_chain(&p).ok());
         let days = info.as_ref().map(|i| i.days_left(now));
+        let ended = m.star.as_ref().and_then(|s| s.ended.clone());
         let problem = match (&info, days) {
+            // An ended STAR series is history, not a certificate to keep alive.
+            _ if ended.is_some() => None,
             (None, _) => Some("missing"),
+            // A STAR certificate is short by design: what matters is that the next one of the
+            // series was picked up, which the CA publishes before half of the current one's
+            // lifetime (RFC 8739 §3.3). Under a quarter left, and not the last: stale.
+            (Some(i), _) if m.star.is_some() => {
+                let t = m.star.as_ref().map(|s| s.terms.clone()).expect("STAR");
+                if i.not_after < now {
+                    Some("expired")
+                } else if i.not_after < t.end_date
+                    && i.not_after - now < std::time::Duration::from_secs(t.lifetime / 4)
+                {
+                    Some("stale")
+                } else {
+                    None
+                }
+            }
             _ if m.revoked => Some("revoked"),
             (_, Some(d)) if d < 0 => Some("expired"),
             (_, Some(d)) if d < a.warn_days => Some("expiring"),
@@ -112,7 +130,18 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
             "not_after": info.as_ref().map(|i| fmt(i.not_after)),
             "days_left": days,
             "serial": info.as_ref().map(|i| i.serial_hex.clone()),
-            "status": problem.unwrap_or("ok"),
+            "status": match (&ended, problem) {
+                (Some(e), _) => format!("star-{e}"),
+                (None, Some(p)) => p.to_owned(),
+                (None, None) if m.star.is_some() => "star".to_owned(),
+                (None, None) => "ok".to_owned(),
+            },
+            "star": m.star.as_ref().map(|s| serde_json::json!({
+                "order": s.order_url,
+                "lifetime": s.terms.lifetime,
+                "end_date": s.terms.end_date.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                "ended": s.ended,
+            })),
             "path": files.dir,
         }));
     }
@@ -138,16 +167,22 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
                     .map(|d| d.to_string())
                     .unwrap_or_else(|| "-".into()),
                 r["not_after"].as_str().unwrap_or("-"),
-                r["identifiers"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .unwrap_or_default()
+                names_column(&r["identifiers"])
             );
         }
     }
     Ok(bad)
+}
+
+/// A JSON list of names as one comma-separated table column.
+pub fn names_column(names: &serde_json::Value) -> String {
+    names
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }

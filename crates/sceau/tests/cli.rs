@@ -732,6 +732,7 @@ fn renewal_of_a_certificate_replaced_elsewhere_still_succeeds() {
             }),
             replaces: Some(old_ari.clone()),
             profile: None,
+            auto_renewal: None,
             timeout: std::time::Duration::from_secs(60),
         },
         &sceau_client::events::discard(),

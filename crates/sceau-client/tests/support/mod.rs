@@ -31,6 +31,8 @@ pub struct ServerParams {
     pub nonce_reject: u8,
     /// Lifetime of issued certificates in days (sceau-server only; Pebble's is fixed).
     pub cert_validity_days: Option<u32>,
+    /// More `sceau-server serve` flags (sceau-server only), e.g. `--star-min-lifetime 10s`.
+    pub extra_server_args: Vec<String>,
 }
 
 /// A running ACME server; dropping it stops it.
@@ -77,6 +79,7 @@ impl Env {
             eab_required: false,
             nonce_reject: 0,
             cert_validity_days: None,
+            extra_server_args: Vec::new(),
         };
         tweak(&mut params);
         let server = factory(&params);
@@ -273,6 +276,10 @@ pub fn pebble(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
         params.cert_validity_days.is_none(),
         "Pebble's certificate lifetime is fixed; use sceau_server"
     );
+    assert!(
+        params.extra_server_args.is_empty(),
+        "sceau-server flags given to Pebble"
+    );
     let eab: serde_json::Map<String, serde_json::Value> = params
         .eab_required
         .then(|| {
@@ -456,6 +463,7 @@ pub fn sceau_server(params: &ServerParams) -> Box<dyn AcmeServerUnderTest> {
         } else {
             "off"
         });
+    cmd.args(&params.extra_server_args);
     if let Some(days) = params.cert_validity_days {
         cmd.arg("--cert-validity-days").arg(days.to_string());
     }
