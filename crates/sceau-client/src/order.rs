@@ -32,6 +32,32 @@ pub struct CertificateChain {
     pub alternates: Vec<String>,
 }
 
+/// The PEM chain a certificate URL answered (RFC 8555 §7.4.2: application/pem-certificate-chain,
+/// at least one certificate), for plain and STAR (RFC 8739 §3.3) downloads alike.
+pub(crate) fn pem_chain(url: &str, resp: &crate::client::Response) -> Result<String> {
+    if let Some(ct) = &resp.content_type
+        && !ct.starts_with(media::PEM_CHAIN)
+    {
+        return Err(Error::Protocol {
+            url: url.to_owned(),
+            status: resp.status,
+            reason: format!(
+                "certificate has content type {ct}, expected {}",
+                media::PEM_CHAIN
+            ),
+        });
+    }
+    let pem = resp.text();
+    if sceau_wire::key::pem_decode_all(&pem, "CERTIFICATE").is_empty() {
+        return Err(Error::Protocol {
+            url: url.to_owned(),
+            status: resp.status,
+            reason: "certificate download contains no PEM certificate".into(),
+        });
+    }
+    Ok(pem)
+}
+
 /// Who signs a revocation request (RFC 8555 §7.6).
 pub enum RevokeWith<'a> {
     Account(&'a Account),
@@ -197,26 +223,7 @@ impl AcmeClient {
         url: &str,
     ) -> Result<CertificateChain> {
         let resp = self.post(&account.key, account.signer(), url, None).await?;
-        if let Some(ct) = &resp.content_type
-            && !ct.starts_with(media::PEM_CHAIN)
-        {
-            return Err(Error::Protocol {
-                url: url.to_owned(),
-                status: resp.status,
-                reason: format!(
-                    "certificate has content type {ct}, expected {}",
-                    media::PEM_CHAIN
-                ),
-            });
-        }
-        let pem = resp.text();
-        if sceau_wire::key::pem_decode_all(&pem, "CERTIFICATE").is_empty() {
-            return Err(Error::Protocol {
-                url: url.to_owned(),
-                status: resp.status,
-                reason: "certificate download contains no PEM certificate".into(),
-            });
-        }
+        let pem = pem_chain(url, &resp)?;
         let alternates = resp
             .links("alternate")
             .into_iter()

@@ -7,12 +7,12 @@
 //! - The end of a series (canceled, expired) is an outcome, not an error: callers record it
 //!   and stop asking.
 
-use sceau_wire::{Order, ProblemType, media};
+use sceau_wire::{Order, ProblemType};
 
 use crate::account::Account;
 use crate::certinfo::CertInfo;
 use crate::client::AcmeClient;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What the star-certificate URL answered.
 #[derive(Debug)]
@@ -47,19 +47,7 @@ impl AcmeClient {
                 };
             }
         };
-        if let Some(ct) = &resp.content_type
-            && !ct.starts_with(media::PEM_CHAIN)
-        {
-            return Err(Error::Protocol {
-                url: url.to_owned(),
-                status: resp.status,
-                reason: format!(
-                    "STAR certificate has content type {ct}, expected {}",
-                    media::PEM_CHAIN
-                ),
-            });
-        }
-        let chain_pem = resp.text();
+        let chain_pem = crate::order::pem_chain(url, &resp)?;
         let info = CertInfo::from_pem_chain(&chain_pem)?;
         Ok(StarFetch::Current { chain_pem, info })
     }

@@ -68,11 +68,10 @@ async fn load(r: &Registry, order: &str) -> Result<OrderRecord, AdminError> {
         .rsplit('/')
         .next()
         .unwrap_or(order);
-    let o = r
-        .store()
-        .order_by_id(id)
-        .await
-        .map_err(|_| AdminError::Invalid(format!("no order {id:?}")))?;
+    let o = r.store().order_by_id(id).await.map_err(|e| match e {
+        sceau_store::StoreError::NotFound => AdminError::Invalid(format!("no order {id:?}")),
+        other => other.into(),
+    })?;
     if o.star.is_none() {
         return Err(AdminError::Invalid(format!(
             "order {id} is not a STAR order (no auto-renewal)"

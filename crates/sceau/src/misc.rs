@@ -92,15 +92,15 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
             .and_then(|p| CertInfo::from_pem_chain(&p).ok());
         let days = info.as_ref().map(|i| i.days_left(now));
         let ended = m.star.as_ref().and_then(|s| s.ended.clone());
-        let problem = match (&info, days) {
+        let terms = m.star.as_ref().map(|s| &s.terms);
+        let problem = match (&info, days, terms) {
             // An ended STAR series is history, not a certificate to keep alive.
             _ if ended.is_some() => None,
-            (None, _) => Some("missing"),
+            (None, _, _) => Some("missing"),
             // A STAR certificate is short by design: what matters is that the next one of the
             // series was picked up, which the CA publishes before half of the current one's
             // lifetime (RFC 8739 §3.3). Under a quarter left, and not the last: stale.
-            (Some(i), _) if m.star.is_some() => {
-                let t = m.star.as_ref().map(|s| s.terms.clone()).expect("STAR");
+            (Some(i), _, Some(t)) => {
                 if i.not_after < now {
                     Some("expired")
                 } else if i.not_after < t.end_date
@@ -112,8 +112,8 @@ pub fn run_status(ctx: &Ctx, a: &StatusArgs) -> Result<usize> {
                 }
             }
             _ if m.revoked => Some("revoked"),
-            (_, Some(d)) if d < 0 => Some("expired"),
-            (_, Some(d)) if d < a.warn_days => Some("expiring"),
+            (_, Some(d), _) if d < 0 => Some("expired"),
+            (_, Some(d), _) if d < a.warn_days => Some("expiring"),
             _ => None,
         };
         if problem.is_some() && !m.revoked {

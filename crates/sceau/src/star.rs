@@ -147,9 +147,7 @@ async fn order(ctx: &Ctx, a: &StarOrderArgs) -> Result<()> {
             issued.order_url
         ))
     })?;
-    if agreed.allow_certificate_get != terms.allow_certificate_get
-        && terms.allow_certificate_get == Some(true)
-    {
+    if terms.allow_certificate_get == Some(true) && agreed.allow_certificate_get != Some(true) {
         eprintln!(
             "sceau: warning: {}: the server did not agree to unauthenticated GET; fetching needs the account key",
             cert.name
