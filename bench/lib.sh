@@ -133,3 +133,25 @@ softhsm_token() { # DIR LABEL
     # softhsm2-util takes the PINs only as arguments; they are this throwaway token's.
     softhsm2-util --init-token --free --label "$2" --pin "$pin" --so-pin "$so_pin" >/dev/null
 }
+
+# start_challtestsrv DNS_PORT MGMT_PORT LOG starts pebble-challtestsrv as a DNS server on
+# 127.0.0.1:DNS_PORT answering 127.0.0.1 for every name (no AAAA), and waits until it listens.
+start_challtestsrv() { # DNS_PORT MGMT_PORT LOG
+    setsid pebble-challtestsrv -dns01 "127.0.0.1:$1" -http01 "" -https01 "" -tlsalpn01 "" \
+        -management "127.0.0.1:$2" -defaultIPv4 127.0.0.1 -defaultIPv6 "" >"$3" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do [ -n "$(ss -Hlun "sport = :$1")" ] && break; sleep 0.1; done
+    [ -n "$(ss -Hlun "sport = :$1")" ] || fail_start pebble-challtestsrv "$3"
+}
+
+# group_cpu PGID... prints the CPU seconds (user + system) of every process in these process
+# groups (a server and its signing process, say).
+group_cpu() { # PGID...
+    local g p ticks=0
+    for g in "$@"; do
+        for p in $(pgrep -g "$g"); do
+            ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+        done
+    done
+    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}

@@ -22,6 +22,8 @@ packages=(
   # python3: helper scripts; procps: kill(1) for process-group clean-up;
   # util-linux: unshare(1) for uacme's private trust store
   python3 procps util-linux
+  # ip(8): network namespaces for the multi-perspective route-hijack test (tests/perspectives.rs)
+  iproute2
   # building the workspace (aws-lc-rs compiles C)
   build-essential pkg-config
   # the Bouncy Castle CMP CA of the RA tests (sceau-testkit/java/cmp-ca): javac, and Maven to

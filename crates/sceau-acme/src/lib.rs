@@ -30,7 +30,7 @@ pub use error::{AcmeError, AcmeResult};
 pub use request::{Verified, VerifiedKey};
 use sceau_ca::Signer;
 use sceau_store::Store;
-use sceau_validate::Validator;
+use sceau_validate::perspectives::Perspectives;
 pub use services::star::{StarSettings, cancel_star_series};
 pub use services::{Endpoint, RevokeError, Revoker, revoke_certificate};
 
@@ -49,7 +49,11 @@ pub struct AcmeConfig {
     pub eab: EabMode,
     pub terms_of_service: Option<String>,
     pub website: Option<String>,
+    /// The CA's identities in CAA `issue` values (RFC 8659 §4.2); empty turns CAA off.
     pub caa_identities: Vec<String>,
+    /// CAA is checked again at finalize for an authorization validated longer ago than this
+    /// (BR §3.2.2.8 allows eight hours), by every perspective under the quorum.
+    pub caa_recheck_after: Duration,
     pub cert_validity: Duration,
     pub order_lifetime: Duration,
     pub pending_authz_lifetime: Duration,
@@ -96,6 +100,7 @@ impl AcmeConfig {
             terms_of_service: None,
             website: None,
             caa_identities: Vec::new(),
+            caa_recheck_after: Duration::from_secs(8 * 3600),
             cert_validity: Duration::from_secs(90 * 86400),
             order_lifetime: Duration::from_secs(7 * 86400),
             pending_authz_lifetime: Duration::from_secs(7 * 86400),
@@ -190,7 +195,8 @@ pub struct Acme {
     pub config: AcmeConfig,
     pub store: Store,
     pub signer: Arc<dyn Signer>,
-    pub validator: Validator,
+    /// The primary's validator and the remote perspectives it consults (R28).
+    pub perspectives: Perspectives,
     pub nonces: nonce::NoncePool,
     pub limits: limits::Limiter,
     pub queue: queue::Queue,
@@ -209,7 +215,7 @@ impl Acme {
         config: AcmeConfig,
         store: Store,
         signer: Arc<dyn Signer>,
-        validator: Validator,
+        perspectives: Perspectives,
         policy: Arc<dyn Policy>,
     ) -> Arc<Acme> {
         let urls = urls::Urls::new(&config.base_url);
@@ -223,7 +229,7 @@ impl Acme {
             config,
             store,
             signer,
-            validator,
+            perspectives,
             nonces,
             limits,
             queue: queue::Queue::new(),

@@ -29,6 +29,22 @@ pub struct FailedValidation {
     pub error: Option<String>,
 }
 
+/// A STAR series (RFC 8739) of the AA's accounts: its terms, where it is, how many
+/// certificates it has had.
+#[derive(Debug, Clone, Serialize)]
+pub struct StarLine {
+    pub order: String,
+    pub account: String,
+    pub names: Vec<String>,
+    /// `active`, `canceled`, `ended` (past its end-date or its last certificate) or `failed`.
+    pub state: String,
+    pub lifetime: i64,
+    pub end: i64,
+    /// When its next certificate is due, while active.
+    pub next_due: Option<i64>,
+    pub certificates: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeLine {
     pub at: i64,
@@ -52,6 +68,8 @@ pub struct Report {
     /// Not revoked and not expired now, whenever issued.
     pub valid: Vec<CertLine>,
     pub failed_validations: Vec<FailedValidation>,
+    /// Every STAR series of the AA's accounts, whenever ordered.
+    pub star_series: Vec<StarLine>,
     pub changes: Vec<ChangeLine>,
 }
 
@@ -102,6 +120,26 @@ impl Registry {
                 }
             })
             .collect();
+        let mut star_series = Vec::new();
+        for o in store.star_series_of_external(kid).await? {
+            let Some(t) = &o.star else { continue };
+            let state = match o.status.as_str() {
+                "canceled" => "canceled",
+                "invalid" => "failed",
+                _ if t.next.is_none() && o.cert_id.is_some() || until >= t.end => "ended",
+                _ => "active",
+            };
+            star_series.push(StarLine {
+                certificates: store.certs_of_order(&o.id).await?.len(),
+                order: o.id,
+                account: o.account_id,
+                names: o.identifiers.into_iter().map(|i| i.value).collect(),
+                state: state.to_owned(),
+                lifetime: t.lifetime,
+                end: t.end,
+                next_due: t.due.filter(|_| state == "active"),
+            });
+        }
         let changes = store
             .external_changes(kid, since)
             .await?
@@ -131,6 +169,7 @@ impl Registry {
             revoked,
             valid,
             failed_validations,
+            star_series,
             changes,
         })
     }
@@ -206,6 +245,27 @@ impl Report {
                 f.challenge_type.as_deref().unwrap_or("?"),
                 f.account,
                 f.error.as_deref().unwrap_or("")
+            ));
+        }
+        line(String::new());
+        line(format!(
+            "STAR series (RFC 8739): {}",
+            self.star_series.len()
+        ));
+        for t in &self.star_series {
+            let next = t
+                .next_due
+                .map(|d| format!(", next due {}", when(d)))
+                .unwrap_or_default();
+            line(format!(
+                "  {}  {}  {}  lifetime {} s  until {}  {} certificates{next}  account {}",
+                t.order,
+                t.names.join(","),
+                t.state,
+                t.lifetime,
+                when(t.end),
+                t.certificates,
+                t.account
             ));
         }
         line(String::new());

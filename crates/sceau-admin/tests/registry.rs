@@ -421,3 +421,86 @@ async fn report_lists_changes_with_actor() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn report_lists_the_accounts_star_series() {
+    let e = env().await;
+    let kid = e
+        .registry
+        .create(&request(&["a.test"]), "alice")
+        .await
+        .unwrap()
+        .account
+        .kid;
+    let other = e
+        .registry
+        .create(&request(&["b.test"]), "alice")
+        .await
+        .unwrap()
+        .account
+        .kid;
+    let mine = bind(&e.store, &kid).await;
+    let theirs = bind(&e.store, &other).await;
+    let series = |account: &AccountRecord, name: &str, status: &str| sceau_store::OrderRecord {
+        id: new_id(),
+        account_id: account.id.clone(),
+        status: status.into(),
+        expires: now() + 86_400,
+        identifiers: vec![Identifier::dns(name)],
+        authz_ids: vec![],
+        not_before: None,
+        not_after: None,
+        profile: None,
+        replaces: None,
+        error: None,
+        csr: None,
+        cert_id: None,
+        created_at: now(),
+        star: Some(sceau_store::StarTerms {
+            start: None,
+            end: now() + 86_400,
+            lifetime: 3600,
+            adjust: 2400,
+            allow_get: false,
+            next: None,
+            due: None,
+        }),
+    };
+    for (account, name, status) in [
+        (&mine, "s1.a.test", "valid"),
+        (&mine, "s2.a.test", "canceled"),
+        (&theirs, "s3.b.test", "valid"),
+    ] {
+        let audit = sceau_store::AuditEntry {
+            event: "order.created",
+            account_id: Some(&account.id),
+            client_ip: None,
+            detail: serde_json::json!({}),
+        };
+        e.store
+            .create_order(&series(account, name, status), &[], &audit)
+            .await
+            .unwrap();
+    }
+    let report = e.registry.report(&kid, 0).await.unwrap();
+    let mut lines: Vec<(&str, &str)> = report
+        .star_series
+        .iter()
+        .map(|t| (t.names[0].as_str(), t.state.as_str()))
+        .collect();
+    lines.sort();
+    assert_eq!(lines, [("s1.a.test", "active"), ("s2.a.test", "canceled")]);
+    assert!(
+        report
+            .star_series
+            .iter()
+            .all(|t| t.lifetime == 3600 && t.certificates == 0)
+    );
+    let text = report.to_text();
+    assert!(text.contains("STAR series (RFC 8739): 2"), "{text}");
+    assert!(
+        text.contains("s1.a.test  active  lifetime 3600 s"),
+        "{text}"
+    );
+    assert!(!text.contains("s3.b.test"), "another AA's series: {text}");
+}

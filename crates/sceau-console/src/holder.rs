@@ -254,7 +254,8 @@ pub async fn request_name(
     } else {
         let report = c
             .acme
-            .validator
+            .perspectives
+            .local()
             .caa_report(&Identifier::dns(name.clone()))
             .await;
         match &report.at {

@@ -108,6 +108,27 @@ pub fn csv(r: &Report) -> String {
             ],
         );
     }
+    for t in &r.star_series {
+        let detail = serde_json::json!({"order": t.order, "lifetime": t.lifetime,
+            "next_due": t.next_due.map(when), "certificates": t.certificates});
+        row(
+            &mut out,
+            &[
+                "star_series",
+                "",
+                "",
+                &t.names.join(" "),
+                "",
+                &when(t.end),
+                "",
+                "",
+                &t.account,
+                "",
+                &t.state,
+                &detail.to_string(),
+            ],
+        );
+    }
     for ch in &r.changes {
         row(
             &mut out,

@@ -29,7 +29,11 @@ pub struct Config {
     pub allow_wildcards: bool,
     pub terms_of_service: Option<String>,
     pub website: Option<String>,
-    pub caa_identities: Vec<String>,
+    /// The CA's identities in CAA `issue` values (RFC 8659 §4.2) [default: the base URL's host
+    /// name, or `localhost` when it is an address]; `[]` turns CAA checking off.
+    pub caa_identities: Option<Vec<String>>,
+    /// CAA is checked again at finalize for authorizations validated longer ago (BR §3.2.2.8).
+    pub caa_recheck_secs: u64,
     /// `sqlite` (default: `<data_dir>/sceau.db`) or a `postgres://` URL.
     pub database: Option<String>,
     pub log_format: String,
@@ -131,6 +135,10 @@ pub struct Config {
     /// Registration-authority mode: an upstream CA signs (TOML only, `[ra]`; see docs/ra.md).
     pub ra: Option<sceau_ra::RaConfig>,
 
+    /// Multi-perspective validation (R28): the remote validators and their quorum (TOML only,
+    /// `[perspectives]`; see docs/perspectives.md).
+    pub perspectives: Option<PerspectivesConfig>,
+
     /// Scheduled reports to each external account's owner by e-mail (TOML only, `[reports]`;
     /// see docs/console.md).
     pub reports: Option<sceau_console::mail::ReportsConfig>,
@@ -153,7 +161,8 @@ impl Default for Config {
             allow_wildcards: false,
             terms_of_service: None,
             website: None,
-            caa_identities: Vec::new(),
+            caa_identities: None,
+            caa_recheck_secs: 8 * 3600,
             database: None,
             log_format: "text".into(),
             staging: false,
@@ -210,9 +219,44 @@ impl Default for Config {
             star_max_duration: "1y".into(),
             star_allow_certificate_get: true,
             ra: None,
+            perspectives: None,
             reports: None,
         }
     }
+}
+
+/// `[perspectives]`: the remote validators the primary asks (agency guide R28).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerspectivesConfig {
+    /// `enforce` (default) or `log-only` (roll-out: disagreement is logged and audited only).
+    #[serde(default)]
+    pub mode: sceau_validate::perspectives::Mode,
+    /// Remote perspectives that must agree [default: BR §3.2.2.9's table: all of one, all but
+    /// one of 2 to 5, all but two of 6 or more].
+    pub quorum: Option<usize>,
+    /// How long a remote perspective has to answer.
+    #[serde(default = "default_perspective_timeout")]
+    pub timeout_secs: u64,
+    /// The validation CA, which issued every validator's server certificate.
+    pub tls_ca: PathBuf,
+    /// The primary's client certificate for the validators, and its key (mode 0600).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    #[serde(default)]
+    pub remote: Vec<RemotePerspective>,
+}
+
+fn default_perspective_timeout() -> u64 {
+    15
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemotePerspective {
+    pub name: String,
+    /// `https://host:port` of its `sceau-server validator`.
+    pub url: String,
 }
 
 impl Config {
@@ -238,6 +282,7 @@ impl Config {
             })
         }
         Ok(crate::signer_tls::TlsFiles {
+            label: "signer_tls",
             ca: need(&self.signer_tls_ca, why, "signer-tls-ca")?,
             cert: need(&self.signer_tls_cert, why, "signer-tls-cert")?,
             key: need(&self.signer_tls_key, why, "signer-tls-key")?,
@@ -252,6 +297,29 @@ impl Config {
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         toml::from_str(&text)
             .map_err(|e| format!("config file {}: {}", path.display(), e.message()))
+    }
+
+    /// CAA is on by default (R28, RFC 8659) with the server's own name as its identity.
+    pub fn caa_identities(&self) -> Vec<String> {
+        if let Some(ids) = &self.caa_identities {
+            return ids.clone();
+        }
+        let base = self.base_url();
+        let authority = base
+            .split_once("://")
+            .map_or(base.as_str(), |(_, rest)| rest)
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or("");
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        let is_address = host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok();
+        if host.is_empty() || is_address {
+            return vec!["localhost".to_owned()];
+        }
+        vec![host.to_ascii_lowercase()]
     }
 
     pub fn base_url(&self) -> String {
@@ -320,6 +388,21 @@ pub fn read_secret_file(path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caa_is_on_by_default_with_the_servers_name() {
+        let mut c = Config::default();
+        // An address is no CAA issuer domain: records naming another CA still refuse us.
+        assert_eq!(c.caa_identities(), ["localhost"]);
+        c.base_url = Some("https://ACME.corp.example:8443/".into());
+        assert_eq!(c.caa_identities(), ["acme.corp.example"]);
+        c.base_url = Some("https://[2001:db8::1]:443".into());
+        assert_eq!(c.caa_identities(), ["localhost"]);
+        c.caa_identities = Some(vec!["ca.example".into()]);
+        assert_eq!(c.caa_identities(), ["ca.example"]);
+        c.caa_identities = Some(vec![]);
+        assert!(c.caa_identities().is_empty(), "[] turns it off");
+    }
 
     #[test]
     fn passwords_are_found_and_redacted() {

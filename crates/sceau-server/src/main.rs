@@ -17,6 +17,7 @@ mod revocation_http;
 mod serve;
 mod sign_service;
 mod signer_tls;
+mod validator_role;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -286,6 +287,9 @@ enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// Run a remote validation perspective (R28): the checks a primary asks for, from this
+    /// network segment with this host's resolver, over mutual TLS
+    Validator(validator_role::ValidatorArgs),
     /// The signing service `serve` starts as its child: the only process holding CA keys
     #[command(hide = true)]
     SignService {
@@ -324,6 +328,7 @@ fn main() -> ExitCode {
         Command::Ca(args) => ca_cli::run(args),
         Command::Console(args) => console_cli::run(args),
         Command::Signer { common, args } => sign_service::run_socket_signer(common, args),
+        Command::Validator(args) => validator_role::run(args),
         Command::SignService {
             data_dir,
             ca_key,

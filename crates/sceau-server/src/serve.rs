@@ -178,20 +178,78 @@ pub(crate) fn eab_mode(text: &str) -> Result<EabMode, String> {
 /// What validation may connect to (RFC 8555 §10.4): the default refusals, the operator's
 /// networks, and the addresses this server listens on.
 fn validation_targets(config: &Config) -> Result<sceau_validate::AddressPolicy, String> {
+    address_policy(
+        config.listen.ip(),
+        &config.validation_allow,
+        &config.validation_deny,
+    )
+}
+
+/// The default refusals, the addresses a listener on `listen` answers on, and the operator's
+/// `allow` and `deny` networks (`--validation-allow`, `--validation-deny`).
+pub(crate) fn address_policy(
+    listen: std::net::IpAddr,
+    allow: &[String],
+    deny: &[String],
+) -> Result<sceau_validate::AddressPolicy, String> {
     let net = |setting: &str, text: &String| {
         text.parse::<sceau_validate::IpNet>()
             .map_err(|e| format!("--{setting} {text:?}: {e}"))
     };
     let mut policy = sceau_validate::AddressPolicy::default()
-        .listening_on(config.listen.ip())
+        .listening_on(listen)
         .map_err(|e| format!("validation targets: {e}"))?;
-    for text in &config.validation_allow {
+    for text in allow {
         policy = policy.allow(net("validation-allow", text)?);
     }
-    for text in &config.validation_deny {
+    for text in deny {
         policy = policy.deny(net("validation-deny", text)?);
     }
     Ok(policy)
+}
+
+/// The remote perspectives of `[perspectives]` (R28), checked and their TLS files read;
+/// `None` without the section.
+fn remote_perspectives(
+    config: &Config,
+) -> Result<Option<sceau_validate::perspectives::Remotes>, String> {
+    use sceau_validate::perspectives::{LinkTls, RemoteSpec, Remotes};
+    let Some(p) = &config.perspectives else {
+        return Ok(None);
+    };
+    if p.remote.is_empty() {
+        return Err("[perspectives] lists no [[perspectives.remote]]".into());
+    }
+    if p.timeout_secs == 0 {
+        return Err("[perspectives] timeout_secs must be at least 1".into());
+    }
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("[perspectives] {what} {}: {e}", path.display()))
+    };
+    let tls = LinkTls {
+        ca_pem: read("tls_ca", &p.tls_ca)?,
+        cert_pem: read("tls_cert", &p.tls_cert)?,
+        key_pem: sceau_ca::read_private_file(&p.tls_key)
+            .map_err(|e| format!("[perspectives] tls_key: {e}"))?,
+    };
+    let specs = p
+        .remote
+        .iter()
+        .map(|r| RemoteSpec {
+            name: r.name.clone(),
+            url: r.url.clone(),
+        })
+        .collect();
+    let remotes = Remotes::new(
+        specs,
+        &tls,
+        p.quorum,
+        p.mode,
+        Duration::from_secs(p.timeout_secs),
+    )
+    .map_err(|e| format!("[perspectives] {e}"))?;
+    tracing::info!(remotes = ?remotes.names(), quorum = remotes.quorum(), mode = ?remotes.mode(), "multi-perspective validation");
+    Ok(Some(remotes))
 }
 
 /// The rate limits of the configuration; a bad value is a one-line error naming its setting.
@@ -309,6 +367,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
     }
     // Checked before anything is written, like the settings above.
     let address_policy = validation_targets(&config)?;
+    let remotes = remote_perspectives(&config)?;
     let star = star_settings(&config)?;
     let limits = rate_limits(&config)?;
     // Scheduled reports: the SMTP settings and secrets are read now; a bad one stops here.
@@ -438,16 +497,18 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
             http01_port: config.http01_port,
             tlsalpn01_port: config.tlsalpn01_port,
             timeout: Duration::from_secs(10),
-            caa_identities: config.caa_identities.clone(),
+            caa_identities: config.caa_identities(),
             address_policy,
         })
         .map_err(|e| format!("validator: {e}"))?;
+        let perspectives = sceau_validate::perspectives::Perspectives::new(validator, remotes);
         let mut acme_config = AcmeConfig::new(&config.base_url());
         acme_config.eab = eab;
         acme_config.terms_of_service = config.terms_of_service.clone();
         acme_config.website = config.website.clone();
-        acme_config.caa_identities = config.caa_identities.clone();
+        acme_config.caa_identities = config.caa_identities();
         acme_config.cert_validity = Duration::from_secs(config.cert_validity_days * 86400);
+        acme_config.caa_recheck_after = Duration::from_secs(config.caa_recheck_secs);
         acme_config.refuse_key_reuse = config.refuse_key_reuse;
         acme_config.allow_wildcards = config.allow_wildcards;
         acme_config.validation_wait = Duration::from_millis(config.validation_wait_ms);
@@ -485,7 +546,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let signer: Arc<dyn Signer> = ca.clone();
         let policy =
             crate::admin::server_policy(&config, eab, &store, &mut acme_config, &signer).await?;
-        let acme = Acme::new(acme_config, store, signer, validator, policy);
+        let acme = Acme::new(acme_config, store, signer, perspectives, policy);
         let console = match (config.console_listen, &config.reports) {
             (None, None) => None,
             _ => Some(crate::console_cli::console(&config, &acme)?),

@@ -28,6 +28,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TLS settings of one end.
 pub struct TlsFiles<'a> {
+    /// The settings' prefix in messages: `signer_tls`, `validator_tls`.
+    pub label: &'static str,
     pub ca: &'a Path,
     pub cert: &'a Path,
     pub key: &'a Path,
@@ -38,36 +40,48 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn load(files: &TlsFiles<'_>) -> Result<LoadedTls, String> {
-    let ca_pem = std::fs::read(files.ca)
-        .map_err(|e| format!("signer_tls_ca: cannot read {}: {e}", files.ca.display()))?;
+    let ca_pem = std::fs::read(files.ca).map_err(|e| {
+        format!(
+            "{}_ca: cannot read {}: {e}",
+            files.label,
+            files.ca.display()
+        )
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&ca_pem) {
-        let cert = cert.map_err(|e| format!("signer_tls_ca {}: {e}", files.ca.display()))?;
+        let cert = cert.map_err(|e| format!("{}_ca {}: {e}", files.label, files.ca.display()))?;
         roots
             .add(cert)
-            .map_err(|e| format!("signer_tls_ca {}: {e}", files.ca.display()))?;
+            .map_err(|e| format!("{}_ca {}: {e}", files.label, files.ca.display()))?;
     }
     if roots.is_empty() {
         return Err(format!(
-            "signer_tls_ca {} holds no certificate",
+            "{}_ca {} holds no certificate",
+            files.label,
             files.ca.display()
         ));
     }
-    let chain_pem = std::fs::read(files.cert)
-        .map_err(|e| format!("signer_tls_cert: cannot read {}: {e}", files.cert.display()))?;
+    let chain_pem = std::fs::read(files.cert).map_err(|e| {
+        format!(
+            "{}_cert: cannot read {}: {e}",
+            files.label,
+            files.cert.display()
+        )
+    })?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("signer_tls_cert {}: {e}", files.cert.display()))?;
+        .map_err(|e| format!("{}_cert {}: {e}", files.label, files.cert.display()))?;
     if chain.is_empty() {
         return Err(format!(
-            "signer_tls_cert {} holds no certificate",
+            "{}_cert {} holds no certificate",
+            files.label,
             files.cert.display()
         ));
     }
     let key_pem =
-        sceau_ca::read_private_file(files.key).map_err(|e| format!("signer_tls_key: {e}"))?;
+        sceau_ca::read_private_file(files.key).map_err(|e| format!("{}_key: {e}", files.label))?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("signer_tls_key {}: {e}", files.key.display()))?;
+        .map_err(|e| format!("{}_key {}: {e}", files.label, files.key.display()))?;
     Ok(LoadedTls {
         roots: Arc::new(roots),
         chain,
@@ -86,13 +100,13 @@ pub fn acceptor(files: &TlsFiles<'_>) -> Result<tokio_rustls::TlsAcceptor, Strin
     let t = load(files)?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(t.roots, provider())
         .build()
-        .map_err(|e| format!("signer_tls_ca: {e}"))?;
+        .map_err(|e| format!("{}_ca: {e}", files.label))?;
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
         .with_single_cert(t.chain, t.key)
-        .map_err(|e| format!("signer_tls_cert/signer_tls_key: {e}"))?;
+        .map_err(|e| format!("{0}_cert/{0}_key: {e}", files.label))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
@@ -154,7 +168,7 @@ pub fn dialer(address: &str, files: &TlsFiles<'_>) -> Result<DialFn, String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(t.roots)
         .with_client_auth_cert(t.chain, t.key)
-        .map_err(|e| format!("signer_tls_cert/signer_tls_key: {e}"))?;
+        .map_err(|e| format!("{0}_cert/{0}_key: {e}", files.label))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let address = address.to_owned();
     Ok(Box::new(move || {

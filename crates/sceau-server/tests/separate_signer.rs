@@ -341,55 +341,6 @@ fn the_signer_refuses_what_it_cannot_serve() {
     );
 }
 
-/// A deployment CA for the link, and certificates it issues.
-struct LinkCa {
-    dir: PathBuf,
-    key: rcgen::KeyPair,
-    params: rcgen::CertificateParams,
-}
-
-impl LinkCa {
-    fn new(dir: &Path, name: &str) -> LinkCa {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} link CA"));
-        let cert = params.self_signed(&key).unwrap();
-        std::fs::write(dir.join(format!("{name}-ca.pem")), cert.pem()).unwrap();
-        LinkCa {
-            dir: dir.to_owned(),
-            key,
-            params,
-        }
-    }
-
-    /// `file.pem` and `file.key` (0600) for `dns` names with `usage`; returns their paths.
-    fn issue(
-        &self,
-        file: &str,
-        dns: &[&str],
-        usage: rcgen::ExtendedKeyUsagePurpose,
-    ) -> (String, String) {
-        let issuer = rcgen::Issuer::new(self.params.clone(), &self.key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let (pem, keyf) = (
-            self.dir.join(format!("{file}.pem")),
-            self.dir.join(format!("{file}.key")),
-        );
-        std::fs::write(&pem, cert.pem()).unwrap();
-        std::fs::write(&keyf, key.serialize_pem()).unwrap();
-        std::fs::set_permissions(&keyf, std::fs::Permissions::from_mode(0o600)).unwrap();
-        (pem.display().to_string(), keyf.display().to_string())
-    }
-}
-
 /// Runs docs/deployment.md's OpenSSL commands for the link's certificates in `dir`, for a signer
 /// named `localhost`.
 fn link_files_as_documented(dir: &Path) {

@@ -45,6 +45,7 @@ pub use external::*;
 pub use health::StorageFault;
 pub use limits::*;
 pub use ocsp::*;
+pub use prefill::SyntheticStar;
 pub use queue::*;
 pub use records::*;
 

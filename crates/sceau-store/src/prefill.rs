@@ -9,6 +9,24 @@
 use crate::db::{Db, query};
 use crate::{Result, Store, SyntheticRevoked, hex_encode, log_id, new_id, now};
 
+/// A synthetic STAR series (RFC 8739) for `Store::prefill_star`: a `valid` auto-renewal order
+/// whose first certificate is issued and whose next one is due at `due`, so that the server's
+/// renewal job picks it up then like any series a client ordered.
+#[derive(Debug, Clone)]
+pub struct SyntheticStar {
+    /// The one DNS name of the series.
+    pub name: String,
+    /// The series' CSR (base64url DER): every renewed certificate is for its key.
+    pub csr_b64: String,
+    /// The terms as agreed (seconds): lifetime, the pre-dating of renewed certificates, end-date.
+    pub lifetime: i64,
+    pub adjust: i64,
+    pub end: i64,
+    /// Nominal renewal date of the next certificate (§3.5) and when it is due (`next − adjust`).
+    pub next: i64,
+    pub due: i64,
+}
+
 /// Certificates per transaction.
 const BATCH: u64 = 2_000;
 /// Synthetic certificates per synthetic account.
@@ -37,6 +55,26 @@ fn fake_pem(len: usize) -> String {
     )
 }
 
+/// A synthetic ACME account (valid, a placeholder P-256 key) created at `t`; its id.
+async fn synthetic_account(tx: &mut crate::db::Tx, t: i64) -> Result<String> {
+    let account = new_id();
+    query(
+        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip)
+         VALUES ($1, $2, $3, 'valid', '[]', 1, NULL, $4, '127.0.0.1')",
+    )
+    .bind(&account)
+    .bind(random_hex(32))
+    .bind(format!(
+        "{{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"{}\",\"y\":\"{}\"}}",
+        random_hex(16),
+        random_hex(16)
+    ))
+    .bind(t)
+    .execute(tx)
+    .await?;
+    Ok(account)
+}
+
 impl Store {
     /// Adds `certificates` synthetic issuances; `progress` gets the running total after each
     /// committed batch.
@@ -57,21 +95,7 @@ impl Store {
             let end = (done + BATCH).min(certificates);
             for i in done..end {
                 if i % PER_ACCOUNT == 0 {
-                    account = new_id();
-                    query(
-                        "INSERT INTO accounts (id, thumbprint, jwk, status, contact, tos_agreed, eab_kid, created_at, created_ip)
-                         VALUES ($1, $2, $3, 'valid', '[]', 1, NULL, $4, '127.0.0.1')",
-                    )
-                    .bind(&account)
-                    .bind(random_hex(32))
-                    .bind(format!(
-                        "{{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"{}\",\"y\":\"{}\"}}",
-                        random_hex(16),
-                        random_hex(16)
-                    ))
-                    .bind(t)
-                    .execute(&mut tx)
-                    .await?;
+                    account = synthetic_account(&mut tx, t).await?;
                 }
                 let (order, authz, cert) = (new_id(), new_id(), new_id());
                 let name = format!("host-{i}.prefill.test");
@@ -165,6 +189,87 @@ impl Store {
             progress(done);
         }
         self.make_durable().await
+    }
+
+    /// Adds STAR series for the renewal benchmark: per series its order (`valid`, the terms
+    /// agreed, the next certificate due at `due`), its authorization and its first certificate
+    /// (placeholder bytes of a real certificate's size, valid from `next − lifetime` to `next`;
+    /// the renewal path reads only the order's CSR, names and terms). One account per
+    /// hundred series. `progress` gets the running total after each committed batch.
+    #[doc(hidden)]
+    pub async fn prefill_star(
+        &self,
+        series: impl IntoIterator<Item = SyntheticStar>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64> {
+        let t = now();
+        let mut series = series.into_iter().peekable();
+        let mut done = 0u64;
+        let mut account = String::new();
+        while series.peek().is_some() {
+            let mut tx = self.db.begin().await?;
+            for s in series.by_ref().take(BATCH as usize) {
+                if done.is_multiple_of(PER_ACCOUNT) {
+                    account = synthetic_account(&mut tx, t).await?;
+                }
+                let (order, authz, cert) = (new_id(), new_id(), new_id());
+                query(
+                    "INSERT INTO authzs (id, account_id, identifier_type, identifier_value, status, expires, token, wildcard, created_at)
+                     VALUES ($1, $2, 'dns', $3, 'valid', $4, $5, 0, $6)",
+                )
+                .bind(&authz)
+                .bind(&account)
+                .bind(&s.name)
+                .bind(t + 86_400)
+                .bind(new_id())
+                .bind(t)
+                .execute(&mut tx)
+                .await?;
+                let first = s.next - s.lifetime;
+                query(
+                    "INSERT INTO orders (id, account_id, status, expires, identifiers, authz_ids, not_before, not_after, profile, replaces, error, csr, cert_id, created_at,
+                     star_start, star_end, star_lifetime, star_adjust, star_get, star_next, star_due)
+                     VALUES ($1, $2, 'valid', $3, $4, $5, NULL, NULL, NULL, NULL, NULL, $6, $7, $8, $9, $3, $10, $11, 1, $12, $13)",
+                )
+                .bind(&order)
+                .bind(&account)
+                .bind(s.end)
+                .bind(format!("[{{\"type\":\"dns\",\"value\":\"{}\"}}]", s.name))
+                .bind(format!("[\"{authz}\"]"))
+                .bind(&s.csr_b64)
+                .bind(&cert)
+                .bind(t)
+                .bind(first)
+                .bind(s.lifetime)
+                .bind(s.adjust)
+                .bind(s.next)
+                .bind(s.due)
+                .execute(&mut tx)
+                .await?;
+                query(
+                    "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
+                )
+                .bind(&cert)
+                .bind(random_hex(16))
+                .bind(&account)
+                .bind(&order)
+                .bind(random_hex(650))
+                .bind(format!("{}{}", fake_pem(650), fake_pem(600)))
+                .bind(first)
+                .bind(s.next)
+                .bind(format!("{}.{}", new_id(), random_hex(16)))
+                .bind(random_hex(32))
+                .bind(t)
+                .execute(&mut tx)
+                .await?;
+                done += 1;
+            }
+            tx.commit().await?;
+            progress(done);
+        }
+        self.make_durable().await?;
+        Ok(done)
     }
 
     /// Adds revoked certificates, as the CRL job reads them (issuer, shard, serial, expiry,

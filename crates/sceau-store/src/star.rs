@@ -125,6 +125,23 @@ impl Store {
         rows.iter().map(CertRecord::from_row).collect()
     }
 
+    /// The STAR series of an external account's ACME accounts, oldest first (R49's reports).
+    pub async fn star_series_of_external(&self, kid: &str) -> Result<Vec<OrderRecord>> {
+        let cols: Vec<String> = Self::ORDER_COLS
+            .split(", ")
+            .map(|c| format!("o.{c}"))
+            .collect();
+        let rows = query(format!(
+            "SELECT {} FROM orders o JOIN accounts a ON a.id = o.account_id
+             WHERE a.eab_kid = $1 AND o.star_end IS NOT NULL ORDER BY o.created_at, o.id",
+            cols.join(", ")
+        ))
+        .bind(kid)
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(OrderRecord::from_row).collect()
+    }
+
     /// STAR series, newest first, at most `limit`; `account_id` narrows to one account's.
     pub async fn star_series(
         &self,

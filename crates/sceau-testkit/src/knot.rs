@@ -82,6 +82,16 @@ impl KnotDns {
     /// from one zone into another). Record methods pick the zone that contains the name; relative
     /// names belong to the first zone.
     pub fn start_zones(zones: &[&str]) -> io::Result<KnotDns> {
+        Self::start_zones_on(zones, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Like [`KnotDns::start`], listening on `ip` (an address of this host, e.g. one on a
+    /// bridge that hosts in network namespaces reach) instead of 127.0.0.1.
+    pub fn start_on(zone: &str, ip: IpAddr) -> io::Result<KnotDns> {
+        Self::start_zones_on(&[zone], ip)
+    }
+
+    fn start_zones_on(zones: &[&str], ip: IpAddr) -> io::Result<KnotDns> {
         assert!(!zones.is_empty(), "at least one zone");
         let zones: Vec<String> = zones.iter().map(|z| absolute_zone(z)).collect();
         let knotd = find_tool("knotd").ok_or_else(|| missing("knotd"))?;
@@ -95,7 +105,7 @@ impl KnotDns {
 
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(&knotd, &knotc, &zones, &tsig)? {
+            match Self::try_start(&knotd, &knotc, &zones, &tsig, ip)? {
                 Ok(knot) => return Ok(knot),
                 // Someone took the port between free_port() and knotd's bind: try another.
                 Err(log) => last_log = log,
@@ -112,10 +122,11 @@ impl KnotDns {
         knotc: &Path,
         zones: &[String],
         tsig: &Tsig,
+        ip: IpAddr,
     ) -> io::Result<Result<KnotDns, String>> {
         let dir = tempfile::Builder::new().prefix("sceau-knot-").tempdir()?;
         let port = free_port();
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let addr = SocketAddr::new(ip, port);
         // Serial in 1..2^31: distinctive enough to recognise our own instance on the port.
         let serial: u32 = rand::thread_rng().gen_range(1..0x8000_0000);
 

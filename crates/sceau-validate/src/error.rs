@@ -36,13 +36,17 @@ pub enum BuildError {
 
 /// Peer-controlled text cut short and made printable for a detail line.
 pub(crate) fn snippet(text: &str) -> String {
-    const MAX: usize = 100;
+    snippet_of(text, 100)
+}
+
+/// [`snippet`] up to `max` characters.
+pub(crate) fn snippet_of(text: &str, max: usize) -> String {
     let clean: String = text
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect();
-    if clean.chars().count() > MAX {
-        format!("{}…", clean.chars().take(MAX).collect::<String>())
+    if clean.chars().count() > max {
+        format!("{}…", clean.chars().take(max).collect::<String>())
     } else {
         clean
     }

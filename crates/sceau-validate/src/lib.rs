@@ -30,6 +30,7 @@ mod dns01;
 mod error;
 mod http01;
 mod ident;
+pub mod perspectives;
 mod tlsalpn01;
 
 use std::net::SocketAddr;
@@ -199,19 +200,25 @@ impl Validator {
         account_uri: &str,
         method: &str,
     ) -> Result<(), ValidationError> {
+        let identities = &self.inner.cfg.caa_identities;
+        self.caa_for(identities, id, account_uri, method).await
+    }
+
+    /// [`Validator::caa`] for the CA `identities` (a remote perspective checks for the
+    /// primary's identities, which it is sent with each check).
+    pub async fn caa_for(
+        &self,
+        identities: &[String],
+        id: &Identifier,
+        account_uri: &str,
+        method: &str,
+    ) -> Result<(), ValidationError> {
         let inner = &self.inner;
-        if inner.cfg.caa_identities.is_empty() || id.is_ip() {
+        if identities.is_empty() || id.is_ip() {
             return Ok(());
         }
         with_timeout(inner.cfg.timeout, id, "CAA check", async {
-            caa::check(
-                &inner.dns,
-                &inner.cfg.caa_identities,
-                id,
-                account_uri,
-                method,
-            )
-            .await
+            caa::check(&inner.dns, identities, id, account_uri, method).await
         })
         .await
     }

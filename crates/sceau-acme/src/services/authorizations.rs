@@ -4,6 +4,9 @@
 use std::sync::Arc;
 
 use sceau_store::{AccountRecord, AuditEntry, AuthzRecord, ChallengeRecord, StoreError, now};
+use sceau_validate::perspectives::{
+    CaaQuery, Challenge, CheckRequest, Corroboration, Mode, Perspectives,
+};
 use sceau_wire::types::challenge_type;
 use sceau_wire::{
     AuthorizationStatus, AuthorizationUpdate, Identifier, Jwk, Problem, ProblemType, b64,
@@ -159,6 +162,85 @@ impl Acme {
         )
     }
 
+    /// RFC 8659 §3 / RFC 8657: what CAA is checked for once control is shown (DNS names only;
+    /// a wildcard against issuewild, §4.3); `None` when CAA is off (no identities).
+    pub(super) fn caa_query(
+        &self,
+        authz: &AuthzRecord,
+        account: &AccountRecord,
+        method: &str,
+    ) -> Option<CaaQuery> {
+        let identities = &self.config.caa_identities;
+        if identities.is_empty() || !authz.identifier.is_dns() {
+            return None;
+        }
+        let value = &authz.identifier.value;
+        Some(CaaQuery {
+            identifier: if authz.wildcard {
+                Identifier::dns(format!("*.{value}"))
+            } else {
+                authz.identifier.clone()
+            },
+            identities: identities.clone(),
+            account_uri: self.urls.account(&account.id),
+            method: method.to_owned(),
+        })
+    }
+
+    /// At finalize: CAA again, from every perspective under the quorum, for each of the
+    /// order's authorizations validated more than `caa_recheck_after` ago (BR §3.2.2.8). A
+    /// refusal is a `caa` problem naming the name, audited as `caa.recheck_failed`; the order
+    /// stays `ready` (it may be finalized again once the records allow it).
+    pub(super) async fn recheck_caa(
+        &self,
+        account: &AccountRecord,
+        order: &sceau_store::OrderRecord,
+        ip: Option<&str>,
+    ) -> AcmeResult<()> {
+        if self.config.caa_identities.is_empty() {
+            return Ok(());
+        }
+        let oldest = now() - self.config.caa_recheck_after.as_secs() as i64;
+        for authz in self.store.authzs_by_ids(&order.authz_ids).await? {
+            let Some(ch) = authz
+                .challenges
+                .iter()
+                .find(|c| c.status == "valid" && c.validated.is_some_and(|t| t < oldest))
+            else {
+                continue;
+            };
+            let Some(caa) = self.caa_query(&authz, account, &ch.kind) else {
+                continue;
+            };
+            let request = CheckRequest {
+                identifier: authz.identifier.clone(),
+                challenge: Challenge::None,
+                caa: Some(caa),
+            };
+            let found = self.perspectives.check(&request).await;
+            if let Err(e) = &found.result {
+                let validated = ch.validated.unwrap_or_default();
+                let detail = format!(
+                    "CAA checked again at issuance, the authorization of {} being validated {} s ago: {}",
+                    authz.identifier.value,
+                    now() - validated,
+                    e.detail
+                );
+                let audit = AuditEntry {
+                    event: "caa.recheck_failed",
+                    account_id: Some(&account.id),
+                    client_ip: ip,
+                    detail: json!({"order": order.id, "identifier": authz.identifier.value,
+                        "error": detail, "perspectives": found_json(&self.perspectives, &found)}),
+                };
+                self.store.audit(&audit).await?;
+                audit.log();
+                return Err(AcmeError::new(e.kind, detail));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs one validation and records its outcome; never fails, errors become the outcome.
     /// Returns the challenge as recorded, or `None` if the outcome could not be recorded.
     pub(super) async fn validate(
@@ -176,29 +258,41 @@ impl Acme {
         };
         let key_authz = key_authorization(&authz.token, &jwk);
         let id = &authz.identifier;
-        let v = &self.validator;
-        let result = match challenge.kind.as_str() {
-            challenge_type::HTTP_01 => v.http01(id, &authz.token, &key_authz).await,
-            challenge_type::DNS_01 => v.dns01(id, &key_authz).await,
-            challenge_type::TLS_ALPN_01 => v.tls_alpn01(id, &key_authz).await,
-            other => Err(sceau_validate::ValidationError {
-                kind: ProblemType::Malformed,
-                detail: format!("unknown challenge type {other}"),
+        let check = match challenge.kind.as_str() {
+            challenge_type::HTTP_01 => Some(Challenge::Http01 {
+                token: authz.token.clone(),
+                key_authorization: key_authz,
             }),
+            challenge_type::DNS_01 => Some(Challenge::Dns01 {
+                key_authorization: key_authz,
+            }),
+            challenge_type::TLS_ALPN_01 => Some(Challenge::TlsAlpn01 {
+                key_authorization: key_authz,
+            }),
+            _ => None,
         };
-        // RFC 8659 §3 / RFC 8657: CAA is checked once control is shown, before issuance.
-        let result = match result {
-            Ok(()) if id.is_dns() => {
-                // RFC 8659 §4.3: a wildcard is checked against issuewild.
-                let caa_id = if authz.wildcard {
-                    Identifier::dns(format!("*.{}", id.value))
-                } else {
-                    id.clone()
+        let mut perspectives = serde_json::Value::Null;
+        let result = match check {
+            None => Err(sceau_validate::ValidationError {
+                kind: ProblemType::Malformed,
+                detail: format!("unknown challenge type {}", challenge.kind),
+            }),
+            Some(check) => {
+                let request = CheckRequest {
+                    identifier: id.clone(),
+                    challenge: check,
+                    caa: self.caa_query(&authz, &account, &challenge.kind),
                 };
-                v.caa(&caa_id, &self.urls.account(&account.id), &challenge.kind)
-                    .await
+                // R28: from the primary and every remote perspective, under the quorum.
+                let found = self.perspectives.check(&request).await;
+                perspectives = found_json(&self.perspectives, &found);
+                if let Some(remotes) = self.perspectives.remotes()
+                    && found.quorum_failed
+                {
+                    tracing::warn!(target: "sceau::audit", identifier = %id.value, challenge = %challenge.id, perspectives = %perspectives, enforced = remotes.mode() == Mode::Enforce, "remote perspectives did not corroborate the validation");
+                }
+                found.result
             }
-            other => other,
         };
         let problem = result.err().map(|e| Problem::new(e.kind, e.detail));
         let outcome = if problem.is_none() {
@@ -214,6 +308,7 @@ impl Acme {
             detail: json!({
                 "challenge": challenge.id, "type": challenge.kind, "identifier": id.value,
                 "error": problem.as_ref().map(|p| p.to_string()),
+                "perspectives": perspectives,
             }),
         };
         // Nothing would record this outcome again before a restart: wait out a storage fault.
@@ -239,5 +334,13 @@ impl Acme {
                 None
             }
         }
+    }
+}
+
+/// The audit's account of the perspectives (`null` when the primary validates alone).
+fn found_json(p: &Perspectives, found: &Corroboration) -> serde_json::Value {
+    match p.remotes() {
+        Some(_) => found.to_json(),
+        None => serde_json::Value::Null,
     }
 }

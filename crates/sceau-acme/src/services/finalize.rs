@@ -48,6 +48,7 @@ impl Acme {
         let der = b64::decode(&payload.csr)
             .map_err(|_| AcmeError::new(ProblemType::BadCsr, "\"csr\" is not base64url DER"))?;
         let parsed = self.check_csr(&order, &der).await?;
+        self.recheck_caa(account, &order, ip).await?;
         // The job: the order processing with its CSR, leased to this instance, its serial
         // reserved, in one commit (see `queue`).
         let serial = crate::queue::new_serial();

@@ -3,7 +3,10 @@
 //! certificates. Run it on a stopped server's database:
 //! `sceau-prefill --database sqlite://DATA/sceau.db --certificates 1000000`, or for the CRL
 //! benchmark revoked certificates of one issuer spread over its shards:
-//! `sceau-prefill --database … --revoked 1000000 --issuer ID --shards 16`.
+//! `sceau-prefill --database … --revoked 1000000 --issuer ID --shards 16`, or for the STAR
+//! renewal benchmark (RFC 8739) series each with its own key whose next certificates fall due
+//! evenly over a span: `sceau-prefill --database … --star 10000 --star-due-in 120
+//! --star-spread 600` (prints `star_due_first=` and `star_due_last=`, Unix seconds).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -32,6 +35,56 @@ struct Args {
     /// The server's CRL shards (`--crl-shards`) to spread them over.
     #[arg(long, default_value_t = 16)]
     shards: u32,
+    /// Number of synthetic STAR series, each with its own P-256 key and name
+    /// `s<i>.<star-domain>`, first certificate issued, next one due.
+    #[arg(long, default_value_t = 0)]
+    star: u64,
+    /// The series' lifetime in seconds (renewed certificates are pre-dated by 2/3 of it).
+    #[arg(long, default_value_t = 3600)]
+    star_lifetime: i64,
+    /// Seconds from now until the first series is due.
+    #[arg(long, default_value_t = 120)]
+    star_due_in: i64,
+    /// Seconds over which the series fall due, evenly.
+    #[arg(long, default_value_t = 600)]
+    star_spread: i64,
+    /// Parent domain of the series' names.
+    #[arg(long, default_value = "star.bench.test")]
+    star_domain: String,
+}
+
+/// `n` STAR series due evenly from `first` over `spread` seconds, ending a day later.
+fn star_rows(
+    n: u64,
+    lifetime: i64,
+    first: i64,
+    spread: i64,
+    domain: &str,
+) -> Result<Vec<sceau_store::SyntheticStar>, rcgen::Error> {
+    // RFC 8739 §3.5 with the server's f = 2/3 (sceau_acme::star::server_adjust).
+    let adjust = (lifetime * 2 + 2) / 3;
+    (0..n)
+        .map(|i| {
+            let name = format!("s{i}.{domain}");
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            let mut params = rcgen::CertificateParams::new(vec![name.clone()])?;
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name.as_str());
+            let csr = params.serialize_request(&key)?;
+            let due = first + (i as i64 * spread) / n.max(1) as i64;
+            Ok(sceau_store::SyntheticStar {
+                name,
+                csr_b64: sceau_wire::b64::encode(csr.der()),
+                lifetime,
+                adjust,
+                end: first + spread + 86_400,
+                next: due + adjust,
+                due,
+            })
+        })
+        .collect()
 }
 
 /// `n` revoked certificates: unexpired (90 days), revoked an hour ago, reasons cycling over
@@ -93,6 +146,50 @@ async fn main() -> ExitCode {
             Ok(n) => println!(
                 "prefilled_revoked={n} shards={} elapsed_s={:.1}",
                 args.shards,
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("sceau-prefill: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        if args.certificates == 0 {
+            return ExitCode::SUCCESS;
+        }
+    }
+    if args.star > 0 {
+        if args.star_lifetime < 60 || args.star_spread < 0 || args.star_due_in < 0 {
+            eprintln!(
+                "sceau-prefill: --star-lifetime takes at least 60 s, --star-due-in and --star-spread at least 0"
+            );
+            return ExitCode::from(2);
+        }
+        let first = sceau_store::now() + args.star_due_in;
+        let rows = match star_rows(
+            args.star,
+            args.star_lifetime,
+            first,
+            args.star_spread,
+            &args.star_domain,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sceau-prefill: cannot make the series' CSRs: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let last = rows.last().map_or(first, |r| r.due);
+        match store
+            .prefill_star(rows, |done| {
+                if last_report.elapsed().as_secs() >= 10 {
+                    eprintln!("sceau-prefill: {done} STAR series written");
+                    last_report = Instant::now();
+                }
+            })
+            .await
+        {
+            Ok(n) => println!(
+                "prefilled_star={n} star_due_first={first} star_due_last={last} elapsed_s={:.1}",
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => {

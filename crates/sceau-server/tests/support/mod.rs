@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -324,11 +324,14 @@ pub struct Http01 {
 
 impl Http01 {
     pub async fn start(port: u16) -> Http01 {
+        Http01::start_at(Ipv4Addr::LOCALHOST.into(), port).await
+    }
+
+    /// A responder on `ip` (another loopback address plays another host).
+    pub async fn start_at(ip: IpAddr, port: u16) -> Http01 {
         let me = Http01::default();
         let tokens = me.tokens.clone();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, port)).await.unwrap();
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
@@ -791,4 +794,57 @@ pub fn make_db_roles(owner_url: &str, scratch: &std::path::Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// A CA for a mutual-TLS link (signer, validators), and certificates it issues.
+pub struct LinkCa {
+    dir: PathBuf,
+    key: rcgen::KeyPair,
+    params: rcgen::CertificateParams,
+}
+
+impl LinkCa {
+    pub fn new(dir: &Path, name: &str) -> LinkCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} link CA"));
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), cert.pem()).unwrap();
+        LinkCa {
+            dir: dir.to_owned(),
+            key,
+            params,
+        }
+    }
+
+    /// `file.pem` and `file.key` (0600) for `dns` names with `usage`; returns their paths.
+    pub fn issue(
+        &self,
+        file: &str,
+        dns: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (String, String) {
+        let issuer = rcgen::Issuer::new(self.params.clone(), &self.key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (pem, keyf) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(&keyf, key.serialize_pem()).unwrap();
+        std::fs::set_permissions(
+            &keyf,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
+        (pem.display().to_string(), keyf.display().to_string())
+    }
 }
