@@ -240,6 +240,27 @@ async fn three_remote_perspectives_decide_by_quorum_with_caa() {
     let detail = ch["error"]["detail"].as_str().unwrap();
     assert!(detail.contains("from the primary perspective"), "{detail}");
 
+    // dns-01 through each perspective's own resolver: the record is missing from dc3's view
+    // only (a stale or poisoned resolver there): valid by the quorum, dc3 named.
+    let order_v = order(&c, &["dns.mpic.test"]).await;
+    let (authz_url, ch) = c.first_challenge(&order_v, "dns-01").await;
+    let txt = c.dns01_txt(ch["token"].as_str().unwrap());
+    for d in [primary, dc1, dc2] {
+        d.add_txt("_acme-challenge.dns.mpic", &txt);
+    }
+    let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let authz = c.poll(&authz_url, &["pending"]).await;
+    assert_eq!(authz["status"], "valid", "{authz}");
+    let (ok, failed) = findings(&outcome(&server, "dns.mpic.test").await);
+    assert_eq!(ok, ["dc1", "dc2", "primary"]);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "dc3", "{failed:?}");
+    assert!(
+        failed[0].1.contains("_acme-challenge.dns.mpic.test"),
+        "{failed:?}"
+    );
+
     // CAA forbidding Sceau seen by a quorum (two remotes; the primary and dc3 see none): refused.
     resolve(&[primary, dc1, dc2, dc3], "caa.mpic", GOOD);
     for d in [dc1, dc2] {
