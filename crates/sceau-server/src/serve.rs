@@ -492,12 +492,13 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         let store = sceau_store::Store::open(&database_url)
             .await
             .map_err(|e| format!("database: {e}"))?;
+        let caa_identities = config.caa_identities();
         let validator = Validator::new(ValidatorConfig {
             dns_server: config.dns_server,
             http01_port: config.http01_port,
             tlsalpn01_port: config.tlsalpn01_port,
             timeout: Duration::from_secs(10),
-            caa_identities: config.caa_identities(),
+            caa_identities: caa_identities.clone(),
             address_policy,
         })
         .map_err(|e| format!("validator: {e}"))?;
@@ -506,7 +507,7 @@ pub fn run(common: CommonArgs, args: ServeArgs) -> Result<(), String> {
         acme_config.eab = eab;
         acme_config.terms_of_service = config.terms_of_service.clone();
         acme_config.website = config.website.clone();
-        acme_config.caa_identities = config.caa_identities();
+        acme_config.caa_identities = caa_identities;
         acme_config.cert_validity = Duration::from_secs(config.cert_validity_days * 86400);
         acme_config.caa_recheck_after = Duration::from_secs(config.caa_recheck_secs);
         acme_config.refuse_key_reuse = config.refuse_key_reuse;

@@ -75,6 +75,36 @@ async fn synthetic_account(tx: &mut crate::db::Tx, t: i64) -> Result<String> {
     Ok(account)
 }
 
+/// A synthetic certificate `id` of `order`: placeholder bytes of a real certificate's size
+/// (and chain), a random serial, ARI id and key hash, valid over `validity`, stored at `t`.
+async fn synthetic_certificate(
+    tx: &mut crate::db::Tx,
+    id: &str,
+    account: &str,
+    order: &str,
+    validity: (i64, i64),
+    t: i64,
+) -> Result<()> {
+    query(
+        "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
+    )
+    .bind(id)
+    .bind(random_hex(16))
+    .bind(account)
+    .bind(order)
+    .bind(random_hex(650))
+    .bind(format!("{}{}", fake_pem(650), fake_pem(600)))
+    .bind(validity.0)
+    .bind(validity.1)
+    .bind(format!("{}.{}", new_id(), random_hex(16)))
+    .bind(random_hex(32))
+    .bind(t)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Adds `certificates` synthetic issuances; `progress` gets the running total after each
     /// committed batch.
@@ -136,22 +166,8 @@ impl Store {
                 .bind(&cert)
                 .execute(&mut tx)
                 .await?;
-                query(
-                    "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $7)",
-                )
-                .bind(&cert)
-                .bind(random_hex(16))
-                .bind(&account)
-                .bind(&order)
-                .bind(random_hex(650))
-                .bind(format!("{}{}", fake_pem(650), fake_pem(600)))
-                .bind(t)
-                .bind(t + 90 * 86_400)
-                .bind(format!("{}.{}", new_id(), random_hex(16)))
-                .bind(random_hex(32))
-                .execute(&mut tx)
-                .await?;
+                let validity = (t, t + 90 * 86_400);
+                synthetic_certificate(&mut tx, &cert, &account, &order, validity, t).await?;
                 for (event, detail) in [
                     ("order.created", format!("{{\"order\":\"{order}\"}}")),
                     (
@@ -246,23 +262,8 @@ impl Store {
                 .bind(s.due)
                 .execute(&mut tx)
                 .await?;
-                query(
-                    "INSERT INTO certificates (id, serial, account_id, order_id, der, chain_pem, not_before, not_after, ari_id, spki_sha256, revoked_at, revocation_reason, replaced_by, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, NULL, $11)",
-                )
-                .bind(&cert)
-                .bind(random_hex(16))
-                .bind(&account)
-                .bind(&order)
-                .bind(random_hex(650))
-                .bind(format!("{}{}", fake_pem(650), fake_pem(600)))
-                .bind(first)
-                .bind(s.next)
-                .bind(format!("{}.{}", new_id(), random_hex(16)))
-                .bind(random_hex(32))
-                .bind(t)
-                .execute(&mut tx)
-                .await?;
+                let validity = (first, s.next);
+                synthetic_certificate(&mut tx, &cert, &account, &order, validity, t).await?;
                 done += 1;
             }
             tx.commit().await?;

@@ -113,6 +113,18 @@ fn revoked_rows(
     })
 }
 
+/// A progress line on stderr at most every ten seconds.
+struct Progress(Instant);
+
+impl Progress {
+    fn tick(&mut self, done: u64, what: &str) {
+        if self.0.elapsed().as_secs() >= 10 {
+            eprintln!("sceau-prefill: {done} {what}");
+            self.0 = Instant::now();
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -128,7 +140,7 @@ async fn main() -> ExitCode {
         .count(sceau_store::Table::Certificates)
         .await
         .unwrap_or(0);
-    let mut last_report = Instant::now();
+    let mut progress = Progress(Instant::now());
     if args.revoked > 0 {
         let Some(issuer) = args.issuer.clone() else {
             eprintln!("sceau-prefill: --revoked needs --issuer");
@@ -136,10 +148,7 @@ async fn main() -> ExitCode {
         };
         let result = store
             .prefill_revoked(revoked_rows(args.revoked, issuer, args.shards), |done| {
-                if last_report.elapsed().as_secs() >= 10 {
-                    eprintln!("sceau-prefill: {done} revoked certificates written");
-                    last_report = Instant::now();
-                }
+                progress.tick(done, "revoked certificates written")
             })
             .await;
         match result {
@@ -180,12 +189,7 @@ async fn main() -> ExitCode {
         };
         let last = rows.last().map_or(first, |r| r.due);
         match store
-            .prefill_star(rows, |done| {
-                if last_report.elapsed().as_secs() >= 10 {
-                    eprintln!("sceau-prefill: {done} STAR series written");
-                    last_report = Instant::now();
-                }
-            })
+            .prefill_star(rows, |done| progress.tick(done, "STAR series written"))
             .await
         {
             Ok(n) => println!(
@@ -203,10 +207,7 @@ async fn main() -> ExitCode {
     }
     let result = store
         .prefill(args.certificates, |done| {
-            if last_report.elapsed().as_secs() >= 10 {
-                eprintln!("sceau-prefill: {done} certificates written");
-                last_report = Instant::now();
-            }
+            progress.tick(done, "certificates written")
         })
         .await;
     if let Err(e) = result {
