@@ -25,6 +25,7 @@ mod crls;
 mod db;
 mod durable;
 mod external;
+pub mod fleet;
 mod health;
 mod limits;
 mod nonces;

@@ -39,10 +39,35 @@ async fn lock(db: &Db, tx: &mut crate::db::Tx) -> Result<()> {
     Ok(())
 }
 
+/// The fleet manager's schema (`sceau manager`, issue 18): its own tables and its own record of
+/// applied versions, so a manager database never holds the server's tables nor the reverse.
+const FLEET_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/fleet/0001_fleet.sql"))];
+
+/// One schema: where its applied versions are recorded, and its scripts in order.
+pub(crate) struct Schema {
+    table: &'static str,
+    migrations: &'static [(i64, &'static str)],
+}
+
+pub(crate) const SERVER: Schema = Schema {
+    table: "schema_migrations",
+    migrations: MIGRATIONS,
+};
+
+pub(crate) const FLEET: Schema = Schema {
+    table: "fleet_schema_migrations",
+    migrations: FLEET_MIGRATIONS,
+};
+
 pub(crate) async fn migrate(db: &Db) -> Result<()> {
+    migrate_schema(db, &SERVER).await
+}
+
+pub(crate) async fn migrate_schema(db: &Db, schema: &Schema) -> Result<()> {
+    let table = schema.table;
     // Up to date: nothing to run, and so nothing a role without schema rights may not do (the
     // front end's and the signer's least-privilege roles, R33).
-    if let Ok(rows) = query("SELECT version FROM schema_migrations")
+    if let Ok(rows) = query(format!("SELECT version FROM {table}"))
         .fetch_all(db)
         .await
     {
@@ -50,20 +75,20 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
             .iter()
             .filter_map(|r| r.try_get::<i64, _>(0).ok())
             .collect();
-        if MIGRATIONS.iter().all(|(v, _)| applied.contains(v)) {
+        if schema.migrations.iter().all(|(v, _)| applied.contains(v)) {
             return Ok(());
         }
     }
     let mut tx = db.begin().await?;
     lock(db, &mut tx).await?;
-    query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+    query(format!("CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"))
         .execute(&mut tx)
         .await?;
     tx.commit().await?;
-    for (version, script) in MIGRATIONS {
+    for (version, script) in schema.migrations {
         let mut tx = db.begin().await?;
         lock(db, &mut tx).await?;
-        let done = query("SELECT COUNT(*) FROM schema_migrations WHERE version = $1")
+        let done = query(format!("SELECT COUNT(*) FROM {table} WHERE version = $1"))
             .bind(*version)
             .fetch_one(&mut tx)
             .await?
@@ -74,7 +99,7 @@ pub(crate) async fn migrate(db: &Db) -> Result<()> {
         for statement in statements(script) {
             query(statement).execute(&mut tx).await?;
         }
-        query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+        query(format!("INSERT INTO {table} (version, applied_at) VALUES ($1, $2)"))
             .bind(*version)
             .bind(crate::now())
             .execute(&mut tx)
@@ -110,7 +135,7 @@ mod tests {
             statements(script),
             ["CREATE TABLE t (a INT, \n b INT)", "DROP INDEX i"]
         );
-        for (version, script) in MIGRATIONS {
+        for (version, script) in MIGRATIONS.iter().chain(FLEET_MIGRATIONS) {
             for statement in statements(script) {
                 assert!(
                     !statement.contains("--"),

@@ -20,7 +20,7 @@ pub fn key_kind(name: &str) -> Result<KeyKind> {
 }
 
 /// EAB credentials from a file or the environment (never argv; R90–R92).
-fn read_eab(file: Option<&Path>) -> Result<Option<Eab>> {
+pub fn read_eab(file: Option<&Path>) -> Result<Option<Eab>> {
     let (kid, hmac) = match file {
         Some(p) => {
             let text = std::fs::read_to_string(p)

@@ -49,6 +49,12 @@ pub enum Command {
     /// Short-term certificates the CA renews by itself (STAR, RFC 8739)
     #[command(subcommand)]
     Star(StarCmd),
+    /// Fleet mode: the manager that obtains certificates for many machines' agents
+    #[command(subcommand)]
+    Manager(crate::fleet::ManagerCmd),
+    /// Fleet mode: this machine's agent (keys stay here; the manager answers dns-01)
+    #[command(subcommand)]
+    Agent(crate::fleet::AgentCmd),
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,7 +18,7 @@ pub struct Ctx {
     pub events: EventSink,
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // The owner of /proc/self is the effective uid; avoids a libc dependency.
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)

@@ -5,6 +5,7 @@
 mod account;
 mod cli;
 mod ctx;
+mod fleet;
 mod issue;
 mod misc;
 mod star;
@@ -19,7 +20,13 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = if cli.verbose {
-        "sceau=debug,sceau_client=debug"
+        "sceau=debug,sceau_client=debug,sceau_fleet=debug"
+    } else if matches!(
+        cli.command,
+        Command::Manager(fleet::ManagerCmd::Serve(_))
+    ) {
+        // A service: what it issues and refuses belongs in its journal.
+        "sceau_fleet=info,warn"
     } else {
         "warn"
     };
@@ -39,6 +46,21 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    // Fleet mode keeps its own directories; it does not touch the client's state.
+    let fleet = match &cli.command {
+        Command::Manager(cmd) => Some(fleet::run_manager(cmd).await),
+        Command::Agent(cmd) => Some(fleet::run_agent(cmd).await),
+        _ => None,
+    };
+    if let Some(r) = fleet {
+        return match r {
+            Ok(n) => ExitCode::from(n),
+            Err(e) => {
+                eprintln!("sceau: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let ctx = match ctx::Ctx::new(&cli) {
         Ok(c) => c,
         Err(e) => return fail(None, &e),
@@ -51,6 +73,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Status(a) => misc::run_status(&ctx, a),
         Command::Renew(a) => issue::run_renew(ctx, a).await,
         Command::Star(cmd) => star::run(&ctx, cmd).await,
+        Command::Manager(_) | Command::Agent(_) => unreachable!("handled above"),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

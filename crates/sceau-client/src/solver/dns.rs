@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, OpCode, Query, ResponseCode, update_message};
+use hickory_proto::op::{Message, OpCode, Query, ResponseCode, UpdateMessage, update_message};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, RData, RecordSet, RecordType, TSigner};
@@ -339,6 +339,90 @@ impl DnsUpdater {
             .await
     }
 
+    /// Adds many TXT records with one UPDATE per zone (a fleet manager answering dns-01 for
+    /// hundreds of names sends a handful of updates, not one per name). Each entry is
+    /// `(domain, value)` as for [`DnsUpdater::add_txt`]. Either every record of a zone is
+    /// added or none: an UPDATE is atomic on the primary (RFC 2136 §3.4).
+    pub async fn add_txts(&self, records: &[(String, String)]) -> Result<Vec<AddedRecord>> {
+        let mut added = Vec::with_capacity(records.len());
+        for (domain, value) in records {
+            let owner = format!("_acme-challenge.{}", domain.trim_end_matches('.'));
+            let name = self.follow_cname(&owner).await?;
+            let zone = self.find_zone(&name).await?;
+            added.push(AddedRecord {
+                zone,
+                name,
+                value: value.clone(),
+            });
+        }
+        for (zone, group) in by_zone(&added) {
+            let mut msg = Message::query();
+            msg.metadata.op_code = OpCode::Update;
+            msg.metadata.recursion_desired = false;
+            msg.add_zone(Query::query(zone.clone(), RecordType::SOA));
+            for r in &group {
+                msg.add_updates(txt_rrset(&r.name, &r.value, TXT_TTL));
+            }
+            self.send_update(msg, &format!("adding {} TXT records in {zone}", group.len()))
+                .await?;
+        }
+        Ok(added)
+    }
+
+    /// Removes records added by [`DnsUpdater::add_txts`], one UPDATE per zone.
+    pub async fn remove_txts(&self, records: &[AddedRecord]) -> Result<()> {
+        for (zone, group) in by_zone(records) {
+            let mut msg = Message::query();
+            msg.metadata.op_code = OpCode::Update;
+            msg.metadata.recursion_desired = false;
+            msg.add_zone(Query::query(zone.clone(), RecordType::SOA));
+            for r in &group {
+                let mut rrset = txt_rrset(&r.name, &r.value, 0);
+                // RFC 2136 §2.5.4: class NONE deletes exactly this RR.
+                rrset.set_dns_class(DNSClass::NONE);
+                msg.add_updates(rrset);
+            }
+            self.send_update(msg, &format!("removing {} TXT records in {zone}", group.len()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every record is visible on every authoritative server of its zone; the
+    /// servers are asked in turn, and records already seen are not asked again.
+    pub async fn wait_all_visible(&self, records: &[AddedRecord]) -> Result<()> {
+        let mut pending: Vec<(SocketAddr, &AddedRecord)> = Vec::new();
+        for (zone, group) in by_zone(records) {
+            for server in self.servers_to_check(&zone).await {
+                pending.extend(group.iter().map(|r| (server, *r)));
+            }
+        }
+        let deadline = Instant::now() + self.propagation_timeout;
+        loop {
+            let mut still = Vec::new();
+            for (server, record) in pending {
+                match self.query(server, &record.name, RecordType::TXT).await {
+                    Ok(m) if txt_values(&m, &record.name).contains(&record.value) => {}
+                    _ => still.push((server, record)),
+                }
+            }
+            if still.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let (server, record) = still[0];
+                return Err(Error::Timeout(format!(
+                    "{} TXT records not visible after {:?} (first: {} on {server}); check zone transfers to the secondaries",
+                    still.len(),
+                    self.propagation_timeout,
+                    record.name,
+                )));
+            }
+            pending = still;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// The servers to check: the configured list, or the zone's NS addresses.
     async fn servers_to_check(&self, zone: &Name) -> Vec<SocketAddr> {
         if !self.check_servers.is_empty() {
@@ -412,6 +496,18 @@ impl DnsUpdater {
         let m = self.query(self.server, &n, RecordType::TXT).await?;
         Ok(txt_values(&m, &n))
     }
+}
+
+/// Records grouped by zone, zones in first-seen order.
+fn by_zone(records: &[AddedRecord]) -> Vec<(Name, Vec<&AddedRecord>)> {
+    let mut groups: Vec<(Name, Vec<&AddedRecord>)> = Vec::new();
+    for r in records {
+        match groups.iter_mut().find(|(z, _)| *z == r.zone) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((r.zone.clone(), vec![r])),
+        }
+    }
+    groups
 }
 
 async fn udp_exchange(server: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>> {
