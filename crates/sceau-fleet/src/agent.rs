@@ -178,8 +178,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `sceau agent enrol`: makes the client identity, uses the one-time token, writes the agent
 /// directory. Nothing stays behind when the manager refuses.
-pub async fn enrol(dir: &Path, manager: &str, manager_ca: &Path, token_file: &Path) -> Result<AgentInfo> {
-    let files = Files { dir: dir.to_owned() };
+pub async fn enrol(
+    dir: &Path,
+    manager: &str,
+    manager_ca: &Path,
+    token_file: &Path,
+) -> Result<AgentInfo> {
+    let files = Files {
+        dir: dir.to_owned(),
+    };
     if files.config().exists() {
         return Err(Error::Config(format!(
             "{} exists: this directory already holds an enrolled agent",
@@ -234,7 +241,9 @@ fn save(files: &Files, config: &AgentConfig) -> Result<()> {
 }
 
 pub fn load(dir: &Path) -> Result<AgentConfig> {
-    let files = Files { dir: dir.to_owned() };
+    let files = Files {
+        dir: dir.to_owned(),
+    };
     let text = std::fs::read_to_string(files.config()).map_err(|e| {
         Error::Config(format!(
             "{}: {e}; run `sceau agent enrol` first",
@@ -258,7 +267,9 @@ pub fn add_cert(dir: &Path, cert: AgentCert) -> Result<()> {
     }
     KeyKind::from_name(&cert.key_type)
         .ok_or_else(|| Error::Config(format!("unknown key type {}", cert.key_type)))?;
-    let files = Files { dir: dir.to_owned() };
+    let files = Files {
+        dir: dir.to_owned(),
+    };
     let mut config = load(dir)?;
     config.certs.retain(|c| c.name != cert.name);
     config.certs.push(cert);
@@ -288,7 +299,9 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => return vec![("agent".into(), Err(e))],
     };
-    let files = Files { dir: dir.to_owned() };
+    let files = Files {
+        dir: dir.to_owned(),
+    };
     let link = match (|| {
         ManagerLink::new(
             &config.manager,
@@ -318,11 +331,20 @@ fn sorted_names(domains: &[String]) -> Vec<String> {
     v
 }
 
-async fn submit(link: &ManagerLink, files: &Files, cert: &AgentCert, replace: bool) -> Result<CertStatus> {
+async fn submit(
+    link: &ManagerLink,
+    files: &Files,
+    cert: &AgentCert,
+    replace: bool,
+) -> Result<CertStatus> {
     let kind = KeyKind::from_name(&cert.key_type)
         .ok_or_else(|| Error::Config(format!("unknown key type {}", cert.key_type)))?;
     let key = sceau_client::csr::generate_key(kind)?;
-    let ids: Vec<Identifier> = cert.domains.iter().map(|d| Identifier::dns(d.clone())).collect();
+    let ids: Vec<Identifier> = cert
+        .domains
+        .iter()
+        .map(|d| Identifier::dns(d.clone()))
+        .collect();
     let csr = sceau_client::csr::build_csr(&key, &ids)?;
     ensure_dir(&files.dir.join("pending"), 0o700)?;
     write_atomic(&files.pending(&cert.name), key.to_pem().as_bytes(), 0o600)?;
@@ -435,7 +457,11 @@ async fn install(
     serial: &str,
 ) -> Result<()> {
     let chain = link
-        .call(reqwest::Method::GET, &format!("/v1/certs/{}/chain", cert.name), None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/certs/{}/chain", cert.name),
+            None,
+        )
         .await?
         .text()
         .await
@@ -456,8 +482,13 @@ async fn install(
             cert.name
         ))
     };
-    if sorted_names(&info.names.iter().map(|i| i.value.clone()).collect::<Vec<_>>())
-        != sorted_names(&cert.domains)
+    if sorted_names(
+        &info
+            .names
+            .iter()
+            .map(|i| i.value.clone())
+            .collect::<Vec<_>>(),
+    ) != sorted_names(&cert.domains)
     {
         return Err(mismatch("is not for the configured names"));
     }
@@ -480,7 +511,9 @@ async fn install(
             .stdin(std::process::Stdio::null())
             .status()
             .await
-            .map_err(|e| Error::Config(format!("{}: cannot run the deploy hook: {e}", cert.name)))?;
+            .map_err(|e| {
+                Error::Config(format!("{}: cannot run the deploy hook: {e}", cert.name))
+            })?;
         if !status.success() {
             // Installed but not deployed: the manager is not told, so it keeps alerting.
             return Err(Error::Config(format!(

@@ -153,7 +153,9 @@ pub fn client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<rust
             .map_err(|e| Error::Tls(format!("manager CA refused: {e}")))?;
     }
     if roots.is_empty() {
-        return Err(Error::Tls("the manager CA file holds no certificate".into()));
+        return Err(Error::Tls(
+            "the manager CA file holds no certificate".into(),
+        ));
     }
     let (chain, key) = chain_and_key(cert_pem, key_pem)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
@@ -184,8 +186,9 @@ impl ClientCertVerifier for AnyClientCert {
         _now: UnixTime,
     ) -> std::result::Result<ClientCertVerified, rustls::Error> {
         // Only a certificate that parses; who it is comes later, by fingerprint.
-        x509_parser::parse_x509_certificate(end_entity.as_ref())
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        x509_parser::parse_x509_certificate(end_entity.as_ref()).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
         Ok(ClientCertVerified::assertion())
     }
 

@@ -178,7 +178,8 @@ impl ArchivedCert {
     }
 }
 
-const AGENT_COLS: &str = "name, status, allowed, fingerprint, created_at, enrolled_at, revoked_at, last_seen";
+const AGENT_COLS: &str =
+    "name, status, allowed, fingerprint, created_at, enrolled_at, revoked_at, last_seen";
 const CERT_COLS: &str = "agent, cert_name, names, state, csr, spki_sha256, attempts, next_attempt, last_error, serial, submitted_at, updated_at";
 const ARCHIVE_COLS: &str = "serial, agent, cert_name, names, spki_sha256, not_before, not_after, renew_at, ari_id, ari_checked_at, chain_pem, issued_at, picked_up_at, revoked_at";
 
@@ -311,11 +312,13 @@ impl FleetStore {
     }
 
     pub async fn agent(&self, name: &str) -> Result<AgentRecord> {
-        let row = query(format!("SELECT {AGENT_COLS} FROM fleet_agents WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = query(format!(
+            "SELECT {AGENT_COLS} FROM fleet_agents WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         AgentRecord::from_row(&row)
     }
 
@@ -331,13 +334,20 @@ impl FleetStore {
     }
 
     pub async fn agents(&self) -> Result<Vec<AgentRecord>> {
-        let rows = query(format!("SELECT {AGENT_COLS} FROM fleet_agents ORDER BY name"))
-            .fetch_all(&self.db)
-            .await?;
+        let rows = query(format!(
+            "SELECT {AGENT_COLS} FROM fleet_agents ORDER BY name"
+        ))
+        .fetch_all(&self.db)
+        .await?;
         rows.iter().map(AgentRecord::from_row).collect()
     }
 
-    pub async fn set_allowed(&self, name: &str, allowed: &[String], audit: &FleetAudit) -> Result<()> {
+    pub async fn set_allowed(
+        &self,
+        name: &str,
+        allowed: &[String],
+        audit: &FleetAudit,
+    ) -> Result<()> {
         let mut tx = self.db.begin().await?;
         query("UPDATE fleet_agents SET allowed = $2 WHERE name = $1")
             .bind(name)
@@ -431,7 +441,11 @@ impl FleetStore {
             }
             Some(row) => {
                 let state: String = row.try_get(0)?;
-                let from_issued = if replace == Replace::Always { "issued" } else { "-" };
+                let from_issued = if replace == Replace::Always {
+                    "issued"
+                } else {
+                    "-"
+                };
                 query("UPDATE fleet_certs SET names = $3, state = 'pending', csr = $4, spki_sha256 = $5, attempts = 0, next_attempt = 0, last_error = NULL, submitted_at = $6, updated_at = $6 WHERE agent = $1 AND cert_name = $2 AND state IN ('due', 'failed', 'pending', $7)")
                     .bind(agent)
                     .bind(cert_name)
@@ -548,7 +562,11 @@ impl FleetStore {
             .await?
             .rows_affected();
         if changed == 1 {
-            let action = if retry_at.is_some() { "issuance.retry" } else { "issuance.refused" };
+            let action = if retry_at.is_some() {
+                "issuance.retry"
+            } else {
+                "issuance.refused"
+            };
             let audit = FleetAudit::new("manager", action)
                 .about(agent, Some(cert_name))
                 .detail(serde_json::json!({ "error": error, "retry_at": retry_at }));
@@ -565,7 +583,9 @@ impl FleetStore {
             .chain(
                 ARCHIVE_COLS
                     .split(", ")
-                    .filter(|c| !["serial", "agent", "cert_name", "names", "spki_sha256"].contains(c))
+                    .filter(|c| {
+                        !["serial", "agent", "cert_name", "names", "spki_sha256"].contains(c)
+                    })
                     .map(|c| format!("a.{c} AS {c}")),
             )
             .collect::<Vec<_>>()
@@ -598,7 +618,13 @@ impl FleetStore {
     }
 
     /// Asks the agent for a new CSR: `issued → due` for this serial.
-    pub async fn mark_due(&self, agent: &str, cert_name: &str, serial: &str, reason: &str) -> Result<bool> {
+    pub async fn mark_due(
+        &self,
+        agent: &str,
+        cert_name: &str,
+        serial: &str,
+        reason: &str,
+    ) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         let changed = query("UPDATE fleet_certs SET state = 'due', updated_at = $4 WHERE agent = $1 AND cert_name = $2 AND serial = $3 AND state = 'issued'")
             .bind(agent)
@@ -657,16 +683,22 @@ impl FleetStore {
     }
 
     pub async fn archived(&self, serial: &str) -> Result<ArchivedCert> {
-        let row = query(format!("SELECT {ARCHIVE_COLS} FROM fleet_archive WHERE serial = $1"))
-            .bind(serial)
-            .fetch_optional(&self.db)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = query(format!(
+            "SELECT {ARCHIVE_COLS} FROM fleet_archive WHERE serial = $1"
+        ))
+        .bind(serial)
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         ArchivedCert::from_row(&row)
     }
 
     /// The archive, newest first; of one agent's certificate when given.
-    pub async fn archive(&self, agent: Option<&str>, cert_name: Option<&str>) -> Result<Vec<ArchivedCert>> {
+    pub async fn archive(
+        &self,
+        agent: Option<&str>,
+        cert_name: Option<&str>,
+    ) -> Result<Vec<ArchivedCert>> {
         let rows = query(format!("SELECT {ARCHIVE_COLS} FROM fleet_archive WHERE ($1 IS NULL OR agent = $1) AND ($2 IS NULL OR cert_name = $2) ORDER BY issued_at DESC, serial"))
             .bind(agent)
             .bind(cert_name)

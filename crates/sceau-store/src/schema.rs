@@ -99,11 +99,13 @@ pub(crate) async fn migrate_schema(db: &Db, schema: &Schema) -> Result<()> {
         for statement in statements(script) {
             query(statement).execute(&mut tx).await?;
         }
-        query(format!("INSERT INTO {table} (version, applied_at) VALUES ($1, $2)"))
-            .bind(*version)
-            .bind(crate::now())
-            .execute(&mut tx)
-            .await?;
+        query(format!(
+            "INSERT INTO {table} (version, applied_at) VALUES ($1, $2)"
+        ))
+        .bind(*version)
+        .bind(crate::now())
+        .execute(&mut tx)
+        .await?;
         tx.commit().await?;
     }
     Ok(())

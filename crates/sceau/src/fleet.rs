@@ -73,7 +73,11 @@ pub enum ManagerCmd {
 #[derive(Debug, Args)]
 pub struct ManagerDir {
     /// The manager's directory
-    #[arg(long, env = "SCEAU_MANAGER_DIR", default_value = "/var/lib/sceau-manager")]
+    #[arg(
+        long,
+        env = "SCEAU_MANAGER_DIR",
+        default_value = "/var/lib/sceau-manager"
+    )]
     pub dir: PathBuf,
 }
 
@@ -253,7 +257,10 @@ async fn open(dir: &Path) -> Res<Manager> {
 
 fn when(t: Option<i64>) -> String {
     t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "-".into())
 }
 
@@ -375,7 +382,11 @@ pub async fn run_manager(cmd: &ManagerCmd) -> Res<u8> {
                         a.names.join(" "),
                         when(Some(a.not_before)),
                         when(Some(a.not_after)),
-                        if a.revoked_at.is_some() { " REVOKED" } else { "" }
+                        if a.revoked_at.is_some() {
+                            " REVOKED"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }

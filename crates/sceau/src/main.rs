@@ -21,10 +21,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = if cli.verbose {
         "sceau=debug,sceau_client=debug,sceau_fleet=debug"
-    } else if matches!(
-        cli.command,
-        Command::Manager(fleet::ManagerCmd::Serve(_))
-    ) {
+    } else if matches!(cli.command, Command::Manager(fleet::ManagerCmd::Serve(_))) {
         // A service: what it issues and refuses belongs in its journal.
         "sceau_fleet=info,warn"
     } else {

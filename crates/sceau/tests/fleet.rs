@@ -48,7 +48,10 @@ fn refused(args: &[&str], needle: &str) -> String {
     let o = run(args);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "sceau {args:?}: {}", text(&o));
-    assert!(err.contains(needle), "sceau {args:?}: expected {needle:?} in {err}");
+    assert!(
+        err.contains(needle),
+        "sceau {args:?}: expected {needle:?} in {err}"
+    );
     assert!(
         err.lines().any(|l| l.starts_with("sceau: error:")),
         "no error line: {err}"
@@ -184,7 +187,10 @@ impl Manager {
             .replace("poll_secs = 60", "poll_secs = 1")
             .replace("retry_secs = 60", "retry_secs = 1")
             .replace("gather_ms = 2000", "gather_ms = 1500");
-        assert!(t.contains("pickup_grace_secs = 3") && t.contains("gather_ms = 1500"), "{t}");
+        assert!(
+            t.contains("pickup_grace_secs = 3") && t.contains("gather_ms = 1500"),
+            "{t}"
+        );
         std::fs::write(&config, t).unwrap();
         let mut m = Manager {
             log: root.join("manager.log"),
@@ -244,7 +250,10 @@ impl Manager {
     fn status(&self) -> (Value, i32) {
         let o = run(&["manager", "status", "--dir", self.d(), "--json"]);
         assert!(matches!(o.status.code(), Some(0 | 3)), "{}", text(&o));
-        (serde_json::from_slice(&o.stdout).unwrap(), o.status.code().unwrap())
+        (
+            serde_json::from_slice(&o.stdout).unwrap(),
+            o.status.code().unwrap(),
+        )
     }
 
     fn cert(&self, agent: &str, name: &str) -> Value {
@@ -327,7 +336,14 @@ impl Agent {
         let url = m.url();
         let ca = m.ca();
         let mut a = self.args(&["agent", "enrol"]);
-        a.extend(["--manager", &url, "--manager-ca", s(&ca), "--token-file", s(token)]);
+        a.extend([
+            "--manager",
+            &url,
+            "--manager-ca",
+            s(&ca),
+            "--token-file",
+            s(token),
+        ]);
         ok(&a)
     }
 
@@ -388,7 +404,9 @@ fn all_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -427,7 +445,10 @@ fn assert_key_stays(key_pem: &str, owner: &Path, places: &[&Path]) {
 }
 
 fn openssl(args: &[&str]) -> String {
-    let o = Command::new(require_tool("openssl")).args(args).output().unwrap();
+    let o = Command::new(require_tool("openssl"))
+        .args(args)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -436,7 +457,13 @@ fn openssl(args: &[&str]) -> String {
 /// being the certificate's.
 fn check_installed(agent: &Agent, name: &str, root: &Path, names: &[&str]) {
     let live = agent.live(name);
-    let mode = |f: &str| std::fs::metadata(live.join(f)).unwrap().permissions().mode() & 0o777;
+    let mode = |f: &str| {
+        std::fs::metadata(live.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
     assert_eq!(mode("privkey.pem"), 0o600);
     assert_eq!(mode("fullchain.pem"), 0o644);
     let verified = openssl(&[
@@ -448,13 +475,29 @@ fn check_installed(agent: &Agent, name: &str, root: &Path, names: &[&str]) {
         s(&live.join("cert.pem")),
     ]);
     assert!(verified.contains(": OK"), "{verified}");
-    let san = openssl(&["x509", "-noout", "-ext", "subjectAltName", "-in", s(&live.join("cert.pem"))]);
+    let san = openssl(&[
+        "x509",
+        "-noout",
+        "-ext",
+        "subjectAltName",
+        "-in",
+        s(&live.join("cert.pem")),
+    ]);
     for n in names {
         assert!(san.contains(&format!("DNS:{n}")), "{n} not in {san}");
     }
-    let cert_pub = openssl(&["x509", "-noout", "-pubkey", "-in", s(&live.join("cert.pem"))]);
+    let cert_pub = openssl(&[
+        "x509",
+        "-noout",
+        "-pubkey",
+        "-in",
+        s(&live.join("cert.pem")),
+    ]);
     let key_pub = openssl(&["pkey", "-pubout", "-in", s(&live.join("privkey.pem"))]);
-    assert_eq!(cert_pub, key_pub, "the installed key is not the certificate's");
+    assert_eq!(
+        cert_pub, key_pub,
+        "the installed key is not the certificate's"
+    );
 }
 
 /// The agent's mTLS client, for the requests the CLI never makes (a reused key).
@@ -481,21 +524,45 @@ fn fleet_against_sceau_server() {
 
     // A bad configuration stops init with one line and writes nothing.
     refused(
-        &["manager", "init", "--dir", s(&root.join("bad")), "--server", &ca.url(),
-          "--ca-bundle", s(&ca.root()), "--hostname", "127.0.0.1"],
+        &[
+            "manager",
+            "init",
+            "--dir",
+            s(&root.join("bad")),
+            "--server",
+            &ca.url(),
+            "--ca-bundle",
+            s(&ca.root()),
+            "--hostname",
+            "127.0.0.1",
+        ],
         "[dns]: give update_server (RFC 2136) or hook",
     );
     assert!(!root.join("bad").exists());
 
     let m = Manager::init(root, &ca.url(), &ca.root(), &dns);
     refused(
-        &["manager", "init", "--dir", m.d(), "--server", &ca.url(), "--hostname", "x",
-          "--dns-server", "127.0.0.1:53"],
+        &[
+            "manager",
+            "init",
+            "--dir",
+            m.d(),
+            "--server",
+            &ca.url(),
+            "--hostname",
+            "x",
+            "--dns-server",
+            "127.0.0.1:53",
+        ],
         "already holds a manager",
     );
 
     // Three machines, each allowed its own names.
-    let agents = [("web", vec!["*.web.test"]), ("db", vec!["db.test"]), ("mail", vec!["mail.test"])];
+    let agents = [
+        ("web", vec!["*.web.test"]),
+        ("db", vec!["db.test"]),
+        ("mail", vec!["mail.test"]),
+    ];
     for (name, allow) in &agents {
         let token = root.join(format!("{name}.token"));
         m.invite(name, allow, &token);
@@ -505,8 +572,18 @@ fn fleet_against_sceau_server() {
     // A used token enrols nobody, and leaves no directory behind.
     let stranger = Agent::new(root, "stranger");
     refused(
-        &["agent", "enrol", "--dir", s(&stranger.dir), "--manager", &m.url(), "--manager-ca",
-          s(&m.ca()), "--token-file", s(&root.join("web.token"))],
+        &[
+            "agent",
+            "enrol",
+            "--dir",
+            s(&stranger.dir),
+            "--manager",
+            &m.url(),
+            "--manager-ca",
+            s(&m.ca()),
+            "--token-file",
+            s(&root.join("web.token")),
+        ],
         "unknown, used or expired",
     );
     assert!(!stranger.dir.exists());
@@ -518,7 +595,10 @@ fn fleet_against_sceau_server() {
     web.add(
         "web",
         &["www.web.test", "api.web.test"],
-        Some(&format!("echo \"$SCEAU_CERT_NAME $SCEAU_DOMAINS\" >> {}", hook_log.display())),
+        Some(&format!(
+            "echo \"$SCEAU_CERT_NAME $SCEAU_DOMAINS\" >> {}",
+            hook_log.display()
+        )),
     );
     db.add("db", &["db.test"], None);
     mail.add("mail", &["mail.test"], None);
@@ -526,7 +606,13 @@ fn fleet_against_sceau_server() {
     // The three run at once, as timers do: one batch, one UPDATE to add and one to remove.
     let children: Vec<Child> = [&web, &db, &mail]
         .iter()
-        .map(|a| a.run_cmd(90).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|a| {
+            a.run_cmd(90)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for c in children {
         let o = c.wait_with_output().unwrap();
@@ -534,7 +620,12 @@ fn fleet_against_sceau_server() {
         assert!(text(&o).contains("installed"), "{}", text(&o));
     }
     assert_eq!(m.counter("sceau_fleet_dns_records_total"), 4);
-    assert_eq!(m.counter("sceau_fleet_dns_updates_total"), 2, "{}", m.metrics());
+    assert_eq!(
+        m.counter("sceau_fleet_dns_updates_total"),
+        2,
+        "{}",
+        m.metrics()
+    );
     check_installed(&web, "web", &ca.root(), &["www.web.test", "api.web.test"]);
     check_installed(&db, "db", &ca.root(), &["db.test"]);
     check_installed(&mail, "mail", &ca.root(), &["mail.test"]);
@@ -542,7 +633,10 @@ fn fleet_against_sceau_server() {
         std::fs::read_to_string(&hook_log).unwrap(),
         "web www.web.test api.web.test\n"
     );
-    assert!(dns.txt("_acme-challenge.www.web.test").is_empty(), "records left in the zone");
+    assert!(
+        dns.txt("_acme-challenge.www.web.test").is_empty(),
+        "records left in the zone"
+    );
     let (status, code) = m.status();
     assert_eq!(code, 0, "{status}");
     assert_eq!(status["agents_active"], 3);
@@ -556,14 +650,26 @@ fn fleet_against_sceau_server() {
     // Renewal with a new key: the manager asks, the agent makes a new key and CSR.
     let first_key = web.key_pem("web");
     let first_serial = web.serial("web");
-    ok(&["manager", "renew", "--dir", m.d(), "--agent", "web", "--cert-name", "web"]);
+    ok(&[
+        "manager",
+        "renew",
+        "--dir",
+        m.d(),
+        "--agent",
+        "web",
+        "--cert-name",
+        "web",
+    ]);
     assert_eq!(m.cert("web", "web")["state"], "due");
     // A CSR made with the old key is refused (R66), and the renewal stays due.
     let (_, old_der) = key_material(&first_key);
     let old = sceau_wire::AccountKey::from_pkcs8_der(&old_der).unwrap();
     let csr = sceau_client::csr::build_csr(
         &old,
-        &[sceau_wire::Identifier::dns("www.web.test"), sceau_wire::Identifier::dns("api.web.test")],
+        &[
+            sceau_wire::Identifier::dns("www.web.test"),
+            sceau_wire::Identifier::dns("api.web.test"),
+        ],
     )
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -583,17 +689,42 @@ fn fleet_against_sceau_server() {
     check_installed(&web, "web", &ca.root(), &["www.web.test"]);
     assert_ne!(web.key_pem("web"), first_key, "renewal kept the key");
     assert_ne!(web.serial("web"), first_serial);
-    assert_eq!(std::fs::read_to_string(&hook_log).unwrap().lines().count(), 2);
-    let archive = ok(&["manager", "archive", "--dir", m.d(), "--agent", "web", "--json"]);
+    assert_eq!(
+        std::fs::read_to_string(&hook_log).unwrap().lines().count(),
+        2
+    );
+    let archive = ok(&[
+        "manager",
+        "archive",
+        "--dir",
+        m.d(),
+        "--agent",
+        "web",
+        "--json",
+    ]);
     let archive: Value = serde_json::from_str(&archive).unwrap();
     assert_eq!(archive.as_array().unwrap().len(), 2);
 
     // An agent that was off when its renewal came due: alerts, then it catches up.
-    ok(&["manager", "renew", "--dir", m.d(), "--agent", "db", "--cert-name", "db"]);
+    ok(&[
+        "manager",
+        "renew",
+        "--dir",
+        m.d(),
+        "--agent",
+        "db",
+        "--cert-name",
+        "db",
+    ]);
     std::thread::sleep(Duration::from_secs(4));
     let (status, code) = m.status();
     assert_eq!(code, 3, "an alert must make status fail: {status}");
-    assert!(m.cert("db", "db")["alerts"].as_array().unwrap().contains(&"no-new-csr".into()));
+    assert!(
+        m.cert("db", "db")["alerts"]
+            .as_array()
+            .unwrap()
+            .contains(&"no-new-csr".into())
+    );
     assert!(m.metrics().contains(
         "sceau_fleet_certificate_alert{agent=\"db\",cert=\"db\",alert=\"no-new-csr\"} 1"
     ));
@@ -611,7 +742,11 @@ fn fleet_against_sceau_server() {
     mail.add("other", &["www.web.test"], None);
     let o = mail.run_cmd(5).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("may not have a certificate for www.web.test"), "{}", text(&o));
+    assert!(
+        text(&o).contains("may not have a certificate for www.web.test"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(m.cert("mail", "other"), Value::Null);
 
     // An unknown client certificate, and none at all.
@@ -623,8 +758,15 @@ fn fleet_against_sceau_server() {
             &rogue.key_pem,
         )
         .unwrap();
-        let c = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
-        let r = c.get(format!("{}/v1/certs/web", m.url())).send().await.unwrap();
+        let c = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
+        let r = c
+            .get(format!("{}/v1/certs/web", m.url()))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     });
     assert_eq!(code, 401, "{body}");
@@ -632,9 +774,11 @@ fn fleet_against_sceau_server() {
     let no_cert = rt.block_on(async {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read_to_string(m.ca()).unwrap();
-        roots.add(rustls::pki_types::CertificateDer::from(
-            sceau_wire::key::pem_decode(&pem, "CERTIFICATE").unwrap(),
-        )).unwrap();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(
+                sceau_wire::key::pem_decode(&pem, "CERTIFICATE").unwrap(),
+            ))
+            .unwrap();
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -642,31 +786,67 @@ fn fleet_against_sceau_server() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-        let c = reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap();
+        let c = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
         c.get(format!("{}/v1/agent", m.url())).send().await
     });
     assert!(no_cert.is_err(), "served without a client certificate");
 
     // A revoked agent is refused at its next request; its certificates stay in the archive.
     ok(&["manager", "agent", "revoke", "--dir", m.d(), "mail"]);
-    refused(&["agent", "run", "--dir", s(&mail.dir), "--wait", "1"], "was revoked");
-    let list: Value = serde_json::from_str(&ok(&["manager", "agent", "list", "--dir", m.d(), "--json"])).unwrap();
-    assert!(list.as_array().unwrap().iter().any(|a| a["name"] == "mail" && a["status"] == "revoked"));
-    refused(&["manager", "agent", "revoke", "--dir", m.d(), "mail"], "revoked already");
+    refused(
+        &["agent", "run", "--dir", s(&mail.dir), "--wait", "1"],
+        "was revoked",
+    );
+    let list: Value =
+        serde_json::from_str(&ok(&["manager", "agent", "list", "--dir", m.d(), "--json"])).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "mail" && a["status"] == "revoked")
+    );
+    refused(
+        &["manager", "agent", "revoke", "--dir", m.d(), "mail"],
+        "revoked already",
+    );
 
     // The DNS server refuses the update (a wrong TSIG secret): retried until it is fixed.
     let key_file = root.join("tsig.key");
     let good_key = std::fs::read_to_string(&key_file).unwrap();
     let secret = &dns.tsig.secret_b64;
-    std::fs::write(&key_file, good_key.replace(secret.as_str(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")).unwrap();
+    std::fs::write(
+        &key_file,
+        good_key.replace(
+            secret.as_str(),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+    )
+    .unwrap();
     // A new name, so that the CA needs a fresh dns-01 (it reuses db.test's authorization).
-    ok(&["manager", "agent", "allow", "--dir", m.d(), "db", "--allow", "db.test", "--allow", "*.db.test"]);
+    ok(&[
+        "manager",
+        "agent",
+        "allow",
+        "--dir",
+        m.d(),
+        "db",
+        "--allow",
+        "db.test",
+        "--allow",
+        "*.db.test",
+    ]);
     db.add("db2", &["x.db.test"], None);
     let out = db.run(4);
     assert!(out.contains("db2: waiting"), "{out}");
     let c = m.cert("db", "db2");
     assert_eq!(c["state"], "pending", "{c}");
-    assert!(c["alerts"].as_array().unwrap().contains(&"retrying".into()), "{c}");
+    assert!(
+        c["alerts"].as_array().unwrap().contains(&"retrying".into()),
+        "{c}"
+    );
     let err = c["last_error"].as_str().unwrap_or_default().to_owned();
     assert!(err.contains("TSIG") || err.contains("NOTAUTH"), "{err}");
     assert!(!m.metrics().contains(secret.as_str()));
@@ -678,11 +858,23 @@ fn fleet_against_sceau_server() {
     // The ACME server is down: the CSR waits, the error says so, and it is issued once the
     // server is back.
     ca.down();
-    ok(&["manager", "renew", "--dir", m.d(), "--agent", "db", "--cert-name", "db"]);
+    ok(&[
+        "manager",
+        "renew",
+        "--dir",
+        m.d(),
+        "--agent",
+        "db",
+        "--cert-name",
+        "db",
+    ]);
     assert!(db.run(3).contains("waiting"));
     let c = m.cert("db", "db");
     assert_eq!(c["state"], "pending", "{c}");
-    assert!(c["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{c}");
+    assert!(
+        c["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{c}"
+    );
     ca.up();
     m.wait_state("db", "db", "issued", 90);
     assert!(db.run(10).contains("installed"));
@@ -690,14 +882,63 @@ fn fleet_against_sceau_server() {
 
     // Revocation goes to the CA and is recorded once it confirmed.
     let serial = m.cert("db", "db")["serial"].as_str().unwrap().to_owned();
-    ok(&["manager", "revoke", "--dir", m.d(), "--serial", &serial, "--reason", "4"]);
+    ok(&[
+        "manager",
+        "revoke",
+        "--dir",
+        m.d(),
+        "--serial",
+        &serial,
+        "--reason",
+        "4",
+    ]);
     let revoked = support::SceauServer::sql(
         &ca.data,
-        &format!("SELECT revocation_reason FROM certificates WHERE lower(serial) = lower('{serial}')"),
+        &format!(
+            "SELECT revocation_reason FROM certificates WHERE lower(serial) = lower('{serial}')"
+        ),
     );
     assert_eq!(revoked, "4");
-    refused(&["manager", "revoke", "--dir", m.d(), "--serial", &serial], "revoked already");
-    refused(&["manager", "revoke", "--dir", m.d(), "--serial", "00ff"], "no certificate 00ff");
+    refused(
+        &["manager", "revoke", "--dir", m.d(), "--serial", &serial],
+        "revoked already",
+    );
+    refused(
+        &["manager", "revoke", "--dir", m.d(), "--serial", "00ff"],
+        "no certificate 00ff",
+    );
+
+    // Hostile clients: a flood from one address is cut off past its share, garbage gets the
+    // connection closed, and the manager keeps serving once they are gone.
+    {
+        use std::io::{Read, Write};
+        let idle: Vec<std::net::TcpStream> = (0..64)
+            .map(|_| std::net::TcpStream::connect(m.listen).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut extra = std::net::TcpStream::connect(m.listen).unwrap();
+        extra.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 64];
+        let closed = match extra.read(&mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        assert!(closed, "a 65th connection from one address was kept");
+        drop(idle);
+        let mut garbage = std::net::TcpStream::connect(m.listen).unwrap();
+        garbage.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let started = Instant::now();
+        while let Ok(n) = garbage.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(12), "garbage kept open");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(web.run(5).contains("web: up to date"));
+    }
 
     // The keys never left their agents: not in the manager's directory (database, WAL,
     // logs), not in the CA's, not in another agent's.
@@ -717,11 +958,22 @@ fn fleet_against_sceau_server() {
     // The audit trail tells the story, and never holds a token.
     let audit = ok(&["manager", "audit", "--dir", m.d()]);
     for action in [
-        "agent.invited", "agent.enrolled", "enrolment.refused", "csr.submitted",
-        "certificate.issued", "certificate.installed", "renewal.due", "csr.refused",
-        "agent.revoked", "issuance.retry", "certificate.revoked",
+        "agent.invited",
+        "agent.enrolled",
+        "enrolment.refused",
+        "csr.submitted",
+        "certificate.issued",
+        "certificate.installed",
+        "renewal.due",
+        "csr.refused",
+        "agent.revoked",
+        "issuance.retry",
+        "certificate.revoked",
     ] {
-        assert!(audit.contains(action), "{action} not in the audit:\n{audit}");
+        assert!(
+            audit.contains(action),
+            "{action} not in the audit:\n{audit}"
+        );
     }
     let token = std::fs::read_to_string(root.join("db.token")).unwrap();
     assert!(!audit.contains(token.trim()));
@@ -732,8 +984,14 @@ fn fleet_against_sceau_server() {
 fn fleet_against_pebble_with_cname_delegation() {
     let env = support::Env::start(support::pebble);
     let root = env.dir.path();
-    env.dns.set_cname("_acme-challenge.app.test", "app.challenges.test");
-    let m = Manager::init(root, &env.server.directory_url(), &env.server.ca_bundle(), &env.dns);
+    env.dns
+        .set_cname("_acme-challenge.app.test", "app.challenges.test");
+    let m = Manager::init(
+        root,
+        &env.server.directory_url(),
+        &env.server.ca_bundle(),
+        &env.dns,
+    );
     let token = root.join("app.token");
     m.invite("app", &["app.test"], &token);
     let app = Agent::new(root, "app");
@@ -746,7 +1004,16 @@ fn fleet_against_pebble_with_cname_delegation() {
         &std::fs::read_to_string(live.join("chain.pem")).unwrap(),
     );
     let first = app.key_pem("app");
-    ok(&["manager", "renew", "--dir", m.d(), "--agent", "app", "--cert-name", "app"]);
+    ok(&[
+        "manager",
+        "renew",
+        "--dir",
+        m.d(),
+        "--agent",
+        "app",
+        "--cert-name",
+        "app",
+    ]);
     assert!(app.run(120).contains("installed"));
     assert_ne!(app.key_pem("app"), first);
     assert!(env.dns.txt("app.challenges.test").is_empty());

@@ -363,8 +363,11 @@ impl DnsUpdater {
             for r in &group {
                 msg.add_updates(txt_rrset(&r.name, &r.value, TXT_TTL));
             }
-            self.send_update(msg, &format!("adding {} TXT records in {zone}", group.len()))
-                .await?;
+            self.send_update(
+                msg,
+                &format!("adding {} TXT records in {zone}", group.len()),
+            )
+            .await?;
         }
         Ok(added)
     }
@@ -382,8 +385,11 @@ impl DnsUpdater {
                 rrset.set_dns_class(DNSClass::NONE);
                 msg.add_updates(rrset);
             }
-            self.send_update(msg, &format!("removing {} TXT records in {zone}", group.len()))
-                .await?;
+            self.send_update(
+                msg,
+                &format!("removing {} TXT records in {zone}", group.len()),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -41,7 +41,9 @@ pub async fn invite(
     ttl_secs: i64,
 ) -> Result<()> {
     sceau_client::state::check_name(name).map_err(|_| {
-        Error::Config(format!("{name:?} is not a valid agent name (letters, digits, . - _)"))
+        Error::Config(format!(
+            "{name:?} is not a valid agent name (letters, digits, . - _)"
+        ))
     })?;
     let allowed = check_allowed(allowed)?;
     let mut raw = [0u8; 32];
@@ -57,7 +59,11 @@ pub async fn invite(
         .detail(serde_json::json!({ "allowed": allowed, "token_expires": expires }));
     // The token file first: if it cannot be written, no usable token exists.
     write_atomic(token_file, format!("{token}\n").as_bytes(), 0o600)?;
-    match m.store.invite_agent(name, &allowed, &hash, expires, &audit).await {
+    match m
+        .store
+        .invite_agent(name, &allowed, &hash, expires, &audit)
+        .await
+    {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = std::fs::remove_file(token_file);
@@ -87,10 +93,13 @@ pub async fn allow(m: &Manager, name: &str, allowed: &[String]) -> Result<()> {
 
 pub async fn revoke_agent(m: &Manager, name: &str) -> Result<()> {
     let audit = FleetAudit::new(&operator(), "agent.revoked").about(name, None);
-    m.store.revoke_agent(name, &audit).await.map_err(|e| match e {
-        StoreError::Conflict(why) => Error::Config(format!("{name}: {why}")),
-        e => e.into(),
-    })
+    m.store
+        .revoke_agent(name, &audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(why) => Error::Config(format!("{name}: {why}")),
+            e => e.into(),
+        })
 }
 
 /// Asks the agent for a new CSR now (a key compromise, a policy change).
@@ -100,11 +109,19 @@ pub async fn renew_now(m: &Manager, agent: &str, cert_name: &str) -> Result<()> 
         e => e.into(),
     })?;
     let serial = c.serial.ok_or_else(|| {
-        Error::Config(format!("{agent}/{cert_name} has no certificate yet ({})", c.state))
+        Error::Config(format!(
+            "{agent}/{cert_name} has no certificate yet ({})",
+            c.state
+        ))
     })?;
     if !m
         .store
-        .mark_due(agent, cert_name, &serial, &format!("asked by {}", operator()))
+        .mark_due(
+            agent,
+            cert_name,
+            &serial,
+            &format!("asked by {}", operator()),
+        )
         .await?
     {
         return Err(Error::Config(format!(
@@ -138,6 +155,8 @@ pub async fn revoke_cert(m: &Manager, serial: &str, reason: Option<u8>) -> Resul
     let audit = FleetAudit::new(&operator(), "certificate.revoked")
         .about(&a.agent, Some(&a.cert_name))
         .detail(serde_json::json!({ "serial": serial, "reason": reason }));
-    m.store.record_revoked(serial, reason.unwrap_or(0), &audit).await?;
+    m.store
+        .record_revoked(serial, reason.unwrap_or(0), &audit)
+        .await?;
     Ok(())
 }

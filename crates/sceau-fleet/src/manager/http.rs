@@ -1,12 +1,15 @@
 //! The agents' HTTPS listener: client certificates required, identity by fingerprint.
 //!
-//! Invariants (hostile clients are normal): at most [`MAX_CONNECTIONS`] connections, the TLS
+//! Invariants (hostile clients are normal): at most [`MAX_CONNECTIONS`] connections and
+//! [`MAX_PER_ADDRESS`] from one address, the TLS
 //! handshake within [`HANDSHAKE`], request headers within [`HEADERS`], a whole request within
 //! [`REQUEST`], bodies of at most [`MAX_BODY`]. Every refusal is a JSON [`ApiError`] with a
 //! status that says whether retrying can help, and changes nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -23,11 +26,47 @@ use crate::api::{AgentInfo, ApiError, CertStatus, EnrolRequest, Installed, Submi
 use crate::error::Result;
 
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections from one address: a machine needs one or two; a flood from one host must not
+/// take the slots of the others.
+pub const MAX_PER_ADDRESS: usize = 64;
 pub const HANDSHAKE: Duration = Duration::from_secs(10);
 pub const HEADERS: Duration = Duration::from_secs(10);
 pub const REQUEST: Duration = Duration::from_secs(30);
 pub const MAX_BODY: usize = 64 * 1024;
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
+
+/// One connection counted against its address; released when dropped.
+struct PerAddress {
+    map: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    fn take(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PerAddress> {
+        let mut m = map.lock().expect("not poisoned");
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(PerAddress {
+            map: map.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerAddress {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().expect("not poisoned");
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// The fingerprint of the connection's client certificate.
 #[derive(Clone)]
@@ -119,6 +158,7 @@ pub async fn serve(
 ) -> Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let app = router(manager.clone());
     loop {
         let (tcp, addr) = match listener.accept().await {
@@ -131,13 +171,23 @@ pub async fn serve(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            manager.counters.refused_requests.fetch_add(1, Ordering::Relaxed);
+            manager
+                .counters
+                .refused_requests
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let Some(per_address) = PerAddress::take(&per_ip, addr.ip()) else {
+            manager
+                .counters
+                .refused_requests
+                .fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, per_address);
             let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await else {
                 tracing::debug!("{addr}: TLS handshake failed or timed out");
                 return;
@@ -196,7 +246,10 @@ async fn agent(m: &Manager, peer: &Peer) -> Answer<AgentRecord> {
         let when = a
             .revoked_at
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default();
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
@@ -241,9 +294,11 @@ async fn enrol(
         Err(StoreError::NotFound) => {
             m.counters.refused_requests.fetch_add(1, Ordering::Relaxed);
             m.store
-                .audit(&FleetAudit::new("unknown", "enrolment.refused").detail(
-                    serde_json::json!({ "fingerprint": peer.0, "reason": "bad token" }),
-                ))
+                .audit(
+                    &FleetAudit::new("unknown", "enrolment.refused").detail(
+                        serde_json::json!({ "fingerprint": peer.0, "reason": "bad token" }),
+                    ),
+                )
                 .await?;
             Err(Refusal::new(
                 StatusCode::FORBIDDEN,
@@ -315,8 +370,8 @@ async fn submit(
     check_cert_name(&name)?;
     let a = agent(&m, &peer).await?;
     let bad = |d: String| Refusal::new(StatusCode::BAD_REQUEST, "badCSR", d);
-    let der = sceau_wire::b64::decode(&req.csr)
-        .map_err(|_| bad("the CSR is not base64url".into()))?;
+    let der =
+        sceau_wire::b64::decode(&req.csr).map_err(|_| bad("the CSR is not base64url".into()))?;
     let (der, identifiers) =
         sceau_client::csr::read_csr(&der).map_err(|e| bad(format!("the CSR: {e}")))?;
     if identifiers.is_empty() {
@@ -337,7 +392,9 @@ async fn submit(
                     .audit(
                         &FleetAudit::new(&a.name, "csr.refused")
                             .about(&a.name, Some(&name))
-                            .detail(serde_json::json!({ "name": id.value, "reason": "not allowed" })),
+                            .detail(
+                                serde_json::json!({ "name": id.value, "reason": "not allowed" }),
+                            ),
                     )
                     .await?;
                 return Err(Refusal::new(
@@ -365,7 +422,15 @@ async fn submit(
         .detail(serde_json::json!({ "names": names, "spki_sha256": spki, "replace": req.replace }));
     match m
         .store
-        .submit_csr(&a.name, &name, &names, &sceau_wire::b64::encode(&der), &spki, replace, &audit)
+        .submit_csr(
+            &a.name,
+            &name,
+            &names,
+            &sceau_wire::b64::encode(&der),
+            &spki,
+            replace,
+            &audit,
+        )
         .await
     {
         Ok(()) => {}
@@ -396,7 +461,10 @@ async fn submit(
         Err(e) => return Err(e.into()),
     }
     m.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(cert_view(&m, &a.name, &name).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(cert_view(&m, &a.name, &name).await?),
+    ))
 }
 
 /// SHA-256 (hex) of a CSR's SubjectPublicKeyInfo.

@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use serde::{Deserialize, Serialize};
 use sceau_client::files::{ensure_dir, write_atomic};
 use sceau_client::state::StateDir;
 use sceau_client::{Account, AcmeClient, NewAccountOptions};
 use sceau_store::fleet::FleetStore;
 use sceau_wire::KeyKind;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 

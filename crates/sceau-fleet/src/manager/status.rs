@@ -119,7 +119,9 @@ pub async fn report(m: &Manager) -> Result<Report> {
 }
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The Prometheus text exposition of the report and the running manager's counters.
@@ -127,31 +129,81 @@ pub fn prometheus(m: &Manager, r: &Report) -> String {
     let mut out = String::new();
     let c = &m.counters;
     for (name, help, v) in [
-        ("sceau_fleet_dns_updates_total", "RFC 2136 UPDATE messages sent (adds and removals)", c.dns_updates.load(Ordering::Relaxed)),
-        ("sceau_fleet_dns_records_total", "dns-01 TXT records put in place", c.dns_records.load(Ordering::Relaxed)),
-        ("sceau_fleet_issued_total", "certificates issued and archived", c.issued.load(Ordering::Relaxed)),
-        ("sceau_fleet_issuance_failures_total", "failed issuance attempts", c.failures.load(Ordering::Relaxed)),
-        ("sceau_fleet_refused_requests_total", "agent requests refused", c.refused_requests.load(Ordering::Relaxed)),
+        (
+            "sceau_fleet_dns_updates_total",
+            "RFC 2136 UPDATE messages sent (adds and removals)",
+            c.dns_updates.load(Ordering::Relaxed),
+        ),
+        (
+            "sceau_fleet_dns_records_total",
+            "dns-01 TXT records put in place",
+            c.dns_records.load(Ordering::Relaxed),
+        ),
+        (
+            "sceau_fleet_issued_total",
+            "certificates issued and archived",
+            c.issued.load(Ordering::Relaxed),
+        ),
+        (
+            "sceau_fleet_issuance_failures_total",
+            "failed issuance attempts",
+            c.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "sceau_fleet_refused_requests_total",
+            "agent requests refused",
+            c.refused_requests.load(Ordering::Relaxed),
+        ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     }
-    let _ = writeln!(out, "# HELP sceau_fleet_agents Agents by status\n# TYPE sceau_fleet_agents gauge");
-    for (s, n) in [("active", r.agents_active), ("revoked", r.agents_revoked), ("invited", r.agents_invited)] {
+    let _ = writeln!(
+        out,
+        "# HELP sceau_fleet_agents Agents by status\n# TYPE sceau_fleet_agents gauge"
+    );
+    for (s, n) in [
+        ("active", r.agents_active),
+        ("revoked", r.agents_revoked),
+        ("invited", r.agents_invited),
+    ] {
         let _ = writeln!(out, "sceau_fleet_agents{{status=\"{s}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP sceau_fleet_certificate_expiry_timestamp_seconds notAfter of the current certificate\n# TYPE sceau_fleet_certificate_expiry_timestamp_seconds gauge");
+    let _ = writeln!(
+        out,
+        "# HELP sceau_fleet_certificate_expiry_timestamp_seconds notAfter of the current certificate\n# TYPE sceau_fleet_certificate_expiry_timestamp_seconds gauge"
+    );
     for c in &r.certificates {
         if let Some(t) = c.not_after {
-            let _ = writeln!(out, "sceau_fleet_certificate_expiry_timestamp_seconds{{agent=\"{}\",cert=\"{}\"}} {t}", label(&c.agent), label(&c.cert_name));
+            let _ = writeln!(
+                out,
+                "sceau_fleet_certificate_expiry_timestamp_seconds{{agent=\"{}\",cert=\"{}\"}} {t}",
+                label(&c.agent),
+                label(&c.cert_name)
+            );
         }
     }
-    let _ = writeln!(out, "# HELP sceau_fleet_certificate_alert 1 while the alert holds\n# TYPE sceau_fleet_certificate_alert gauge");
+    let _ = writeln!(
+        out,
+        "# HELP sceau_fleet_certificate_alert 1 while the alert holds\n# TYPE sceau_fleet_certificate_alert gauge"
+    );
     for c in &r.certificates {
         for a in &c.alerts {
-            let _ = writeln!(out, "sceau_fleet_certificate_alert{{agent=\"{}\",cert=\"{}\",alert=\"{a}\"}} 1", label(&c.agent), label(&c.cert_name));
+            let _ = writeln!(
+                out,
+                "sceau_fleet_certificate_alert{{agent=\"{}\",cert=\"{}\",alert=\"{a}\"}} 1",
+                label(&c.agent),
+                label(&c.cert_name)
+            );
         }
     }
-    let _ = writeln!(out, "# HELP sceau_fleet_alerts Alerts in force\n# TYPE sceau_fleet_alerts gauge\nsceau_fleet_alerts {}", r.alerts());
+    let _ = writeln!(
+        out,
+        "# HELP sceau_fleet_alerts Alerts in force\n# TYPE sceau_fleet_alerts gauge\nsceau_fleet_alerts {}",
+        r.alerts()
+    );
     out
 }
 
@@ -161,19 +213,21 @@ pub async fn serve_metrics(m: Arc<Manager>, listener: TcpListener) {
     let app = axum::Router::new()
         .route(
             "/metrics",
-            get(|axum::extract::State(m): axum::extract::State<Arc<Manager>>| async move {
-                match report(&m).await {
-                    Ok(r) => (
-                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        prometheus(&m, &r),
-                    )
-                        .into_response(),
-                    Err(e) => {
-                        tracing::warn!("metrics: {e}");
-                        http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+            get(
+                |axum::extract::State(m): axum::extract::State<Arc<Manager>>| async move {
+                    match report(&m).await {
+                        Ok(r) => (
+                            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            prometheus(&m, &r),
+                        )
+                            .into_response(),
+                        Err(e) => {
+                            tracing::warn!("metrics: {e}");
+                            http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                        }
                     }
-                }
-            }),
+                },
+            ),
         )
         .layer(axum::extract::DefaultBodyLimit::max(1024))
         .with_state(m);
@@ -203,7 +257,10 @@ use axum::response::IntoResponse as _;
 pub fn text(r: &Report) -> String {
     let fmt = |t: Option<i64>| {
         t.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| "-".into())
     };
     let mut out = format!(

@@ -129,8 +129,7 @@ async fn renewal_pass(m: &Manager, client: &AcmeClient) -> Result<()> {
             } else {
                 "2/3 of the lifetime has passed"
             };
-            if m
-                .store
+            if m.store
                 .mark_due(&cert.agent, &cert.cert_name, &current.serial, reason)
                 .await?
             {
@@ -228,7 +227,7 @@ async fn open_order(
             .new_order(
                 account,
                 &NewOrder {
-                    identifiers: cert.names.iter().map(|n| Identifier::dns(n)).collect(),
+                    identifiers: cert.names.iter().map(Identifier::dns).collect(),
                     profile: m.config.acme.profile.clone(),
                     ..Default::default()
                 },
@@ -363,13 +362,20 @@ async fn remove_records(m: &Manager, placed: Placed) {
 }
 
 /// Answers the challenges of one order, finalizes it with the agent's CSR and checks the chain.
-async fn complete(client: &AcmeClient, account: &Account, job: &Job, fraction: f64) -> Result<ArchivedCert> {
+async fn complete(
+    client: &AcmeClient,
+    account: &Account,
+    job: &Job,
+    fraction: f64,
+) -> Result<ArchivedCert> {
     let deadline = Instant::now() + BATCH_DEADLINE;
     for (_, ch_url, _) in &job.tasks {
         client.respond_challenge(account, ch_url).await?;
     }
     for (authz_url, _, task) in &job.tasks {
-        let authz = client.poll_authorization(account, authz_url, deadline).await?;
+        let authz = client
+            .poll_authorization(account, authz_url, deadline)
+            .await?;
         if authz.status != AuthorizationStatus::Valid {
             let why = authz
                 .challenges
@@ -531,5 +537,67 @@ async fn issue_batch(m: &Manager, client: &AcmeClient, account: &Account, batch:
                 record(m, &job.cert, &e).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(names: &[&str], spki: &str) -> FleetCert {
+        FleetCert {
+            agent: "a".into(),
+            cert_name: "c".into(),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            state: "pending".into(),
+            csr: Some("x".into()),
+            spki_sha256: Some(spki.into()),
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+            serial: None,
+            submitted_at: None,
+            updated_at: 0,
+        }
+    }
+
+    /// A self-signed certificate for `names`, and its key's SPKI hash.
+    fn cert(names: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut p = rcgen::CertificateParams::new(names).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        let c = p.self_signed(&key).unwrap();
+        let spki = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        ));
+        (c.pem(), spki)
+    }
+
+    #[test]
+    fn only_the_csrs_key_and_names_are_archived() {
+        let (pem, spki) = cert(&["b.example.org", "a.example.org"]);
+        let both = ["a.example.org", "b.example.org"];
+        let ok = verified(&pending(&both, &spki), &pem, 2.0 / 3.0).unwrap();
+        assert_eq!(
+            ok.renew_at,
+            lifetime_point(ok.not_before, ok.not_after, 2.0 / 3.0)
+        );
+        let (_, other_spki) = cert(&["a.example.org"]);
+        let wrong_key = verified(&pending(&both, &other_spki), &pem, 0.5);
+        assert!(
+            matches!(wrong_key, Err(Error::Refused { .. })),
+            "{wrong_key:?}"
+        );
+        let fewer = verified(&pending(&["a.example.org"], &spki), &pem, 0.5);
+        assert!(matches!(fewer, Err(Error::Refused { .. })), "{fewer:?}");
+        // Such a certificate makes the manager ask the agent for a new key and CSR.
+        assert!(refuses_csr(&fewer.unwrap_err()));
+    }
+
+    #[test]
+    fn renewal_at_two_thirds() {
+        assert_eq!(lifetime_point(0, 90 * 86400, 2.0 / 3.0), 60 * 86400);
     }
 }
