@@ -272,6 +272,7 @@ pub async fn run_manager(cmd: &ManagerCmd) -> Res<u8> {
                 hostnames: a.hostname.clone(),
                 database: a.database.clone(),
                 metrics_listen: a.metrics_listen,
+                max_connections_per_address: manager::http::MAX_PER_ADDRESS,
                 acme: AcmeConfig {
                     server: a.server.clone(),
                     ca_bundle: a.ca_bundle.clone(),

@@ -84,24 +84,18 @@ impl Ca {
     }
 
     fn up(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.with_extension("log"))
-            .unwrap();
-        let child = Command::new(support::sceau_server_bin())
-            .args(["serve", "--data-dir", s(&self.data)])
+        let mut cmd = Command::new(support::sceau_server_bin());
+        cmd.args(["serve", "--data-dir", s(&self.data)])
             .args(["--listen", &self.listen.to_string()])
             .args(["--revocation-listen", "127.0.0.1:0"])
             .args(["--dns-server", &self.dns.to_string()])
             .args(["--validation-allow", "127.0.0.0/8", "--eab", "off"])
-            .env("SCEAU_LOG", "info")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        wait_port(self.listen);
+            .env("SCEAU_LOG", "info");
+        self.child = Some(spawn_logged(
+            cmd,
+            &self.data.with_extension("log"),
+            self.listen,
+        ));
     }
 
     fn down(&mut self) {
@@ -124,6 +118,22 @@ impl Drop for Ca {
     fn drop(&mut self) {
         self.down();
     }
+}
+
+/// Starts `cmd` with its output appended to `log`, and waits until it listens on `addr`.
+fn spawn_logged(mut cmd: Command, log: &Path, addr: SocketAddr) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = cmd
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    wait_port(addr);
+    child
 }
 
 fn wait_port(addr: SocketAddr) {
@@ -204,19 +214,9 @@ impl Manager {
     }
 
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = sceau()
-            .args(["manager", "serve", "--dir", s(&self.dir)])
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        wait_port(self.listen);
+        let mut cmd = sceau();
+        cmd.args(["manager", "serve", "--dir", s(&self.dir)]);
+        self.child = Some(spawn_logged(cmd, &self.log, self.listen));
     }
 
     fn url(&self) -> String {
@@ -917,7 +917,9 @@ fn fleet_against_sceau_server() {
             .collect();
         std::thread::sleep(Duration::from_millis(300));
         let mut extra = std::net::TcpStream::connect(m.listen).unwrap();
-        extra.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
         let mut buf = [0u8; 64];
         let closed = match extra.read(&mut buf) {
             Ok(0) => true,
@@ -927,15 +929,22 @@ fn fleet_against_sceau_server() {
         assert!(closed, "a 65th connection from one address was kept");
         drop(idle);
         let mut garbage = std::net::TcpStream::connect(m.listen).unwrap();
-        garbage.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        garbage
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        garbage
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let started = Instant::now();
         while let Ok(n) = garbage.read(&mut buf) {
             if n == 0 {
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(12), "garbage kept open");
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "garbage kept open"
+        );
         std::thread::sleep(Duration::from_millis(300));
         assert!(web.run(5).contains("web: up to date"));
     }

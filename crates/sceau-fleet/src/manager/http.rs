@@ -1,7 +1,7 @@
 //! The agents' HTTPS listener: client certificates required, identity by fingerprint.
 //!
 //! Invariants (hostile clients are normal): at most [`MAX_CONNECTIONS`] connections and
-//! [`MAX_PER_ADDRESS`] from one address, the TLS
+//! `max_connections_per_address` (default [`MAX_PER_ADDRESS`]) from one address, the TLS
 //! handshake within [`HANDSHAKE`], request headers within [`HEADERS`], a whole request within
 //! [`REQUEST`], bodies of at most [`MAX_BODY`]. Every refusal is a JSON [`ApiError`] with a
 //! status that says whether retrying can help, and changes nothing.
@@ -26,8 +26,8 @@ use crate::api::{AgentInfo, ApiError, CertStatus, EnrolRequest, Installed, Submi
 use crate::error::Result;
 
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Connections from one address: a machine needs one or two; a flood from one host must not
-/// take the slots of the others.
+/// Connections from one address by default: a machine needs one or two; a flood from one host
+/// must not take the slots of the others. Agents behind one NAT need more.
 pub const MAX_PER_ADDRESS: usize = 64;
 pub const HANDSHAKE: Duration = Duration::from_secs(10);
 pub const HEADERS: Duration = Duration::from_secs(10);
@@ -42,10 +42,14 @@ struct PerAddress {
 }
 
 impl PerAddress {
-    fn take(map: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<PerAddress> {
+    fn take(
+        map: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Option<PerAddress> {
         let mut m = map.lock().expect("not poisoned");
         let n = m.entry(ip).or_insert(0);
-        if *n >= MAX_PER_ADDRESS {
+        if *n >= max {
             return None;
         }
         *n += 1;
@@ -159,6 +163,7 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let per_address_max = manager.config.max_connections_per_address;
     let app = router(manager.clone());
     loop {
         let (tcp, addr) = match listener.accept().await {
@@ -177,7 +182,7 @@ pub async fn serve(
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let Some(per_address) = PerAddress::take(&per_ip, addr.ip()) else {
+        let Some(per_address) = PerAddress::take(&per_ip, addr.ip(), per_address_max) else {
             manager
                 .counters
                 .refused_requests

@@ -43,6 +43,9 @@ pub struct ManagerConfig {
     /// Plain-HTTP Prometheus endpoint (`/metrics`), e.g. 127.0.0.1:9555 [default: off].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Connections at once from one address (agents behind one NAT share theirs).
+    #[serde(default = "default_per_address")]
+    pub max_connections_per_address: usize,
     pub acme: AcmeConfig,
     pub dns: DnsConfig,
     #[serde(default)]
@@ -79,6 +82,10 @@ pub struct DnsConfig {
     /// A dns-01 hook (`present`/`cleanup`, as for `sceau issue --dns-hook`), called per name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<PathBuf>,
+}
+
+fn default_per_address() -> usize {
+    http::MAX_PER_ADDRESS
 }
 
 fn default_propagation() -> u64 {
@@ -158,6 +165,11 @@ impl ManagerConfig {
         if r.batch < 1 || r.concurrency < 1 || r.poll_secs < 1 || r.retry_secs < 1 {
             return Err(Error::Config(
                 "[renewal] batch, concurrency, poll_secs and retry_secs must be at least 1".into(),
+            ));
+        }
+        if self.max_connections_per_address < 1 {
+            return Err(Error::Config(
+                "max_connections_per_address must be at least 1".into(),
             ));
         }
         if self.hostnames.is_empty() {
