@@ -156,12 +156,26 @@ struct Manager {
 impl Manager {
     /// `manager init` with RFC 2136 + TSIG to `dns`, then quick timings for the test.
     fn init(root: &Path, server: &str, ca_bundle: &Path, dns: &KnotDns) -> Manager {
-        let dir = root.join("manager");
         let key = root.join("tsig.key");
         dns.write_tsig_key_file(&key).unwrap();
+        let dns_args = [
+            "--dns-server".to_owned(),
+            dns.addr.to_string(),
+            "--tsig-key-file".to_owned(),
+            s(&key).to_owned(),
+            "--check-server".to_owned(),
+            dns.addr.to_string(),
+        ];
+        Self::init_with(root, server, ca_bundle, &dns_args)
+    }
+
+    /// `manager init` with these `[dns]` flags.
+    fn init_with(root: &Path, server: &str, ca_bundle: &Path, dns_args: &[String]) -> Manager {
+        let dir = root.join("manager");
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let out = ok(&[
+        let (listen_s, metrics_s) = (listen.to_string(), metrics.to_string());
+        let mut args = vec![
             "manager",
             "init",
             "--dir",
@@ -174,16 +188,12 @@ impl Manager {
             "--hostname",
             "127.0.0.1",
             "--listen",
-            &listen.to_string(),
+            &listen_s,
             "--metrics-listen",
-            &metrics.to_string(),
-            "--dns-server",
-            &dns.addr.to_string(),
-            "--tsig-key-file",
-            s(&key),
-            "--check-server",
-            &dns.addr.to_string(),
-        ]);
+            &metrics_s,
+        ];
+        args.extend(dns_args.iter().map(String::as_str));
+        let out = ok(&args);
         assert!(out.contains("manager-ca.pem"), "{out}");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
@@ -1028,4 +1038,69 @@ fn fleet_against_pebble_with_cname_delegation() {
     assert!(env.dns.txt("app.challenges.test").is_empty());
     assert_key_stays(&app.key_pem("app"), &app.dir, &[&m.dir]);
     assert_key_stays(&first, &app.dir, &[&m.dir]);
+}
+
+/// The manager with a dns-01 hook program instead of RFC 2136 (here a script calling
+/// knsupdate), against sceau-server: the hook is called once per name to present and once to
+/// clean up, and the agents get their certificates.
+#[test]
+fn fleet_with_a_dns_hook() {
+    let env = support::Env::start(support::sceau_server);
+    let root = env.dir.path();
+    let keyfile = root.join("knot.key");
+    env.dns.write_knot_key_file(&keyfile).unwrap();
+    let calls = root.join("calls.log");
+    let hook = root.join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nset -e\necho \"$1 $SCEAU_DOMAIN\" >> {calls}\n\
+             if [ \"$1\" = present ]; then op=add; ttl=1; else op=del; ttl=; fi\n\
+             printf 'server 127.0.0.1 {port}\\nzone test.\\nupdate %s %s. %s TXT \"%s\"\\nsend\\n' \
+             \"$op\" \"$SCEAU_RECORD_NAME\" \"$ttl\" \"$SCEAU_TXT_VALUE\" | {knsupdate} -k {key}\n",
+            calls = calls.display(),
+            port = env.dns.addr.port(),
+            knsupdate = require_tool("knsupdate").display(),
+            key = keyfile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let m = Manager::init_with(
+        root,
+        &env.server.directory_url(),
+        &env.server.ca_bundle(),
+        &["--dns-hook".to_owned(), s(&hook).to_owned()],
+    );
+    let mut children = Vec::new();
+    for name in ["h1", "h2"] {
+        let token = root.join(format!("{name}.token"));
+        m.invite(name, &[&format!("{name}.test")], &token);
+        let a = Agent::new(root, name);
+        a.enrol(&m, &token);
+        a.add(name, &[&format!("{name}.test")], None);
+        children.push(a);
+    }
+    for a in &children {
+        assert!(a.run(90).contains("installed"));
+    }
+    for (a, name) in children.iter().zip(["h1", "h2"]) {
+        check_installed(a, name, &env.server.ca_bundle(), &[&format!("{name}.test")]);
+    }
+    let mut log: Vec<String> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    log.sort();
+    assert_eq!(
+        log,
+        [
+            "cleanup h1.test",
+            "cleanup h2.test",
+            "present h1.test",
+            "present h2.test"
+        ]
+    );
+    assert!(env.dns.txt("_acme-challenge.h1").is_empty());
 }
