@@ -278,15 +278,19 @@ impl Manager {
     }
 
     fn wait_state(&self, agent: &str, name: &str, state: &str, secs: u64) -> Value {
+        self.wait_field(agent, name, "state", state, secs)
+    }
+
+    fn wait_field(&self, agent: &str, name: &str, field: &str, want: &str, secs: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let c = self.cert(agent, name);
-            if c["state"] == state {
+            if c[field] == want {
                 return c;
             }
             assert!(
                 Instant::now() < deadline,
-                "{agent}/{name} never became {state}: {c}\n{}",
+                "{agent}/{name}: {field} never became {want}: {c}\n{}",
                 std::fs::read_to_string(&self.log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(300));
@@ -400,6 +404,30 @@ impl Agent {
             .trim_start_matches("serial=")
             .to_ascii_lowercase()
     }
+}
+
+/// notBefore and notAfter of a PEM certificate, Unix seconds (read by openssl).
+fn dates(cert: &Path) -> (i64, i64) {
+    let out = openssl(&[
+        "x509",
+        "-noout",
+        "-dates",
+        "-dateopt",
+        "iso_8601",
+        "-in",
+        s(cert),
+    ]);
+    let get = |k: &str| {
+        let v = out
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {out}"));
+        let v = v.trim().replace(' ', "T");
+        time::OffsetDateTime::parse(&v, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+            .unix_timestamp()
+    };
+    (get("notBefore="), get("notAfter="))
 }
 
 /// The DER body of a PEM key, base64 as in the file, and raw.
@@ -654,6 +682,18 @@ fn fleet_against_sceau_server() {
         assert_eq!(c["state"], "issued", "{c}");
         assert_eq!(c["picked_up"], true, "{c}");
     }
+    // The CA speaks ARI (RFC 9773): the renewal point comes from its window, which
+    // sceau-server opens at 2/3 of the lifetime for a twelfth of it.
+    let c = m.wait_field("mail", "mail", "renew_by", "ari", 20);
+    let (not_before, not_after) = dates(&mail.live("mail").join("cert.pem"));
+    let life = not_after - not_before;
+    let renew_at = c["renew_at"].as_i64().unwrap();
+    let start = not_before + life * 2 / 3;
+    assert!(
+        (start..=start + life / 12).contains(&renew_at),
+        "renew_at {renew_at} outside the CA's window {start}..{}",
+        start + life / 12
+    );
     // Running again changes nothing.
     assert!(web.run(5).contains("web: up to date"));
 
@@ -890,7 +930,8 @@ fn fleet_against_sceau_server() {
     assert!(db.run(10).contains("installed"));
     check_installed(&db, "db", &ca.root(), &["db.test"]);
 
-    // Revocation goes to the CA and is recorded once it confirmed.
+    // Revocation goes to the CA and is recorded once it confirmed; the agent is asked for a
+    // replacement.
     let serial = m.cert("db", "db")["serial"].as_str().unwrap().to_owned();
     ok(&[
         "manager",
@@ -902,6 +943,7 @@ fn fleet_against_sceau_server() {
         "--reason",
         "4",
     ]);
+    assert_eq!(m.cert("db", "db")["state"], "due");
     let revoked = support::SceauServer::sql(
         &ca.data,
         &format!(

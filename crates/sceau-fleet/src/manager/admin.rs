@@ -132,7 +132,8 @@ pub async fn renew_now(m: &Manager, agent: &str, cert_name: &str) -> Result<()> 
     Ok(())
 }
 
-/// Revokes an archived certificate at the CA, then records it (only once the CA confirmed).
+/// Revokes an archived certificate at the CA, then records it (only once the CA confirmed);
+/// when it is the current one, its agent is asked for a new CSR.
 pub async fn revoke_cert(m: &Manager, serial: &str, reason: Option<u8>) -> Result<()> {
     let a = m.store.archived(serial).await.map_err(|e| match e {
         StoreError::NotFound => Error::Config(format!("no certificate {serial} in the archive")),
@@ -157,6 +158,16 @@ pub async fn revoke_cert(m: &Manager, serial: &str, reason: Option<u8>) -> Resul
         .detail(serde_json::json!({ "serial": serial, "reason": reason }));
     m.store
         .record_revoked(serial, reason.unwrap_or(0), &audit)
+        .await?;
+    // A revoked current certificate must be replaced: its agent is asked for a new key at
+    // its next run (a no-op when it was already replaced).
+    m.store
+        .mark_due(
+            &a.agent,
+            &a.cert_name,
+            serial,
+            "its certificate was revoked",
+        )
         .await?;
     Ok(())
 }

@@ -33,6 +33,9 @@ pub struct CertReport {
     pub not_after: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renew_at: Option<i64>,
+    /// Where `renew_at` comes from: `ari` (the CA's window, RFC 9773) or `lifetime` (R84).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_by: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_at: Option<i64>,
     pub picked_up: bool,
@@ -102,6 +105,13 @@ pub async fn report(m: &Manager) -> Result<Report> {
             serial: c.serial.clone(),
             not_after: a.map(|a| a.not_after),
             renew_at: a.map(|a| a.renew_at),
+            renew_by: a.map(|a| {
+                if a.ari_checked_at.is_some() {
+                    "ari"
+                } else {
+                    "lifetime"
+                }
+            }),
             issued_at: a.map(|a| a.issued_at),
             picked_up: a.is_some_and(|a| a.picked_up_at.is_some()),
             last_error: c.last_error.clone(),
