@@ -279,6 +279,33 @@ impl CertFiles {
     }
 }
 
+/// Runs a deploy hook after `files` were installed: `/bin/sh -c HOOK` with `SCEAU_CERT_NAME`,
+/// `SCEAU_CERT_DIR` and `SCEAU_DOMAINS` (space-separated), stdin closed. A hook that fails
+/// is an error that says the certificate is installed nonetheless.
+pub async fn run_deploy_hook(
+    files: &CertFiles,
+    name: &str,
+    domains: &[&str],
+    hook: &str,
+) -> Result<()> {
+    let status = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(hook)
+        .env("SCEAU_CERT_NAME", name)
+        .env("SCEAU_CERT_DIR", &files.dir)
+        .env("SCEAU_DOMAINS", domains.join(" "))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|e| Error::Config(format!("{name}: cannot run the deploy hook: {e}")))?;
+    if !status.success() {
+        return Err(Error::Config(format!(
+            "{name}: the certificate was installed but the deploy hook `{hook}` failed ({status}); fix it and run it by hand"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

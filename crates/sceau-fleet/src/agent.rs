@@ -362,10 +362,6 @@ async fn submit(
     ManagerLink::json(resp).await
 }
 
-fn spki_of(key: &AccountKey) -> Result<Vec<u8>> {
-    Ok(sceau_client::issue::key_spki(key)?)
-}
-
 async fn one(
     link: &ManagerLink,
     files: &Files,
@@ -497,30 +493,14 @@ async fn install(
         .map_err(|_| mismatch("arrived but this agent holds no pending key for it"))?;
     let key = AccountKey::from_pem(&key_pem)
         .map_err(|e| Error::Config(format!("{}: {e}", pending.display())))?;
-    if spki_of(&key)? != info.public_key_der {
+    if sceau_client::issue::key_spki(&key)? != info.public_key_der {
         return Err(mismatch("does not certify this agent's pending key"));
     }
     installed.install(Some(&key_pem), &chain, sceau_client::state::default_keep())?;
     if let Some(hook) = &cert.deploy_hook {
-        let status = tokio::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(hook)
-            .env("SCEAU_CERT_NAME", &cert.name)
-            .env("SCEAU_CERT_DIR", &installed.dir)
-            .env("SCEAU_DOMAINS", cert.domains.join(" "))
-            .stdin(std::process::Stdio::null())
-            .status()
-            .await
-            .map_err(|e| {
-                Error::Config(format!("{}: cannot run the deploy hook: {e}", cert.name))
-            })?;
-        if !status.success() {
-            // Installed but not deployed: the manager is not told, so it keeps alerting.
-            return Err(Error::Config(format!(
-                "{}: the certificate was installed but the deploy hook `{hook}` failed ({status}); fix it and run it by hand",
-                cert.name
-            )));
-        }
+        // Installed but not deployed: the manager is not told, so it keeps alerting.
+        let domains: Vec<&str> = cert.domains.iter().map(String::as_str).collect();
+        sceau_client::files::run_deploy_hook(installed, &cert.name, &domains, hook).await?;
     }
     report_installed(link, &cert.name, serial).await?;
     let _ = std::fs::remove_file(&pending);

@@ -287,35 +287,14 @@ pub async fn run_deploy_hook(
     files: &CertFiles,
     hook: &str,
 ) -> Result<()> {
-    let status = tokio::process::Command::new("/bin/sh")
-        .arg("-c")
-        .arg(hook)
-        .env("SCEAU_CERT_NAME", &cert.name)
-        .env("SCEAU_CERT_DIR", &files.dir)
-        .env(
-            "SCEAU_DOMAINS",
-            cert.identifiers
-                .iter()
-                .map(|i| i.value.as_str())
-                .collect::<Vec<_>>()
-                .join(" "),
-        )
-        .stdin(std::process::Stdio::null())
-        .status()
-        .await
-        .map_err(|e| Error::Config(format!("{}: cannot run the deploy hook: {e}", cert.name)))?;
+    let domains: Vec<&str> = cert.identifiers.iter().map(|i| i.value.as_str()).collect();
+    let result = sceau_client::files::run_deploy_hook(files, &cert.name, &domains, hook).await;
     (ctx.events)(&Event::DeployHook {
         name: cert.name.clone(),
         command: hook.to_owned(),
-        success: status.success(),
+        success: result.is_ok(),
     });
-    if !status.success() {
-        return Err(Error::Config(format!(
-            "{}: the certificate was installed but the deploy hook `{hook}` failed ({status}); fix it and run it by hand",
-            cert.name
-        )));
-    }
-    Ok(())
+    result
 }
 
 async fn renew_one(ctx: Arc<Ctx>, cert: ManagedCert, a: Arc<RenewArgsShared>) -> Result<bool> {

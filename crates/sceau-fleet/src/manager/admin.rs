@@ -32,6 +32,14 @@ fn check_allowed(allowed: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// How a token is stored and looked up: SHA-256, hex, of its text without surrounding space.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        token.trim().as_bytes(),
+    ))
+}
+
 /// Invites an agent: writes a one-time token (valid `ttl_secs`) to `token_file`.
 pub async fn invite(
     m: &Manager,
@@ -49,10 +57,7 @@ pub async fn invite(
     let mut raw = [0u8; 32];
     aws_lc_rs::rand::fill(&mut raw).expect("OS random source");
     let token = sceau_wire::b64::encode(raw);
-    let hash = hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        token.as_bytes(),
-    ));
+    let hash = token_hash(&token);
     let expires = sceau_store::now() + ttl_secs;
     let audit = FleetAudit::new(&operator(), "agent.invited")
         .about(name, None)

@@ -269,13 +269,6 @@ async fn agent(m: &Manager, peer: &Peer) -> Answer<AgentRecord> {
     Ok(a)
 }
 
-fn token_hash(token: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        token.trim().as_bytes(),
-    ))
-}
-
 async fn enrol(
     State(m): State<Arc<Manager>>,
     Extension(peer): Extension<Peer>,
@@ -291,7 +284,11 @@ async fn enrol(
             ),
         ));
     }
-    match m.store.enrol(&token_hash(&req.token), &peer.0).await {
+    match m
+        .store
+        .enrol(&super::admin::token_hash(&req.token), &peer.0)
+        .await
+    {
         Ok(a) => {
             tracing::info!(agent = a.name, "agent enrolled");
             Ok(Json(info(&a)))
