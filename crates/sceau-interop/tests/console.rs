@@ -220,7 +220,8 @@ fn an_operator_runs_an_external_account_from_chromium() {
             "--http-01-port",
             &env.http01_port.to_string(),
         ])
-        .args(["--eab-kid", &kid, "--eab-hmac-key", mac])
+        // `=`: a base64url key may start with `-`, which argparse would take for an option.
+        .args(["--eab-kid", &kid, &format!("--eab-hmac-key={mac}")])
         .args(["-d", NAME]);
         c
     };
